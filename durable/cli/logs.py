@@ -1,0 +1,29 @@
+"""`durable logs`: print what a task has written."""
+
+from __future__ import annotations
+
+import click
+
+from durable.cli._common import db_option, handle_errors, run_async
+from durable.cli._output import write_chunk
+from durable.client import Client
+
+
+@click.command()
+@click.argument("task_id", metavar="TASK", type=int)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing until the task ends.")
+@db_option
+@handle_errors
+def logs(task_id: int, follow: bool, db: str | None) -> None:
+    """Print TASK's whole log (its stdout on stdout, its stderr on stderr)."""
+
+    async def main() -> None:
+        async with await Client.open(db) as client:
+            if follow:
+                async for chunk in client.follow(task_id):
+                    write_chunk(chunk)
+            else:
+                for chunk in await client.logs(task_id):
+                    write_chunk(chunk)
+
+    run_async(main)

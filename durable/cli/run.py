@@ -1,0 +1,79 @@
+"""`durable run`: build, launch and run one workflow to its end, here and now."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import click
+
+from durable.cli._common import (
+    EXIT_FAILED,
+    configure_logging,
+    db_option,
+    handle_errors,
+    parse_json,
+    progress,
+    run_async,
+)
+from durable.cli._output import describe_end, write_chunk
+from durable.client import Client
+from durable.core.model import TaskState
+from durable.host import HostConfig, Runtime
+from durable.loader import WorkflowBinary, load_workflow
+from durable.storage import open_store
+from durable.worker import Worker, WorkerConfig
+
+
+@click.command()
+@click.argument("workflow", type=click.Path(path_type=Path))
+@click.option("--input", "input_", default="null", metavar="JSON", help="The input, as JSON.")
+@click.option("--name", help="A label for the task [default: the file's name].")
+@click.option("--entry", default="", help="The entry function [default: the workflow's].")
+@db_option
+@handle_errors
+def run(workflow: Path, input_: str, name: str | None, entry: str, db: str | None) -> None:
+    """Run WORKFLOW (.py or .wasm) to its end with an embedded worker.
+
+    Prints the task id on stderr, streams the task's output, then prints its result
+    (when not null) on stdout. Exits 0 when the workflow completes, 1 when it fails.
+    If this process dies, `durable worker` resumes the task where it was.
+    """
+    configure_logging()
+    value = parse_json(input_, "--input")
+    runtime = Runtime(HostConfig())
+    try:
+        with progress(f"preparing {workflow.name}"):
+            binary = load_workflow(workflow, runtime.cache)
+        code = run_async(_run, binary, value, name or binary.name, entry, db, runtime)
+    finally:
+        runtime.close()
+    sys.exit(code)
+
+
+async def _run(
+    binary: WorkflowBinary, value: Any, name: str, entry: str, db: str | None, runtime: Runtime
+) -> int:
+    store = await open_store(db)
+    try:
+        client = Client(store)
+        workflow_hash = await client.register(binary.wasm, name=binary.name)
+        task = await client.launch(workflow_hash, name=name, input=value, entry=entry)
+        click.echo(f"task {task.id}", err=True)
+        worker = Worker(store, WorkerConfig(), runtime=runtime)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(worker.run)
+            async for chunk in client.follow(task.id):
+                write_chunk(chunk)
+            worker.stop()
+        final = await client.get(task.id)
+    finally:
+        await store.close()
+    if final.state is TaskState.COMPLETE:
+        if final.result is not None and final.result != "null":
+            click.echo(final.result)
+        return 0
+    click.echo(describe_end(final), err=True)
+    return EXIT_FAILED

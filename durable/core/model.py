@@ -1,0 +1,152 @@
+"""The value objects every layer shares: tasks, events, log chunks, leases.
+
+They are frozen, slotted and keyword-only so that a value read from storage cannot be
+changed behind the store's back, and so that adding a field never silently shifts a
+positional argument. Times are timezone-aware UTC datetimes; payloads are JSON text,
+kept as text so that what was recorded is byte-for-byte what replay returns.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class TaskState(enum.StrEnum):
+    """Where a task is in its life. `ready -> active -> (suspended -> ready ...) -> end`."""
+
+    READY = "ready"  # waiting for a worker to claim it
+    ACTIVE = "active"  # claimed by a worker, which holds a lease on it
+    SUSPENDED = "suspended"  # parked until `wakeup_at`, a notification or a child
+    COMPLETE = "complete"  # finished with a result
+    FAILED = "failed"  # finished with an error
+    CANCELLED = "cancelled"  # stopped on request
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the task has ended and will never run again."""
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset({TaskState.COMPLETE, TaskState.FAILED, TaskState.CANCELLED})
+
+
+class Stream(enum.StrEnum):
+    """Which guest output stream a log chunk came from."""
+
+    STDOUT = "stdout"
+    STDERR = "stderr"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewTask:
+    """What a client asks for when it launches a task."""
+
+    name: str  # a human label; need not be unique
+    workflow_hash: str  # SHA-256 hex of the stored workflow binary
+    input: str  # JSON text handed to the entry function
+    entry: str = ""  # entry function name; "" means the workflow's default entry
+    seed: int = 0  # per-task entropy seed (63 bits); 0 asks the store to pick one
+    parent_id: int | None = None  # the task that spawned this one, if any
+    idempotency_key: str | None = None  # launching twice with one key returns one task
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Task:
+    """One run of a workflow, as stored."""
+
+    id: int  # assigned by the store, increasing
+    name: str  # the human label given at launch
+    workflow_hash: str  # SHA-256 hex of the binary the task runs and replays against
+    entry: str  # entry function name ("" = default)
+    input: str  # JSON text
+    state: TaskState  # see TaskState
+    seed: int  # per-task entropy seed; replays derive the same random bytes from it
+    created_at: datetime  # when the task was launched
+    updated_at: datetime  # when its row last changed
+    wakeup_at: datetime | None  # when a suspended task becomes claimable again
+    result: str | None  # JSON text of the result, once complete
+    error: str | None  # JSON text {"kind","message","traceback"}, once failed/cancelled
+    owner: str | None  # id of the worker holding the lease, while active
+    attempts: int  # how many times a worker has claimed it
+    parent_id: int | None  # the spawning task, if any
+    idempotency_key: str | None  # the launch key, if one was given
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """One recorded host call: `(task, index, label, payload)`; never rewritten."""
+
+    index: int  # position in the task's history, from 0, gap-free
+    label: str  # names the operation, e.g. "step fetch_price" or "wasi:clocks/wall-clock.now"
+    digest: str | None  # short hash of the request, for effects; checked on replay
+    payload: str  # JSON text of the recorded outcome
+    created_at: datetime | None = None  # set by the store when written; None before
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LogChunk:
+    """A piece of guest output, stored once and never printed again on replay."""
+
+    position: int  # number of events recorded before the output was produced
+    stream: Stream  # stdout or stderr
+    data: bytes  # the bytes the guest wrote
+    seq: int = 0  # order within the task, assigned by the store (0 until stored)
+    created_at: datetime | None = None  # set by the store when written; None before
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Lease:
+    """A worker's claim on an active task. Every write for the task presents it."""
+
+    task_id: int  # the task claimed
+    worker_id: str  # the worker that holds it
+    token: int  # increases on every claim; a write with an older token is refused
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claim:
+    """A task handed to a worker, with the lease that lets it write."""
+
+    task: Task  # the task as it was when claimed (state is ACTIVE)
+    lease: Lease  # present this on every write
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerInfo:
+    """A live worker process, so that others can tell when it has died."""
+
+    id: str  # unique per process start
+    hostname: str  # machine the worker runs on
+    pid: int  # its process id on that machine
+    started_at: datetime  # when it registered
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Completed:
+    """The attempt ended with a result."""
+
+    result: str  # JSON text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failed:
+    """The attempt ended with an error that no retry will fix."""
+
+    error: str  # JSON text {"kind","message","traceback"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Suspended:
+    """The task parks until `wakeup_at` (or until something else wakes it, if None)."""
+
+    wakeup_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Released:
+    """The worker gives the task back (shutdown, transient error): ready for anyone."""
+
+
+Outcome = Completed | Failed | Suspended | Released

@@ -1,0 +1,41 @@
+"""Control signals that unwind a running guest.
+
+A host function raises one of these to stop the guest: the exception traps the
+component and reaches the worker as the same Python object. They derive from
+`BaseException`, not `Exception`, so that no `except Exception` between the host
+function and the worker (ours or a library's) can swallow a suspension or a cancellation
+and let the task carry on in a state it never recorded.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class ControlSignal(BaseException):  # noqa: N818 - a signal, not an error
+    """Root of the signals that end an attempt without ending the task."""
+
+
+class Suspend(ControlSignal):
+    """Park the task until `wakeup_at` (None: until something else wakes it)."""
+
+    def __init__(self, wakeup_at: datetime | None) -> None:
+        super().__init__(f"suspend until {wakeup_at}")
+        self.wakeup_at = wakeup_at
+
+
+class Release(ControlSignal):
+    """Give the task back to the queue: the worker is shutting down."""
+
+
+class LeaseLost(ControlSignal):
+    """Another worker owns the task now: stop at once and write nothing."""
+
+
+class HistoryExhausted(ControlSignal):
+    """A replay-only run went past the recorded history: everything before matched."""
+
+    def __init__(self, position: int, label: str) -> None:
+        super().__init__(f"history ends at event {position}; the workflow went on to {label!r}")
+        self.position = position
+        self.label = label

@@ -1,0 +1,39 @@
+"""The `durable` API a workflow uses inside its component.
+
+A workflow is a plain Python file with one entry function that takes the task's input
+and returns its result::
+
+    import durable
+
+    @durable.step
+    def charge(order_id: str, cents: int) -> dict:
+        ...  # runs once; on replay its recorded result comes back instead
+
+    @durable.workflow
+    def main(order: dict) -> str:
+        receipt = charge(order["id"], order["cents"])
+        durable.sleep(3600)  # durable: a crash or restart never moves the deadline
+        return receipt["id"]
+
+`time.time()`, `time.sleep()`, `datetime.now()`, `random` and `uuid.uuid4()` are safe
+in a workflow: the host records the clock and derives randomness from the task's seed,
+so a replay sees the same values. This package is built into the component and never
+imports the host's modules.
+"""
+
+from durable._errors import DurableGuestError, StepFailed
+from durable._info import TaskInfo, info
+from durable._steps import step
+from durable._timers import sleep, sleep_until
+from durable._workflows import workflow
+
+__all__ = [
+    "DurableGuestError",
+    "StepFailed",
+    "TaskInfo",
+    "info",
+    "sleep",
+    "sleep_until",
+    "step",
+    "workflow",
+]

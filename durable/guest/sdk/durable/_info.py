@@ -1,0 +1,44 @@
+"""The running task's facts: id, name, input, creation time, attempt."""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from wit_world.imports import task as _task
+
+_cached: "TaskInfo | None" = None
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Facts about the running task; the same on every replay."""
+
+    id: int  # the task id
+    name: str  # the label given at launch
+    entry: str  # the entry function running ("" = default)
+    input: Any  # the input, decoded from JSON
+    created_at: datetime  # launch time, UTC
+    attempt: int  # 1 on the first run; higher after a crash or a suspension
+
+
+def info() -> TaskInfo:
+    """Return the running task's `TaskInfo`."""
+    global _cached
+    if _cached is None:
+        raw = _task.info()
+        created = raw.created_at.seconds + raw.created_at.nanoseconds / 1e9
+        _cached = TaskInfo(
+            id=raw.id,
+            name=raw.name,
+            entry=raw.entry,
+            input=json.loads(raw.input),
+            created_at=datetime.fromtimestamp(created, tz=timezone.utc),
+            attempt=raw.attempt,
+        )
+    return _cached
+
+
+def _reset() -> None:
+    global _cached
+    _cached = None

@@ -1,0 +1,74 @@
+"""The component's export: run an entry function on a task's input.
+
+`durable build` generates the component's top-level module, which imports this one
+first (so the standard library is patched before the workflow's own imports), then the
+workflow module, then hands the module to `bind`.
+"""
+
+import json
+import os
+import random
+import sys
+import time
+import traceback
+from typing import Any
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports.types import WorkflowError
+
+from durable import _info, _state, _timers
+from durable._workflows import resolve
+
+_module: Any = None
+
+
+def _monotonic() -> float:
+    # The WASI monotonic clock is not recorded; derive monotonic readings from the
+    # recorded wall clock so that code timing itself replays identically.
+    return time.time()
+
+
+def _monotonic_ns() -> int:
+    return time.time_ns()
+
+
+def _patch_stdlib() -> None:
+    time.sleep = _timers.sleep
+    time.monotonic = _monotonic
+    time.perf_counter = _monotonic
+    time.monotonic_ns = _monotonic_ns
+    time.perf_counter_ns = _monotonic_ns
+
+
+_patch_stdlib()
+
+
+def bind(module: Any) -> None:
+    """Remember the workflow module, to find its `main` when nothing is decorated."""
+    global _module
+    _module = module
+
+
+class WitWorld(wit_world.WitWorld):
+    """The export componentize-py calls: `run(entry, input) -> result<string, error>`."""
+
+    def run(self, entry: str, input: str) -> str:
+        _state.in_step = False
+        _info._reset()
+        # The interpreter's state was snapshotted at build time, so every task would
+        # start with the same `random` state. Reseed from os.urandom, which the host
+        # derives from this task's seed: a fresh sequence per task, the same on replay.
+        random.seed(int.from_bytes(os.urandom(32), "big"))
+        try:
+            fn = resolve(entry, _module)
+            result = fn(json.loads(input))
+            try:
+                return json.dumps(result, allow_nan=False)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"workflow result is not JSON-serialisable: {exc}") from None
+        except Exception as exc:
+            text = "".join(traceback.format_exception(exc))
+            sys.stderr.write(text)
+            sys.stderr.flush()
+            raise Err(WorkflowError(kind=type(exc).__name__, message=str(exc), traceback=text))

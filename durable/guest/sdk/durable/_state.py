@@ -1,0 +1,4 @@
+"""Per-run guest state, reset at the start of every run."""
+
+#: True while the body of a recorded step runs (nested steps then run as plain code).
+in_step = False

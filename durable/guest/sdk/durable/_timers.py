@@ -1,0 +1,33 @@
+"""Durable sleep. `time.sleep` inside a workflow is routed here too."""
+
+from datetime import datetime, timezone
+
+from wit_world.imports import timer as _timer
+from wit_world.imports.types import Datetime
+
+
+def sleep(seconds: float) -> None:
+    """Sleep durably for `seconds`.
+
+    The deadline is recorded when the sleep starts, so a crash or a restart never moves
+    it. A short sleep blocks in place; a long one suspends the task, and the worker
+    holds nothing for it until the deadline.
+    """
+    if seconds != seconds or seconds < 0:  # NaN or negative, as time.sleep refuses
+        raise ValueError("sleep length must be a non-negative number")
+    _timer.sleep(int(seconds * 1_000_000_000))
+
+
+def sleep_until(when: "datetime | float") -> None:
+    """Sleep durably until `when` (an aware datetime, or Unix seconds)."""
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            raise ValueError("sleep_until needs an aware datetime (add tzinfo=timezone.utc)")
+        ts = when.astimezone(timezone.utc).timestamp()
+    else:
+        ts = float(when)
+    seconds = int(ts // 1)
+    nanos = int(round((ts - seconds) * 1_000_000_000))
+    if nanos >= 1_000_000_000:
+        seconds, nanos = seconds + 1, nanos - 1_000_000_000
+    _timer.sleep_until(Datetime(seconds=seconds, nanoseconds=nanos))

@@ -1,0 +1,32 @@
+"""Host settings: when to suspend, how often to commit, resource limits."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_cache_dir() -> Path:
+    """`$DURABLE_CACHE_DIR`, else `$XDG_CACHE_HOME/durable`, else `~/.cache/durable`."""
+    explicit = os.environ.get("DURABLE_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "durable"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostConfig:
+    """How the host runs guests. Every field has a production default."""
+
+    # A sleep longer than this suspends the task instead of blocking a thread.
+    suspend_after: float = 10.0
+    # Recorded events wait at most this long (seconds) before being committed.
+    flush_interval: float = 0.2
+    # ... or until this many are pending.
+    max_pending_events: int = 1000
+    # Linear memory limit per instance, in bytes.
+    memory_limit: int = 256 * 1024 * 1024
+    # Where compiled components are cached across processes.
+    cache_dir: Path = field(default_factory=default_cache_dir)

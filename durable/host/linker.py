@@ -1,0 +1,118 @@
+"""The host functions: WASI shadows and the durable:core interfaces.
+
+wasmtime's WASI p2 is linked first; then, with shadowing allowed, the wall clock and
+the random source are replaced by ours so that the guest's `time.time()` is recorded and
+its `os.urandom()` is derived from the task's seed. Shadowing replaces a whole interface
+instance, so every function of each shadowed interface is defined here.
+
+The monotonic clock is left to wasmtime: replacing it means implementing `wasi:io/poll`
+and the streams that hand out pollables. The Python SDK routes `time.monotonic`,
+`time.perf_counter` and `time.sleep` through recorded calls instead. The gap this
+leaves: a non-Python guest that reads the WASI monotonic clock directly, or a Python C
+extension that does, sees live (unrecorded) readings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import wasmtime
+from wasmtime import component as wc
+
+from durable.host.context import AttemptContext
+from durable.host.world import DURABLE_VERSION
+
+# Components built by different componentize-py releases import different WASI 0.2.x
+# versions; shadow them all so that none falls through to an unrecorded clock.
+WASI_VERSIONS = tuple(f"0.2.{minor}" for minor in range(13))
+
+
+def record(**fields: Any) -> wc.Record:
+    """A component record; keyword names use `_` where WIT uses `-`."""
+    rec = wc.Record()
+    for name, value in fields.items():
+        setattr(rec, name.replace("_", "-"), value)
+    return rec
+
+
+def build_linker(
+    engine: wasmtime.Engine, current: Callable[[], AttemptContext]
+) -> wc.Linker:
+    """A Linker with WASI p2 and every durable host function, for all attempts."""
+    linker = wc.Linker(engine)
+    linker.add_wasip2()
+    linker.allow_shadowing = True
+    with linker.root() as root:
+        for version in WASI_VERSIONS:
+            with root.add_instance(f"wasi:clocks/wall-clock@{version}") as clock:
+                _define_wall_clock(clock, current)
+            with root.add_instance(f"wasi:random/random@{version}") as rand:
+                _define_random(rand, current)
+        _define_durable(root, current)
+    return linker
+
+
+def _define_wall_clock(inst: wc.LinkerInstance, current: Callable[[], AttemptContext]) -> None:
+    def now(_store: object) -> wc.Record:
+        ns = current().now_ns()
+        return record(seconds=ns // 1_000_000_000, nanoseconds=ns % 1_000_000_000)
+
+    def resolution(_store: object) -> wc.Record:
+        return record(seconds=0, nanoseconds=1000)
+
+    inst.add_func("now", now)
+    inst.add_func("resolution", resolution)
+
+
+def _define_random(inst: wc.LinkerInstance, current: Callable[[], AttemptContext]) -> None:
+    def get_random_bytes(_store: object, length: int) -> bytes:
+        return current().random_bytes(length)
+
+    def get_random_u64(_store: object) -> int:
+        return int.from_bytes(current().random_bytes(8), "little")
+
+    inst.add_func("get-random-bytes", get_random_bytes)
+    inst.add_func("get-random-u64", get_random_u64)
+
+
+def _define_durable(root: wc.LinkerInstance, current: Callable[[], AttemptContext]) -> None:
+    with root.add_instance(f"durable:core/types@{DURABLE_VERSION}"):
+        pass  # types only
+
+    def info(_store: object) -> wc.Record:
+        ctx = current()
+        task = ctx.task
+        created = task.created_at.timestamp()
+        seconds = int(created // 1)
+        return record(
+            id=task.id,
+            name=task.name,
+            entry=task.entry,
+            input=task.input,
+            created_at=record(seconds=seconds, nanoseconds=int((created - seconds) * 1e9)),
+            attempt=ctx.attempt,
+        )
+
+    with root.add_instance(f"durable:core/task@{DURABLE_VERSION}") as inst:
+        inst.add_func("info", info)
+
+    def enter(_store: object, label: str, digest: str | None) -> str | None:
+        return current().step_enter(label, digest)
+
+    def exit_(_store: object, payload: str) -> None:
+        current().step_exit(payload)
+
+    with root.add_instance(f"durable:core/step@{DURABLE_VERSION}") as inst:
+        inst.add_func("enter", enter)
+        inst.add_func("exit", exit_)
+
+    def sleep(_store: object, duration_ns: int) -> None:
+        current().sleep(duration_ns)
+
+    def sleep_until(_store: object, deadline: wc.Record) -> None:
+        current().sleep_until(deadline.seconds * 1_000_000_000 + deadline.nanoseconds)
+
+    with root.add_instance(f"durable:core/timer@{DURABLE_VERSION}") as inst:
+        inst.add_func("sleep", sleep)
+        inst.add_func("sleep-until", sleep_until)

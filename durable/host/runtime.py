@@ -1,0 +1,163 @@
+"""One wasmtime Engine and one Linker for a whole worker, and the running of attempts.
+
+Host functions are defined once, on the shared Linker. wasmtime-py hands them only a
+store context, so they find their attempt through a thread-local: each attempt runs on
+its own thread from start to end, and host calls arrive on that thread.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+
+import wasmtime
+from wasmtime import component as wc
+
+from durable.core.model import Completed, Event, Failed, LogChunk, Outcome, Released, Stream, Suspended
+from durable.core.signals import HistoryExhausted, Release, Suspend
+from durable.errors import HostError, LeaseLostError, NondeterminismError
+from durable.host.cache import ComponentCache
+from durable.host.config import HostConfig
+from durable.host.context import AttemptContext
+from durable.host.linker import build_linker
+
+_EPOCH_TICK = 0.01  # seconds between engine epoch increments
+_NO_DEADLINE = 1 << 60  # epoch ticks: effectively never
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptEnd:
+    """How an attempt ended, and what is left to write with the final state change."""
+
+    outcome: Outcome | None  # None: the lease was lost; write nothing at all
+    events: list[Event] = field(default_factory=list)  # recorded, not yet committed
+    logs: list[LogChunk] = field(default_factory=list)  # output not yet committed
+    # Set when a replay-only attempt ran past its history (the `durable replay` check).
+    exhausted: HistoryExhausted | None = None
+
+
+class _Local(threading.local):
+    ctx: AttemptContext | None = None
+
+
+class Runtime:
+    """The worker-wide wasmtime Engine, Linker and component cache."""
+
+    def __init__(self, config: HostConfig | None = None) -> None:
+        self.config = config or HostConfig()
+        engine_config = wasmtime.Config()
+        # Epoch interruption lets a watchdog stop a guest stuck in a loop.
+        engine_config.epoch_interruption = True
+        self.engine = wasmtime.Engine(engine_config)
+        self.cache = ComponentCache(self.engine, self.config.cache_dir)
+        self._local = _Local()
+        self.linker = build_linker(self.engine, self._current)
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="durable-epoch", daemon=True)
+        self._ticker.start()
+
+    def close(self) -> None:
+        """Stop the epoch ticker."""
+        self._stop.set()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(_EPOCH_TICK):
+            self.engine.increment_epoch()
+
+    def _current(self) -> AttemptContext:
+        ctx = self._local.ctx
+        if ctx is None:  # pragma: no cover - would be a host bug
+            raise HostError("host function called outside a task attempt")
+        return ctx
+
+    def run(self, component: wc.Component, ctx: AttemptContext) -> AttemptEnd:
+        """Run one attempt of `ctx.task` to its end. Blocks; call from a worker thread."""
+        store = wasmtime.Store(self.engine)
+        self._local.ctx = ctx
+        try:
+            wasi = wasmtime.WasiConfig()
+            # No args, no environment, no preopened directories, no network: the guest
+            # sees only what the durable host gives it.
+            wasi.stdout_custom = lambda data: ctx.on_output(Stream.STDOUT, bytes(data))
+            wasi.stderr_custom = lambda data: ctx.on_output(Stream.STDERR, bytes(data))
+            store.set_wasi(wasi)
+            store.set_epoch_deadline(_NO_DEADLINE)
+            store.set_limits(memory_size=self.config.memory_limit)
+            return self._call(store, component, ctx)
+        finally:
+            self._local.ctx = None
+            store.close()
+
+    def _call(self, store: wasmtime.Store, component: wc.Component, ctx: AttemptContext) -> AttemptEnd:
+        task = ctx.task
+        try:
+            instance = self.linker.instantiate(store, component)
+            run = instance.get_func(store, "run")
+            if run is None:  # checked at load time; kept for binaries stored before that
+                return _failed(ctx, "ComponentError", "component does not export `run`")
+            value = run(store, task.entry, task.input)
+            ctx.cursor.check_finished()
+        except Suspend as signal:
+            return AttemptEnd(
+                outcome=Suspended(wakeup_at=signal.wakeup_at),
+                events=ctx.cursor.take_pending(),
+                logs=ctx.take_logs(frontier=False),
+            )
+        except Release:
+            return AttemptEnd(
+                outcome=Released(), events=ctx.cursor.take_pending(), logs=ctx.take_logs(frontier=False)
+            )
+        except HistoryExhausted as signal:
+            return AttemptEnd(outcome=None, exhausted=signal)
+        except LeaseLostError:
+            return AttemptEnd(outcome=None)
+        except NondeterminismError as exc:
+            # The history stays as it was: nothing recorded in this attempt is written.
+            ctx.cursor.take_pending()
+            ctx.note(f"NondeterminismError: {exc}\n")
+            return AttemptEnd(
+                outcome=Failed(error=_error_json("NondeterminismError", str(exc), "")),
+                logs=ctx.take_logs(frontier=True),
+            )
+        except HostError as exc:
+            return _failed(ctx, "HostError", str(exc))
+        except wasmtime.WasmtimeError as exc:
+            return _failed(ctx, "Trap", _trap_message(exc))
+        if isinstance(value, str):
+            return AttemptEnd(
+                outcome=Completed(result=value),
+                events=ctx.cursor.take_pending(),
+                logs=ctx.take_logs(frontier=True),
+            )
+        kind = getattr(value, "kind", "Error")
+        message = getattr(value, "message", str(value))
+        traceback = getattr(value, "traceback", "")
+        return AttemptEnd(
+            outcome=Failed(error=_error_json(kind, message, traceback)),
+            events=ctx.cursor.take_pending(),
+            logs=ctx.take_logs(frontier=True),
+        )
+
+
+def _failed(ctx: AttemptContext, kind: str, message: str) -> AttemptEnd:
+    ctx.note(f"{kind}: {message}\n")
+    return AttemptEnd(
+        outcome=Failed(error=_error_json(kind, message, "")),
+        events=ctx.cursor.take_pending(),
+        logs=ctx.take_logs(frontier=True),
+    )
+
+
+def _error_json(kind: str, message: str, traceback: str) -> str:
+    return json.dumps({"kind": kind, "message": message, "traceback": traceback})
+
+
+def _trap_message(exc: wasmtime.WasmtimeError) -> str:
+    """The useful part of a trap: its cause, without the wasm backtrace."""
+    text = str(exc)
+    if "Caused by:" in text:
+        cause = text.split("Caused by:", 1)[1].strip().splitlines()
+        if cause:
+            return cause[0].strip()
+    return text.strip().splitlines()[0] if text.strip() else "guest trapped"

@@ -1,0 +1,161 @@
+"""The worker loop: claim, run, renew, wake.
+
+One worker is one asyncio task group. The main loop claims as many tasks as it has
+free slots and starts an attempt for each; attempts run their guest on a thread. The
+loop then sleeps until the store says work may be runnable, an attempt ends, the next
+timer or lease expiry is due, or the poll interval passes (a safety net, not the
+mechanism). A heartbeat renews the leases of every running task in one statement.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from datetime import UTC, datetime
+
+import anyio
+from anyio.abc import TaskGroup
+
+from durable.core.model import WorkerInfo
+from durable.host.runtime import Runtime
+from durable.storage.base import Store
+from durable.worker.attempt import AttemptRunner
+from durable.worker.config import WorkerConfig
+from durable.worker.liveness import reap_dead_local_workers
+
+log = logging.getLogger("durable.worker")
+
+
+class Worker:
+    """Runs tasks from a store until stopped (or, with `exit_when_idle`, until idle).
+
+    Embeddable: an asyncio application can `await worker.run()` in a task and call
+    `worker.stop()` to shut it down gracefully.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        config: WorkerConfig | None = None,
+        *,
+        runtime: Runtime | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config or WorkerConfig()
+        self._own_runtime = runtime is None
+        self.runtime = runtime or Runtime(self.config.host)
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stopping = anyio.Event()
+        self._changed = anyio.Event()
+        self._attempts = AttemptRunner(
+            store=store,
+            runtime=self.runtime,
+            worker_id=self.id,
+            limiter=anyio.CapacityLimiter(self.config.concurrency),
+            on_end=self._attempt_ended,
+        )
+
+    @property
+    def running(self) -> int:
+        """How many attempts are running now."""
+        return self._attempts.running
+
+    def stop(self) -> None:
+        """Stop claiming, give running tasks back, and return from `run`. Idempotent."""
+        self._stopping.set()
+        self._changed.set()
+
+    async def run(self) -> None:
+        """Run until `stop()` (or until idle, with `exit_when_idle`)."""
+        info = WorkerInfo(
+            id=self.id, hostname=socket.gethostname(), pid=os.getpid(), started_at=datetime.now(UTC)
+        )
+        await self.store.register_worker(info)
+        log.debug("worker %s started", self.id)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._heartbeat)
+                await self._loop(tg)
+                # Stopping: blocking sleeps end at once and their tasks are released.
+                self._attempts.interrupt_all()
+                await self._attempts.wait_all()
+                tg.cancel_scope.cancel()  # the heartbeat
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.store.remove_worker(self.id)
+                if self._own_runtime:
+                    self.runtime.close()
+            log.debug("worker %s stopped", self.id)
+
+    async def _loop(self, tg: TaskGroup) -> None:
+        await reap_dead_local_workers(self.store, self.id)
+        while not self._stopping.is_set():
+            free = self.config.concurrency - self._attempts.running
+            claimed = 0
+            if free > 0:
+                claims = await self.store.claim(
+                    worker_id=self.id, limit=free, lease_seconds=self.config.lease_seconds
+                )
+                claimed = len(claims)
+                for claim in claims:
+                    self._attempts.start(tg, claim)
+            if claimed and claimed == free:
+                continue  # there may be more: claim again once a slot frees up
+            timeout = await self._idle_timeout()
+            if self.config.exit_when_idle and self._attempts.running == 0 and not claimed:
+                if timeout is None or timeout > self.config.host.suspend_after:
+                    return
+            await self._wait(timeout if timeout is not None else self.config.poll_interval)
+
+    async def _idle_timeout(self) -> float | None:
+        """Seconds until the next timer or lease expiry, capped by the poll interval."""
+        wake = await self.store.next_wakeup()
+        if wake is None:
+            return None if self.config.exit_when_idle else self.config.poll_interval
+        delay = (wake - datetime.now(UTC)).total_seconds()
+        if self.config.exit_when_idle:
+            return max(0.0, delay)
+        return max(0.0, min(delay, self.config.poll_interval))
+
+    async def _wait(self, timeout: float) -> None:
+        """Sleep until the store signals work, an attempt ends, or `timeout` passes."""
+        if timeout <= 0:
+            return
+        changed = self._changed
+        async with anyio.create_task_group() as tg:
+
+            async def store_signal() -> None:
+                await self.store.wait_for_work(timeout)
+                tg.cancel_scope.cancel()
+
+            async def local_signal() -> None:
+                await changed.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(store_signal)
+            tg.start_soon(local_signal)
+        if self._changed.is_set() and not self._stopping.is_set():
+            self._changed = anyio.Event()
+
+    def _attempt_ended(self) -> None:
+        self._changed.set()
+
+    async def _heartbeat(self) -> None:
+        """Renew every lease this worker holds, three times per lease period."""
+        period = self.config.lease_seconds / 3
+        reap_every = max(1, int(30 / period))
+        beats = 0
+        while True:
+            await anyio.sleep(period)
+            try:
+                if self._attempts.running:
+                    await self.store.renew_leases(
+                        worker_id=self.id, lease_seconds=self.config.lease_seconds
+                    )
+                beats += 1
+                if beats % reap_every == 0:
+                    await reap_dead_local_workers(self.store, self.id)
+            except Exception as exc:  # the database may come back; leases may lapse
+                log.warning("lease renewal failed: %s", exc)
