@@ -68,9 +68,7 @@ def build_workflow(source: Path, *, cache_dir: Path | None = None) -> BuildResul
             '__all__ = ["WitWorld"]\n'
         )
         output = work / "out.wasm"
-        _componentize(
-            python_path=[work, sdk_path(), source.parent], output=output, source=source
-        )
+        _componentize(python_path=[work, sdk_path(), source.parent], output=output, source=source)
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             partial = out_dir / f".{key}.{os.getpid()}.tmp"

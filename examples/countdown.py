@@ -7,6 +7,8 @@ lines printed before the kill are byte-identical, and none is printed twice.
     durable run examples/countdown.py
 """
 
+from __future__ import annotations
+
 import random
 import time
 

@@ -1,7 +1,9 @@
 """Hello, world: the smallest workflow.
 
-    durable run examples/hello_world.py --input '"world"'
+durable run examples/hello_world.py --input '"world"'
 """
+
+from __future__ import annotations
 
 import durable
 

@@ -107,3 +107,15 @@ def progress(message: str) -> Iterator[None]:
     finally:
         done.set()
         thread.join()
+
+
+suspend_after_option = click.option(
+    "--suspend-after",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    envvar="DURABLE_SUSPEND_AFTER",
+    metavar="SECONDS",
+    help="A sleep or wait longer than this suspends the task instead of holding a thread. "
+    "[env: DURABLE_SUSPEND_AFTER]",
+)

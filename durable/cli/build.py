@@ -13,9 +13,7 @@ from durable.cli._common import fail, handle_errors, progress
 
 @click.command()
 @click.argument("workflow", type=click.Path(path_type=Path))
-@click.option(
-    "-o", "--output", type=click.Path(path_type=Path), help="Write the component here."
-)
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the component here.")
 @handle_errors
 def build(workflow: Path, output: Path | None) -> None:
     """Build WORKFLOW.py into a WebAssembly component (cached by content).

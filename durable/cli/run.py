@@ -17,6 +17,7 @@ from durable.cli._common import (
     parse_json,
     progress,
     run_async,
+    suspend_after_option,
 )
 from durable.cli._output import describe_end, write_chunk
 from durable.client import Client
@@ -33,8 +34,16 @@ from durable.worker import Worker, WorkerConfig
 @click.option("--name", help="A label for the task [default: the file's name].")
 @click.option("--entry", default="", help="The entry function [default: the workflow's].")
 @db_option
+@suspend_after_option
 @handle_errors
-def run(workflow: Path, input_: str, name: str | None, entry: str, db: str | None) -> None:
+def run(
+    workflow: Path,
+    input_: str,
+    name: str | None,
+    entry: str,
+    db: str | None,
+    suspend_after: float,
+) -> None:
     """Run WORKFLOW (.py or .wasm) to its end with an embedded worker.
 
     Prints the task id on stderr, streams the task's output, then prints its result
@@ -43,7 +52,7 @@ def run(workflow: Path, input_: str, name: str | None, entry: str, db: str | Non
     """
     configure_logging()
     value = parse_json(input_, "--input")
-    runtime = Runtime(HostConfig())
+    runtime = Runtime(HostConfig(suspend_after=suspend_after))
     try:
         with progress(f"preparing {workflow.name}"):
             binary = load_workflow(workflow, runtime.cache)

@@ -7,7 +7,14 @@ import signal
 import anyio
 import click
 
-from durable.cli._common import configure_logging, db_option, handle_errors, run_async
+from durable.cli._common import (
+    configure_logging,
+    db_option,
+    handle_errors,
+    run_async,
+    suspend_after_option,
+)
+from durable.host import HostConfig
 from durable.storage import open_store, parse_url
 from durable.worker import Worker, WorkerConfig
 
@@ -32,15 +39,25 @@ from durable.worker import Worker, WorkerConfig
     is_flag=True,
     help="Upgrade the database schema if it is out of date (always done for SQLite).",
 )
+@suspend_after_option
 @click.option("-v", "--verbose", is_flag=True, help="Log every task attempt.")
 @handle_errors
 def worker(
-    db: str | None, concurrency: int, exit_when_idle: bool, migrate: bool, verbose: bool
+    db: str | None,
+    concurrency: int,
+    exit_when_idle: bool,
+    migrate: bool,
+    suspend_after: float,
+    verbose: bool,
 ) -> None:
     """Resume and run every unfinished task. Stops gracefully on SIGTERM or SIGINT."""
     configure_logging(verbose)
     migrate = migrate or parse_url(db).scheme != "postgres"
-    config = WorkerConfig(concurrency=concurrency, exit_when_idle=exit_when_idle)
+    config = WorkerConfig(
+        concurrency=concurrency,
+        exit_when_idle=exit_when_idle,
+        host=HostConfig(suspend_after=suspend_after),
+    )
 
     async def main() -> None:
         store = await open_store(db, migrate=migrate)

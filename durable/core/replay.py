@@ -59,7 +59,9 @@ class ReplayCursor:
         if self.position >= len(self._history):
             return None
         event = self._history[self.position]
-        if event.label != label or event.digest != digest:
+        if event.label != label:
+            raise NondeterminismError(self.position, repr(event.label), repr(label))
+        if event.digest != digest:
             raise NondeterminismError(
                 self.position, describe(event.label, event.digest), describe(label, digest)
             )

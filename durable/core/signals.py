@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 
-class ControlSignal(BaseException):  # noqa: N818 - a signal, not an error
+class ControlSignal(BaseException):
     """Root of the signals that end an attempt without ending the task."""
 
 

@@ -75,7 +75,7 @@ class ComponentCache:
         if wasm is None:
             raise ComponentError(f"workflow {wasm_hash[:12]} is not compiled and no binary given")
         component = compile_component(self._engine, wasm)
-        self._write(path, component.serialize())
+        self._write(path, bytes(component.serialize()))
         return component
 
     def _write(self, path: Path, data: bytes) -> None:

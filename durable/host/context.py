@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -54,8 +54,13 @@ class AttemptContext:
         self.replay_only = replay_only
         self.sink = sink
         self.in_step = False
+        # Set when a step's body performed an external effect: its outcome is then
+        # committed as soon as the step ends, to keep the repeat window small.
+        self.effect_in_step = False
         self.step_label = ""
         self.step_digest: str | None = None
+        # The exception a host function raised, parked while the guest unwinds.
+        self.unwinding: BaseException | None = None
         # Set by the worker to stop a blocking sleep at once (shutdown).
         self.interrupt = threading.Event()
         self._logs: list[LogChunk] = []
@@ -113,7 +118,10 @@ class AttemptContext:
     # -- output --------------------------------------------------------------------------
 
     def on_output(self, stream: Stream, data: bytes) -> None:
-        """Capture a guest write; drop it if an earlier attempt already logged it."""
+        """Capture a guest write; drop it if an earlier attempt already logged it.
+
+        Must not raise: wasmtime turns an exception here into a failed write.
+        """
         position = self.cursor.position
         if position < self.cursor.history_length:
             return  # replaying: this output was committed with event `position`
@@ -175,7 +183,37 @@ class AttemptContext:
             raise HostError("step exit without a step in progress")
         self.in_step = False
         self.record(self.step_label, self.step_digest, payload)
-        self.maybe_flush()
+        if self.effect_in_step:
+            self.effect_in_step = False
+            self.flush()
+        else:
+            self.maybe_flush()
+
+    # -- external effects ----------------------------------------------------------------
+
+    def effect(self, label: str, digest: str | None, perform: Callable[[], str]) -> str:
+        """Perform an external effect at least once, and record its outcome.
+
+        On replay the recorded payload comes back and `perform` is not called. Otherwise
+        everything recorded so far is committed first (so the world never sees an
+        effect whose causes could be lost), then `perform` runs, then its outcome is
+        recorded and committed before the guest can act on it. A crash between the
+        effect and that commit repeats the effect once on replay: at least once.
+        Inside a step the effect runs unrecorded; the step's own record covers it.
+        """
+        if self.in_step:
+            self.effect_in_step = True
+            return perform()
+        event = self.cursor.next(label, digest)
+        if event is not None:
+            return event.payload
+        if self.replay_only:
+            raise HistoryExhausted(self.cursor.position, label)
+        self.flush()
+        payload = perform()
+        self.record(label, digest, payload)
+        self.flush()
+        return payload
 
     # -- timers --------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ extension that does, sees live (unrecorded) readings.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,37 @@ from durable.host.world import DURABLE_VERSION
 WASI_VERSIONS = tuple(f"0.2.{minor}" for minor in range(13))
 
 
+def guarded(current: Callable[[], AttemptContext], fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a host function so that no Python exception crosses into wasmtime.
+
+    wasmtime-py's component callbacks catch only `Exception`, keep the last one in a
+    process-wide global (shared by every guest thread), and crash the process on a
+    `BaseException` such as our control signals. So a host function's exception is
+    parked on its own attempt, and the guest is unwound with a plain trap; the runtime
+    then re-raises the parked exception on the same thread.
+    """
+
+    def host_call(store: object, *args: Any) -> Any:
+        try:
+            return fn(store, *args)
+        except BaseException as exc:
+            with contextlib.suppress(BaseException):  # no attempt: only through a host bug
+                current().unwinding = exc
+            raise wasmtime.WasmtimeError(f"durable: unwinding ({type(exc).__name__})") from None
+
+    return host_call
+
+
+def add_funcs(
+    inst: wc.LinkerInstance,
+    current: Callable[[], AttemptContext],
+    funcs: dict[str, Callable[..., Any]],
+) -> None:
+    """Define each host function of an interface instance, guarded."""
+    for name, fn in funcs.items():
+        inst.add_func(name, guarded(current, fn))
+
+
 def record(**fields: Any) -> wc.Record:
     """A component record; keyword names use `_` where WIT uses `-`."""
     rec = wc.Record()
@@ -36,9 +68,7 @@ def record(**fields: Any) -> wc.Record:
     return rec
 
 
-def build_linker(
-    engine: wasmtime.Engine, current: Callable[[], AttemptContext]
-) -> wc.Linker:
+def build_linker(engine: wasmtime.Engine, current: Callable[[], AttemptContext]) -> wc.Linker:
     """A Linker with WASI p2 and every durable host function, for all attempts."""
     linker = wc.Linker(engine)
     linker.add_wasip2()
@@ -49,7 +79,8 @@ def build_linker(
                 _define_wall_clock(clock, current)
             with root.add_instance(f"wasi:random/random@{version}") as rand:
                 _define_random(rand, current)
-        _define_durable(root, current)
+        for define in INTERFACES:
+            define(root, current)
     return linker
 
 
@@ -61,8 +92,7 @@ def _define_wall_clock(inst: wc.LinkerInstance, current: Callable[[], AttemptCon
     def resolution(_store: object) -> wc.Record:
         return record(seconds=0, nanoseconds=1000)
 
-    inst.add_func("now", now)
-    inst.add_func("resolution", resolution)
+    add_funcs(inst, current, {"now": now, "resolution": resolution})
 
 
 def _define_random(inst: wc.LinkerInstance, current: Callable[[], AttemptContext]) -> None:
@@ -72,11 +102,16 @@ def _define_random(inst: wc.LinkerInstance, current: Callable[[], AttemptContext
     def get_random_u64(_store: object) -> int:
         return int.from_bytes(current().random_bytes(8), "little")
 
-    inst.add_func("get-random-bytes", get_random_bytes)
-    inst.add_func("get-random-u64", get_random_u64)
+    add_funcs(
+        inst, current, {"get-random-bytes": get_random_bytes, "get-random-u64": get_random_u64}
+    )
 
 
-def _define_durable(root: wc.LinkerInstance, current: Callable[[], AttemptContext]) -> None:
+Current = Callable[[], AttemptContext]
+Definer = Callable[[wc.LinkerInstance, Current], None]
+
+
+def _define_core(root: wc.LinkerInstance, current: Current) -> None:
     with root.add_instance(f"durable:core/types@{DURABLE_VERSION}"):
         pass  # types only
 
@@ -95,7 +130,7 @@ def _define_durable(root: wc.LinkerInstance, current: Callable[[], AttemptContex
         )
 
     with root.add_instance(f"durable:core/task@{DURABLE_VERSION}") as inst:
-        inst.add_func("info", info)
+        add_funcs(inst, current, {"info": info})
 
     def enter(_store: object, label: str, digest: str | None) -> str | None:
         return current().step_enter(label, digest)
@@ -104,15 +139,18 @@ def _define_durable(root: wc.LinkerInstance, current: Callable[[], AttemptContex
         current().step_exit(payload)
 
     with root.add_instance(f"durable:core/step@{DURABLE_VERSION}") as inst:
-        inst.add_func("enter", enter)
-        inst.add_func("exit", exit_)
+        add_funcs(inst, current, {"enter": enter, "exit": exit_})
 
     def sleep(_store: object, duration_ns: int) -> None:
         current().sleep(duration_ns)
 
-    def sleep_until(_store: object, deadline: wc.Record) -> None:
+    def sleep_until(_store: object, deadline: Any) -> None:
         current().sleep_until(deadline.seconds * 1_000_000_000 + deadline.nanoseconds)
 
     with root.add_instance(f"durable:core/timer@{DURABLE_VERSION}") as inst:
-        inst.add_func("sleep", sleep)
-        inst.add_func("sleep-until", sleep_until)
+        add_funcs(inst, current, {"sleep": sleep, "sleep-until": sleep_until})
+
+
+#: Each durable interface's host functions. An interface with its own module (HTTP,
+#: SQL, ...) adds its definer here.
+INTERFACES: list[Definer] = [_define_core]

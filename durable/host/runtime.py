@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 import wasmtime
 from wasmtime import component as wc
 
-from durable.core.model import Completed, Event, Failed, LogChunk, Outcome, Released, Stream, Suspended
+from durable.core.model import (
+    Completed,
+    Event,
+    Failed,
+    LogChunk,
+    Outcome,
+    Released,
+    Stream,
+    Suspended,
+)
 from durable.core.signals import HistoryExhausted, Release, Suspend
 from durable.errors import HostError, LeaseLostError, NondeterminismError
 from durable.host.cache import ComponentCache
@@ -89,14 +98,22 @@ class Runtime:
             self._local.ctx = None
             store.close()
 
-    def _call(self, store: wasmtime.Store, component: wc.Component, ctx: AttemptContext) -> AttemptEnd:
+    def _call(
+        self, store: wasmtime.Store, component: wc.Component, ctx: AttemptContext
+    ) -> AttemptEnd:
         task = ctx.task
         try:
-            instance = self.linker.instantiate(store, component)
-            run = instance.get_func(store, "run")
-            if run is None:  # checked at load time; kept for binaries stored before that
-                return _failed(ctx, "ComponentError", "component does not export `run`")
-            value = run(store, task.entry, task.input)
+            try:
+                instance = self.linker.instantiate(store, component)
+                run = instance.get_func(store, "run")
+                if run is None:  # checked at load time; kept for binaries stored before that
+                    return _failed(ctx, "ComponentError", "component does not export `run`")
+                value = run(store, task.entry, task.input)
+            except wasmtime.WasmtimeError:
+                # A host function parked the real reason before trapping the guest.
+                if ctx.unwinding is not None:
+                    raise ctx.unwinding from None
+                raise
             ctx.cursor.check_finished()
         except Suspend as signal:
             return AttemptEnd(
@@ -106,7 +123,9 @@ class Runtime:
             )
         except Release:
             return AttemptEnd(
-                outcome=Released(), events=ctx.cursor.take_pending(), logs=ctx.take_logs(frontier=False)
+                outcome=Released(),
+                events=ctx.cursor.take_pending(),
+                logs=ctx.take_logs(frontier=False),
             )
         except HistoryExhausted as signal:
             return AttemptEnd(outcome=None, exhausted=signal)

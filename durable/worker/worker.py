@@ -104,9 +104,10 @@ class Worker:
             if claimed and claimed == free:
                 continue  # there may be more: claim again once a slot frees up
             timeout = await self._idle_timeout()
-            if self.config.exit_when_idle and self._attempts.running == 0 and not claimed:
-                if timeout is None or timeout > self.config.host.suspend_after:
-                    return
+            idle = self._attempts.running == 0 and not claimed
+            nothing_due = timeout is None or timeout > self.config.host.suspend_after
+            if self.config.exit_when_idle and idle and nothing_due:
+                return
             await self._wait(timeout if timeout is not None else self.config.poll_interval)
 
     async def _idle_timeout(self) -> float | None:
@@ -119,15 +120,15 @@ class Worker:
             return max(0.0, delay)
         return max(0.0, min(delay, self.config.poll_interval))
 
-    async def _wait(self, timeout: float) -> None:
-        """Sleep until the store signals work, an attempt ends, or `timeout` passes."""
-        if timeout <= 0:
+    async def _wait(self, seconds: float) -> None:
+        """Sleep until the store signals work, an attempt ends, or `seconds` pass."""
+        if seconds <= 0:
             return
         changed = self._changed
         async with anyio.create_task_group() as tg:
 
             async def store_signal() -> None:
-                await self.store.wait_for_work(timeout)
+                await self.store.wait_for_work(seconds)
                 tg.cancel_scope.cancel()
 
             async def local_signal() -> None:

@@ -1,5 +1,7 @@
 """Exceptions a workflow may see."""
 
+from __future__ import annotations
+
 
 class DurableGuestError(Exception):
     """Root of the errors raised by the guest SDK."""

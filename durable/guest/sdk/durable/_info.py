@@ -1,13 +1,15 @@
 """The running task's facts: id, name, input, creation time, attempt."""
 
+from __future__ import annotations
+
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from wit_world.imports import task as _task
 
-_cached: "TaskInfo | None" = None
+_cached: TaskInfo | None = None
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ def info() -> TaskInfo:
             name=raw.name,
             entry=raw.entry,
             input=json.loads(raw.input),
-            created_at=datetime.fromtimestamp(created, tz=timezone.utc),
+            created_at=datetime.fromtimestamp(created, tz=UTC),
             attempt=raw.attempt,
         )
     return _cached

@@ -5,6 +5,8 @@ first (so the standard library is patched before the workflow's own imports), th
 workflow module, then hands the module to `bind`.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import random
@@ -71,4 +73,6 @@ class WitWorld(wit_world.WitWorld):
             text = "".join(traceback.format_exception(exc))
             sys.stderr.write(text)
             sys.stderr.flush()
-            raise Err(WorkflowError(kind=type(exc).__name__, message=str(exc), traceback=text))
+            raise Err(
+                WorkflowError(kind=type(exc).__name__, message=str(exc), traceback=text)
+            ) from None

@@ -1,4 +1,6 @@
 """Per-run guest state, reset at the start of every run."""
 
 #: True while the body of a recorded step runs (nested steps then run as plain code).
+from __future__ import annotations
+
 in_step = False

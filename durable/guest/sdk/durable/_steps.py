@@ -5,15 +5,19 @@ recorded. On replay the body is skipped and the recorded outcome comes back, so 
 after the step sees exactly what it saw the first time.
 """
 
+from __future__ import annotations
+
 import builtins
 import functools
 import hashlib
 import json
-from typing import Any, Callable, TypeVar, overload
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+from wit_world.imports import step as _step
 
 from durable import _state
 from durable._errors import StepFailed
-from wit_world.imports import step as _step
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -21,10 +25,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 @overload
 def step(fn: F) -> F: ...
 @overload
-def step(*, name: "str | None" = None) -> Callable[[F], F]: ...
+def step(*, name: str | None = None) -> Callable[[F], F]: ...
 
 
-def step(fn: "F | None" = None, *, name: "str | None" = None) -> Any:
+def step(fn: F | None = None, *, name: str | None = None) -> Any:
     """Decorate a function so that each call is a recorded step.
 
     The result must be JSON-serialisable; the caller gets it back as JSON would decode
@@ -48,7 +52,7 @@ def step(fn: "F | None" = None, *, name: "str | None" = None) -> Any:
     return decorate(fn) if fn is not None else decorate
 
 
-def run_step(label: str, digest: "str | None", body: Callable[[], Any]) -> Any:
+def run_step(label: str, digest: str | None, body: Callable[[], Any]) -> Any:
     """Run `body` as the recorded step `label`, or return its recorded outcome."""
     recorded = _step.enter(label, digest)
     if recorded is not None:
@@ -70,8 +74,14 @@ def run_step(label: str, digest: "str | None", body: Callable[[], Any]) -> Any:
         text = json.dumps({"ok": value}, allow_nan=False)
     except (TypeError, ValueError) as exc:
         text = json.dumps(
-            {"error": {"kind": "TypeError", "message": f"step {label[5:]} returned a value "
-                       f"that is not JSON-serialisable: {exc}", "args": None}}
+            {
+                "error": {
+                    "kind": "TypeError",
+                    "message": f"step {label[5:]} returned a value "
+                    f"that is not JSON-serialisable: {exc}",
+                    "args": None,
+                }
+            }
         )
         _step.exit(text)
         return _outcome(json.loads(text))
@@ -79,7 +89,7 @@ def run_step(label: str, digest: "str | None", body: Callable[[], Any]) -> Any:
     return json.loads(text)["ok"]
 
 
-def _outcome(payload: "dict[str, Any]") -> Any:
+def _outcome(payload: dict[str, Any]) -> Any:
     if "ok" in payload:
         return payload["ok"]
     err = payload["error"]
@@ -89,8 +99,8 @@ def _outcome(payload: "dict[str, Any]") -> Any:
     raise StepFailed(err["kind"], err["message"])
 
 
-def _error_payload(exc: BaseException) -> "dict[str, Any]":
-    args: "list[Any] | None" = list(exc.args)
+def _error_payload(exc: BaseException) -> dict[str, Any]:
+    args: list[Any] | None = list(exc.args)
     try:
         json.dumps(args, allow_nan=False)
     except (TypeError, ValueError):
@@ -98,18 +108,14 @@ def _error_payload(exc: BaseException) -> "dict[str, Any]":
     return {"error": {"kind": type(exc).__name__, "message": str(exc), "args": args}}
 
 
-def _rebuild(err: "dict[str, Any]") -> "BaseException | None":
+def _rebuild(err: dict[str, Any]) -> BaseException | None:
     """Rebuild a builtin exception from its record, so replay raises the same type.
 
     Only builtin exception types are rebuilt: they are importable in every run and take
     their args back. Anything else becomes `StepFailed`, on the first run as on replay.
     """
     cls = getattr(builtins, err["kind"], None)
-    if (
-        isinstance(cls, type)
-        and issubclass(cls, Exception)
-        and err.get("args") is not None
-    ):
+    if isinstance(cls, type) and issubclass(cls, Exception) and err.get("args") is not None:
         try:
             return cls(*err["args"])
         except Exception:
@@ -117,7 +123,7 @@ def _rebuild(err: "dict[str, Any]") -> "BaseException | None":
     return None
 
 
-def _digest(args: "tuple[Any, ...]", kwargs: "dict[str, Any]") -> "str | None":
+def _digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
     """A short hash of the arguments, or None when they are not JSON (e.g. objects)."""
     try:
         text = json.dumps([args, kwargs], sort_keys=True, allow_nan=False)

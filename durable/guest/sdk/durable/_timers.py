@@ -1,6 +1,8 @@
 """Durable sleep. `time.sleep` inside a workflow is routed here too."""
 
-from datetime import datetime, timezone
+from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from wit_world.imports import timer as _timer
 from wit_world.imports.types import Datetime
@@ -18,16 +20,16 @@ def sleep(seconds: float) -> None:
     _timer.sleep(int(seconds * 1_000_000_000))
 
 
-def sleep_until(when: "datetime | float") -> None:
+def sleep_until(when: datetime | float) -> None:
     """Sleep durably until `when` (an aware datetime, or Unix seconds)."""
     if isinstance(when, datetime):
         if when.tzinfo is None:
             raise ValueError("sleep_until needs an aware datetime (add tzinfo=timezone.utc)")
-        ts = when.astimezone(timezone.utc).timestamp()
+        ts = when.astimezone(UTC).timestamp()
     else:
         ts = float(when)
     seconds = int(ts // 1)
-    nanos = int(round((ts - seconds) * 1_000_000_000))
+    nanos = round((ts - seconds) * 1_000_000_000)
     if nanos >= 1_000_000_000:
         seconds, nanos = seconds + 1, nanos - 1_000_000_000
     _timer.sleep_until(Datetime(seconds=seconds, nanoseconds=nanos))

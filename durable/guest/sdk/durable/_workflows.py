@@ -1,20 +1,23 @@
 """The `@durable.workflow` decorator and the registry of entry functions."""
 
-from typing import Any, Callable, TypeVar, overload
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: entry name -> function, filled in when the workflow module is imported.
-registry: "dict[str, Callable[..., Any]]" = {}
+registry: dict[str, Callable[..., Any]] = {}
 
 
 @overload
 def workflow(fn: F) -> F: ...
 @overload
-def workflow(*, name: "str | None" = None) -> Callable[[F], F]: ...
+def workflow(*, name: str | None = None) -> Callable[[F], F]: ...
 
 
-def workflow(fn: "F | None" = None, *, name: "str | None" = None) -> Any:
+def workflow(fn: F | None = None, *, name: str | None = None) -> Any:
     """Mark an entry function: it takes the task's input and returns its result.
 
     A file may define several; a task names the one it runs (children can use another

@@ -1,0 +1,50 @@
+"""Fixtures for integration tests: components built for the tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+OTHER_WORLD = """
+package test:other;
+
+world other {
+    export greet: func(name: string) -> string;
+}
+"""
+
+OTHER_APP = """
+import wit_world
+
+class WitWorld(wit_world.WitWorld):
+    def greet(self, name: str) -> str:
+        return "hi " + name
+"""
+
+
+@pytest.fixture(scope="session")
+def other_world_wasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real componentize-py component that targets some other world."""
+    root = tmp_path_factory.mktemp("other-world")
+    (root / "wit").mkdir()
+    (root / "wit" / "other.wit").write_text(OTHER_WORLD)
+    (root / "app.py").write_text(OTHER_APP)
+    out = root / "other.wasm"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "durable._componentize",
+            str(root / "wit"),
+            "other",
+            "app",
+            str(out),
+            str(root),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return out
