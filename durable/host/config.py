@@ -30,3 +30,10 @@ class HostConfig:
     memory_limit: int = 256 * 1024 * 1024
     # Where compiled components are cached across processes.
     cache_dir: Path = field(default_factory=default_cache_dir)
+    # Outbound HTTP (`durable.http`): a response body larger than this many bytes is
+    # cut off and recorded as a `too-large` error, so one request cannot bloat the log.
+    http_max_response_bytes: int = 10 * 1024 * 1024
+    # Seconds a request may take when the workflow gives no timeout ...
+    http_default_timeout: float = 30.0
+    # ... and the most it may ask for: longer timeouts are lowered to this.
+    http_max_timeout: float = 300.0

@@ -22,6 +22,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from durable.host.context import AttemptContext
+from durable.host.http import define_http
 from durable.host.world import DURABLE_VERSION
 
 # Components built by different componentize-py releases import different WASI 0.2.x
@@ -154,3 +155,4 @@ def _define_core(root: wc.LinkerInstance, current: Current) -> None:
 #: Each durable interface's host functions. An interface with its own module (HTTP,
 #: SQL, ...) adds its definer here.
 INTERFACES: list[Definer] = [_define_core]
+INTERFACES.append(define_http)

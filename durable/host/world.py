@@ -8,12 +8,25 @@ from wasmtime import component as wc
 from durable.errors import ComponentError
 
 #: The durable interfaces this host provides, by unversioned name.
-DURABLE_INTERFACES = ("durable:core/types", "durable:core/task", "durable:core/step", "durable:core/timer")
+DURABLE_INTERFACES = (
+    "durable:core/types",
+    "durable:core/task",
+    "durable:core/step",
+    "durable:core/timer",
+    "durable:core/http",
+)
 #: The package version this host implements. Components built against an older minor
 #: version still link, because interfaces only ever gain functions.
 DURABLE_VERSION = "0.1.0"
 #: WASI packages the host links (through wasmtime's WASI p2 implementation).
-WASI_PREFIXES = ("wasi:io/", "wasi:clocks/", "wasi:random/", "wasi:cli/", "wasi:filesystem/", "wasi:sockets/")
+WASI_PREFIXES = (
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:cli/",
+    "wasi:filesystem/",
+    "wasi:sockets/",
+)
 
 
 def check_world(engine: wasmtime.Engine, component: wc.Component) -> None:

@@ -15,12 +15,17 @@ and returns its result::
         durable.sleep(3600)  # durable: a crash or restart never moves the deadline
         return receipt["id"]
 
+`durable.http` sends HTTP requests at least once and records their outcomes.
+
 `time.time()`, `time.sleep()`, `datetime.now()`, `random` and `uuid.uuid4()` are safe
 in a workflow: the host records the clock and derives randomness from the task's seed,
 so a replay sees the same values. This package is built into the component and never
 imports the host's modules.
 """
 
+from __future__ import annotations
+
+from durable import http
 from durable._errors import DurableGuestError, StepFailed
 from durable._info import TaskInfo, info
 from durable._steps import step
@@ -31,6 +36,7 @@ __all__ = [
     "DurableGuestError",
     "StepFailed",
     "TaskInfo",
+    "http",
     "info",
     "sleep",
     "sleep_until",
