@@ -24,6 +24,7 @@ from durable.core.model import (
     Lease,
     LogChunk,
     NewTask,
+    Notification,
     Outcome,
     Task,
     TaskState,
@@ -87,8 +88,59 @@ class Store(Protocol):
         *,
         states: Sequence[TaskState] | None = None,
         limit: int = 100,
+        name_glob: str | None = None,
+        parent_id: int | None = None,
     ) -> list[Task]:
-        """Return up to `limit` tasks, newest first, optionally only in `states`."""
+        """Return up to `limit` tasks, newest first.
+
+        Filters, all optional and combined with AND: `states`; `name_glob`, a shell
+        pattern (`*`, `?`) matched against the whole name, case-sensitive; `parent_id`,
+        the children of one task.
+        """
+        ...
+
+    async def find_workflow(self, name: str) -> str:
+        """Return the hash of the most recently stored binary named `name`.
+
+        Raises `NotFoundError` when no binary has that name.
+        """
+        ...
+
+    # -- notifications and cancellation ----------------------------------------------------
+
+    async def notify(
+        self, task_id: int, event: str, data: str, *, key: str | None = None
+    ) -> Notification:
+        """Queue a notification (`data` is JSON text) for the task and return it.
+
+        A task suspended with `on_event` becomes runnable at once. With a `key`, a
+        second call with the same key for the same task queues nothing and returns the
+        first notification (workflows send with a key, so a replay never sends twice).
+
+        Raises:
+            TaskNotFoundError: no such task.
+            InvalidStateError: the task has ended (message: "task 7 is already complete").
+        """
+        ...
+
+    async def next_notification(
+        self, task_id: int, *, event: str | None = None
+    ) -> Notification | None:
+        """The oldest notification not yet consumed, optionally only with this `event`."""
+        ...
+
+    async def request_cancel(self, task_id: int) -> Task:
+        """Ask for the task and all its unfinished descendants to be cancelled.
+
+        A `ready` or `suspended` task becomes `cancelled` at once, with error
+        {"kind": "Cancelled", ...}; its row keeps no owner. An `active` one gets
+        `cancel_requested`, and its worker learns of it from `renew_leases` (or whoever
+        claims it next sees the flag). Returns the task after the change.
+
+        Raises:
+            TaskNotFoundError: no such task.
+            InvalidStateError: the task has already ended ("task 7 is already complete").
+        """
         ...
 
     # -- workers and leases ---------------------------------------------------------------
@@ -118,8 +170,12 @@ class Store(Protocol):
         """
         ...
 
-    async def renew_leases(self, *, worker_id: str, lease_seconds: float) -> None:
-        """Push back the expiry of every active task this worker owns. One statement."""
+    async def renew_leases(self, *, worker_id: str, lease_seconds: float) -> list[int]:
+        """Push back the expiry of every active task this worker owns.
+
+        Returns the ids of those tasks that have `cancel_requested` set, so the worker
+        can stop them.
+        """
         ...
 
     async def next_wakeup(self) -> datetime | None:
@@ -145,13 +201,20 @@ class Store(Protocol):
         ...
 
     async def append(
-        self, lease: Lease, events: Sequence[Event], logs: Sequence[LogChunk]
+        self,
+        lease: Lease,
+        events: Sequence[Event],
+        logs: Sequence[LogChunk],
+        *,
+        consumed: Sequence[int] = (),
     ) -> None:
         """Durably append events and log chunks in one transaction, fenced by `lease`.
 
         Event indexes must continue the history with no gap; a duplicate index raises
         `ConflictError` and writes nothing. A stale lease raises `LeaseLostError` and
-        writes nothing. Log chunks get the next `seq` numbers.
+        writes nothing. Log chunks get the next `seq` numbers. The notifications whose
+        `seq` is in `consumed` are marked consumed in the same transaction (one already
+        consumed, or of another task, raises `ConflictError` and writes nothing).
         """
         ...
 
@@ -161,11 +224,19 @@ class Store(Protocol):
         outcome: Outcome,
         events: Sequence[Event] = (),
         logs: Sequence[LogChunk] = (),
+        *,
+        consumed: Sequence[int] = (),
     ) -> None:
         """End an attempt: append the last events and logs and apply `outcome`, atomically.
 
-        `Completed`/`Failed` end the task; `Suspended` parks it (no owner, `wakeup_at`
-        set); `Released` makes it `ready` for any worker. Fenced like `append`.
+        `Completed`/`Failed`/`Cancelled` end the task (result or error stored, no
+        owner), and if it has a parent suspended with `on_event`, the parent becomes
+        runnable. `Suspended` parks it (no owner, `wakeup_at` set, `on_event`
+        remembered). No wake-up is ever lost: a notification to the task, or the end of
+        one of its children, that happens while the task is `active` leaves a "wake
+        pending" mark (cleared by `claim`), and a later `Suspended(on_event=True)` then
+        leaves the task runnable at once. `Released` makes it `ready` for any worker.
+        Fenced like `append`; `consumed` as in `append`.
         """
         ...
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from durable.errors import ConfigurationError
 from durable.storage._url import parse_url
 from durable.storage.base import Store
@@ -40,6 +42,12 @@ async def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
         store = await PostgresStore.open(parsed.dsn)
     try:
         await _ensure_schema(store, migrate=migrate)
+        if os.environ.get("DURABLE_TEST_CRASH_AT"):
+            # Test-only fault injection, off unless the variable is set: the process
+            # kills itself at a chosen write. See `durable.testing.faults`.
+            from durable.testing.faults import from_environment
+
+            store = from_environment(store)
     except BaseException:
         await store.close()
         raise

@@ -1,0 +1,163 @@
+"""Rows to value objects, and values to query parameters, for the Postgres store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from durable.core.model import (
+    Cancelled,
+    Completed,
+    Event,
+    Failed,
+    LogChunk,
+    Notification,
+    Outcome,
+    Released,
+    Stream,
+    Suspended,
+    Task,
+    TaskState,
+)
+
+#: The error a task gets when `request_cancel` ends it before any worker saw it.
+CANCELLED_ERROR = json.dumps(
+    {"kind": "Cancelled", "message": "cancelled on request", "traceback": ""}
+)
+
+
+def task(row: asyncpg.Record) -> Task:
+    """A `Task` from a `durable.tasks` row."""
+    return Task(
+        id=row["id"],
+        name=row["name"],
+        workflow_hash=row["workflow_hash"],
+        entry=row["entry"],
+        input=row["input"],
+        state=TaskState(row["state"]),
+        seed=row["seed"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        wakeup_at=row["wakeup_at"],
+        result=row["result"],
+        error=row["error"],
+        owner=row["owner"],
+        attempts=row["attempts"],
+        parent_id=row["parent_id"],
+        idempotency_key=row["idempotency_key"],
+        deadline_at=row["deadline_at"],
+        cancel_requested=row["cancel_requested"],
+    )
+
+
+def event(row: asyncpg.Record) -> Event:
+    """An `Event` from a `durable.events` row."""
+    return Event(
+        index=row["idx"],
+        label=row["label"],
+        digest=row["digest"],
+        payload=row["payload"],
+        created_at=row["created_at"],
+    )
+
+
+def log_chunk(row: asyncpg.Record) -> LogChunk:
+    """A `LogChunk` from a `durable.logs` row."""
+    return LogChunk(
+        seq=row["seq"],
+        position=row["position"],
+        stream=Stream(row["stream"]),
+        data=row["data"],
+        created_at=row["created_at"],
+    )
+
+
+def notification(row: asyncpg.Record) -> Notification:
+    """A `Notification` from a `durable.notifications` row."""
+    return Notification(
+        task_id=row["task_id"],
+        seq=row["seq"],
+        event=row["event"],
+        data=row["data"],
+        created_at=row["created_at"],
+    )
+
+
+def write_args(
+    events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int]
+) -> list[Any]:
+    """The array parameters $4..$11 shared by the `append` and `finish` statements."""
+    return [
+        [e.index for e in events],
+        [e.label for e in events],
+        [e.digest for e in events],
+        [e.payload for e in events],
+        [chunk.position for chunk in logs],
+        [str(chunk.stream) for chunk in logs],
+        [bytes(chunk.data) for chunk in logs],
+        list(consumed),
+    ]
+
+
+def consecutive(events: Sequence[Event]) -> bool:
+    """Whether the events' indexes run on without a gap or a repeat."""
+    return all(e.index == events[0].index + i for i, e in enumerate(events))
+
+
+def outcome_args(outcome: Outcome) -> tuple[str, str | None, str | None, datetime | None, bool]:
+    """Parameters $12..$16 of `finish`: state, result, error, wakeup_at, on_event."""
+    match outcome:
+        case Completed(result=result):
+            return "complete", result, None, None, False
+        case Failed(error=error):
+            return "failed", None, error, None, False
+        case Cancelled(error=error):
+            return "cancelled", None, error, None, False
+        case Suspended(wakeup_at=wakeup_at, on_event=on_event):
+            # A naive time is taken as UTC (as MemoryStore does), not as local time.
+            if wakeup_at is not None and wakeup_at.tzinfo is None:
+                wakeup_at = wakeup_at.replace(tzinfo=UTC)
+            return "suspended", None, None, wakeup_at, on_event
+        case Released():
+            return "ready", None, None, None, False
+    raise TypeError(f"not an Outcome: {outcome!r}")  # pragma: no cover
+
+
+def glob_to_regex(pattern: str) -> str:
+    """Translate a shell pattern (`fnmatch` rules) to an anchored Postgres regex.
+
+    `*` and `?` match any run and any one character, `[...]` and `[!...]` a set; all
+    else is literal. Case-sensitive, whole name.
+    """
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        i += 1
+        if char == "*":
+            out.append(".*")
+        elif char == "?":
+            out.append(".")
+        elif char == "[":
+            end = i + 1 if i < n and pattern[i] == "!" else i
+            if end < n and pattern[end] == "]":
+                end += 1  # a "]" first in the set is a member, as in fnmatch
+            while end < n and pattern[end] != "]":
+                end += 1
+            if end >= n:
+                out.append(r"\[")  # no closing bracket: a literal "["
+                continue
+            body = pattern[i:end]
+            i = end + 1
+            negate = body.startswith("!")
+            if negate:
+                body = body[1:]
+            escaped = "".join("\\" + c if c in "\\[]^" else c for c in body)
+            out.append("[" + ("^" if negate else "") + escaped + "]")
+        else:
+            out.append("\\" + char if not char.isalnum() and char != "_" else char)
+    return "^" + "".join(out) + "$"

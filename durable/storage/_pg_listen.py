@@ -1,0 +1,134 @@
+"""`LISTEN durable_work` on a dedicated connection, behind `PostgresStore.wait_for_work`.
+
+Triggers in the schema (and `remove_worker`) send a notification on channel
+`durable_work` whenever work may have become runnable. Notifications are latched in an
+event that stays set until a `wait` consumes it, so one that arrives between a
+worker's `claim` and its next `wait` is not lost.
+
+No missed wake-ups: `claim` and `next_wakeup` call `ensure()` before they query, so
+LISTEN is in effect before the check that a later `wait` relies on. If the connection
+drops, the termination callback sets the event (the next `wait` returns at once), and
+if `wait` itself has to reconnect after a loss, it returns without waiting, since
+notifications sent while disconnected are gone. A network cut that closes nothing is
+caught by a cheap `SELECT 1` after every `PROBE_SECONDS` of silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import asyncpg
+
+from durable.errors import StorageError
+from durable.storage._pg_errors import CONNECTION_ERRORS
+
+#: The notification channel the schema's triggers notify.
+CHANNEL = "durable_work"
+
+#: How long a wait may go without hearing from the server before probing the connection.
+PROBE_SECONDS = 30.0
+
+#: How long to back off when the listener cannot connect, so a dead server is not
+#: hammered by idle workers; they still return (spuriously) so callers re-check.
+RETRY_SECONDS = 1.0
+
+
+class WorkListener:
+    """A latched "work may be runnable" signal fed by LISTEN on its own connection."""
+
+    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]]) -> None:
+        """Prepare a listener; `connect` opens a new connection (raising `StorageError`)."""
+        self._connect = connect
+        self._conn: asyncpg.Connection | None = None
+        self._event = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._ever_connected = False
+        self._closed = False
+
+    @property
+    def connected(self) -> bool:
+        """Whether LISTEN is currently in effect."""
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def ensure(self) -> bool:
+        """Make sure LISTEN is in effect; return True if this re-established it after a loss.
+
+        Raises:
+            StorageError: the connection could not be opened.
+        """
+        if self.connected:
+            return False
+        async with self._lock:
+            if self.connected:
+                return False
+            if self._closed:
+                raise StorageError("the Postgres store is closed")
+            conn = await self._connect()
+            try:
+                await conn.add_listener(CHANNEL, self._on_notify)
+            except BaseException:
+                await conn.close()
+                raise
+            conn.add_termination_listener(self._on_terminate)
+            self._conn = conn
+            reconnected = self._ever_connected
+            self._ever_connected = True
+            return reconnected
+
+    def _on_notify(self, *_args: Any) -> None:
+        self._event.set()
+
+    def _on_terminate(self, conn: asyncpg.Connection) -> None:
+        if conn is self._conn:
+            self._conn = None
+            if not self._closed:
+                self._event.set()  # whatever was sent while we were away is lost
+
+    async def wait(self, timeout: float) -> None:  # noqa: ASYNC109 - a wait, not a deadline
+        """Return when notified (now or since the last return), or after `timeout` seconds."""
+        if self._closed:
+            raise StorageError("the Postgres store is closed")
+        if self._event.is_set():
+            self._event.clear()
+            return
+        try:
+            if await self.ensure():
+                return  # notifications sent while disconnected are lost: re-check now
+        except StorageError:
+            await anyio.sleep(min(timeout, RETRY_SECONDS))
+            return
+        deadline = anyio.current_time() + timeout
+        while not self._event.is_set():
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                break
+            with anyio.move_on_after(min(remaining, PROBE_SECONDS)):
+                await self._event.wait()
+            if not self._event.is_set() and anyio.current_time() < deadline:
+                await self._probe()
+        self._event.clear()
+
+    async def _probe(self) -> None:
+        """Check that a long-silent connection is still alive; drop it if not."""
+        conn = self._conn
+        if conn is None:
+            self._event.set()
+            return
+        try:
+            await conn.fetchval("SELECT 1", timeout=5)
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+            conn.terminate()  # calls _on_terminate, which sets the event
+            self._event.set()
+
+    async def close(self) -> None:
+        """Stop listening and close the connection. Idempotent."""
+        self._closed = True
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            try:
+                await conn.close(timeout=5)
+            except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+                conn.terminate()

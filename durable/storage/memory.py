@@ -1,0 +1,586 @@
+"""`MemoryStore`: a complete `Store` kept in Python dicts, for tests and throwaway runs.
+
+It is a real backend, not a mock: it honours every promise in `durable.storage.base`
+and runs the same contract suite (`durable.storage.testing`) as SQLite and Postgres.
+Nothing survives the process, so it is no use for crash recovery across processes.
+
+Atomicity comes from the event loop rather than a lock: each method yields once at its
+start (so concurrent callers really interleave, as they would on a database) and then
+runs to the end without another `await`, so no other coroutine sees a half-done write.
+Every write checks everything first and changes rows only after, so a refused write
+leaves no trace.
+
+Extras for tests: an injectable `clock` (lease expiry and timers without sleeping),
+`calls` (the names of the methods called, in order) and `reset()`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import hashlib
+import json
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, assert_never
+
+import anyio
+import anyio.lowlevel
+
+from durable.core.model import (
+    Cancelled,
+    Claim,
+    Completed,
+    Event,
+    Failed,
+    Lease,
+    LogChunk,
+    NewTask,
+    Notification,
+    Outcome,
+    Released,
+    Suspended,
+    Task,
+    TaskState,
+    WorkerInfo,
+)
+from durable.errors import (
+    ConflictError,
+    InvalidStateError,
+    LeaseLostError,
+    NotFoundError,
+    TaskNotFoundError,
+)
+
+__all__ = ["MemoryStore"]
+
+#: MemoryStore has no migrations; its schema is always the newest.
+_SCHEMA_VERSION = 1
+_CANCELLED = json.dumps({"kind": "Cancelled", "message": "cancelled on request", "traceback": ""})
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class _TaskRow:
+    """A task as stored: the public `Task` plus the bookkeeping it does not show."""
+
+    task: Task  # the public view; replaced (never mutated) on every change
+    lease_token: int = 0  # fencing token, +1 on every claim
+    lease_expires_at: datetime | None = None  # while active: when others may take over
+    on_event: bool = False  # suspended: a notification or a child's end makes it ready
+    wake_pending: bool = False  # active: such a wake-up happened; cleared by claim
+    events: list[Event] = dataclasses.field(default_factory=list)
+    logs: list[LogChunk] = dataclasses.field(default_factory=list)
+
+    def change(self, **fields: Any) -> None:
+        self.task = dataclasses.replace(self.task, **fields)
+
+
+@dataclasses.dataclass(slots=True, kw_only=True)
+class _NotificationRow:
+    notification: Notification
+    key: str | None
+    consumed: bool = False
+
+
+class MemoryStore:
+    """A `Store` that keeps everything in memory.
+
+    Args:
+        clock: returns the current time as an aware UTC datetime; tests pass a fake one
+            to expire leases and fire timers without sleeping. Defaults to the wall clock.
+
+    Attributes:
+        calls: the name of every `Store` method called, in order (for assertions).
+    """
+
+    def __init__(self, *, clock: Callable[[], datetime] | None = None) -> None:
+        """Create an empty store."""
+        self._clock = clock or _utcnow
+        self.calls: list[str] = []
+        self.reset()
+        # A signal for wait_for_work, created lazily: an anyio.Event needs a running loop.
+        self._changed: anyio.Event | None = None
+
+    def reset(self) -> None:
+        """Forget every workflow, task, event, log, notification, worker and call."""
+        self.calls.clear()
+        self._workflows: dict[str, bytes] = {}
+        self._names: dict[str, str] = {}  # workflow name -> the hash last stored under it
+        self._tasks: dict[int, _TaskRow] = {}
+        self._keys: dict[str, int] = {}  # idempotency key -> task id
+        self._notifications: dict[int, _NotificationRow] = {}  # by seq
+        self._workers: dict[str, WorkerInfo] = {}
+        self._last_id = 0
+        self._last_seq = 0
+        # For wait_for_work: notable changes so far, and how many it saw at its last return.
+        self._changes = 0
+        self._seen = 0
+
+    @property
+    def url(self) -> str:
+        """Always `memory://`."""
+        return "memory://"
+
+    async def _enter(self, name: str) -> None:
+        # Yield once so that concurrent callers interleave between operations, like
+        # they would against a database; the rest of each method never awaits.
+        self.calls.append(name)
+        await anyio.lowlevel.checkpoint()
+
+    def _now(self) -> datetime:
+        now = self._clock()
+        if now.tzinfo is None:
+            raise ValueError("MemoryStore clock must return an aware datetime")
+        return now.astimezone(UTC)
+
+    async def close(self) -> None:
+        """Nothing to release. Idempotent; the data stays readable for assertions."""
+        self.calls.append("close")
+
+    # -- schema ---------------------------------------------------------------------------
+
+    async def migrate(self) -> int:
+        """Nothing to migrate: return the (only) schema version."""
+        await self._enter("migrate")
+        return _SCHEMA_VERSION
+
+    async def schema_version(self) -> tuple[int, int]:
+        """Return `(1, 1)`: a memory store is always current."""
+        await self._enter("schema_version")
+        return _SCHEMA_VERSION, _SCHEMA_VERSION
+
+    # -- workflow binaries ----------------------------------------------------------------
+
+    async def put_workflow(self, wasm: bytes, *, name: str | None = None) -> str:
+        """Store a binary under its SHA-256 and return the hex digest. Idempotent."""
+        await self._enter("put_workflow")
+        digest = hashlib.sha256(wasm).hexdigest()
+        self._workflows.setdefault(digest, bytes(wasm))
+        if name is not None:
+            self._names[name] = digest
+        return digest
+
+    async def get_workflow(self, workflow_hash: str) -> bytes:
+        """Return the stored binary, or raise `NotFoundError`."""
+        await self._enter("get_workflow")
+        try:
+            return self._workflows[workflow_hash]
+        except KeyError:
+            raise NotFoundError(f"workflow {workflow_hash} is not stored") from None
+
+    async def find_workflow(self, name: str) -> str:
+        """Return the hash of the binary most recently stored as `name`."""
+        await self._enter("find_workflow")
+        try:
+            return self._names[name]
+        except KeyError:
+            raise NotFoundError(f"no workflow named {name!r} is stored") from None
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    async def create_task(self, spec: NewTask) -> Task:
+        """Insert a `ready` task, or return the one that already has its idempotency key.
+
+        Raises:
+            NotFoundError: the workflow binary is not stored.
+            TaskNotFoundError: `parent_id` names no task.
+        """
+        await self._enter("create_task")
+        if spec.idempotency_key is not None and spec.idempotency_key in self._keys:
+            return self._tasks[self._keys[spec.idempotency_key]].task
+        if spec.workflow_hash not in self._workflows:
+            raise NotFoundError(f"workflow {spec.workflow_hash} is not stored")
+        if spec.parent_id is not None and spec.parent_id not in self._tasks:
+            raise TaskNotFoundError(spec.parent_id)
+        now = self._now()
+        self._last_id += 1
+        task = Task(
+            id=self._last_id,
+            name=spec.name,
+            workflow_hash=spec.workflow_hash,
+            entry=spec.entry,
+            input=spec.input,
+            state=TaskState.READY,
+            seed=spec.seed or secrets.randbits(63) or 1,
+            created_at=now,
+            updated_at=now,
+            wakeup_at=None,
+            result=None,
+            error=None,
+            owner=None,
+            attempts=0,
+            parent_id=spec.parent_id,
+            idempotency_key=spec.idempotency_key,
+            deadline_at=None if spec.timeout is None else now + timedelta(seconds=spec.timeout),
+        )
+        self._tasks[task.id] = _TaskRow(task=task)
+        if spec.idempotency_key is not None:
+            self._keys[spec.idempotency_key] = task.id
+        self._notify()
+        return task
+
+    async def get_task(self, task_id: int) -> Task:
+        """Return the task, or raise `TaskNotFoundError`."""
+        await self._enter("get_task")
+        return self._row(task_id).task
+
+    async def list_tasks(
+        self,
+        *,
+        states: Sequence[TaskState] | None = None,
+        limit: int = 100,
+        name_glob: str | None = None,
+        parent_id: int | None = None,
+    ) -> list[Task]:
+        """Return up to `limit` tasks, newest first, filtered by state, name and parent."""
+        await self._enter("list_tasks")
+        wanted = None if states is None else frozenset(states)
+        found: list[Task] = []
+        for task_id in sorted(self._tasks, reverse=True):
+            task = self._tasks[task_id].task
+            if len(found) >= limit:
+                break
+            if (
+                (wanted is None or task.state in wanted)
+                and (name_glob is None or fnmatch.fnmatchcase(task.name, name_glob))
+                and (parent_id is None or task.parent_id == parent_id)
+            ):
+                found.append(task)
+        return found
+
+    def _row(self, task_id: int) -> _TaskRow:
+        try:
+            return self._tasks[task_id]
+        except KeyError:
+            raise TaskNotFoundError(task_id) from None
+
+    def _running(self, task_id: int) -> _TaskRow:
+        row = self._row(task_id)
+        if row.task.state.is_terminal:
+            raise InvalidStateError(f"task {task_id} is already {row.task.state.value}")
+        return row
+
+    # -- notifications and cancellation ---------------------------------------------------
+
+    async def notify(
+        self, task_id: int, event: str, data: str, *, key: str | None = None
+    ) -> Notification:
+        """Queue a notification and wake the task if it waits for one."""
+        await self._enter("notify")
+        if key is not None:
+            for row in self._notifications.values():
+                if row.notification.task_id == task_id and row.key == key:
+                    return row.notification
+        task = self._running(task_id)
+        self._last_seq += 1
+        note = Notification(
+            task_id=task_id, seq=self._last_seq, event=event, data=data, created_at=self._now()
+        )
+        self._notifications[note.seq] = _NotificationRow(notification=note, key=key)
+        self._wake(task)
+        return note
+
+    async def next_notification(
+        self, task_id: int, *, event: str | None = None
+    ) -> Notification | None:
+        """The oldest notification not yet consumed, optionally only with this `event`."""
+        await self._enter("next_notification")
+        for seq in sorted(self._notifications):
+            row = self._notifications[seq]
+            note = row.notification
+            if note.task_id == task_id and not row.consumed and event in (None, note.event):
+                return note
+        return None
+
+    async def request_cancel(self, task_id: int) -> Task:
+        """Cancel the task and its unfinished descendants (active ones are flagged)."""
+        await self._enter("request_cancel")
+        self._running(task_id)
+        tree = [task_id]
+        for parent in tree:  # grows as it goes: a breadth-first walk down the family
+            tree.extend(t for t, row in self._tasks.items() if row.task.parent_id == parent)
+        now = self._now()
+        ended: list[_TaskRow] = []
+        for row in (self._tasks[t] for t in tree):
+            if row.task.state in (TaskState.READY, TaskState.SUSPENDED):
+                self._end(row, TaskState.CANCELLED, None, _CANCELLED, now)
+                ended.append(row)
+            elif row.task.state is TaskState.ACTIVE:
+                row.change(cancel_requested=True, updated_at=now)
+        for row in ended:
+            self._wake_parent(row)
+        self._notify()
+        return self._tasks[task_id].task
+
+    def _wake(self, row: _TaskRow) -> None:
+        """A notification or a child's end: run a task waiting on events, or mark it."""
+        if row.task.state is TaskState.SUSPENDED and row.on_event:
+            row.on_event = False
+            row.change(state=TaskState.READY, wakeup_at=None, updated_at=self._now())
+            self._notify()
+        elif row.task.state is TaskState.ACTIVE:
+            row.wake_pending = True
+
+    def _wake_parent(self, row: _TaskRow) -> None:
+        if row.task.parent_id is not None and row.task.parent_id in self._tasks:
+            self._wake(self._tasks[row.task.parent_id])
+
+    # -- workers and leases ---------------------------------------------------------------
+
+    async def register_worker(self, info: WorkerInfo) -> None:
+        """Record a live worker (the latest registration for an id wins). Idempotent."""
+        await self._enter("register_worker")
+        self._workers[info.id] = info
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Return every registered worker, oldest first."""
+        await self._enter("list_workers")
+        return sorted(self._workers.values(), key=lambda w: (w.started_at, w.id))
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Forget the worker and expire its leases now. Idempotent."""
+        await self._enter("remove_worker")
+        self._workers.pop(worker_id, None)
+        now = self._now()
+        for row in self._owned_by(worker_id):
+            row.lease_expires_at = now
+        self._notify()
+
+    def _owned_by(self, worker_id: str) -> Iterable[_TaskRow]:
+        return (
+            row
+            for row in self._tasks.values()
+            if row.task.state is TaskState.ACTIVE and row.task.owner == worker_id
+        )
+
+    async def claim(self, *, worker_id: str, limit: int, lease_seconds: float) -> list[Claim]:
+        """Claim up to `limit` runnable tasks, oldest first (atomic: no await inside)."""
+        await self._enter("claim")
+        now = self._now()
+        claims: list[Claim] = []
+        for task_id in sorted(self._tasks):
+            if len(claims) >= limit:
+                break
+            row = self._tasks[task_id]
+            if not self._runnable(row, now):
+                continue
+            row.lease_token += 1
+            row.lease_expires_at = now + timedelta(seconds=lease_seconds)
+            row.on_event = row.wake_pending = False
+            row.change(
+                state=TaskState.ACTIVE,
+                owner=worker_id,
+                attempts=row.task.attempts + 1,
+                wakeup_at=None,
+                updated_at=now,
+            )
+            lease = Lease(task_id=task_id, worker_id=worker_id, token=row.lease_token)
+            claims.append(Claim(task=row.task, lease=lease))
+        return claims
+
+    @staticmethod
+    def _runnable(row: _TaskRow, now: datetime) -> bool:
+        task = row.task
+        if task.state is TaskState.READY:
+            return True
+        if task.state is TaskState.SUSPENDED:
+            return task.wakeup_at is not None and task.wakeup_at <= now
+        if task.state is TaskState.ACTIVE:
+            return row.lease_expires_at is not None and row.lease_expires_at <= now
+        return False
+
+    async def renew_leases(self, *, worker_id: str, lease_seconds: float) -> list[int]:
+        """Push back this worker's leases; return its tasks with a cancel request."""
+        await self._enter("renew_leases")
+        expires = self._now() + timedelta(seconds=lease_seconds)
+        cancel: list[int] = []
+        for row in self._owned_by(worker_id):
+            row.lease_expires_at = expires
+            if row.task.cancel_requested:
+                cancel.append(row.task.id)
+        return sorted(cancel)
+
+    async def next_wakeup(self) -> datetime | None:
+        """The earliest suspended `wakeup_at` or active lease expiry, or None."""
+        await self._enter("next_wakeup")
+        times: list[datetime] = []
+        for row in self._tasks.values():
+            if row.task.state is TaskState.SUSPENDED and row.task.wakeup_at is not None:
+                times.append(row.task.wakeup_at)
+            elif row.task.state is TaskState.ACTIVE and row.lease_expires_at is not None:
+                times.append(row.lease_expires_at)
+        return min(times, default=None)
+
+    async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 - Store protocol
+        """Return when work may have appeared since the last return, or after `timeout`.
+
+        Task creation, release, suspension, wake-ups and worker removal count as work.
+        A change made between two calls is never missed: the next call returns at once.
+        With several waiters on one store, the first to wake consumes the news and the
+        others sleep on until the next change or their timeout (callers poll anyway).
+        """
+        await self._enter("wait_for_work")
+        if self._changes == self._seen:
+            if self._changed is None:
+                self._changed = anyio.Event()
+            with anyio.move_on_after(timeout):
+                await self._changed.wait()
+        self._seen = self._changes
+
+    def _notify(self) -> None:
+        self._changes += 1
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+    # -- history and output ---------------------------------------------------------------
+
+    async def load_history(self, task_id: int) -> list[Event]:
+        """Return the task's events in index order ([] for an unknown task)."""
+        await self._enter("load_history")
+        row = self._tasks.get(task_id)
+        return [] if row is None else list(row.events)
+
+    async def append(
+        self,
+        lease: Lease,
+        events: Sequence[Event],
+        logs: Sequence[LogChunk],
+        *,
+        consumed: Sequence[int] = (),
+    ) -> None:
+        """Append events and log chunks and consume notifications, fenced, all or nothing."""
+        await self._enter("append")
+        row = self._fenced(lease)
+        self._check_writes(row, events, consumed)
+        self._write(row, events, logs, consumed, self._now())
+
+    async def finish(
+        self,
+        lease: Lease,
+        outcome: Outcome,
+        events: Sequence[Event] = (),
+        logs: Sequence[LogChunk] = (),
+        *,
+        consumed: Sequence[int] = (),
+    ) -> None:
+        """Append the last events and logs and apply `outcome`, all or nothing.
+
+        A task that ends wakes its parent if the parent waits `on_event`. A `Suspended`
+        task that was asked to cancel, or (with `on_event`) was woken while it ran,
+        becomes `ready` instead, so it runs again at once.
+        """
+        await self._enter("finish")
+        row = self._fenced(lease)
+        self._check_writes(row, events, consumed)
+        now = self._now()
+        self._write(row, events, logs, consumed, now)
+        match outcome:
+            case Completed(result=result):
+                self._end(row, TaskState.COMPLETE, result, None, now)
+            case Failed(error=error):
+                self._end(row, TaskState.FAILED, None, error, now)
+            case Cancelled(error=error):
+                self._end(row, TaskState.CANCELLED, None, error, now)
+            case Suspended(wakeup_at=wakeup_at, on_event=on_event):
+                row.lease_expires_at = None
+                if row.task.cancel_requested or (on_event and row.wake_pending):
+                    row.change(state=TaskState.READY, owner=None, updated_at=now)
+                else:
+                    row.on_event = on_event
+                    row.change(
+                        state=TaskState.SUSPENDED,
+                        owner=None,
+                        wakeup_at=_aware(wakeup_at),
+                        updated_at=now,
+                    )
+            case Released():
+                row.lease_expires_at = None
+                row.change(state=TaskState.READY, owner=None, updated_at=now)
+            case _:
+                assert_never(outcome)
+        if row.task.state.is_terminal:
+            self._wake_parent(row)
+        self._notify()
+
+    def _end(
+        self, row: _TaskRow, state: TaskState, result: str | None, error: str | None, now: datetime
+    ) -> None:
+        row.lease_expires_at = None
+        row.on_event = False
+        row.change(
+            state=state, result=result, error=error, owner=None, wakeup_at=None, updated_at=now
+        )
+
+    async def read_logs(self, task_id: int, *, after_seq: int = 0) -> list[LogChunk]:
+        """Return the task's log chunks with `seq > after_seq`, in order."""
+        await self._enter("read_logs")
+        row = self._tasks.get(task_id)
+        if row is None:
+            return []
+        return [chunk for chunk in row.logs if chunk.seq > after_seq]
+
+    def _fenced(self, lease: Lease) -> _TaskRow:
+        """The task row, if `lease` is still the one in force; else `LeaseLostError`."""
+        row = self._tasks.get(lease.task_id)
+        if (
+            row is None
+            or row.task.state is not TaskState.ACTIVE
+            or row.task.owner != lease.worker_id
+            or row.lease_token != lease.token
+        ):
+            raise LeaseLostError(lease.task_id)
+        return row
+
+    def _check_writes(
+        self, row: _TaskRow, events: Sequence[Event], consumed: Sequence[int]
+    ) -> None:
+        """Refuse, before changing anything, a gap, a repeat or a notification not pending."""
+        start = len(row.events)
+        indexes = [event.index for event in events]
+        if indexes != list(range(start, start + len(indexes))):
+            raise ConflictError(
+                f"events {indexes} do not continue the history of task {row.task.id} "
+                f"(next event index is {start})"
+            )
+        pending = {
+            seq
+            for seq in consumed
+            if seq in self._notifications
+            and self._notifications[seq].notification.task_id == row.task.id
+            and not self._notifications[seq].consumed
+        }
+        if len(pending) != len(consumed):
+            raise ConflictError(
+                f"notifications {list(consumed)} are not all pending for task {row.task.id}"
+            )
+
+    def _write(
+        self,
+        row: _TaskRow,
+        events: Sequence[Event],
+        logs: Sequence[LogChunk],
+        consumed: Sequence[int],
+        now: datetime,
+    ) -> None:
+        row.events.extend(dataclasses.replace(event, created_at=now) for event in events)
+        seq = len(row.logs)
+        for offset, chunk in enumerate(logs, start=1):
+            data = bytes(chunk.data)
+            row.logs.append(dataclasses.replace(chunk, data=data, seq=seq + offset, created_at=now))
+        for seq in consumed:
+            self._notifications[seq].consumed = True
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """Normalise to aware UTC; a naive datetime is taken to be UTC already."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)

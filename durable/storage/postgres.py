@@ -1,0 +1,473 @@
+"""The Postgres backend: many workers on many machines share one database.
+
+Design choices (see also the `.sql` files under `sql/postgres/`):
+
+- Everything lives in schema `durable`. Times come from the database clock (`now()`),
+  so workers whose clocks disagree still agree on leases and timers.
+- Claiming is one statement, `SELECT ... FOR UPDATE SKIP LOCKED` feeding an `UPDATE`
+  that bumps the lease token, so a task is never handed to two claimers.
+- `append` and `finish` are each one fenced statement (one round trip). A CTE selects
+  the task row only while owner, lease token and state are as the lease says and the
+  first new event index continues the history, and locks it (`FOR KEY SHARE` for
+  `append`, which conflicts with a claim's `FOR UPDATE`; the `UPDATE` itself for
+  `finish`). The event and log inserts hang off that row, so a failed check writes
+  nothing. Only then, on the slow path, a second read says whether the lease was lost
+  or the index was wrong. `append` writes no new version of the task row, so an event
+  costs about what a bare single-row insert does.
+- `notify` and `request_cancel` lock the rows they decide on (`FOR NO KEY UPDATE`,
+  which appends do not wait for) and take several rows newest id first, the order in
+  which `finish` locks a child and then wakes its parent, so they cannot deadlock.
+- Payloads are `text`, not `jsonb`, so replay returns byte-identical JSON.
+- Idle workers block on LISTEN/NOTIFY (`_pg_listen.py`), never on a polling loop.
+- asyncpg errors are translated at this edge by `_pg_errors.translate`; nothing above
+  `durable.storage` imports asyncpg.
+- A small pool of our own (`_pg_pool.py`) instead of asyncpg's, whose acquire/release
+  costs about as much as the server's work for an event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import hashlib
+import secrets
+from collections.abc import Sequence
+from datetime import datetime
+
+import anyio.to_thread
+import asyncpg
+
+from durable.core.model import (
+    Claim,
+    Event,
+    Lease,
+    LogChunk,
+    NewTask,
+    Notification,
+    Outcome,
+    Task,
+    TaskState,
+    WorkerInfo,
+)
+from durable.errors import (
+    ConflictError,
+    InvalidStateError,
+    LeaseLostError,
+    NotFoundError,
+    StorageError,
+    TaskNotFoundError,
+)
+from durable.storage import _pg_codec as codec
+from durable.storage import _pg_schema
+from durable.storage._pg_errors import connect_error, translate
+from durable.storage._pg_listen import WorkListener
+from durable.storage._pg_pool import Connect, ConnectionPool
+from durable.storage._url import parse_url
+
+__all__ = ["PostgresStore"]
+
+#: Seconds to wait for a new connection before calling the server unreachable.
+CONNECT_TIMEOUT = 10.0
+
+_SERVER_SETTINGS = {"application_name": "durable"}
+
+#: Binaries larger than this are hashed in a worker thread.
+_HASH_IN_THREAD = 1 << 20
+
+_Q = _pg_schema.queries()
+
+
+class PostgresStore:
+    """A `Store` on PostgreSQL, through a small pool of asyncpg connections.
+
+    Open it with `await PostgresStore.open(dsn)` (or `open_store("postgresql://...")`)
+    and close it with `await store.close()`.
+    """
+
+    def __init__(self, pool: ConnectionPool, connect: Connect, display: str) -> None:
+        """Wrap an open pool; use `open` instead."""
+        self._pool = pool
+        self._display = display
+        self._listener = WorkListener(connect)  # LISTEN gets a connection of its own
+        self._closed = False
+
+    @classmethod
+    async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStore:
+        """Connect to the server at `dsn` and return a store.
+
+        Args:
+            dsn: a `postgres://` or `postgresql://` URL.
+            min_size: connections opened at once (at least one, which checks the URL).
+            max_size: the most connections the pool will open.
+
+        Raises:
+            ConfigurationError: the URL is malformed, the login is refused, or the
+                database does not exist.
+            StorageError: the server cannot be reached.
+        """
+        display = parse_url(dsn).display()
+
+        async def connect() -> asyncpg.Connection:
+            try:
+                return await asyncpg.connect(
+                    dsn, timeout=CONNECT_TIMEOUT, server_settings=_SERVER_SETTINGS
+                )
+            except Exception as exc:
+                raise connect_error(display, exc) from exc
+
+        pool = ConnectionPool(connect, max_size=max_size)
+        try:
+            await pool.fill(max(1, min_size))  # fail now, with a clear error, not later
+        except BaseException:
+            await pool.close()
+            raise
+        return cls(pool, connect, display)
+
+    @property
+    def url(self) -> str:
+        """The URL the store was opened with (passwords masked)."""
+        return self._display
+
+    async def close(self) -> None:
+        """Close the listener and the pool. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._listener.close()
+        await self._pool.close()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    async def migrate(self) -> int:
+        """Apply every pending migration, each in its own transaction, under an advisory lock."""
+        with translate("migrate the durable schema"):
+            async with self._pool.acquire() as conn:
+                return await _pg_schema.migrate(conn)
+
+    async def schema_version(self) -> tuple[int, int]:
+        """Return `(current, latest)`; current is 0 on a database never migrated."""
+        with translate("read the schema version"):
+            async with self._pool.acquire() as conn:
+                current = await _pg_schema.current_version(conn)
+        return current, _pg_schema.latest_version()
+
+    # -- workflow binaries ----------------------------------------------------------------
+
+    async def put_workflow(self, wasm: bytes, *, name: str | None = None) -> str:
+        """Store a binary under its SHA-256 and return the hex digest. Idempotent.
+
+        With a `name`, the binary becomes the one `find_workflow(name)` returns.
+        """
+        if len(wasm) > _HASH_IN_THREAD:  # hashing 18 MB takes ~10 ms: not on the loop
+            digest = (await anyio.to_thread.run_sync(hashlib.sha256, wasm)).hexdigest()
+        else:
+            digest = hashlib.sha256(wasm).hexdigest()
+        with translate("store a workflow binary"):
+            # Look first, so that re-putting an 18 MB binary does not send it again.
+            if await self._pool.fetchval(_Q["workflow_exists"], digest) is not None:
+                if name is not None:
+                    await self._pool.execute(_Q["name_workflow"], digest, name)
+            elif name is not None:
+                await self._pool.execute(_Q["put_named_workflow"], digest, name, bytes(wasm))
+            else:
+                await self._pool.execute(_Q["put_workflow"], digest, None, bytes(wasm))
+        return digest
+
+    async def get_workflow(self, workflow_hash: str) -> bytes:
+        """Return the binary with this SHA-256 hex digest, or raise `NotFoundError`."""
+        with translate("read a workflow binary"):
+            wasm: bytes | None = await self._pool.fetchval(_Q["get_workflow"], workflow_hash)
+        if wasm is None:
+            raise NotFoundError(f"workflow {workflow_hash} is not stored")
+        return wasm
+
+    async def find_workflow(self, name: str) -> str:
+        """Return the hash of the binary most recently stored as `name`."""
+        with translate("find a workflow by name"):
+            digest: str | None = await self._pool.fetchval(_Q["find_workflow"], name)
+        if digest is None:
+            raise NotFoundError(f"no workflow named {name!r} is stored")
+        return digest
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    async def create_task(self, spec: NewTask) -> Task:
+        """Insert a `ready` task (or return the one with the same idempotency key).
+
+        Raises:
+            NotFoundError: the workflow binary is not stored.
+            TaskNotFoundError: `parent_id` names no task.
+        """
+        seed = spec.seed or secrets.randbelow(2**63 - 1) + 1
+        with translate("create a task"):
+            try:
+                row = await self._pool.fetchrow(
+                    _Q["create_task"],
+                    spec.name,
+                    spec.workflow_hash,
+                    spec.entry,
+                    spec.input,
+                    seed,
+                    spec.parent_id,
+                    spec.idempotency_key,
+                    spec.timeout,
+                )
+            except asyncpg.ForeignKeyViolationError as exc:
+                if spec.parent_id is not None and "parent" in (exc.constraint_name or ""):
+                    raise TaskNotFoundError(spec.parent_id) from exc
+                raise NotFoundError(f"workflow {spec.workflow_hash} is not stored") from exc
+            if row is None:  # the idempotency key is taken: return that task
+                row = await self._pool.fetchrow(_Q["task_by_key"], spec.idempotency_key)
+            if row is None:  # pragma: no cover - keys are never deleted while in use
+                raise ConflictError(f"idempotency key {spec.idempotency_key!r} vanished")
+        return codec.task(row)
+
+    async def get_task(self, task_id: int) -> Task:
+        """Return the task, or raise `TaskNotFoundError`."""
+        with translate("read a task"):
+            row = await self._pool.fetchrow(_Q["get_task"], task_id)
+        if row is None:
+            raise TaskNotFoundError(task_id)
+        return codec.task(row)
+
+    async def list_tasks(
+        self,
+        *,
+        states: Sequence[TaskState] | None = None,
+        limit: int = 100,
+        name_glob: str | None = None,
+        parent_id: int | None = None,
+    ) -> list[Task]:
+        """Return up to `limit` tasks, newest first, filtered by state, name and parent."""
+        wanted = None if states is None else [str(s) for s in states]
+        regex = None if name_glob is None else codec.glob_to_regex(name_glob)
+        with translate("list tasks"):
+            rows = await self._pool.fetch(_Q["list_tasks"], wanted, limit, regex, parent_id)
+        tasks = [codec.task(row) for row in rows]
+        if name_glob is not None:  # belt and braces: agree with fnmatch exactly
+            tasks = [t for t in tasks if fnmatch.fnmatchcase(t.name, name_glob)]
+        return tasks
+
+    # -- notifications and cancellation ---------------------------------------------------
+
+    async def notify(
+        self, task_id: int, event: str, data: str, *, key: str | None = None
+    ) -> Notification:
+        """Queue a notification and wake the task if it waits for one. One transaction.
+
+        The task row is locked while the notification goes in, so a concurrent
+        `finish` either sees the wake-up mark or is seen suspended and woken.
+        """
+        with translate("notify task", task_id):
+            async with self._pool.acquire() as conn, conn.transaction():
+                if key is not None:
+                    row = await conn.fetchrow(_Q["notification_by_key"], task_id, key)
+                    if row is not None:
+                        return codec.notification(row)
+                await self._lock_running(conn, task_id)
+                row = await conn.fetchrow(_Q["insert_notification"], task_id, event, data, key)
+                if row is None:  # the same key went in concurrently: it wins
+                    row = await conn.fetchrow(_Q["notification_by_key"], task_id, key)
+                await conn.execute(_Q["wake"], task_id)
+        assert row is not None
+        return codec.notification(row)
+
+    async def next_notification(
+        self, task_id: int, *, event: str | None = None
+    ) -> Notification | None:
+        """The oldest notification not yet consumed, optionally only with this `event`."""
+        with translate("read the next notification of task", task_id):
+            row = await self._pool.fetchrow(_Q["next_notification"], task_id, event)
+        return None if row is None else codec.notification(row)
+
+    async def request_cancel(self, task_id: int) -> Task:
+        """Cancel the task and its unfinished descendants (active ones are flagged).
+
+        One transaction. The family is locked first, so no member changes state between
+        the decision and the write.
+        """
+        with translate("cancel task", task_id):
+            async with self._pool.acquire() as conn, conn.transaction():
+                family = await conn.fetch(_Q["lock_tree"], task_id)
+                root = next((r for r in family if r["id"] == task_id), None)
+                if root is None:
+                    raise TaskNotFoundError(task_id)
+                if TaskState(root["state"]).is_terminal:
+                    raise InvalidStateError(f"task {task_id} is already {root['state']}")
+                ids = [r["id"] for r in family]
+                ended = await conn.fetch(_Q["cancel_tasks"], ids, codec.CANCELLED_ERROR)
+                await conn.execute(_Q["flag_tasks"], ids)
+                gone = {r["id"] for r in ended}
+                parents = {r["parent_id"] for r in ended} - gone - {None}
+                for parent in sorted(parents, reverse=True):  # newest first, as lock_tree
+                    await conn.execute(_Q["wake"], parent)
+                row = await conn.fetchrow(_Q["get_task"], task_id)
+        return codec.task(row)
+
+    @staticmethod
+    async def _lock_running(conn: asyncpg.Connection, task_id: int) -> None:
+        state = await conn.fetchval(_Q["task_state_for_update"], task_id)
+        if state is None:
+            raise TaskNotFoundError(task_id)
+        if TaskState(state).is_terminal:
+            raise InvalidStateError(f"task {task_id} is already {state}")
+
+    # -- workers and leases ---------------------------------------------------------------
+
+    async def register_worker(self, info: WorkerInfo) -> None:
+        """Record a live worker. Idempotent for the same id."""
+        with translate("register a worker"):
+            await self._pool.execute(
+                _Q["register_worker"], info.id, info.hostname, info.pid, info.started_at
+            )
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Return every registered worker, oldest first."""
+        with translate("list workers"):
+            rows = await self._pool.fetch(_Q["list_workers"])
+        return [
+            WorkerInfo(id=r["id"], hostname=r["hostname"], pid=r["pid"], started_at=r["started_at"])
+            for r in rows
+        ]
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker and expire its leases now, waking other workers. Idempotent."""
+        with translate("remove a worker"):
+            await self._pool.execute(_Q["remove_worker"], worker_id)
+
+    async def claim(self, *, worker_id: str, limit: int, lease_seconds: float) -> list[Claim]:
+        """Atomically claim up to `limit` runnable tasks for `worker_id`, oldest first."""
+        await self._listen()
+        if limit <= 0:
+            return []
+        with translate("claim tasks"):
+            rows = await self._pool.fetch(_Q["claim"], worker_id, limit, float(lease_seconds))
+        rows = sorted(rows, key=lambda row: int(row["id"]))  # RETURNING has no order
+        return [
+            Claim(
+                task=codec.task(row),
+                lease=Lease(task_id=row["id"], worker_id=worker_id, token=row["lease_token"]),
+            )
+            for row in rows
+        ]
+
+    async def renew_leases(self, *, worker_id: str, lease_seconds: float) -> list[int]:
+        """Push back this worker's leases (one statement); return its tasks asked to cancel."""
+        with translate("renew leases"):
+            rows = await self._pool.fetch(_Q["renew_leases"], worker_id, float(lease_seconds))
+        return sorted(row["id"] for row in rows if row["cancel_requested"])
+
+    async def next_wakeup(self) -> datetime | None:
+        """The earliest suspended `wakeup_at` or active lease expiry; None if neither."""
+        await self._listen()
+        with translate("read the next wake-up"):
+            when: datetime | None = await self._pool.fetchval(_Q["next_wakeup"])
+        return when
+
+    async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 - the protocol's shape
+        """Return when notified that work may be runnable, or after `timeout` seconds."""
+        await self._listener.wait(max(0.0, timeout))
+
+    async def _listen(self) -> None:
+        """Have LISTEN in effect before a check that a later `wait_for_work` relies on.
+
+        Best effort: if the listener cannot connect, `wait_for_work` falls back to short
+        sleeps, and the check itself will report a dead server.
+        """
+        if not self._listener.connected:
+            with contextlib.suppress(StorageError):
+                await self._listener.ensure()
+
+    # -- history and output ---------------------------------------------------------------
+
+    async def load_history(self, task_id: int) -> list[Event]:
+        """Return the task's events in index order."""
+        with translate("load the history of task", task_id):
+            rows = await self._pool.fetch(_Q["load_history"], task_id)
+        return [codec.event(row) for row in rows]
+
+    async def append(
+        self,
+        lease: Lease,
+        events: Sequence[Event],
+        logs: Sequence[LogChunk],
+        *,
+        consumed: Sequence[int] = (),
+    ) -> None:
+        """Durably append events and log chunks, and consume notifications, in one
+        fenced statement."""
+        with translate("append to task", lease.task_id):
+            if not codec.consecutive(events):
+                await self._refuse(lease, events)
+            if len(events) == 1 and not logs and not consumed:  # the hot path
+                (event,) = events
+                status = await self._pool.execute(
+                    _Q["append_one"], lease.task_id, lease.worker_id, lease.token,
+                    event.index, event.label, event.digest, event.payload,
+                )  # fmt: skip
+                matched = status == "INSERT 0 1"
+            else:
+                matched = await self._pool.fetchval(
+                    _Q["append"], lease.task_id, lease.worker_id, lease.token,
+                    *codec.write_args(events, logs, consumed),
+                )  # fmt: skip
+            if not matched:
+                await self._refuse(lease, events)
+
+    async def finish(
+        self,
+        lease: Lease,
+        outcome: Outcome,
+        events: Sequence[Event] = (),
+        logs: Sequence[LogChunk] = (),
+        *,
+        consumed: Sequence[int] = (),
+    ) -> None:
+        """Append the last events and logs and apply `outcome`, in one fenced statement.
+
+        A task that ends wakes its parent if the parent waits `on_event`. A `Suspended`
+        task that was asked to cancel, or (with `on_event`) was woken while it ran,
+        becomes `ready` instead, so it runs again at once.
+        """
+        with translate("finish task", lease.task_id):
+            if not codec.consecutive(events):
+                await self._refuse(lease, events)
+            matched = await self._pool.fetchval(
+                _Q["finish"], lease.task_id, lease.worker_id, lease.token,
+                *codec.write_args(events, logs, consumed), *codec.outcome_args(outcome),
+            )  # fmt: skip
+            if not matched:
+                await self._refuse(lease, events)
+
+    async def _refuse(self, lease: Lease, events: Sequence[Event]) -> None:
+        """Raise the reason a fenced write wrote nothing: a lost lease, else a conflict."""
+        row = await self._pool.fetchrow(_Q["lease_state"], lease.task_id)
+        if (
+            row is None
+            or row["state"] != TaskState.ACTIVE
+            or row["owner"] != lease.worker_id
+            or row["lease_token"] != lease.token
+        ):
+            raise LeaseLostError(lease.task_id)
+        indexes = [e.index for e in events]
+        next_index = row["event_count"]
+        if indexes and indexes != list(range(next_index, next_index + len(indexes))):
+            raise ConflictError(
+                f"task {lease.task_id}: event indexes {_brief(indexes)} do not continue its "
+                f"history (next event index is {next_index})"
+            )
+        raise ConflictError(
+            f"task {lease.task_id}: the notifications to consume are not all pending for it"
+        )
+
+    async def read_logs(self, task_id: int, *, after_seq: int = 0) -> list[LogChunk]:
+        """Return the task's log chunks with `seq > after_seq`, in order."""
+        with translate("read the logs of task", task_id):
+            rows = await self._pool.fetch(_Q["read_logs"], task_id, after_seq)
+        return [codec.log_chunk(row) for row in rows]
+
+
+def _brief(indexes: list[int]) -> str:
+    if len(indexes) <= 5:
+        return str(indexes)
+    return f"[{indexes[0]}, {indexes[1]}, ..., {indexes[-1]}]"

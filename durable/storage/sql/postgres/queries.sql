@@ -1,0 +1,320 @@
+-- Named queries of the Postgres store (durable/storage/postgres.py), loaded by
+-- durable/storage/_pg_schema.py: each block starts with `-- name: <name>`.
+-- All times come from the database clock.
+
+-- name: workflow_exists
+SELECT 1 FROM durable.workflows WHERE hash = $1;
+
+-- name: put_workflow
+INSERT INTO durable.workflows (hash, name, wasm)
+VALUES ($1, $2, $3)
+ON CONFLICT (hash) DO NOTHING;
+
+-- name: put_named_workflow
+-- The binary (if new) and its name in one statement: the name now means this binary.
+WITH stored AS (
+    INSERT INTO durable.workflows (hash, name, wasm)
+    VALUES ($1, $2, $3)
+    ON CONFLICT (hash) DO NOTHING
+)
+INSERT INTO durable.workflow_names (name, hash, stored_at)
+VALUES ($2, $1, clock_timestamp())
+ON CONFLICT (name) DO UPDATE SET hash = EXCLUDED.hash, stored_at = EXCLUDED.stored_at;
+
+-- name: name_workflow
+-- For a binary already stored: only point the name at it. $1 hash, $2 name.
+INSERT INTO durable.workflow_names (name, hash, stored_at)
+VALUES ($2, $1, clock_timestamp())
+ON CONFLICT (name) DO UPDATE SET hash = EXCLUDED.hash, stored_at = EXCLUDED.stored_at;
+
+-- name: get_workflow
+SELECT wasm FROM durable.workflows WHERE hash = $1;
+
+-- name: find_workflow
+SELECT hash FROM durable.workflow_names WHERE name = $1;
+
+-- name: create_task
+-- A second launch with the same idempotency key inserts nothing and returns no row;
+-- the caller then reads the existing task.
+-- $8 is the timeout in seconds (NULL: no deadline).
+INSERT INTO durable.tasks (name, workflow_hash, entry, input, seed, parent_id, idempotency_key,
+                           deadline_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8::float8))
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING *;
+
+-- name: task_by_key
+SELECT * FROM durable.tasks WHERE idempotency_key = $1;
+
+-- name: get_task
+SELECT * FROM durable.tasks WHERE id = $1;
+
+-- name: list_tasks
+-- $3 is the name pattern already translated to an anchored regular expression.
+SELECT * FROM durable.tasks
+WHERE ($1::text[] IS NULL OR state = ANY ($1::text[]))
+  AND ($3::text IS NULL OR name ~ $3::text)
+  AND ($4::bigint IS NULL OR parent_id = $4::bigint)
+ORDER BY id DESC
+LIMIT $2;
+
+-- name: task_state_for_update
+-- Locks the row against claims (which skip it) and state changes, not against
+-- appends (whose fence takes only FOR KEY SHARE).
+SELECT state FROM durable.tasks WHERE id = $1 FOR NO KEY UPDATE;
+
+-- name: notification_by_key
+SELECT seq, task_id, event, data, created_at FROM durable.notifications
+WHERE task_id = $1 AND key = $2;
+
+-- name: insert_notification
+INSERT INTO durable.notifications (task_id, event, data, key)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (task_id, key) DO NOTHING
+RETURNING seq, task_id, event, data, created_at;
+
+-- name: next_notification
+SELECT seq, task_id, event, data, created_at FROM durable.notifications
+WHERE task_id = $1 AND consumed_at IS NULL AND ($2::text IS NULL OR event = $2::text)
+ORDER BY seq
+LIMIT 1;
+
+-- name: wake
+-- A notification arrived, or a child ended: a task suspended `on_event` becomes ready
+-- (the trigger then wakes the workers); an active one keeps a pending wake-up for its
+-- next suspension.
+UPDATE durable.tasks
+SET state = CASE WHEN state = 'suspended' THEN 'ready' ELSE state END,
+    wakeup_at = CASE WHEN state = 'suspended' THEN NULL ELSE wakeup_at END,
+    on_event = CASE WHEN state = 'suspended' THEN false ELSE on_event END,
+    wake_pending = wake_pending OR state = 'active',
+    updated_at = CASE WHEN state = 'suspended' THEN now() ELSE updated_at END
+WHERE id = $1 AND ((state = 'suspended' AND on_event) OR state = 'active');
+
+-- name: lock_tree
+-- The task and all its descendants, locked from the newest id down: children before
+-- parents, the same order in which `finish` locks a child and then wakes its parent,
+-- so the two cannot deadlock.
+WITH RECURSIVE tree (id) AS (
+    SELECT id FROM durable.tasks WHERE id = $1
+    UNION
+    SELECT t.id FROM durable.tasks AS t JOIN tree ON t.parent_id = tree.id
+)
+SELECT t.id, t.state, t.parent_id FROM durable.tasks AS t
+WHERE t.id IN (SELECT id FROM tree)
+ORDER BY t.id DESC
+FOR NO KEY UPDATE OF t;
+
+-- name: cancel_tasks
+-- Ends the ready and suspended ones among $1 as cancelled, with error $2.
+UPDATE durable.tasks
+SET state = 'cancelled', error = $2, owner = NULL, wakeup_at = NULL, on_event = false,
+    lease_expires_at = NULL, updated_at = now()
+WHERE id = ANY ($1::bigint[]) AND state IN ('ready', 'suspended')
+RETURNING id, parent_id;
+
+-- name: flag_tasks
+-- ... and asks the active ones to stop; their workers see it in renew_leases.
+UPDATE durable.tasks
+SET cancel_requested = true, updated_at = now()
+WHERE id = ANY ($1::bigint[]) AND state = 'active';
+
+-- name: register_worker
+INSERT INTO durable.workers (id, hostname, pid, started_at)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (id) DO UPDATE
+SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at;
+
+-- name: list_workers
+SELECT id, hostname, pid, started_at FROM durable.workers ORDER BY started_at, id;
+
+-- name: remove_worker
+-- Expire (not clear) the leases: the owner and token stay, so fencing is unchanged,
+-- but any worker may now claim the tasks. Notify even when there were none: waking a
+-- worker spuriously is cheap, missing a wake-up is not.
+WITH gone AS (
+    DELETE FROM durable.workers WHERE id = $1
+), expired AS (
+    UPDATE durable.tasks
+    SET lease_expires_at = now()
+    WHERE owner = $1 AND state = 'active' AND lease_expires_at > now()
+)
+SELECT pg_notify('durable_work', '');
+
+-- name: claim
+-- SKIP LOCKED: concurrent claimers pass over each other's rows instead of waiting, and
+-- a row another claimer changed after our snapshot is re-checked against the WHERE
+-- clause before we lock it, so no task is handed out twice.
+WITH picked AS (
+    SELECT id FROM durable.tasks
+    WHERE state = 'ready'
+       OR (state = 'suspended' AND wakeup_at <= now())
+       OR (state = 'active' AND lease_expires_at <= now())
+    ORDER BY id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE durable.tasks AS t
+SET state = 'active',
+    owner = $1,
+    lease_token = t.lease_token + 1,
+    lease_expires_at = now() + make_interval(secs => $3::float8),
+    attempts = t.attempts + 1,
+    wakeup_at = NULL,
+    on_event = false,
+    wake_pending = false,
+    updated_at = now()
+FROM picked
+WHERE t.id = picked.id
+RETURNING t.*;
+
+-- name: renew_leases
+UPDATE durable.tasks
+SET lease_expires_at = now() + make_interval(secs => $2::float8)
+WHERE owner = $1 AND state = 'active'
+RETURNING id, cancel_requested;
+
+-- name: next_wakeup
+-- least() ignores NULLs: NULL only when nothing waits on time.
+SELECT least(
+    (SELECT min(wakeup_at) FROM durable.tasks WHERE state = 'suspended'),
+    (SELECT min(lease_expires_at) FROM durable.tasks WHERE state = 'active')
+);
+
+-- name: load_history
+SELECT idx, label, digest, payload, created_at
+FROM durable.events
+WHERE task_id = $1
+ORDER BY idx;
+
+-- name: read_logs
+SELECT seq, position, stream, data, created_at
+FROM durable.logs
+WHERE task_id = $1 AND seq > $2
+ORDER BY seq;
+
+-- name: append
+-- One statement, one round trip, and no new version of the task row per event.
+-- `t` is the fence: it matches only while the lease is in force, the first new index
+-- continues the history, and every notification to consume is this task's and still
+-- pending. Its FOR KEY SHARE lock makes a concurrent claim skip the task (claims use
+-- SKIP LOCKED) or, if the claim got there first, makes this statement wait and then
+-- re-check the row, which no longer matches. The writes hang off `t`, so a failed
+-- check writes nothing. (The events' foreign key takes the same lock anyway.)
+-- $1 task, $2 worker, $3 token; events as arrays $4 idx, $5 label, $6 digest,
+-- $7 payload; logs as arrays $8 position, $9 stream, $10 data; $11 the notification
+-- seqs to mark consumed.
+WITH t AS (
+    SELECT id FROM durable.tasks
+    WHERE id = $1 AND owner = $2 AND lease_token = $3 AND state = 'active'
+      AND (cardinality($4::integer[]) = 0
+           OR ($4::integer[])[1] = (SELECT coalesce(max(e.idx) + 1, 0)
+                                    FROM durable.events AS e WHERE e.task_id = $1))
+      AND (cardinality($11::bigint[]) = 0
+           OR cardinality($11::bigint[]) = (
+               SELECT count(*) FROM durable.notifications AS n
+               WHERE n.task_id = $1 AND n.consumed_at IS NULL
+                 AND n.seq = ANY ($11::bigint[])))
+    FOR KEY SHARE
+), ev AS (
+    INSERT INTO durable.events (task_id, idx, label, digest, payload)
+    SELECT t.id, e.idx, e.label, e.digest, e.payload
+    FROM t, unnest($4::integer[], $5::text[], $6::text[], $7::text[])
+        AS e (idx, label, digest, payload)
+), lg AS (
+    INSERT INTO durable.logs (task_id, seq, position, stream, data)
+    SELECT t.id,
+           (SELECT coalesce(max(g.seq), 0) FROM durable.logs AS g WHERE g.task_id = $1) + l.n,
+           l.position, l.stream, l.data
+    FROM t, unnest($8::integer[], $9::text[], $10::bytea[]) WITH ORDINALITY
+        AS l (position, stream, data, n)
+), nc AS (
+    UPDATE durable.notifications AS n
+    SET consumed_at = now()
+    FROM t
+    WHERE n.task_id = t.id AND n.seq = ANY ($11::bigint[]) AND n.consumed_at IS NULL
+)
+SELECT count(*) FROM t;
+
+-- name: append_one
+-- `append` for the most common call, one event and nothing else, with scalar
+-- parameters: $1 task, $2 worker, $3 token, $4 idx, $5 label, $6 digest, $7 payload.
+WITH t AS (
+    SELECT id FROM durable.tasks
+    WHERE id = $1 AND owner = $2 AND lease_token = $3 AND state = 'active'
+      AND $4 = (SELECT coalesce(max(e.idx) + 1, 0) FROM durable.events AS e WHERE e.task_id = $1)
+    FOR KEY SHARE
+)
+INSERT INTO durable.events (task_id, idx, label, digest, payload)
+SELECT t.id, $4, $5, $6, $7 FROM t;
+
+-- name: finish
+-- `append` plus the outcome, in one fenced statement; here the fence is the UPDATE of
+-- the task row itself. $12 state ('complete', 'failed', 'cancelled', 'suspended' or
+-- 'ready'), $13 result, $14 error, $15 wakeup_at, $16 on_event.
+-- A suspension becomes 'ready' instead when a cancel was requested, or when it waits
+-- on events and one came while the task ran (`wake_pending`): no wake-up is lost.
+-- The owner and lease are cleared; the token stays, so it keeps increasing. A task
+-- that ends wakes its parent (`parent`), which is another row: no double update.
+WITH t AS (
+    UPDATE durable.tasks AS t
+    SET state = CASE WHEN $12::text = 'suspended'
+                          AND (t.cancel_requested OR ($16::boolean AND t.wake_pending))
+                     THEN 'ready' ELSE $12::text END,
+        wakeup_at = CASE WHEN $12::text = 'suspended'
+                              AND NOT (t.cancel_requested OR ($16::boolean AND t.wake_pending))
+                         THEN $15::timestamptz END,
+        on_event = ($12::text = 'suspended' AND $16::boolean
+                    AND NOT (t.cancel_requested OR t.wake_pending)),
+        result = $13,
+        error = $14,
+        owner = NULL,
+        lease_expires_at = NULL,
+        updated_at = now()
+    WHERE id = $1 AND owner = $2 AND lease_token = $3 AND state = 'active'
+      AND (cardinality($4::integer[]) = 0
+           OR ($4::integer[])[1] = (SELECT coalesce(max(e.idx) + 1, 0)
+                                    FROM durable.events AS e WHERE e.task_id = $1))
+      AND (cardinality($11::bigint[]) = 0
+           OR cardinality($11::bigint[]) = (
+               SELECT count(*) FROM durable.notifications AS n
+               WHERE n.task_id = $1 AND n.consumed_at IS NULL
+                 AND n.seq = ANY ($11::bigint[])))
+    RETURNING t.id, t.parent_id, t.state
+), ev AS (
+    INSERT INTO durable.events (task_id, idx, label, digest, payload)
+    SELECT t.id, e.idx, e.label, e.digest, e.payload
+    FROM t, unnest($4::integer[], $5::text[], $6::text[], $7::text[])
+        AS e (idx, label, digest, payload)
+), lg AS (
+    INSERT INTO durable.logs (task_id, seq, position, stream, data)
+    SELECT t.id,
+           (SELECT coalesce(max(g.seq), 0) FROM durable.logs AS g WHERE g.task_id = $1) + l.n,
+           l.position, l.stream, l.data
+    FROM t, unnest($8::integer[], $9::text[], $10::bytea[]) WITH ORDINALITY
+        AS l (position, stream, data, n)
+), nc AS (
+    UPDATE durable.notifications AS n
+    SET consumed_at = now()
+    FROM t
+    WHERE n.task_id = t.id AND n.seq = ANY ($11::bigint[]) AND n.consumed_at IS NULL
+), parent AS (
+    UPDATE durable.tasks AS p
+    SET state = CASE WHEN p.state = 'suspended' THEN 'ready' ELSE p.state END,
+        wakeup_at = CASE WHEN p.state = 'suspended' THEN NULL ELSE p.wakeup_at END,
+        on_event = CASE WHEN p.state = 'suspended' THEN false ELSE p.on_event END,
+        wake_pending = p.wake_pending OR p.state = 'active',
+        updated_at = CASE WHEN p.state = 'suspended' THEN now() ELSE p.updated_at END
+    FROM t
+    WHERE p.id = t.parent_id AND t.state IN ('complete', 'failed', 'cancelled')
+      AND ((p.state = 'suspended' AND p.on_event) OR p.state = 'active')
+)
+SELECT count(*) FROM t;
+
+-- name: lease_state
+-- Only read after a fenced write matched nothing, to say why.
+SELECT t.owner, t.lease_token, t.state,
+       (SELECT coalesce(max(e.idx) + 1, 0) FROM durable.events AS e WHERE e.task_id = t.id)
+           AS event_count
+FROM durable.tasks AS t
+WHERE t.id = $1;

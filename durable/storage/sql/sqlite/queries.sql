@@ -1,0 +1,255 @@
+-- Named queries of the SQLite store (durable/storage/sqlite.py), loaded by
+-- durable/storage/_sqlite_schema.py: each block starts with `-- name: <name>`.
+-- Whole-line comments are documentation and are dropped when loading.
+-- Parameters are positional `?`. Times are REAL unix seconds, passed in by the store
+-- (its clock can be faked in tests).
+-- `{task_columns}` expands to the column list that sqlite.py's `_task()` reads, and
+-- `{rows}` (fenced inserts only) to one `(?, ?, ?, ?)` per row of the batch.
+
+-- name: migrations_table
+CREATE TABLE IF NOT EXISTS durable_migrations (
+    version     INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL,
+    applied_at  REAL NOT NULL
+);
+
+-- name: has_migrations_table
+SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'durable_migrations';
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM durable_migrations;
+
+-- name: migration_applied
+SELECT 1 FROM durable_migrations WHERE version = ?;
+
+-- name: record_migration
+INSERT INTO durable_migrations (version, name, applied_at) VALUES (?, ?, ?);
+
+-- name: put_workflow
+INSERT INTO durable_workflow (hash, name, wasm, created_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (hash) DO NOTHING;
+
+-- name: get_workflow
+SELECT wasm FROM durable_workflow WHERE hash = ?;
+
+-- name: workflow_exists
+SELECT 1 FROM durable_workflow WHERE hash = ?;
+
+-- name: name_workflow
+-- Parameters: name, hash, stored_at.
+INSERT INTO durable_workflow_name (name, hash, stored_at) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET hash = excluded.hash, stored_at = excluded.stored_at;
+
+-- name: find_workflow
+SELECT hash FROM durable_workflow_name WHERE name = ?;
+
+-- name: create_task
+-- Inserts nothing (and returns no row) when the idempotency key is taken, the binary
+-- is not stored, or the parent task does not exist; the store then finds out which.
+-- Parameters: name, entry, input, seed, created_at, updated_at, parent_id,
+-- idempotency_key, deadline_at, workflow_hash, parent_id, parent_id.
+INSERT INTO durable_task (name, workflow_hash, entry, input, state, seed, created_at,
+                          updated_at, parent_id, idempotency_key, deadline_at)
+SELECT ?, hash, ?, ?, 'ready', ?, ?, ?, ?, ?, ? FROM durable_workflow
+WHERE hash = ? AND (? IS NULL OR EXISTS (SELECT 1 FROM durable_task WHERE id = ?))
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING {task_columns};
+
+-- name: task_by_key
+SELECT {task_columns} FROM durable_task WHERE idempotency_key = ?;
+
+-- name: get_task
+SELECT {task_columns} FROM durable_task WHERE id = ?;
+
+-- name: task_state
+SELECT state FROM durable_task WHERE id = ?;
+
+-- name: register_worker
+INSERT INTO durable_worker (id, hostname, pid, started_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE
+SET hostname = excluded.hostname, pid = excluded.pid, started_at = excluded.started_at;
+
+-- name: list_workers
+SELECT id, hostname, pid, started_at FROM durable_worker ORDER BY started_at, id;
+
+-- name: delete_worker
+DELETE FROM durable_worker WHERE id = ?;
+
+-- name: expire_leases
+-- Parameters: now, worker_id.
+UPDATE durable_task SET lease_expires_at = ? WHERE state = 'active' AND owner = ?;
+
+-- name: claim
+-- One statement, so the write lock is held from the choice to the update: no two
+-- claimers (threads or processes) can take the same task. Each branch reads its own
+-- index and stops at `limit`; INDEXED BY because, without ANALYZE statistics, SQLite
+-- would rather walk every suspended or active task in id order than the due ones.
+-- Parameters: worker_id, lease_expires_at, now, limit, now, limit, now, limit, limit.
+-- RETURNING has no defined order; the store sorts.
+UPDATE durable_task
+SET state = 'active', owner = ?, lease_token = lease_token + 1, lease_expires_at = ?,
+    attempts = attempts + 1, wakeup_at = NULL, updated_at = ?, on_event = 0, wake_pending = 0
+WHERE id IN (
+    SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_state
+                    WHERE state = 'ready' ORDER BY id LIMIT ?)
+    UNION ALL
+    SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_timer
+                    WHERE state = 'suspended' AND wakeup_at <= ? ORDER BY id LIMIT ?)
+    UNION ALL
+    SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_lease
+                    WHERE state = 'active' AND lease_expires_at <= ? ORDER BY id LIMIT ?)
+    ORDER BY id LIMIT ?)
+RETURNING {task_columns}, lease_token;
+
+-- name: renew_leases
+-- Parameters: lease_expires_at, worker_id.
+UPDATE durable_task SET lease_expires_at = ? WHERE state = 'active' AND owner = ?
+RETURNING id, cancel_requested;
+
+-- name: next_wakeup
+-- Each min() is the first entry of a partial index.
+SELECT min(t) FROM (
+    SELECT min(wakeup_at) AS t FROM durable_task INDEXED BY durable_task_timer
+    WHERE state = 'suspended'
+    UNION ALL
+    SELECT min(lease_expires_at) FROM durable_task INDEXED BY durable_task_lease
+    WHERE state = 'active');
+
+-- name: load_history
+SELECT idx, label, digest, payload, created_at FROM durable_event
+WHERE task_id = ? ORDER BY idx;
+
+-- name: next_index
+SELECT coalesce(max(idx) + 1, 0) FROM durable_event WHERE task_id = ?;
+
+-- name: read_logs
+SELECT seq, position, stream, data, created_at FROM durable_log
+WHERE task_id = ? AND seq > ? ORDER BY seq;
+
+-- name: lease_holds
+-- Parameters: task_id, worker_id, lease_token.
+SELECT EXISTS (SELECT 1 FROM durable_task
+               WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?);
+
+-- name: insert_events
+-- Fenced and gap-checked in the statement itself, so the common append is one round
+-- trip and one commit. SQLite materialises the SELECT before inserting (it reads the
+-- target table), so max(idx) is the history as it was before this batch.
+-- Parameters: task_id, created_at, (idx, label, digest, payload) per row,
+-- task_id, worker_id, lease_token, task_id, first index.
+INSERT INTO durable_event (task_id, idx, label, digest, payload, created_at)
+SELECT ?, v.column1, v.column2, v.column3, v.column4, ?
+FROM (VALUES {rows}) AS v
+WHERE EXISTS (SELECT 1 FROM durable_task
+              WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?)
+  AND (SELECT coalesce(max(idx) + 1, 0) FROM durable_event WHERE task_id = ?) = ?;
+
+-- name: insert_logs
+-- seq continues from the task's last chunk: 1, 2, 3 ...
+-- Parameters: task_id, task_id, created_at, (offset from 1, position, stream, data)
+-- per row, task_id, worker_id, lease_token.
+INSERT INTO durable_log (task_id, seq, position, stream, data, created_at)
+SELECT ?, (SELECT coalesce(max(seq), 0) FROM durable_log WHERE task_id = ?) + v.column1,
+       v.column2, v.column3, v.column4, ?
+FROM (VALUES {rows}) AS v
+WHERE EXISTS (SELECT 1 FROM durable_task
+              WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?);
+
+-- name: consume
+-- Marks the attempt's notifications consumed, fenced like the inserts. `{rows}` is one
+-- `?` per seq. Parameters: consumed_at, task_id, seqs..., task_id, worker_id, lease_token.
+UPDATE durable_notification SET consumed_at = ?
+WHERE task_id = ? AND consumed_at IS NULL AND seq IN ({rows})
+  AND EXISTS (SELECT 1 FROM durable_task
+              WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?);
+
+-- name: finish_end
+-- Completed, Failed or Cancelled. Parameters: state, result, error, updated_at,
+-- task_id, worker_id, lease_token.
+UPDATE durable_task
+SET state = ?, result = ?, error = ?, wakeup_at = NULL, owner = NULL,
+    lease_expires_at = NULL, on_event = 0, updated_at = ?
+WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?;
+
+-- name: finish_suspend
+-- Parks the task, unless a cancel request or (for `on_event`) a wake-up that came
+-- while it ran says it must run again at once: then it is ready.
+-- Parameters: ?1 on_event, ?2 wakeup_at, ?3 updated_at, ?4 task_id, ?5 worker_id,
+-- ?6 lease_token.
+UPDATE durable_task
+SET state = iif(cancel_requested OR (?1 AND wake_pending), 'ready', 'suspended'),
+    wakeup_at = iif(cancel_requested OR (?1 AND wake_pending), NULL, ?2),
+    on_event = iif(cancel_requested OR (?1 AND wake_pending), 0, ?1),
+    owner = NULL, lease_expires_at = NULL, updated_at = ?3
+WHERE id = ?4 AND state = 'active' AND owner = ?5 AND lease_token = ?6;
+
+-- name: finish_release
+-- Parameters: updated_at, task_id, worker_id, lease_token.
+UPDATE durable_task
+SET state = 'ready', wakeup_at = NULL, owner = NULL, lease_expires_at = NULL,
+    on_event = 0, updated_at = ?
+WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?;
+
+-- name: wake
+-- A notification arrived, or a child ended: a task suspended `on_event` becomes ready;
+-- an active one gets a pending wake-up for its next suspension. ?1 now, ?2 task_id.
+UPDATE durable_task
+SET state = iif(state = 'suspended', 'ready', state),
+    wakeup_at = iif(state = 'suspended', NULL, wakeup_at),
+    on_event = iif(state = 'suspended', 0, on_event),
+    wake_pending = iif(state = 'active', 1, wake_pending),
+    updated_at = iif(state = 'suspended', ?1, updated_at)
+WHERE id = ?2 AND ((state = 'suspended' AND on_event) OR state = 'active');
+
+-- name: wake_parent
+-- `wake` for the parent of the task that just ended. ?1 now, ?2 the child's id.
+UPDATE durable_task
+SET state = iif(state = 'suspended', 'ready', state),
+    wakeup_at = iif(state = 'suspended', NULL, wakeup_at),
+    on_event = iif(state = 'suspended', 0, on_event),
+    wake_pending = iif(state = 'active', 1, wake_pending),
+    updated_at = iif(state = 'suspended', ?1, updated_at)
+WHERE id = (SELECT parent_id FROM durable_task WHERE id = ?2)
+  AND ((state = 'suspended' AND on_event) OR state = 'active');
+
+-- name: notification_by_key
+SELECT seq, task_id, event, data, created_at FROM durable_notification
+WHERE task_id = ? AND key = ?;
+
+-- name: insert_notification
+-- Parameters: task_id, event, data, key, created_at.
+INSERT INTO durable_notification (task_id, event, data, key, created_at)
+VALUES (?, ?, ?, ?, ?)
+RETURNING seq, task_id, event, data, created_at;
+
+-- name: next_notification
+-- Parameters: task_id, event, event (NULL: any event).
+SELECT seq, task_id, event, data, created_at FROM durable_notification
+WHERE task_id = ? AND consumed_at IS NULL AND (? IS NULL OR event = ?)
+ORDER BY seq LIMIT 1;
+
+-- name: cancel_tree
+-- The task and all its descendants that are ready or suspended end as cancelled.
+-- Parameters: ?1 task_id, ?2 error, ?3 updated_at.
+WITH RECURSIVE tree (id) AS (
+    SELECT ?1
+    UNION
+    SELECT t.id FROM durable_task AS t JOIN tree ON t.parent_id = tree.id)
+UPDATE durable_task
+SET state = 'cancelled', error = ?2, owner = NULL, wakeup_at = NULL, on_event = 0,
+    lease_expires_at = NULL, updated_at = ?3
+WHERE id IN tree AND state IN ('ready', 'suspended')
+RETURNING id, parent_id;
+
+-- name: flag_tree
+-- ... and the active ones are asked to stop. Parameters: ?1 task_id, ?2 updated_at.
+WITH RECURSIVE tree (id) AS (
+    SELECT ?1
+    UNION
+    SELECT t.id FROM durable_task AS t JOIN tree ON t.parent_id = tree.id)
+UPDATE durable_task SET cancel_requested = 1, updated_at = ?2
+WHERE id IN tree AND state = 'active';
+
+-- name: data_version
+-- Changes whenever another connection commits to the file (not for our own commits).
+PRAGMA data_version;

@@ -1,0 +1,612 @@
+"""`SQLiteStore`: the zero-setup backend, one file shared by every process on a machine.
+
+Design choices, and why:
+
+* One aiosqlite connection per store, in autocommit mode (`isolation_level=None`), with
+  transactions written out (`BEGIN IMMEDIATE ... COMMIT`). A lock serialises operations
+  on the connection: a transaction spans several awaits, and a statement from another
+  coroutine must never land inside it. It is an `asyncio.Lock` (aiosqlite is asyncio
+  only anyway) because anyio's yields to the loop even when free: 5 us per append.
+* Several OS processes share the file (a killed `durable run`, a later `durable worker`),
+  so writes take SQLite's write lock up front: multi-statement writes open with
+  `BEGIN IMMEDIATE`; a single write statement in autocommit mode is its own transaction
+  and takes the write lock as it starts, before it reads anything, just as
+  `BEGIN IMMEDIATE` does. Either way `busy_timeout` queues writers instead of failing
+  with "database is locked" halfway through a read-then-write.
+* The hot path is `append` of a few events. Each aiosqlite call is a round trip to its
+  thread, costing about as much as a whole commit with `synchronous=NORMAL`, so the
+  event insert is ONE statement that also checks the fence (task active, same owner,
+  same lease token) and the gap (first new index = next index) in its WHERE clause:
+  one round trip, one commit. Only a write that needs more than one statement (log
+  chunks as well, or a very large batch) is wrapped in a transaction.
+* `claim` is one `UPDATE ... WHERE id IN (runnable, oldest first) RETURNING ...`, so two
+  claimers, in this process or another, never take the same task.
+* Times are REAL unix seconds (UTC) in the file, aware UTC datetimes in Python. The
+  store's clock (injectable for tests) supplies them, not SQLite's.
+* `wait_for_work` watches `PRAGMA data_version`, which moves when another connection
+  commits, and an in-process signal for this connection's own commits.
+
+The SQL lives in `durable/storage/sql/sqlite/` (see `_sqlite_schema`). Every driver
+error is translated here by `_translate_errors`; nothing above `durable.storage` sees
+aiosqlite or sqlite3.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any, assert_never
+
+import aiosqlite
+import anyio
+import anyio.to_thread
+
+from durable.core.model import (
+    Cancelled,
+    Claim,
+    Completed,
+    Event,
+    Failed,
+    Lease,
+    LogChunk,
+    NewTask,
+    Notification,
+    Outcome,
+    Released,
+    Suspended,
+    Task,
+    TaskState,
+    WorkerInfo,
+)
+from durable.errors import (
+    ConfigurationError,
+    ConflictError,
+    InvalidStateError,
+    LeaseLostError,
+    NotFoundError,
+    SchemaError,
+    StorageError,
+    TaskNotFoundError,
+)
+from durable.storage import _sqlite_codec as codec
+from durable.storage import _sqlite_schema as schema
+from durable.storage._sqlite_codec import fence, maybe_dt, to_dt, to_ts
+
+__all__ = ["SQLiteStore"]
+
+_Q = schema.queries()
+_SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
+#: How often `wait_for_work` looks for commits by other connections, in seconds.
+_POLL = 0.05
+_CANCELLED = json.dumps({"kind": "Cancelled", "message": "cancelled on request", "traceback": ""})
+
+
+@contextmanager
+def _translate_errors(path: Path, *, opening: bool = False) -> Iterator[None]:
+    """Map sqlite3 (hence aiosqlite) errors to `durable.errors`; the one place that does.
+
+    While `opening`, any failure means the path is unusable: `ConfigurationError`.
+    """
+    try:
+        yield
+    except sqlite3.Error as exc:
+        message = (str(exc).splitlines() or [type(exc).__name__])[0]
+        if opening:
+            raise ConfigurationError(f"cannot open database {path}: {message}") from exc
+        if isinstance(exc, sqlite3.IntegrityError):
+            raise ConflictError(f"database {path}: {message}") from exc
+        if "no such table" in message:
+            raise SchemaError(
+                f"database {path} has no durable schema ({message}): run `durable migrate`"
+            ) from exc
+        raise StorageError(f"database {path}: {message}") from exc
+
+
+def _probe(path: Path) -> None:
+    """Open and close the file with plain sqlite3: raises if it cannot be opened."""
+    sqlite3.connect(path).close()
+
+
+class SQLiteStore:
+    """A `Store` in one SQLite file. Open it with `await SQLiteStore.open(path)`."""
+
+    def __init__(
+        self,
+        connection: aiosqlite.Connection,
+        path: Path,
+        clock: Callable[[], float],
+        data_version: int,
+    ) -> None:
+        """Wrap an open, configured connection; use `SQLiteStore.open` instead."""
+        self._conn: aiosqlite.Connection | None = connection
+        self._path = path
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        # For wait_for_work: our own notable commits so far, a signal for the next one,
+        # and (data_version, commits) as they were when it last returned.
+        self._changes = 0
+        self._changed = anyio.Event()
+        self._seen = (data_version, 0)
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path | str,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout: float = 10.0,
+        clock: Callable[[], datetime] | None = None,
+    ) -> SQLiteStore:
+        """Open (creating if needed) the database file at `path`. Does not migrate.
+
+        Args:
+            path: the database file; its directory is created if missing.
+            synchronous: SQLite's `synchronous` setting. FULL (the default) makes every
+                commit survive a power cut; NORMAL, in WAL mode, may lose the last
+                commits on power loss (never on a process crash) but commits far faster.
+            busy_timeout: seconds a writer waits for another process's write lock.
+            clock: returns the current aware UTC time; tests inject a fake one.
+
+        Raises:
+            ConfigurationError: a bad setting, or the path cannot be created, opened or
+                written.
+        """
+        mode = synchronous.upper()
+        if mode not in _SYNCHRONOUS:
+            choices = ", ".join(sorted(_SYNCHRONOUS))
+            raise ConfigurationError(f"synchronous must be one of {choices}, not {synchronous!r}")
+        path = Path(path)
+        if str(path) != ":memory:":
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                reason = exc.strerror or type(exc).__name__
+                raise ConfigurationError(
+                    f"cannot create the database directory {path.parent}: {reason}"
+                ) from exc
+        with _translate_errors(path, opening=True):
+            # Probe first: when aiosqlite's connect fails, its thread later reports to an
+            # event loop that may be closed by then (an "Event loop is closed" traceback).
+            await anyio.to_thread.run_sync(_probe, path)
+            conn = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            with _translate_errors(path, opening=True):
+                await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+                await conn.execute("PRAGMA journal_mode = WAL")
+                await conn.execute(f"PRAGMA synchronous = {mode}")
+                await conn.execute("PRAGMA foreign_keys = ON")
+                # Find out now, not at the first write, whether the file is writable.
+                await conn.execute("BEGIN IMMEDIATE")
+                await conn.execute("ROLLBACK")
+                data_version = await conn.execute_fetchall(_Q["data_version"])
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await conn.close()
+            raise
+        wall: Callable[[], float] = time.time if clock is None else lambda: to_ts(clock())
+        return cls(conn, path, wall, int(next(iter(data_version))[0]))
+
+    @property
+    def url(self) -> str:
+        """`sqlite:///` and the path (so an absolute path gets four slashes)."""
+        return f"sqlite:///{self._path}"
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    async def close(self) -> None:
+        """Close the connection once the operation in progress is done. Idempotent."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    with _translate_errors(self._path):
+                        await conn.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _use(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Hold the connection for one operation, translating driver errors."""
+        async with self._lock:
+            if self._conn is None:
+                raise StorageError(f"the store for {self.url} is closed")
+            with _translate_errors(self._path):
+                yield self._conn
+
+    @staticmethod
+    @asynccontextmanager
+    async def _transaction(conn: aiosqlite.Connection) -> AsyncIterator[None]:
+        """`BEGIN IMMEDIATE ... COMMIT`, rolled back on any error or cancellation."""
+        try:
+            # Inside the try: if the caller is cancelled while BEGIN is queued, BEGIN
+            # still runs on aiosqlite's thread, and must be rolled back.
+            await conn.execute("BEGIN IMMEDIATE")
+            yield
+            await conn.execute("COMMIT")
+        except BaseException:
+            # Shielded: a cancelled caller must not leave the shared connection inside a
+            # transaction. rollback() does nothing if no transaction is open (BEGIN
+            # failed, or COMMIT went through after all).
+            with anyio.CancelScope(shield=True):
+                await conn.rollback()
+            raise
+
+    @staticmethod
+    async def _fetch(conn: aiosqlite.Connection, query: str, *params: Any) -> list[Any]:
+        return list(await conn.execute_fetchall(_Q[query], params))
+
+    def _notify(self) -> None:
+        """Wake our own `wait_for_work` (data_version does not see our commits)."""
+        self._changes += 1
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    # -- schema ---------------------------------------------------------------------------
+
+    async def migrate(self) -> int:
+        """Apply pending migrations, each in its own `BEGIN IMMEDIATE` transaction.
+
+        Safe under concurrent callers in many processes: each migration checks again,
+        holding the write lock, whether another process applied it first.
+        """
+        latest = schema.latest_version()
+        async with self._use() as conn:
+            async with self._transaction(conn):
+                await conn.execute(_Q["migrations_table"])
+            current = (await self._fetch(conn, "schema_version"))[0][0]
+            if current > latest:
+                raise SchemaError(
+                    f"database {self._path} is at schema version {current}, newer than this "
+                    f"durable knows ({latest}): upgrade durable"
+                )
+            for migration in schema.migrations()[current:]:
+                async with self._transaction(conn):
+                    if await self._fetch(conn, "migration_applied", migration.version):
+                        continue  # another process got there first
+                    for statement in migration.statements:
+                        await conn.execute(statement)
+                    await conn.execute(
+                        _Q["record_migration"], (migration.version, migration.name, time.time())
+                    )
+            return int((await self._fetch(conn, "schema_version"))[0][0])
+
+    async def schema_version(self) -> tuple[int, int]:
+        """Return `(current, latest)`; current is 0 for a file never migrated."""
+        async with self._use() as conn:
+            current = 0
+            if await self._fetch(conn, "has_migrations_table"):
+                current = (await self._fetch(conn, "schema_version"))[0][0]
+        return int(current), schema.latest_version()
+
+    # -- workflow binaries ----------------------------------------------------------------
+
+    async def put_workflow(self, wasm: bytes, *, name: str | None = None) -> str:
+        """Store a binary under its SHA-256 and return the hex digest. Idempotent.
+
+        With a `name`, the binary becomes the one `find_workflow(name)` returns.
+        """
+        digest = hashlib.sha256(wasm).hexdigest()
+        now = self._clock()
+        async with self._use() as conn:
+            if name is None:
+                await conn.execute(_Q["put_workflow"], (digest, None, bytes(wasm), now))
+                return digest
+            async with self._transaction(conn):
+                await conn.execute(_Q["put_workflow"], (digest, name, bytes(wasm), now))
+                await conn.execute(_Q["name_workflow"], (name, digest, now))
+        return digest
+
+    async def get_workflow(self, workflow_hash: str) -> bytes:
+        """Return the stored binary, or raise `NotFoundError`."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "get_workflow", workflow_hash)
+        if not rows:
+            raise NotFoundError(f"workflow {workflow_hash} is not stored")
+        return bytes(rows[0][0])
+
+    async def find_workflow(self, name: str) -> str:
+        """Return the hash of the binary most recently stored as `name`."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "find_workflow", name)
+        if not rows:
+            raise NotFoundError(f"no workflow named {name!r} is stored")
+        return str(rows[0][0])
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    async def create_task(self, spec: NewTask) -> Task:
+        """Insert a `ready` task, or return the one that already has its idempotency key.
+
+        Raises:
+            NotFoundError: the workflow binary is not stored.
+            TaskNotFoundError: `parent_id` names no task.
+        """
+        now = self._clock()
+        seed = spec.seed or secrets.randbits(63) or 1
+        deadline = None if spec.timeout is None else now + spec.timeout
+        async with self._use() as conn:
+            rows = await self._fetch(
+                conn, "create_task",
+                spec.name, spec.entry, spec.input, seed, now, now, spec.parent_id,
+                spec.idempotency_key, deadline, spec.workflow_hash, spec.parent_id,
+                spec.parent_id,
+            )  # fmt: skip
+            if rows:
+                self._notify()
+                return codec.task(rows[0])
+            # Nothing inserted: the key is taken, or the binary or the parent is missing.
+            if spec.idempotency_key is not None:
+                rows = await self._fetch(conn, "task_by_key", spec.idempotency_key)
+                if rows:
+                    return codec.task(rows[0])
+            stored = await self._fetch(conn, "workflow_exists", spec.workflow_hash)
+        if not stored:
+            raise NotFoundError(f"workflow {spec.workflow_hash} is not stored")
+        raise TaskNotFoundError(spec.parent_id or 0)
+
+    async def get_task(self, task_id: int) -> Task:
+        """Return the task, or raise `TaskNotFoundError`."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "get_task", task_id)
+        if not rows:
+            raise TaskNotFoundError(task_id)
+        return codec.task(rows[0])
+
+    async def list_tasks(
+        self,
+        *,
+        states: Sequence[TaskState] | None = None,
+        limit: int = 100,
+        name_glob: str | None = None,
+        parent_id: int | None = None,
+    ) -> list[Task]:
+        """Return up to `limit` tasks, newest first, filtered by state, name and parent."""
+        sql, params = codec.list_tasks_query(states, limit, name_glob, parent_id)
+        async with self._use() as conn:
+            rows = await conn.execute_fetchall(sql, params)
+        tasks = [codec.task(row) for row in rows]
+        if name_glob is not None:  # GLOB's [^...] is fnmatch's [!...]: agree with memory
+            tasks = [t for t in tasks if fnmatch.fnmatchcase(t.name, name_glob)]
+        return tasks
+
+    # -- notifications and cancellation ---------------------------------------------------
+
+    async def notify(
+        self, task_id: int, event: str, data: str, *, key: str | None = None
+    ) -> Notification:
+        """Queue a notification and wake the task if it waits for one. Atomic."""
+        now = self._clock()
+        async with self._use() as conn:
+            async with self._transaction(conn):
+                if key is not None:
+                    rows = await self._fetch(conn, "notification_by_key", task_id, key)
+                    if rows:
+                        return codec.notification(rows[0])
+                await self._check_running(conn, task_id)
+                rows = await self._fetch(
+                    conn, "insert_notification", task_id, event, data, key, now
+                )
+                await conn.execute(_Q["wake"], (now, task_id))
+            self._notify()
+        return codec.notification(rows[0])
+
+    async def next_notification(
+        self, task_id: int, *, event: str | None = None
+    ) -> Notification | None:
+        """The oldest notification not yet consumed, optionally only with this `event`."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "next_notification", task_id, event, event)
+        return codec.notification(rows[0]) if rows else None
+
+    async def request_cancel(self, task_id: int) -> Task:
+        """Cancel the task and its unfinished descendants (active ones are flagged)."""
+        now = self._clock()
+        async with self._use() as conn:
+            async with self._transaction(conn):
+                await self._check_running(conn, task_id)
+                ended = await self._fetch(conn, "cancel_tree", task_id, _CANCELLED, now)
+                await conn.execute(_Q["flag_tree"], (task_id, now))
+                gone = {tid for tid, _ in ended}
+                for parent in {p for _, p in ended if p is not None and p not in gone}:
+                    await conn.execute(_Q["wake"], (now, parent))
+                rows = await self._fetch(conn, "get_task", task_id)
+            self._notify()
+        return codec.task(rows[0])
+
+    async def _check_running(self, conn: aiosqlite.Connection, task_id: int) -> None:
+        rows = await self._fetch(conn, "task_state", task_id)
+        if not rows:
+            raise TaskNotFoundError(task_id)
+        if TaskState(rows[0][0]).is_terminal:
+            raise InvalidStateError(f"task {task_id} is already {rows[0][0]}")
+
+    # -- workers and leases ---------------------------------------------------------------
+
+    async def register_worker(self, info: WorkerInfo) -> None:
+        """Record a live worker (the latest registration for an id wins). Idempotent."""
+        params = (info.id, info.hostname, info.pid, to_ts(info.started_at))
+        async with self._use() as conn:
+            await conn.execute(_Q["register_worker"], params)
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        """Return every registered worker, oldest first."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "list_workers")
+        return [WorkerInfo(id=i, hostname=h, pid=p, started_at=to_dt(s)) for i, h, p, s in rows]
+
+    async def remove_worker(self, worker_id: str) -> None:
+        """Forget the worker and expire its leases now, in one transaction. Idempotent."""
+        async with self._use() as conn:
+            async with self._transaction(conn):
+                await conn.execute(_Q["delete_worker"], (worker_id,))
+                await conn.execute(_Q["expire_leases"], (self._clock(), worker_id))
+            self._notify()
+
+    async def claim(self, *, worker_id: str, limit: int, lease_seconds: float) -> list[Claim]:
+        """Claim up to `limit` runnable tasks, oldest first, in one UPDATE statement."""
+        if limit <= 0:
+            return []
+        now = self._clock()
+        params = (worker_id, now + lease_seconds, now, limit, now, limit, now, limit, limit)
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "claim", *params)
+        rows.sort(key=lambda row: int(row[0]))  # RETURNING has no defined order
+        token = len(schema.TASK_COLUMNS.split(","))  # lease_token follows the task columns
+        return [
+            Claim(
+                task=codec.task(row),
+                lease=Lease(task_id=row[0], worker_id=worker_id, token=row[token]),
+            )
+            for row in rows
+        ]
+
+    async def renew_leases(self, *, worker_id: str, lease_seconds: float) -> list[int]:
+        """Push back this worker's leases; return its tasks with a cancel request."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "renew_leases", self._clock() + lease_seconds, worker_id)
+        return sorted(task_id for task_id, cancel in rows if cancel)
+
+    async def next_wakeup(self) -> datetime | None:
+        """The earliest suspended `wakeup_at` or active lease expiry, or None."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "next_wakeup")
+        return maybe_dt(rows[0][0])
+
+    async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 - Store protocol
+        """Return when something may have changed since the last return, or after `timeout`.
+
+        Commits by other connections show up in `PRAGMA data_version` (polled every
+        50 ms); this store's own task creations, releases, suspensions, wake-ups and
+        worker removals signal directly. A change made between two calls is never
+        missed: the next call returns at once.
+        """
+        deadline = anyio.current_time() + timeout
+        while True:
+            async with self._use() as conn:
+                version = (await self._fetch(conn, "data_version"))[0][0]
+            seen = (int(version), self._changes)
+            if seen != self._seen:
+                self._seen = seen
+                return
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                return
+            with anyio.move_on_after(min(remaining, _POLL)):
+                await self._changed.wait()
+
+    # -- history and output ---------------------------------------------------------------
+
+    async def load_history(self, task_id: int) -> list[Event]:
+        """Return the task's events in index order ([] for an unknown task)."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "load_history", task_id)
+        return [codec.event(row) for row in rows]
+
+    async def append(
+        self,
+        lease: Lease,
+        events: Sequence[Event],
+        logs: Sequence[LogChunk],
+        *,
+        consumed: Sequence[int] = (),
+    ) -> None:
+        """Append events and log chunks and consume notifications, fenced, all or nothing."""
+        writes = codec.fenced_writes(lease, events, logs, consumed, self._clock())
+        async with self._use() as conn:
+            if not codec.consecutive(events):
+                raise await self._refusal(conn, lease, "the events' indexes are not consecutive")
+            if not writes:
+                # Nothing to write; still say whether the lease holds.
+                if not (await self._fetch(conn, "lease_holds", *fence(lease)))[0][0]:
+                    raise LeaseLostError(lease.task_id)
+            elif len(writes) == 1:
+                await self._run(conn, lease, writes[0])  # autocommit: its own transaction
+            else:
+                async with self._transaction(conn):
+                    for write in writes:
+                        await self._run(conn, lease, write)
+
+    async def finish(
+        self,
+        lease: Lease,
+        outcome: Outcome,
+        events: Sequence[Event] = (),
+        logs: Sequence[LogChunk] = (),
+        *,
+        consumed: Sequence[int] = (),
+    ) -> None:
+        """Append the last events and logs and apply `outcome`, all or nothing.
+
+        A task that ends wakes its parent if the parent waits `on_event`. A `Suspended`
+        task that was asked to cancel, or (with `on_event`) was woken while it ran,
+        becomes `ready` instead, so it runs again at once.
+        """
+        now = self._clock()
+        writes = codec.fenced_writes(lease, events, logs, consumed, now)
+        ends = isinstance(outcome, Completed | Failed | Cancelled)
+        values: tuple[Any, ...]
+        match outcome:
+            case Completed(result=result):
+                sql, values = _Q["finish_end"], ("complete", result, None, now)
+            case Failed(error=error):
+                sql, values = _Q["finish_end"], ("failed", None, error, now)
+            case Cancelled(error=error):
+                sql, values = _Q["finish_end"], ("cancelled", None, error, now)
+            case Suspended(wakeup_at=wakeup_at, on_event=on_event):
+                at = None if wakeup_at is None else to_ts(wakeup_at)
+                sql, values = _Q["finish_suspend"], (int(on_event), at, now)
+            case Released():
+                sql, values = _Q["finish_release"], (now,)
+            case _:
+                assert_never(outcome)
+        params = (*values, *fence(lease))
+        async with self._use() as conn:
+            if not codec.consecutive(events):
+                raise await self._refusal(conn, lease, "the events' indexes are not consecutive")
+            if not writes and not ends:
+                if (await conn.execute(sql, params)).rowcount != 1:  # autocommit
+                    raise LeaseLostError(lease.task_id)
+            else:
+                async with self._transaction(conn):
+                    for write in writes:
+                        await self._run(conn, lease, write)
+                    if (await conn.execute(sql, params)).rowcount != 1:
+                        raise LeaseLostError(lease.task_id)
+                    if ends:
+                        await conn.execute(_Q["wake_parent"], (now, lease.task_id))
+            self._notify()
+
+    async def read_logs(self, task_id: int, *, after_seq: int = 0) -> list[LogChunk]:
+        """Return the task's log chunks with `seq > after_seq`, in order."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "read_logs", task_id, after_seq)
+        return [codec.log_chunk(row) for row in rows]
+
+    # -- fenced writes --------------------------------------------------------------------
+
+    async def _run(self, conn: aiosqlite.Connection, lease: Lease, write: codec.Write) -> None:
+        cursor = await conn.execute(write.sql, write.params)
+        if cursor.rowcount != write.rows:
+            raise await self._refusal(conn, lease, write.what)
+
+    async def _refusal(self, conn: aiosqlite.Connection, lease: Lease, what: str) -> StorageError:
+        """Why a fenced write wrote nothing: the lease is gone, or `what` went wrong.
+
+        The lease is checked first, as in `MemoryStore`, so both report the same error.
+        """
+        if not (await self._fetch(conn, "lease_holds", *fence(lease)))[0][0]:
+            return LeaseLostError(lease.task_id)
+        next_index = (await self._fetch(conn, "next_index", lease.task_id))[0][0]
+        return ConflictError(f"{what} (next event index is {next_index})")

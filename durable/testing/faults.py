@@ -1,0 +1,217 @@
+"""Fault injection for crash tests: a `Store` wrapper that dies at a chosen write.
+
+`CrashingStore` counts the writes an attempt makes that carry its history (each
+`append` and each `finish` call) and, at write number `crash_at` (from 0), makes the
+process "die":
+
+* before the write (`after=False`): the write is not attempted, so nothing of it is
+  durable;
+* after the write (`after=True`): the write commits, then the process dies before the
+  caller learns that it succeeded.
+
+Dying means calling `on_crash`. In process, the default raises `SimulatedCrash`, a
+`BaseException`, so no `except Exception` in the worker or the host can swallow it;
+from then on every call on the wrapper raises `SimulatedCrash` again, as a dead process
+makes no more calls. Between processes, `kill_self` sends SIGKILL to the process.
+
+With `crash_at=None` the wrapper only counts and records the writes (`writes`), which
+is how a test learns how many crash points a run has.
+
+`from_environment` is the test-only hook behind `durable.storage.open_store`: it wraps
+a store only when `DURABLE_TEST_CRASH_AT` is set, and then kills the process at that
+write (`DURABLE_TEST_CRASH_POINT` = `before` or `after`, default `before`).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import os
+import signal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from durable.core.model import Event, Lease, LogChunk
+from durable.errors import ConfigurationError
+from durable.storage.base import Store
+
+__all__ = [
+    "CRASH_AT_ENV",
+    "CRASH_POINT_ENV",
+    "CrashingStore",
+    "SimulatedCrash",
+    "Write",
+    "from_environment",
+    "kill_self",
+]
+
+#: The write (from 0) at which `from_environment` makes the process die.
+CRASH_AT_ENV = "DURABLE_TEST_CRASH_AT"
+#: `before` (the write is not made) or `after` (it commits, then the process dies).
+CRASH_POINT_ENV = "DURABLE_TEST_CRASH_POINT"
+
+
+class SimulatedCrash(BaseException):
+    """The process "died" at an injected crash point.
+
+    A `BaseException`, like the engine's control signals, so that nothing between the
+    store and the test can catch it and carry on as if the process were alive.
+    """
+
+
+def kill_self() -> NoReturn:
+    """Kill this process with SIGKILL: no cleanup, no flush, no `finally`."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    raise SimulatedCrash("SIGKILL did not kill the process")  # pragma: no cover
+
+
+def _raise_crash() -> NoReturn:
+    raise SimulatedCrash("injected crash")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Write:
+    """One history-carrying write, as the wrapper saw it (for reports and assertions)."""
+
+    number: int  # the write's position among all counted writes, from 0
+    method: str  # "append" or "finish"
+    task_id: int  # the task written to
+    events: tuple[int, ...]  # the indexes of the events it carries
+    logs: int  # how many log chunks it carries
+    outcome: str | None  # for `finish`: the outcome's type name (Completed, Suspended...)
+
+    def describe(self) -> str:
+        """A one-line description, e.g. `append(task 1, events [2, 3], 1 log chunk)`."""
+        what = f"task {self.task_id}, events {list(self.events)}, {self.logs} log chunk(s)"
+        if self.outcome is not None:
+            what += f", {self.outcome}"
+        return f"{self.method}({what})"
+
+
+class CrashingStore:
+    """A `Store` that dies at write number `crash_at`; see the module docstring.
+
+    Every method of the wrapped store is available (looked up on it, so the wrapper
+    follows the `Store` protocol as it grows). The methods named in `counted` are the
+    writes that count; every other call only checks that the process is still alive.
+
+    Args:
+        inner: the store that really holds the data.
+        crash_at: the write (from 0) to die at; None never dies (count only).
+        after: die right after the write commits, instead of instead of making it.
+        on_crash: what dying means; by default raise `SimulatedCrash`.
+        counted: the names of the methods whose calls count as writes: by default
+            `append` and `finish`, the ones that carry a task's history. Effects that
+            write elsewhere (a notification to another task, a child task) can be
+            added here to crash around them too.
+
+    Attributes:
+        writes: every counted write attempted so far (including the fatal one).
+        crashed: whether the crash point was reached.
+    """
+
+    COUNTED: tuple[str, ...] = ("append", "finish")
+
+    def __init__(
+        self,
+        inner: Store,
+        *,
+        crash_at: int | None,
+        after: bool = False,
+        on_crash: Callable[[], NoReturn] = _raise_crash,
+        counted: Sequence[str] = COUNTED,
+    ) -> None:
+        """Wrap `inner`; see the class docstring for the arguments."""
+        if crash_at is not None and crash_at < 0:
+            raise ValueError(f"crash_at must be >= 0, not {crash_at}")
+        self.inner = inner
+        self.crash_at = crash_at
+        self.after = after
+        self.counted = frozenset(counted)
+        self._on_crash = on_crash
+        self.writes: list[Write] = []
+        self.crashed = False
+
+    def _alive(self) -> None:
+        if self.crashed:
+            raise SimulatedCrash("the process is dead")
+
+    def __getattr__(self, name: str) -> Any:
+        """The wrapped store's attribute; its methods check first that we are alive."""
+        attr = getattr(self.inner, name)
+        if name.startswith("_") or not callable(attr) or name == "close":
+            return attr  # closing only releases resources, even after a crash
+        if name in self.counted:
+            return functools.partial(self._write, name, attr)
+        return functools.partial(self._call, attr)
+
+    async def _call(self, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
+        self._alive()
+        return await method(*args, **kwargs)
+
+    async def _write(
+        self, name: str, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    ) -> Any:
+        self._alive()
+        write = _describe_write(len(self.writes), name, method, args, kwargs)
+        self.writes.append(write)
+        fatal = write.number == self.crash_at
+        if fatal and not self.after:
+            self.crashed = True
+            self._on_crash()
+        result = await method(*args, **kwargs)
+        if fatal:
+            self.crashed = True
+            self._on_crash()
+        return result
+
+
+def _describe_write(
+    number: int,
+    name: str,
+    method: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Write:
+    """What a counted call writes, read from its arguments by parameter name."""
+    bound = inspect.signature(method).bind(*args, **kwargs).arguments
+    lease = bound.get("lease")
+    task_id = lease.task_id if isinstance(lease, Lease) else int(bound.get("task_id", -1))
+    events: Sequence[Event] = bound.get("events", ())
+    logs: Sequence[LogChunk] = bound.get("logs", ())
+    outcome = bound.get("outcome")
+    return Write(
+        number=number,
+        method=name,
+        task_id=task_id,
+        events=tuple(e.index for e in events),
+        logs=len(logs),
+        outcome=None if outcome is None else type(outcome).__name__,
+    )
+
+
+def from_environment(store: Store, environ: Mapping[str, str] | None = None) -> Store:
+    """Wrap `store` in a process-killing `CrashingStore` if the environment asks for it.
+
+    Off unless `DURABLE_TEST_CRASH_AT` is set (to a write number, from 0). Then the
+    process kills itself with SIGKILL at that write, before it is made or right after
+    it commits, as `DURABLE_TEST_CRASH_POINT` (`before`, the default, or `after`) says.
+
+    Raises:
+        ConfigurationError: either variable has a value that makes no sense.
+    """
+    env = os.environ if environ is None else environ
+    raw = env.get(CRASH_AT_ENV, "").strip()
+    if not raw:
+        return store
+    try:
+        crash_at = int(raw)
+    except ValueError:
+        crash_at = -1
+    if crash_at < 0:
+        raise ConfigurationError(f"{CRASH_AT_ENV} must be a write number >= 0, not {raw!r}")
+    point = env.get(CRASH_POINT_ENV, "before").strip().lower() or "before"
+    if point not in ("before", "after"):
+        raise ConfigurationError(f"{CRASH_POINT_ENV} must be 'before' or 'after', not {point!r}")
+    return CrashingStore(store, crash_at=crash_at, after=point == "after", on_crash=kill_self)

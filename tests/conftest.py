@@ -1,0 +1,114 @@
+"""Shared fixtures: the anyio backend, one `store` fixture per backend, Hypothesis profiles.
+
+Adding a backend to every store test is one entry in `STORE_BACKENDS`: a function
+that takes the pytest request (to reach `tmp_path` or a server fixture) and returns an
+async context manager yielding a fresh, migrated store, closed on exit.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+from durable.storage import _pg_admin as pg_admin
+from durable.storage import open_store
+from durable.storage.base import Store
+from durable.storage.memory import MemoryStore
+from durable.storage.sqlite import SQLiteStore
+from durable.testing.postgres import ServerHandle, fresh_database, postgres_server
+
+# Hypothesis: "ci" is bounded, "dev" the default, "thorough" for a long local hunt.
+# Choose with HYPOTHESIS_PROFILE; CI=true selects "ci". Failures print a reproduction blob.
+settings.register_profile("ci", max_examples=25, deadline=None, print_blob=True)
+settings.register_profile("dev", max_examples=100, deadline=None, print_blob=True)
+settings.register_profile("thorough", max_examples=2000, deadline=None, print_blob=True)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE")
+    or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
+)
+
+StoreFactory = Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[Store]]
+
+
+@asynccontextmanager
+async def memory_store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """A fresh `MemoryStore`."""
+    store = MemoryStore()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
+async def sqlite_store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """A fresh, migrated `SQLiteStore` in the test's `tmp_path`, with default settings."""
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    store = await SQLiteStore.open(tmp_path / "db" / "durable.db")
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()
+
+
+@asynccontextmanager
+async def postgres_store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    """A migrated `PostgresStore` on the session's server, with empty tables."""
+    url: str = request.getfixturevalue("shared_pg_url")
+    store = await open_store(url)
+    try:
+        await pg_admin.reset(url)  # far cheaper than a new database per test
+        yield store
+    finally:
+        await store.close()
+
+
+STORE_BACKENDS: dict[str, StoreFactory] = {
+    "memory": memory_store,
+    "sqlite": sqlite_store,
+    "postgres": postgres_store,
+}
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[ServerHandle]:
+    """One throwaway PostgreSQL server (or DURABLE_TEST_POSTGRES_URL's) for the session.
+
+    Where no server binaries exist the test skips with a loud reason, except under
+    CI=true, where that is a failure.
+    """
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def pg_url(pg_server: ServerHandle) -> Iterator[str]:
+    """A fresh, empty database per test."""
+    with fresh_database(pg_server) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def shared_pg_url(pg_server: ServerHandle) -> Iterator[str]:
+    """One database shared by tests that only need empty tables, not an empty database."""
+    with fresh_database(pg_server, "durable_shared") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    """Run async tests on asyncio only (aiosqlite and asyncpg are asyncio libraries)."""
+    return "asyncio"
+
+
+@pytest.fixture(params=list(STORE_BACKENDS))
+async def store(request: pytest.FixtureRequest, anyio_backend: str) -> AsyncIterator[Store]:
+    """A fresh, empty, migrated store of each backend in `STORE_BACKENDS`."""
+    async with STORE_BACKENDS[request.param](request) as opened:
+        yield opened
