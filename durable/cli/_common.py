@@ -8,14 +8,17 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import anyio
 import click
 
+from durable.client import Client
 from durable.errors import DurableError
+from durable.host.config import HostConfig
+from durable.storage import parse_url
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -32,6 +35,47 @@ db_option = click.option(
     help="Database: sqlite:///PATH, a file path, or postgres://... "
     "[default: $DURABLE_DATABASE_URL, else sqlite:///.durable/durable.db]",
 )
+
+
+class Group(click.Group):
+    """A click group whose usage errors are one line on stderr, not a usage screen.
+
+    `durable show abc` says `error: Invalid value for 'TASK': 'abc' is not a valid
+    integer. (see 'durable show --help')` and exits 2, like every other bad input.
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the CLI; in standalone mode, report usage errors in one line."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            fail(f"{exc.format_message()}{hint}", exc.exit_code)
+        except click.ClickException as exc:
+            fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+async def open_client(db: str | None) -> Client:
+    """Open the database for a command, upgrading the schema only where that is safe.
+
+    A SQLite file (zero setup) is migrated on first use; a Postgres database is shared
+    by processes of several versions, so it is upgraded only on purpose, with
+    `durable migrate` or `durable worker --migrate`.
+    """
+    return await Client.open(db, migrate=parse_url(db).scheme != "postgres")
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -109,13 +153,64 @@ def progress(message: str) -> Iterator[None]:
         thread.join()
 
 
+_HOST = HostConfig()
+
+
+class ByteSize(click.ParamType[int]):
+    """A size in bytes: `268435456`, or with a unit, `256M`, `1G`, `512K` (powers of 2)."""
+
+    name = "size"
+    _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        """Parse `value`; fail with click's one-line message when it is not a size."""
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+        unit = text[-1:] if text[-1:] in self._UNITS else ""
+        number = text[: len(text) - len(unit)]
+        try:
+            size = int(float(number) * self._UNITS[unit])
+        except ValueError:
+            self.fail(f"{value!r} is not a size (like 512M or 1G)", param, ctx)
+        if size <= 0:
+            self.fail(f"{value!r} is not a positive size", param, ctx)
+        return size
+
+
+def _env(name: str) -> dict[str, Any]:
+    return {"envvar": name, "show_envvar": True, "show_default": True}
+
+
 suspend_after_option = click.option(
     "--suspend-after",
     type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
-    envvar="DURABLE_SUSPEND_AFTER",
+    default=_HOST.suspend_after,
     metavar="SECONDS",
-    help="A sleep or wait longer than this suspends the task instead of holding a thread. "
-    "[env: DURABLE_SUSPEND_AFTER]",
+    help="A sleep or wait longer than this suspends the task instead of holding a thread.",
+    **_env("DURABLE_SUSPEND_AFTER"),
+)
+memory_limit_option = click.option(
+    "--memory-limit",
+    type=ByteSize(),
+    default=f"{_HOST.memory_limit // 1024**2}M",
+    metavar="SIZE",
+    help="Linear memory one workflow instance may use (e.g. 512M, 1G); past it, the task fails.",
+    **_env("DURABLE_MEMORY_LIMIT"),
+)
+max_events_option = click.option(
+    "--max-events",
+    type=click.IntRange(min=1),
+    default=_HOST.max_events,
+    metavar="N",
+    help="A task that records more events than this fails (a runaway loop).",
+    **_env("DURABLE_MAX_EVENTS"),
+)
+max_payload_option = click.option(
+    "--max-payload",
+    type=ByteSize(),
+    default=f"{_HOST.max_payload_bytes // 1024**2}M",
+    metavar="SIZE",
+    help="The largest payload one event may record (a step's result, a response...).",
+    **_env("DURABLE_MAX_PAYLOAD"),
 )

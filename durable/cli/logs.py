@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from durable.cli._common import db_option, handle_errors, run_async
+from durable.cli._common import db_option, handle_errors, open_client, run_async
 from durable.cli._output import write_chunk
-from durable.client import Client
 
 
 @click.command()
@@ -18,7 +17,7 @@ def logs(task_id: int, follow: bool, db: str | None) -> None:
     """Print TASK's whole log (its stdout on stdout, its stderr on stderr)."""
 
     async def main() -> None:
-        async with await Client.open(db) as client:
+        async with await open_client(db) as client:
             if follow:
                 async for chunk in client.follow(task_id):
                     write_chunk(chunk)

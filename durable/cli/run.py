@@ -14,6 +14,9 @@ from durable.cli._common import (
     configure_logging,
     db_option,
     handle_errors,
+    max_events_option,
+    max_payload_option,
+    memory_limit_option,
     parse_json,
     progress,
     run_async,
@@ -35,6 +38,9 @@ from durable.worker import Worker, WorkerConfig
 @click.option("--entry", default="", help="The entry function [default: the workflow's].")
 @db_option
 @suspend_after_option
+@memory_limit_option
+@max_events_option
+@max_payload_option
 @handle_errors
 def run(
     workflow: Path,
@@ -43,6 +49,9 @@ def run(
     entry: str,
     db: str | None,
     suspend_after: float,
+    memory_limit: int,
+    max_events: int,
+    max_payload: int,
 ) -> None:
     """Run WORKFLOW (.py or .wasm) to its end with an embedded worker.
 
@@ -52,7 +61,14 @@ def run(
     """
     configure_logging()
     value = parse_json(input_, "--input")
-    runtime = Runtime(HostConfig(suspend_after=suspend_after))
+    runtime = Runtime(
+        HostConfig(
+            suspend_after=suspend_after,
+            memory_limit=memory_limit,
+            max_events=max_events,
+            max_payload_bytes=max_payload,
+        )
+    )
     try:
         with progress(f"preparing {workflow.name}"):
             binary = load_workflow(workflow, runtime.cache)

@@ -11,6 +11,9 @@ from durable.cli._common import (
     configure_logging,
     db_option,
     handle_errors,
+    max_events_option,
+    max_payload_option,
+    memory_limit_option,
     run_async,
     suspend_after_option,
 )
@@ -18,16 +21,57 @@ from durable.host import HostConfig
 from durable.storage import open_store, parse_url
 from durable.worker import Worker, WorkerConfig
 
+_WORKER = WorkerConfig()
+
 
 @click.command()
 @db_option
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
-    default=16,
+    default=_WORKER.concurrency,
     show_default=True,
     envvar="DURABLE_CONCURRENCY",
+    show_envvar=True,
+    metavar="N",
     help="How many tasks run at once.",
+)
+@click.option(
+    "--lease-seconds",
+    type=click.FloatRange(min=0.5),
+    default=_WORKER.lease_seconds,
+    show_default=True,
+    envvar="DURABLE_LEASE_SECONDS",
+    show_envvar=True,
+    metavar="SECONDS",
+    help="A task whose worker has not renewed its lease for this long passes to another "
+    "worker. Renewed three times per period.",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.01),
+    default=_WORKER.poll_interval,
+    show_default=True,
+    envvar="DURABLE_POLL_INTERVAL",
+    show_envvar=True,
+    metavar="SECONDS",
+    help="Longest idle wait between looks for work (a safety net: new work wakes the "
+    "worker at once).",
+)
+@suspend_after_option
+@memory_limit_option
+@max_events_option
+@max_payload_option
+@click.option(
+    "--cancel-grace",
+    type=click.FloatRange(min=0),
+    default=HostConfig().cancel_grace,
+    show_default=True,
+    envvar="DURABLE_CANCEL_GRACE",
+    show_envvar=True,
+    metavar="SECONDS",
+    help="After a cancellation, how long a running workflow may take to reach its next "
+    "durable call (where it is told) before it is stopped where it is.",
 )
 @click.option(
     "--exit-when-idle",
@@ -39,24 +83,41 @@ from durable.worker import Worker, WorkerConfig
     is_flag=True,
     help="Upgrade the database schema if it is out of date (always done for SQLite).",
 )
-@suspend_after_option
 @click.option("-v", "--verbose", is_flag=True, help="Log every task attempt.")
 @handle_errors
 def worker(
     db: str | None,
     concurrency: int,
+    lease_seconds: float,
+    poll_interval: float,
+    suspend_after: float,
+    memory_limit: int,
+    max_events: int,
+    max_payload: int,
+    cancel_grace: float,
     exit_when_idle: bool,
     migrate: bool,
-    suspend_after: float,
     verbose: bool,
 ) -> None:
-    """Resume and run every unfinished task. Stops gracefully on SIGTERM or SIGINT."""
+    """Resume and run every unfinished task. Stops gracefully on SIGTERM or SIGINT.
+
+    Running tasks are handed back on the way out, to be resumed by the next worker.
+    Every setting can also come from its DURABLE_* environment variable.
+    """
     configure_logging(verbose)
     migrate = migrate or parse_url(db).scheme != "postgres"
     config = WorkerConfig(
         concurrency=concurrency,
+        lease_seconds=lease_seconds,
+        poll_interval=poll_interval,
         exit_when_idle=exit_when_idle,
-        host=HostConfig(suspend_after=suspend_after),
+        host=HostConfig(
+            suspend_after=suspend_after,
+            memory_limit=memory_limit,
+            max_events=max_events,
+            max_payload_bytes=max_payload,
+            cancel_grace=cancel_grace,
+        ),
     )
 
     async def main() -> None:

@@ -50,6 +50,7 @@ class NewTask:
     seed: int = 0  # per-task entropy seed (63 bits); 0 asks the store to pick one
     parent_id: int | None = None  # the task that spawned this one, if any
     idempotency_key: str | None = None  # launching twice with one key returns one task
+    timeout: float | None = None  # seconds from launch after which the task fails
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +73,8 @@ class Task:
     attempts: int  # how many times a worker has claimed it
     parent_id: int | None  # the spawning task, if any
     idempotency_key: str | None  # the launch key, if one was given
+    deadline_at: datetime | None = None  # launch + timeout: the task fails if still running
+    cancel_requested: bool = False  # `cancel` was asked while the task was active
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +97,17 @@ class LogChunk:
     data: bytes  # the bytes the guest wrote
     seq: int = 0  # order within the task, assigned by the store (0 until stored)
     created_at: datetime | None = None  # set by the store when written; None before
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notification:
+    """A message to a task, consumed by the task exactly once, in order."""
+
+    task_id: int  # the recipient
+    seq: int  # order of arrival, increasing per database
+    event: str  # the event name, e.g. "approve"
+    data: str  # JSON text
+    created_at: datetime  # when it was sent
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +156,15 @@ class Suspended:
     """The task parks until `wakeup_at` (or until something else wakes it, if None)."""
 
     wakeup_at: datetime | None
+    # Also wake on a notification to the task or the end of one of its children.
+    on_event: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cancelled:
+    """The attempt ended because the task was cancelled."""
+
+    error: str  # JSON text {"kind": "Cancelled", "message", "traceback"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,4 +172,4 @@ class Released:
     """The worker gives the task back (shutdown, transient error): ready for anyone."""
 
 
-Outcome = Completed | Failed | Suspended | Released
+Outcome = Completed | Failed | Cancelled | Suspended | Released

@@ -68,6 +68,12 @@ class ReplayCursor:
         self.position += 1
         return event
 
+    def peek_label(self) -> str | None:
+        """The label of the next recorded event, without matching it; None at the end."""
+        if self.position >= len(self._history):
+            return None
+        return self._history[self.position].label
+
     def record(self, label: str, digest: str | None, payload: str) -> Event:
         """Record the outcome of a host call performed at the end of the history."""
         if self.replaying:

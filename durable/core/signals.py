@@ -17,11 +17,20 @@ class ControlSignal(BaseException):
 
 
 class Suspend(ControlSignal):
-    """Park the task until `wakeup_at` (None: until something else wakes it)."""
+    """Park the task until `wakeup_at` (None: until something else wakes it).
 
-    def __init__(self, wakeup_at: datetime | None) -> None:
+    With `on_event`, a notification to the task or the end of one of its children also
+    wakes it.
+    """
+
+    def __init__(self, wakeup_at: datetime | None, *, on_event: bool = False) -> None:
         super().__init__(f"suspend until {wakeup_at}")
         self.wakeup_at = wakeup_at
+        self.on_event = on_event
+
+
+class TimedOut(ControlSignal):
+    """The task's own wall-clock timeout passed: it fails."""
 
 
 class Release(ControlSignal):

@@ -28,6 +28,13 @@ class HostConfig:
     max_pending_events: int = 1000
     # Linear memory limit per instance, in bytes.
     memory_limit: int = 256 * 1024 * 1024
+    # A task that records more events than this fails (a runaway loop, not a workflow).
+    max_events: int = 100_000
+    # A single recorded payload (a step's result, a response body...) may not be larger.
+    max_payload_bytes: int = 16 * 1024 * 1024
+    # After a cancellation reaches a running guest, how long it may take to reach its
+    # next durable call (where it is told) before it is stopped where it is.
+    cancel_grace: float = 1.0
     # Where compiled components are cached across processes.
     cache_dir: Path = field(default_factory=default_cache_dir)
     # Outbound HTTP (`durable.http`): a response body larger than this many bytes is

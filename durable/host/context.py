@@ -12,13 +12,21 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from durable.core.entropy import derive_bytes
-from durable.core.model import Event, LogChunk, Stream, Task
+from durable.core.model import Event, LogChunk, NewTask, Notification, Stream, Task
 from durable.core.replay import ReplayCursor
-from durable.core.signals import HistoryExhausted, Release, Suspend
+from durable.core.signals import HistoryExhausted, Release, Suspend, TimedOut
+from durable.errors import HostError
 from durable.host.config import HostConfig
+
+T = TypeVar("T")
+
+
+def _utc(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns / 1e9, tz=UTC)
+
 
 # The panic note componentize-py's runtime prints after an uncaught guest exception:
 # noise for users, who get the Python traceback itself.
@@ -26,10 +34,34 @@ _RUNTIME_NOISE = (b"\nthread '<unnamed>'", b"note: run with `RUST_BACKTRACE")
 
 
 class Sink(Protocol):
-    """Where an attempt writes. Called on the guest's thread; blocks until durable."""
+    """The attempt's way to the store. Called on the guest's thread; each call blocks."""
 
-    def write(self, events: Sequence[Event], logs: Sequence[LogChunk]) -> None:
-        """Durably append events and log chunks (fenced by the attempt's lease)."""
+    def write(
+        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+    ) -> None:
+        """Durably append events and log chunks, and mark notifications consumed, in one
+        transaction fenced by the attempt's lease."""
+        ...
+
+    def next_notification(self, task_id: int, event: str | None) -> Notification | None:
+        """The oldest unconsumed notification for the task (only `event`, if given)."""
+        ...
+
+    def notify(self, task_id: int, event: str, data: str, key: str) -> str | None:
+        """Send a notification once per `key`; return None, or why it was refused
+        ("task-not-found" or "task-ended")."""
+        ...
+
+    def spawn(self, spec: NewTask) -> int:
+        """Create a child task (idempotent by `spec.idempotency_key`); return its id."""
+        ...
+
+    def find_workflow(self, name: str) -> str | None:
+        """The hash of the newest binary registered under `name`, or None."""
+        ...
+
+    def get_task(self, task_id: int) -> Task:
+        """The task as stored now."""
         ...
 
 
@@ -63,9 +95,24 @@ class AttemptContext:
         self.unwinding: BaseException | None = None
         # Set by the worker to stop a blocking sleep at once (shutdown).
         self.interrupt = threading.Event()
+        # Set when the task is being cancelled: blocking waits end at once, and the next
+        # durable call at the end of the history tells the guest (`task.cancelled`).
+        self.cancel = threading.Event()
+        if task.cancel_requested:
+            self.cancel.set()
+        self.cancel_delivered = False
+        # When the watchdog first saw the cancellation or the shutdown (monotonic), and
+        # why it stopped the guest, if it did.
+        self.cancel_seen_at: float | None = None
+        self.interrupt_seen_at: float | None = None
+        self.stopped_by: str | None = None
+        # Notifications consumed by events not yet committed (written with them).
+        self.consumed: list[int] = []
         self._logs: list[LogChunk] = []
         self._entropy_position = -1
         self._entropy_counter = 0
+        self._call_position = -1
+        self._call_counter = 0
         self._oldest_pending = 0.0
 
     # -- recording and committing --------------------------------------------------------
@@ -74,6 +121,15 @@ class AttemptContext:
         """Record a new event; it is committed by the next `flush`."""
         if self.replay_only:
             raise HistoryExhausted(self.cursor.position, label)
+        if self.cursor.position >= self.config.max_events:
+            raise HostError(
+                f"task {self.task.id} reached the limit of {self.config.max_events} events"
+            )
+        if len(payload) > self.config.max_payload_bytes:
+            raise HostError(
+                f"{label}: recorded payload of {len(payload)} bytes is over the limit of "
+                f"{self.config.max_payload_bytes} bytes"
+            )
         if self.cursor.pending_count == 0:
             self._oldest_pending = time.monotonic()
         return self.cursor.record(label, digest, payload)
@@ -96,13 +152,15 @@ class AttemptContext:
         """
         events = self.cursor.take_pending()
         logs = self.take_logs(frontier=False)
-        if not events and not logs:
+        consumed, self.consumed = self.consumed, []
+        if not events and not logs and not consumed:
             return
         try:
-            self.sink.write(events, logs)
+            self.sink.write(events, logs, consumed)
         except BaseException:
             self.cursor.restore_pending(events)
             self._logs[:0] = logs
+            self.consumed[:0] = consumed
             raise
 
     def take_logs(self, *, frontier: bool) -> list[LogChunk]:
@@ -153,6 +211,18 @@ class AttemptContext:
         self.maybe_flush()
         return value
 
+    def next_call_number(self) -> int:
+        """Count calls at the current event position: 1, 2, ... (reset when it moves).
+
+        With the position, this names a call the same way on every replay, which is
+        what idempotency keys for sends and spawns are made of.
+        """
+        position = self.cursor.position
+        if position != self._call_position:
+            self._call_position, self._call_counter = position, 0
+        self._call_counter += 1
+        return self._call_counter
+
     def random_bytes(self, length: int) -> bytes:
         """Bytes derived from the task's seed and the current event position."""
         position = self.cursor.position
@@ -166,8 +236,6 @@ class AttemptContext:
     def step_enter(self, label: str, digest: str | None) -> str | None:
         """Start a recorded step; return its recorded payload when replaying."""
         if self.in_step:
-            from durable.errors import HostError
-
             raise HostError(f"step {label!r} started inside step {self.step_label!r}")
         event = self.cursor.next(label, digest)
         if event is not None:
@@ -178,8 +246,6 @@ class AttemptContext:
     def step_exit(self, payload: str) -> None:
         """Record the outcome of the step started by the last `step_enter`."""
         if not self.in_step:
-            from durable.errors import HostError
-
             raise HostError("step exit without a step in progress")
         self.in_step = False
         self.record(self.step_label, self.step_digest, payload)
@@ -242,19 +308,93 @@ class AttemptContext:
         self._wait_until(deadline_ns)
 
     def _wait_until(self, deadline_ns: int) -> None:
-        remaining = (deadline_ns - time.time_ns()) / 1e9
-        if remaining <= 0:
-            self.maybe_flush()
-            return
-        if self.replay_only:
-            return  # a replay check never waits
-        if remaining > self.config.suspend_after:
-            raise Suspend(datetime.fromtimestamp(deadline_ns / 1e9, tz=UTC))
-        self.flush()  # what happened before the sleep is durable before we block
-        self._block(remaining)
+        self.await_condition(lambda: None, deadline_ns, on_event=False)
+
+    def recorded_deadline(self, label: str, digest: str, timeout_ns: int | None) -> int | None:
+        """Record (or replay) `now + timeout_ns` once, so that a wait's deadline survives
+        suspensions and crashes instead of restarting from zero."""
+        if timeout_ns is None:
+            return None
+        event = self.cursor.next(label, digest)
+        if event is not None:
+            return int(json.loads(event.payload))
+        deadline = time.time_ns() + timeout_ns
+        self.record(label, digest, str(deadline))
+        return deadline
+
+    def await_condition(
+        self, poll: Callable[[], T | None], deadline_ns: int | None, *, on_event: bool
+    ) -> T | None:
+        """Wait until `poll()` gives a value or the deadline passes (then None).
+
+        A wait that would last longer than `suspend_after` suspends the task instead
+        (waking at the deadline, or on an event when `on_event`); a shorter one blocks
+        this thread, polling. Cancellation ends the wait early with None, and shutdown
+        releases the task.
+        """
+        interval = 0.01
+        while True:
+            value = poll()
+            if value is not None:
+                return value
+            now = time.time_ns()
+            if deadline_ns is not None and now >= deadline_ns:
+                return None
+            task_deadline = self.task.deadline_at
+            if task_deadline is not None and now >= task_deadline.timestamp() * 1e9:
+                raise TimedOut()
+            if self.replay_only or self.cancel.is_set():
+                return None  # a replay check never waits; a cancelled task stops waiting
+            remaining = None if deadline_ns is None else (deadline_ns - now) / 1e9
+            if remaining is None or remaining > self.config.suspend_after:
+                wakeup = None if deadline_ns is None else _utc(deadline_ns)
+                raise Suspend(self.cap_at_task_deadline(wakeup), on_event=on_event)
+            self.flush()  # what happened before the wait is durable before we block
+            step = remaining if not on_event else min(remaining, interval)
+            interval = min(interval * 2, 0.2)
+            self._block(step)
+
+    def cap_at_task_deadline(self, wakeup: datetime | None) -> datetime | None:
+        """A suspended task wakes at its own timeout at the latest."""
+        deadline = self.task.deadline_at
+        if deadline is None:
+            return wakeup
+        return deadline if wakeup is None else min(wakeup, deadline)
 
     def _block(self, seconds: float) -> None:
         if self.replay_only:
             return
-        if self.interrupt.wait(seconds):
-            raise Release()
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.cancel.is_set():
+                return
+            task_deadline = self.task.deadline_at
+            if task_deadline is not None and time.time() >= task_deadline.timestamp():
+                raise TimedOut()
+            if self.interrupt.wait(min(left, 0.05)):
+                raise Release()
+
+    # -- cancellation --------------------------------------------------------------------
+
+    def cancelled(self) -> bool:
+        """Tell the guest, once, that its task is being cancelled. Recorded.
+
+        While replaying, the answer is whatever the history says at this point: True
+        only where a cancellation event was recorded. At the end of the history it is
+        True once the task is being cancelled, and that delivery is recorded, so a crash
+        during cleanup replays the same path.
+        """
+        label = "durable:task.cancelled"
+        if self.cursor.replaying:
+            if self.cursor.peek_label() == label:
+                self.cursor.next(label)
+                self.cancel_delivered = True
+                return True
+            return False
+        if self.cancel.is_set() and not self.cancel_delivered and not self.in_step:
+            self.record(label, None, "true")
+            self.cancel_delivered = True
+            self.flush()
+            return True
+        return False

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from wasmtime import component as wc
 
+from durable.host._wit import add_funcs
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
 from durable.host.world import DURABLE_VERSION
@@ -101,7 +102,7 @@ def define_http(root: wc.LinkerInstance, current: Callable[[], AttemptContext]) 
         return to_wit(json.loads(payload))
 
     with root.add_instance(f"durable:core/http@{DURABLE_VERSION}") as inst:
-        inst.add_func("fetch", fetch)
+        add_funcs(inst, current, {"fetch": fetch})
 
 
 # -- the shared client ---------------------------------------------------------------------

@@ -14,59 +14,21 @@ extension that does, sees live (unrecorded) readings.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
 import wasmtime
 from wasmtime import component as wc
 
+from durable.host._wit import Current, Definer, add_funcs, record
 from durable.host.context import AttemptContext
+from durable.host.coordination import define_coordination
 from durable.host.http import define_http
 from durable.host.world import DURABLE_VERSION
 
 # Components built by different componentize-py releases import different WASI 0.2.x
 # versions; shadow them all so that none falls through to an unrecorded clock.
 WASI_VERSIONS = tuple(f"0.2.{minor}" for minor in range(13))
-
-
-def guarded(current: Callable[[], AttemptContext], fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a host function so that no Python exception crosses into wasmtime.
-
-    wasmtime-py's component callbacks catch only `Exception`, keep the last one in a
-    process-wide global (shared by every guest thread), and crash the process on a
-    `BaseException` such as our control signals. So a host function's exception is
-    parked on its own attempt, and the guest is unwound with a plain trap; the runtime
-    then re-raises the parked exception on the same thread.
-    """
-
-    def host_call(store: object, *args: Any) -> Any:
-        try:
-            return fn(store, *args)
-        except BaseException as exc:
-            with contextlib.suppress(BaseException):  # no attempt: only through a host bug
-                current().unwinding = exc
-            raise wasmtime.WasmtimeError(f"durable: unwinding ({type(exc).__name__})") from None
-
-    return host_call
-
-
-def add_funcs(
-    inst: wc.LinkerInstance,
-    current: Callable[[], AttemptContext],
-    funcs: dict[str, Callable[..., Any]],
-) -> None:
-    """Define each host function of an interface instance, guarded."""
-    for name, fn in funcs.items():
-        inst.add_func(name, guarded(current, fn))
-
-
-def record(**fields: Any) -> wc.Record:
-    """A component record; keyword names use `_` where WIT uses `-`."""
-    rec = wc.Record()
-    for name, value in fields.items():
-        setattr(rec, name.replace("_", "-"), value)
-    return rec
 
 
 def build_linker(engine: wasmtime.Engine, current: Callable[[], AttemptContext]) -> wc.Linker:
@@ -108,10 +70,6 @@ def _define_random(inst: wc.LinkerInstance, current: Callable[[], AttemptContext
     )
 
 
-Current = Callable[[], AttemptContext]
-Definer = Callable[[wc.LinkerInstance, Current], None]
-
-
 def _define_core(root: wc.LinkerInstance, current: Current) -> None:
     with root.add_instance(f"durable:core/types@{DURABLE_VERSION}"):
         pass  # types only
@@ -130,8 +88,11 @@ def _define_core(root: wc.LinkerInstance, current: Current) -> None:
             attempt=ctx.attempt,
         )
 
+    def cancelled(_store: object) -> bool:
+        return current().cancelled()
+
     with root.add_instance(f"durable:core/task@{DURABLE_VERSION}") as inst:
-        add_funcs(inst, current, {"info": info})
+        add_funcs(inst, current, {"info": info, "cancelled": cancelled})
 
     def enter(_store: object, label: str, digest: str | None) -> str | None:
         return current().step_enter(label, digest)
@@ -154,5 +115,4 @@ def _define_core(root: wc.LinkerInstance, current: Current) -> None:
 
 #: Each durable interface's host functions. An interface with its own module (HTTP,
 #: SQL, ...) adds its definer here.
-INTERFACES: list[Definer] = [_define_core]
-INTERFACES.append(define_http)
+INTERFACES: list[Definer] = [_define_core, define_http, define_coordination]

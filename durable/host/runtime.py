@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import wasmtime
 from wasmtime import component as wc
 
 from durable.core.model import (
+    Cancelled,
     Completed,
     Event,
     Failed,
@@ -24,15 +26,15 @@ from durable.core.model import (
     Stream,
     Suspended,
 )
-from durable.core.signals import HistoryExhausted, Release, Suspend
+from durable.core.signals import HistoryExhausted, Release, Suspend, TimedOut
 from durable.errors import HostError, LeaseLostError, NondeterminismError
 from durable.host.cache import ComponentCache
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
 from durable.host.linker import build_linker
+from durable.host.watchdog import install as install_watchdog
 
 _EPOCH_TICK = 0.01  # seconds between engine epoch increments
-_NO_DEADLINE = 1 << 60  # epoch ticks: effectively never
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,6 +44,7 @@ class AttemptEnd:
     outcome: Outcome | None  # None: the lease was lost; write nothing at all
     events: list[Event] = field(default_factory=list)  # recorded, not yet committed
     logs: list[LogChunk] = field(default_factory=list)  # output not yet committed
+    consumed: list[int] = field(default_factory=list)  # notifications consumed by `events`
     # Set when a replay-only attempt ran past its history (the `durable replay` check).
     exhausted: HistoryExhausted | None = None
 
@@ -82,6 +85,9 @@ class Runtime:
 
     def run(self, component: wc.Component, ctx: AttemptContext) -> AttemptEnd:
         """Run one attempt of `ctx.task` to its end. Blocks; call from a worker thread."""
+        deadline = ctx.task.deadline_at
+        if deadline is not None and datetime.now(UTC) >= deadline and not ctx.replay_only:
+            return _timed_out(ctx)
         store = wasmtime.Store(self.engine)
         self._local.ctx = ctx
         try:
@@ -91,9 +97,12 @@ class Runtime:
             wasi.stdout_custom = lambda data: ctx.on_output(Stream.STDOUT, bytes(data))
             wasi.stderr_custom = lambda data: ctx.on_output(Stream.STDERR, bytes(data))
             store.set_wasi(wasi)
-            store.set_epoch_deadline(_NO_DEADLINE)
             store.set_limits(memory_size=self.config.memory_limit)
-            return self._call(store, component, ctx)
+            watchdog = install_watchdog(store, ctx)
+            try:
+                return self._call(store, component, ctx)
+            finally:
+                del watchdog
         finally:
             self._local.ctx = None
             store.close()
@@ -113,20 +122,16 @@ class Runtime:
                 # A host function parked the real reason before trapping the guest.
                 if ctx.unwinding is not None:
                     raise ctx.unwinding from None
+                if ctx.stopped_by is not None:
+                    return self._stopped(ctx, ctx.stopped_by)
                 raise
             ctx.cursor.check_finished()
         except Suspend as signal:
-            return AttemptEnd(
-                outcome=Suspended(wakeup_at=signal.wakeup_at),
-                events=ctx.cursor.take_pending(),
-                logs=ctx.take_logs(frontier=False),
-            )
+            return _end(ctx, Suspended(wakeup_at=signal.wakeup_at, on_event=signal.on_event))
         except Release:
-            return AttemptEnd(
-                outcome=Released(),
-                events=ctx.cursor.take_pending(),
-                logs=ctx.take_logs(frontier=False),
-            )
+            return _end(ctx, Released())
+        except TimedOut:
+            return _timed_out(ctx)
         except HistoryExhausted as signal:
             return AttemptEnd(outcome=None, exhausted=signal)
         except LeaseLostError:
@@ -134,6 +139,7 @@ class Runtime:
         except NondeterminismError as exc:
             # The history stays as it was: nothing recorded in this attempt is written.
             ctx.cursor.take_pending()
+            ctx.consumed.clear()
             ctx.note(f"NondeterminismError: {exc}\n")
             return AttemptEnd(
                 outcome=Failed(error=_error_json("NondeterminismError", str(exc), "")),
@@ -142,39 +148,64 @@ class Runtime:
         except HostError as exc:
             return _failed(ctx, "HostError", str(exc))
         except wasmtime.WasmtimeError as exc:
-            return _failed(ctx, "Trap", _trap_message(exc))
+            return _failed(ctx, "Trap", _trap_message(exc, self.config))
         if isinstance(value, str):
-            return AttemptEnd(
-                outcome=Completed(result=value),
-                events=ctx.cursor.take_pending(),
-                logs=ctx.take_logs(frontier=True),
-            )
+            if ctx.cancel_delivered:
+                return _cancelled(ctx, "the workflow handled the cancellation and returned")
+            return _end(ctx, Completed(result=value), frontier=True)
         kind = getattr(value, "kind", "Error")
         message = getattr(value, "message", str(value))
         traceback = getattr(value, "traceback", "")
-        return AttemptEnd(
-            outcome=Failed(error=_error_json(kind, message, traceback)),
-            events=ctx.cursor.take_pending(),
-            logs=ctx.take_logs(frontier=True),
-        )
+        if ctx.cancel_delivered:
+            return _cancelled(ctx, message, traceback)
+        return _end(ctx, Failed(error=_error_json(kind, message, traceback)), frontier=True)
+
+    def _stopped(self, ctx: AttemptContext, reason: str) -> AttemptEnd:
+        """The watchdog stopped a guest that was running without host calls."""
+        if reason == "cancelled":
+            return _cancelled(ctx, "stopped while running: it did not reach a durable call")
+        if reason == "shutdown":
+            return _end(ctx, Released())
+        return _timed_out(ctx)
+
+
+def _end(ctx: AttemptContext, outcome: Outcome, *, frontier: bool = False) -> AttemptEnd:
+    """What is left to write: events, notifications consumed, and output (up to the
+    last event; with `frontier`, all of it, as the task has ended)."""
+    consumed, ctx.consumed = ctx.consumed, []
+    return AttemptEnd(
+        outcome=outcome,
+        events=ctx.cursor.take_pending(),
+        logs=ctx.take_logs(frontier=frontier),
+        consumed=consumed,
+    )
+
+
+def _cancelled(ctx: AttemptContext, message: str, traceback: str = "") -> AttemptEnd:
+    ctx.note(f"Cancelled: {message}\n")
+    return _end(ctx, Cancelled(error=_error_json("Cancelled", message, traceback)), frontier=True)
+
+
+def _timed_out(ctx: AttemptContext) -> AttemptEnd:
+    deadline = ctx.task.deadline_at
+    when = deadline.isoformat(timespec="seconds") if deadline else "?"
+    return _failed(ctx, "TimeoutError", f"task {ctx.task.id} passed its deadline ({when})")
 
 
 def _failed(ctx: AttemptContext, kind: str, message: str) -> AttemptEnd:
     ctx.note(f"{kind}: {message}\n")
-    return AttemptEnd(
-        outcome=Failed(error=_error_json(kind, message, "")),
-        events=ctx.cursor.take_pending(),
-        logs=ctx.take_logs(frontier=True),
-    )
+    return _end(ctx, Failed(error=_error_json(kind, message, "")), frontier=True)
 
 
 def _error_json(kind: str, message: str, traceback: str) -> str:
     return json.dumps({"kind": kind, "message": message, "traceback": traceback})
 
 
-def _trap_message(exc: wasmtime.WasmtimeError) -> str:
+def _trap_message(exc: wasmtime.WasmtimeError, config: HostConfig) -> str:
     """The useful part of a trap: its cause, without the wasm backtrace."""
     text = str(exc)
+    if "memory" in text and ("limit" in text or "grow" in text):
+        return f"memory limit of {config.memory_limit // (1024 * 1024)} MiB exceeded"
     if "Caused by:" in text:
         cause = text.split("Caused by:", 1)[1].strip().splitlines()
         if cause:

@@ -14,6 +14,8 @@ DURABLE_INTERFACES = (
     "durable:core/step",
     "durable:core/timer",
     "durable:core/http",
+    "durable:core/notify",
+    "durable:core/children",
 )
 #: The package version this host implements. Components built against an older minor
 #: version still link, because interfaces only ever gain functions.

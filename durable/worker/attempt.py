@@ -7,6 +7,7 @@ attempt without a write; a database error leaves the task for its lease to pass 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -16,8 +17,25 @@ import anyio.from_thread
 import anyio.to_thread
 from anyio.abc import TaskGroup
 
-from durable.core.model import Claim, Event, Failed, Lease, LogChunk, Released
-from durable.errors import ComponentError, LeaseLostError, NotFoundError, StorageError
+from durable.core.model import (
+    Claim,
+    Event,
+    Failed,
+    Lease,
+    LogChunk,
+    NewTask,
+    Notification,
+    Released,
+    Task,
+)
+from durable.errors import (
+    ComponentError,
+    InvalidStateError,
+    LeaseLostError,
+    NotFoundError,
+    StorageError,
+    TaskNotFoundError,
+)
 from durable.host.context import AttemptContext
 from durable.host.runtime import AttemptEnd, Runtime
 from durable.storage.base import Store
@@ -26,15 +44,52 @@ log = logging.getLogger("durable.worker")
 
 
 class StoreSink:
-    """The host's `Sink`: writes from the guest thread through the event loop."""
+    """The host's `Sink`: reaches the async store from the guest's thread."""
 
     def __init__(self, store: Store, lease: Lease) -> None:
         self._store = store
         self._lease = lease
 
-    def write(self, events: Sequence[Event], logs: Sequence[LogChunk]) -> None:
+    def write(
+        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+    ) -> None:
         """Append, fenced by the lease; blocks the guest until durable."""
-        anyio.from_thread.run(self._store.append, self._lease, events, logs)
+        anyio.from_thread.run(
+            functools.partial(self._store.append, self._lease, events, logs, consumed=consumed)
+        )
+
+    def next_notification(self, task_id: int, event: str | None) -> Notification | None:
+        """The oldest unconsumed notification for the task."""
+        return anyio.from_thread.run(
+            functools.partial(self._store.next_notification, task_id, event=event)
+        )
+
+    def notify(self, task_id: int, event: str, data: str, key: str) -> str | None:
+        """Send once per key; None, or why it was refused."""
+        try:
+            anyio.from_thread.run(
+                functools.partial(self._store.notify, task_id, event, data, key=key)
+            )
+        except TaskNotFoundError:
+            return "task-not-found"
+        except InvalidStateError:
+            return "task-ended"
+        return None
+
+    def spawn(self, spec: NewTask) -> int:
+        """Create the child (idempotent by key) and return its id."""
+        return anyio.from_thread.run(self._store.create_task, spec).id
+
+    def find_workflow(self, name: str) -> str | None:
+        """The newest binary registered as `name`."""
+        try:
+            return anyio.from_thread.run(self._store.find_workflow, name)
+        except NotFoundError:
+            return None
+
+    def get_task(self, task_id: int) -> Task:
+        """The task as stored now."""
+        return anyio.from_thread.run(self._store.get_task, task_id)
 
 
 class AttemptRunner:
@@ -70,6 +125,13 @@ class AttemptRunner:
         self._idle = anyio.Event()
         tg.start_soon(self._run, claim, name=f"task {claim.task.id}")
 
+    def cancel(self, task_ids: Sequence[int]) -> None:
+        """Tell the running attempts of these tasks that they are being cancelled."""
+        for task_id in task_ids:
+            ctx = self._contexts.get(task_id)
+            if ctx is not None:
+                ctx.cancel.set()
+
     def interrupt_all(self) -> None:
         """Make every blocking sleep end now; those tasks are released."""
         self._interrupted = True
@@ -86,7 +148,9 @@ class AttemptRunner:
         try:
             end = await self._execute(claim)
             if end.outcome is not None:
-                await self._store.finish(claim.lease, end.outcome, end.events, end.logs)
+                await self._store.finish(
+                    claim.lease, end.outcome, end.events, end.logs, consumed=end.consumed
+                )
         except LeaseLostError:
             log.info("task %d: lease lost to another worker; dropped this attempt", task.id)
         except StorageError as exc:

@@ -145,16 +145,18 @@ class Worker:
 
     async def _heartbeat(self) -> None:
         """Renew every lease this worker holds, three times per lease period."""
-        period = self.config.lease_seconds / 3
+        # At least once a second, so that a cancellation reaches a running task promptly.
+        period = min(self.config.lease_seconds / 3, 1.0)
         reap_every = max(1, int(30 / period))
         beats = 0
         while True:
             await anyio.sleep(period)
             try:
                 if self._attempts.running:
-                    await self.store.renew_leases(
+                    cancelled = await self.store.renew_leases(
                         worker_id=self.id, lease_seconds=self.config.lease_seconds
                     )
+                    self._attempts.cancel(cancelled)
                 beats += 1
                 if beats % reap_every == 0:
                     await reap_dead_local_workers(self.store, self.id)

@@ -223,9 +223,14 @@ class FailingSink:
     def __init__(self) -> None:
         self.writes: list[tuple[Sequence[Event], Sequence[LogChunk]]] = []
 
-    def write(self, events: Sequence[Event], logs: Sequence[LogChunk]) -> None:
+    def write(
+        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+    ) -> None:
         self.writes.append((events, logs))
         raise AssertionError(f"a replay wrote {len(events)} events")
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"a replay reached the store ({name})")
 
 
 async def replay(store: Store, runtime: Runtime, wasm: bytes, task: Task) -> AttemptEnd:
@@ -350,10 +355,15 @@ class CrashOnHttpEvent:
     def __init__(self, inner: StoreSink) -> None:
         self.inner = inner
 
-    def write(self, events: Sequence[Event], logs: Sequence[LogChunk]) -> None:
+    def write(
+        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+    ) -> None:
         if any(e.label.startswith("http ") for e in events):
             raise Crash("killed between the request and its commit")
-        self.inner.write(events, logs)
+        self.inner.write(events, logs, consumed)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 async def attempt(

@@ -26,20 +26,40 @@ imports the host's modules.
 from __future__ import annotations
 
 from durable import http
-from durable._errors import DurableGuestError, StepFailed
+from durable._children import ChildHandle, spawn
+from durable._errors import (
+    Cancelled,
+    ChildFailed,
+    DurableGuestError,
+    NotifyError,
+    SpawnError,
+    StepFailed,
+)
 from durable._info import TaskInfo, info
-from durable._steps import step
+from durable._notify import Notification, notify, wait
+from durable._steps import Retry, step, step_attempt
 from durable._timers import sleep, sleep_until
 from durable._workflows import workflow
 
 __all__ = [
+    "Cancelled",
+    "ChildFailed",
+    "ChildHandle",
     "DurableGuestError",
+    "Notification",
+    "NotifyError",
+    "Retry",
+    "SpawnError",
     "StepFailed",
     "TaskInfo",
     "http",
     "info",
+    "notify",
     "sleep",
     "sleep_until",
+    "spawn",
     "step",
+    "step_attempt",
+    "wait",
     "workflow",
 ]

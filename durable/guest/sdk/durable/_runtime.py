@@ -20,6 +20,7 @@ from componentize_py_types import Err
 from wit_world.imports.types import WorkflowError
 
 from durable import _info, _state, _timers
+from durable._errors import Cancelled
 from durable._workflows import resolve
 
 _module: Any = None
@@ -69,7 +70,7 @@ class WitWorld(wit_world.WitWorld):
                 return json.dumps(result, allow_nan=False)
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"workflow result is not JSON-serialisable: {exc}") from None
-        except Exception as exc:
+        except (Exception, Cancelled) as exc:
             text = "".join(traceback.format_exception(exc))
             sys.stderr.write(text)
             sys.stderr.flush()

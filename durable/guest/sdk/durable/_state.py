@@ -4,3 +4,5 @@
 from __future__ import annotations
 
 in_step = False
+#: Which attempt of a retried step is running (1 for steps without a retry policy).
+step_attempt = 1

@@ -12,23 +12,45 @@ import functools
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar, overload
 
 from wit_world.imports import step as _step
 
-from durable import _state
+from durable import _cancel, _state, _timers
 from durable._errors import StepFailed
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@dataclass(frozen=True)
+class Retry:
+    """How often, and how patiently, to retry a step that raises.
+
+    The n-th retry waits `backoff * factor ** (n - 1)` seconds, at most `max_delay`.
+    Every attempt and its outcome are recorded, and the waits are durable timers, so a
+    crash in the middle of a backoff resumes it, and a replay takes the same path.
+    """
+
+    attempts: int = 3  # attempts in all, the first included
+    backoff: float = 1.0  # seconds before the first retry
+    factor: float = 2.0  # growth of the wait per retry
+    max_delay: float = 60.0  # longest wait between attempts
+    # Exception types worth retrying (matched against the step's raised exception).
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    def delay(self, retry: int) -> float:
+        """Seconds to wait before retry number `retry` (1-based)."""
+        return min(self.backoff * self.factor ** (retry - 1), self.max_delay)
+
+
 @overload
 def step(fn: F) -> F: ...
 @overload
-def step(*, name: str | None = None) -> Callable[[F], F]: ...
+def step(*, name: str | None = None, retry: Retry | None = None) -> Callable[[F], F]: ...
 
 
-def step(fn: F | None = None, *, name: str | None = None) -> Any:
+def step(fn: F | None = None, *, name: str | None = None, retry: Retry | None = None) -> Any:
     """Decorate a function so that each call is a recorded step.
 
     The result must be JSON-serialisable; the caller gets it back as JSON would decode
@@ -36,6 +58,7 @@ def step(fn: F | None = None, *, name: str | None = None) -> Any:
     its name (default: the function's qualified name) and a digest of its arguments;
     replaying with a different name or arguments at the same point fails the task with
     a nondeterminism error. A step called inside another step runs as plain code.
+    With `retry`, a step that raises is run again after a durable backoff.
     """
 
     def decorate(f: F) -> F:
@@ -45,15 +68,44 @@ def step(fn: F | None = None, *, name: str | None = None) -> Any:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if _state.in_step:
                 return f(*args, **kwargs)
-            return run_step(label, _digest(args, kwargs), lambda: f(*args, **kwargs))
+            digest = _digest(args, kwargs)
+            if retry is None:
+                return run_step(label, digest, lambda: f(*args, **kwargs))
+            return _with_retries(retry, label, digest, lambda: f(*args, **kwargs))
 
         return wrapper  # type: ignore[return-value]
 
     return decorate(fn) if fn is not None else decorate
 
 
+def _with_retries(policy: Retry, label: str, digest: str | None, body: Callable[[], Any]) -> Any:
+    for attempt in range(1, max(policy.attempts, 1) + 1):
+        _state.step_attempt = attempt
+        try:
+            return run_step(label, digest, body)
+        except policy.retry_on as exc:
+            if attempt >= policy.attempts or not _retryable(policy, exc):
+                raise
+            _timers.sleep(policy.delay(attempt))
+        finally:
+            _state.step_attempt = 1
+    raise AssertionError("unreachable")
+
+
+def step_attempt() -> int:
+    """Inside a step with a retry policy: which attempt this is (1, 2, ...)."""
+    return _state.step_attempt
+
+
+def _retryable(policy: Retry, exc: BaseException) -> bool:
+    # A StepFailed stands for an exception that could not be rebuilt; retry it only
+    # when the policy retries everything.
+    return not isinstance(exc, StepFailed) or Exception in policy.retry_on
+
+
 def run_step(label: str, digest: str | None, body: Callable[[], Any]) -> Any:
     """Run `body` as the recorded step `label`, or return its recorded outcome."""
+    _cancel.check()
     recorded = _step.enter(label, digest)
     if recorded is not None:
         return _outcome(json.loads(recorded))

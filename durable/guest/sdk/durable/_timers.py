@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from wit_world.imports import timer as _timer
 from wit_world.imports.types import Datetime
 
+from durable import _cancel
+
 
 def sleep(seconds: float) -> None:
     """Sleep durably for `seconds`.
@@ -17,7 +19,9 @@ def sleep(seconds: float) -> None:
     """
     if seconds != seconds or seconds < 0:  # NaN or negative, as time.sleep refuses
         raise ValueError("sleep length must be a non-negative number")
+    _cancel.check()
     _timer.sleep(int(seconds * 1_000_000_000))
+    _cancel.check()
 
 
 def sleep_until(when: datetime | float) -> None:
@@ -32,4 +36,6 @@ def sleep_until(when: datetime | float) -> None:
     nanos = round((ts - seconds) * 1_000_000_000)
     if nanos >= 1_000_000_000:
         seconds, nanos = seconds + 1, nanos - 1_000_000_000
+    _cancel.check()
     _timer.sleep_until(Datetime(seconds=seconds, nanoseconds=nanos))
+    _cancel.check()

@@ -32,6 +32,17 @@ def workflow(fn: F | None = None, *, name: str | None = None) -> Any:
     return register(fn) if fn is not None else register
 
 
+def entry_name(fn: Callable[..., Any]) -> str:
+    """The entry name a registered function is known by."""
+    for name, registered in registry.items():
+        if registered is fn or getattr(registered, "__wrapped__", None) is fn:
+            return name
+    raise ValueError(
+        f"{getattr(fn, '__name__', fn)!r} is not a workflow entry: "
+        "decorate it with @durable.workflow"
+    )
+
+
 def resolve(entry: str, module: Any) -> Callable[..., Any]:
     """Find the function for `entry` ("" = the default) in the registry or `module`."""
     if entry:

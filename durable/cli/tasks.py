@@ -1,0 +1,157 @@
+"""`durable list` and `durable show`: look at tasks and their histories."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from durable.cli import _format as fmt
+from durable.cli._common import db_option, handle_errors, open_client, run_async
+from durable.core.model import Task, TaskState
+from durable.history import TaskHistory, task_to_dict
+
+_STATES = [s.value for s in TaskState]
+#: How many children `durable show` names before it only counts them.
+_CHILDREN_SHOWN = 10
+
+
+@click.command("list")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(_STATES),
+    help="Only tasks in this state. Repeat for several.",
+)
+@click.option("--name", metavar="GLOB", help="Only tasks whose name matches, e.g. 'order-*'.")
+@click.option("--parent", type=int, metavar="TASK", help="Only the children of TASK.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    metavar="N",
+    help="Show at most N tasks, newest first.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of task objects instead.")
+@db_option
+@handle_errors
+def list_tasks(
+    states: tuple[str, ...],
+    name: str | None,
+    parent: int | None,
+    limit: int,
+    as_json: bool,
+    db: str | None,
+) -> None:
+    """List tasks, newest first: id, name, state, times and duration.
+
+    Times are local, with the zone. The duration runs from launch to end; a task that
+    has not ended shows `-`.
+    """
+
+    async def main() -> list[Task]:
+        async with await open_client(db) as client:
+            return await client.list(states=states, name=name, parent_id=parent, limit=limit)
+
+    tasks = run_async(main)
+    if as_json:
+        click.echo(json.dumps([task_to_dict(t) for t in tasks], indent=2))
+        return
+    if not tasks:
+        click.echo("no tasks", err=True)
+        return
+    rows = [
+        [
+            str(t.id),
+            t.name,
+            fmt.state(t.state),
+            fmt.local_time(t.created_at),
+            fmt.local_time(t.updated_at),
+            fmt.task_duration(t),
+        ]
+        for t in tasks
+    ]
+    click.echo(fmt.table(["ID", "NAME", "STATE", "CREATED", "UPDATED", "DURATION"], rows))
+
+
+@click.command()
+@click.argument("task_id", metavar="TASK", type=int)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Export the task and its full history as JSON (the format `durable replay "
+    "--history` reads).",
+)
+@db_option
+@handle_errors
+def show(task_id: int, as_json: bool, db: str | None) -> None:
+    """Show TASK: its state, times, input, result or error, and its event history.
+
+    Each event is shown with its index, its label (the operation it records), a short
+    form of its payload and the local time it was committed.
+    """
+
+    async def main() -> tuple[TaskHistory, list[Task]]:
+        async with await open_client(db) as client:
+            history = await client.history(task_id)
+            if as_json:
+                return history, []
+            children = await client.list(parent_id=task_id, limit=_CHILDREN_SHOWN + 1)
+            return history, children
+
+    history, children = run_async(main)
+    if as_json:
+        click.echo(history.dumps(), nl=False)
+        return
+    click.echo(_summary(history.task, children))
+    click.echo()
+    events = history.events
+    if not events:
+        click.echo("no events recorded")
+        return
+    count = f"{len(events)} event" + ("s" if len(events) != 1 else "")
+    click.echo(f"{count} (times in {fmt.zone_name()}):")
+    rows = [
+        [
+            str(e.index),
+            e.label,
+            fmt.short(e.payload),
+            fmt.clock_time(e.created_at, day_of=history.task.created_at),
+        ]
+        for e in events
+    ]
+    click.echo(fmt.table(["INDEX", "LABEL", "PAYLOAD", "TIME"], rows))
+
+
+def _summary(task: Task, children: list[Task]) -> str:
+    pairs = [
+        ("state", fmt.state(task.state) + (" (cancel requested)" if task.cancel_requested else "")),
+        ("workflow", f"{task.workflow_hash[:12]}, entry {task.entry or '(default)'}"),
+        ("created", fmt.local_time(task.created_at)),
+        ("updated", fmt.local_time(task.updated_at)),
+    ]
+    if task.state.is_terminal:
+        pairs.append(("duration", fmt.task_duration(task)))
+    if task.wakeup_at is not None and task.state is TaskState.SUSPENDED:
+        pairs.append(("wakes at", fmt.local_time(task.wakeup_at)))
+    if task.deadline_at is not None:
+        pairs.append(("deadline", fmt.local_time(task.deadline_at)))
+    pairs += [("attempts", str(task.attempts)), ("input", fmt.short(task.input, 200))]
+    if task.state is TaskState.COMPLETE:
+        pairs.append(("result", fmt.short(task.result, 200)))
+    if task.error is not None:
+        hint = f"  (`durable logs {task.id}` shows the traceback)"
+        pairs.append(("error", fmt.style(fmt.describe_error(task.error), fg="red") + hint))
+    if task.parent_id is not None:
+        pairs.append(("parent", str(task.parent_id)))
+    if children:
+        shown = ", ".join(str(i) for i in sorted(c.id for c in children[:_CHILDREN_SHOWN]))
+        more = " and more (durable list --parent)" if len(children) > _CHILDREN_SHOWN else ""
+        pairs.append(("children", shown + more))
+    if task.idempotency_key is not None:
+        pairs.append(("key", task.idempotency_key))
+    header = fmt.style(f"task {task.id}", bold=True) + f"  {task.name}"
+    return header + "\n" + fmt.fields(pairs)

@@ -1,0 +1,83 @@
+"""Child tasks: `durable.spawn` starts one, `handle.result()` waits for it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from componentize_py_types import Err
+from wit_world.imports import children as _children
+
+from durable import _cancel
+from durable._errors import ChildFailed, SpawnError
+from durable._workflows import entry_name
+
+
+class ChildHandle:
+    """A child task started by `durable.spawn`."""
+
+    def __init__(self, child_id: int) -> None:
+        self.id = child_id
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the child to end and return its result.
+
+        With a timeout, raises `TimeoutError` when it passes (the deadline is recorded,
+        so it survives suspensions and crashes). A long wait suspends this task.
+
+        Raises:
+            ChildFailed: the child failed or was cancelled.
+            TimeoutError: the timeout passed first.
+        """
+        if timeout is not None and (timeout != timeout or timeout < 0):
+            raise ValueError("timeout must be a non-negative number of seconds")
+        _cancel.check()
+        timeout_ns = None if timeout is None else int(timeout * 1_000_000_000)
+        outcome = _children.join(self.id, timeout_ns)
+        _cancel.check()
+        if outcome is None:
+            raise TimeoutError(f"child task {self.id} did not end within {timeout} s")
+        if outcome.state == "complete":
+            return json.loads(outcome.value or "null")
+        error = json.loads(outcome.error or "{}")
+        raise ChildFailed(
+            self.id, outcome.state, error.get("kind", "Error"), error.get("message", "")
+        )
+
+    def __repr__(self) -> str:
+        return f"ChildHandle(id={self.id})"
+
+
+def spawn(
+    workflow: Callable[..., Any] | str,
+    input: Any = None,
+    *,
+    entry: str = "",
+    name: str = "",
+) -> ChildHandle:
+    """Start a child task and return its handle. Its id is recorded: never spawned twice.
+
+    `workflow` is an entry function of this workflow file (the child runs the same
+    binary from that entry), or the name of another registered workflow (then `entry`
+    picks its entry function, default its own default).
+
+    Raises:
+        SpawnError: no workflow is registered under that name.
+    """
+    _cancel.check()
+    if callable(workflow):
+        other, entry = None, entry_name(workflow)
+    else:
+        other = workflow
+    request = _children.SpawnRequest(
+        workflow=other, entry=entry, input=json.dumps(input), name=name
+    )
+    try:
+        child_id = _children.spawn(request)
+    except Err as exc:
+        detail = getattr(exc.value, "value", "")
+        if type(exc.value).__name__.endswith("WorkflowNotFound"):
+            raise SpawnError(f"no workflow is registered as {detail!r}") from None
+        raise SpawnError(str(detail)) from None
+    return ChildHandle(child_id)

@@ -1,0 +1,56 @@
+"""Helpers for defining host functions and building WIT values."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import wasmtime
+from wasmtime import component as wc
+
+from durable.host.context import AttemptContext
+
+#: How host functions find the attempt they serve (a thread-local lookup).
+Current = Callable[[], AttemptContext]
+#: A function that defines one interface's host functions on the linker root.
+Definer = Callable[[wc.LinkerInstance, Current], None]
+
+
+def guarded(current: Callable[[], AttemptContext], fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a host function so that no Python exception crosses into wasmtime.
+
+    wasmtime-py's component callbacks catch only `Exception`, keep the last one in a
+    process-wide global (shared by every guest thread), and crash the process on a
+    `BaseException` such as our control signals. So a host function's exception is
+    parked on its own attempt, and the guest is unwound with a plain trap; the runtime
+    then re-raises the parked exception on the same thread.
+    """
+
+    def host_call(store: object, *args: Any) -> Any:
+        try:
+            return fn(store, *args)
+        except BaseException as exc:
+            with contextlib.suppress(BaseException):  # no attempt: only through a host bug
+                current().unwinding = exc
+            raise wasmtime.WasmtimeError(f"durable: unwinding ({type(exc).__name__})") from None
+
+    return host_call
+
+
+def add_funcs(
+    inst: wc.LinkerInstance,
+    current: Callable[[], AttemptContext],
+    funcs: dict[str, Callable[..., Any]],
+) -> None:
+    """Define each host function of an interface instance, guarded."""
+    for name, fn in funcs.items():
+        inst.add_func(name, guarded(current, fn))
+
+
+def record(**fields: Any) -> wc.Record:
+    """A component record; keyword names use `_` where WIT uses `-`."""
+    rec = wc.Record()
+    for name, value in fields.items():
+        setattr(rec, name.replace("_", "-"), value)
+    return rec

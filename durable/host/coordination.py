@@ -1,0 +1,186 @@
+"""Host functions for coordination: notifications, child tasks, cancellation.
+
+Each operation is recorded like any other host call. Consuming a notification and
+recording it commit together (the consumed sequence numbers ride along with the
+event), so a workflow sees each notification exactly once. Sends and spawns carry an
+idempotency key derived from the sender's own event position, so a replay that
+repeats them changes nothing: exactly once, not just at least once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from wasmtime import component as wc
+
+from durable.core.model import NewTask, Notification, TaskState
+from durable.host._wit import Current, add_funcs, record
+from durable.host.context import AttemptContext
+from durable.host.world import DURABLE_VERSION
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def _key(ctx: AttemptContext, kind: str) -> str:
+    """A key unique to this call: task, event position, and calls so far at it."""
+    n = ctx.next_call_number()
+    return f"{kind}:{ctx.task.id}:{ctx.cursor.position}:{n}"
+
+
+def _datetime(seconds: float) -> wc.Record:
+    whole = int(seconds // 1)
+    return record(seconds=whole, nanoseconds=int((seconds - whole) * 1e9))
+
+
+# -- notifications --------------------------------------------------------------------
+
+
+def wait_notification(
+    ctx: AttemptContext, event: str | None, timeout_ns: int | None
+) -> dict[str, Any] | None:
+    """The guest's `notify.wait`: the next notification, or None at the deadline."""
+    digest = _digest(event, timeout_ns)
+    deadline = ctx.recorded_deadline("durable:notify.deadline", digest, timeout_ns)
+    label = "durable:notify.wait"
+    recorded = ctx.cursor.next(label, digest)
+    if recorded is not None:
+        value: dict[str, Any] | None = json.loads(recorded.payload)
+        return value
+    if ctx.replay_only:
+        ctx.record(label, digest, "null")  # raises HistoryExhausted
+    ctx.flush()  # notifications consumed earlier are marked before we look again
+
+    def poll() -> Notification | None:
+        return ctx.sink.next_notification(ctx.task.id, event)
+
+    found = ctx.await_condition(poll, deadline, on_event=True)
+    if found is None:
+        ctx.record(label, digest, "null")
+        ctx.maybe_flush()
+        return None
+    payload = {
+        "event": found.event,
+        "data": found.data,
+        "created_at": found.created_at.timestamp(),
+        "seq": found.seq,
+    }
+    ctx.record(label, digest, json.dumps(payload))
+    ctx.consumed.append(found.seq)
+    ctx.maybe_flush()
+    return payload
+
+
+def send_notification(ctx: AttemptContext, task_id: int, event: str, data: str) -> str | None:
+    """The guest's `notify.send`: None, or why it was refused. Exactly once."""
+    key = _key(ctx, "notify")
+
+    def perform() -> str:
+        return json.dumps({"refused": ctx.sink.notify(task_id, event, data, key)})
+
+    payload = ctx.effect("durable:notify.send", _digest(task_id, event, data), perform)
+    refused: str | None = json.loads(payload)["refused"]
+    return refused
+
+
+# -- children -------------------------------------------------------------------------
+
+
+def spawn_child(
+    ctx: AttemptContext, workflow: str | None, entry: str, input_: str, name: str
+) -> dict[str, Any]:
+    """The guest's `children.spawn`: {"id": n} or {"error": [kind, detail]}."""
+    key = _key(ctx, "spawn")
+
+    def perform() -> str:
+        if workflow:
+            workflow_hash = ctx.sink.find_workflow(workflow)
+            if workflow_hash is None:
+                return json.dumps({"error": ["workflow-not-found", workflow]})
+        else:
+            workflow_hash = ctx.task.workflow_hash
+        label = name or f"{ctx.task.name}/{entry or workflow or 'child'}"
+        spec = NewTask(
+            name=label,
+            workflow_hash=workflow_hash,
+            input=input_,
+            entry=entry,
+            parent_id=ctx.task.id,
+            idempotency_key=key,
+        )
+        return json.dumps({"id": ctx.sink.spawn(spec)})
+
+    result: dict[str, Any] = json.loads(
+        ctx.effect("durable:children.spawn", _digest(workflow, entry, input_, name), perform)
+    )
+    return result
+
+
+def join_child(ctx: AttemptContext, child_id: int, timeout_ns: int | None) -> dict[str, Any] | None:
+    """The guest's `children.join`: the child's outcome, or None at the deadline."""
+    digest = _digest(child_id, timeout_ns)
+    deadline = ctx.recorded_deadline("durable:children.deadline", digest, timeout_ns)
+    label = "durable:children.join"
+    recorded = ctx.cursor.next(label, digest)
+    if recorded is not None:
+        value: dict[str, Any] | None = json.loads(recorded.payload)
+        return value
+    if ctx.replay_only:
+        ctx.record(label, digest, "null")  # raises HistoryExhausted
+    ctx.flush()
+
+    def poll() -> dict[str, Any] | None:
+        child = ctx.sink.get_task(child_id)
+        if not child.state.is_terminal:
+            return None
+        return {
+            "state": child.state.value,
+            "value": child.result if child.state is TaskState.COMPLETE else None,
+            "error": child.error,
+        }
+
+    outcome = ctx.await_condition(poll, deadline, on_event=True)
+    ctx.record(label, digest, json.dumps(outcome))
+    ctx.maybe_flush()
+    return outcome
+
+
+# -- linking --------------------------------------------------------------------------
+
+
+def define_coordination(root: wc.LinkerInstance, current: Current) -> None:
+    """Link `durable:core/notify` and `durable:core/children`, and `task.cancelled`."""
+
+    def wait(_store: object, event: str | None, timeout_ns: int | None) -> wc.Record | None:
+        found = wait_notification(current(), event, timeout_ns)
+        if found is None:
+            return None
+        return record(
+            event=found["event"], data=found["data"], created_at=_datetime(found["created_at"])
+        )
+
+    def send(_store: object, task_id: int, event: str, data: str) -> wc.Variant | None:
+        refused = send_notification(current(), task_id, event, data)
+        return None if refused is None else wc.Variant(refused, None)
+
+    with root.add_instance(f"durable:core/notify@{DURABLE_VERSION}") as inst:
+        add_funcs(inst, current, {"wait": wait, "send": send})
+
+    def spawn(_store: object, request: Any) -> int | wc.Variant:
+        out = spawn_child(current(), request.workflow, request.entry, request.input, request.name)
+        if "id" in out:
+            return int(out["id"])
+        kind, detail = out["error"]
+        return wc.Variant(kind, detail)
+
+    def join(_store: object, child: int, timeout_ns: int | None) -> wc.Record | None:
+        outcome = join_child(current(), child, timeout_ns)
+        if outcome is None:
+            return None
+        return record(state=outcome["state"], value=outcome["value"], error=outcome["error"])
+
+    with root.add_instance(f"durable:core/children@{DURABLE_VERSION}") as inst:
+        add_funcs(inst, current, {"spawn": spawn, "join": join})
