@@ -13,10 +13,14 @@ class WorkerConfig:
 
     # How many task attempts run at once (each on its own thread while it runs).
     concurrency: int = 16
-    # A lease not renewed for this long passes the task on to another worker.
-    lease_seconds: float = 10.0
-    # Longest idle wait between checks for work, a safety net under notifications.
-    poll_interval: float = 1.0
+    # A lease not renewed for this long passes the task on to another worker. Leases
+    # are renewed every second, so this is how long a network blip may last before a
+    # task moves, and about how long a dead worker's tasks wait for a new home.
+    lease_seconds: float = 5.0
+    # Longest idle wait between checks for work: a slow safety net under the store's
+    # wake-ups (LISTEN/NOTIFY on Postgres, data_version polling on SQLite), timers and
+    # lease expiries, which wake the worker at the right moment by themselves.
+    poll_interval: float = 5.0
     # Exit once nothing is runnable, nothing runs, and no timer is due soon.
     exit_when_idle: bool = False
     # Settings for the guest host.

@@ -19,6 +19,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from durable.core.model import WorkerInfo
+from durable.errors import StorageError
 from durable.host.runtime import Runtime
 from durable.storage.base import Store
 from durable.worker.attempt import AttemptRunner
@@ -48,6 +49,7 @@ class Worker:
         self.runtime = runtime or Runtime(self.config.host)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stopping = anyio.Event()
+        self._reaped = False
         self._changed = anyio.Event()
         self._attempts = AttemptRunner(
             store=store,
@@ -90,25 +92,51 @@ class Worker:
             log.debug("worker %s stopped", self.id)
 
     async def _loop(self, tg: TaskGroup) -> None:
-        await reap_dead_local_workers(self.store, self.id)
+        backoff = 0.0
         while not self._stopping.is_set():
-            free = self.config.concurrency - self._attempts.running
-            claimed = 0
-            if free > 0:
-                claims = await self.store.claim(
-                    worker_id=self.id, limit=free, lease_seconds=self.config.lease_seconds
-                )
-                claimed = len(claims)
-                for claim in claims:
-                    self._attempts.start(tg, claim)
-            if claimed and claimed == free:
-                continue  # there may be more: claim again once a slot frees up
-            timeout = await self._idle_timeout()
-            idle = self._attempts.running == 0 and not claimed
-            nothing_due = timeout is None or timeout > self.config.host.suspend_after
-            if self.config.exit_when_idle and idle and nothing_due:
+            try:
+                done = await self._iterate(tg)
+            except StorageError as exc:
+                # The database is gone for now: say so once, keep the tasks that are
+                # running (their leases hold until they lapse), and retry with backoff.
+                if backoff == 0:
+                    log.warning("database unavailable, retrying: %s", exc)
+                backoff = min(max(backoff * 2, 0.1), 5.0)
+                with anyio.move_on_after(backoff):
+                    await self._stopping.wait()
+                continue
+            if backoff:
+                log.warning("database reachable again")
+                backoff = 0.0
+            if done:
                 return
-            await self._wait(timeout if timeout is not None else self.config.poll_interval)
+
+    async def _iterate(self, tg: TaskGroup) -> bool:
+        """Claim what fits, then wait for a reason to look again. True: exit now."""
+        if not self._reaped:
+            await reap_dead_local_workers(self.store, self.id)
+            self._reaped = True
+        running_before = self._attempts.running
+        free = self.config.concurrency - running_before
+        claimed = 0
+        if free > 0:
+            claims = await self.store.claim(
+                worker_id=self.id, limit=free, lease_seconds=self.config.lease_seconds
+            )
+            claimed = len(claims)
+            for claim in claims:
+                self._attempts.start(tg, claim)
+        if claimed and claimed == free:
+            return False  # there may be more: claim again at once
+        timeout = await self._idle_timeout()
+        # Idle only if a claim made with nothing running found nothing: an attempt
+        # that ended during the awaits above freed a slot no claim has tried yet.
+        idle = running_before == 0 and not claimed
+        nothing_due = timeout is None or timeout > self.config.host.suspend_after
+        if self.config.exit_when_idle and idle and nothing_due:
+            return True
+        await self._wait(timeout if timeout is not None else self.config.poll_interval)
+        return False
 
     async def _idle_timeout(self) -> float | None:
         """Seconds until the next timer or lease expiry, capped by the poll interval."""
