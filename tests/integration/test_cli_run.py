@@ -148,3 +148,28 @@ def test_build_then_run_the_wasm(tmp_path: Path) -> None:
     proc = run_cli("run", str(out), "--input", '"wasm"', cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "Hello, wasm!\n"
+
+
+def test_guest_has_no_filesystem_environment_or_network(tmp_path: Path) -> None:
+    import json
+
+    proc = run_cli(
+        "run", str(WORKFLOWS / "sandbox.py"), cwd=tmp_path, env={"SECRET_TOKEN": "s3cr3t"}
+    )
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["read_file"].startswith("refused"), seen
+    assert seen["list_root"].startswith("refused"), seen
+    assert seen["environ"] == {}
+    assert seen["argv_env"] == "allowed: None"
+    assert seen["socket"].startswith("refused"), seen
+
+
+def test_host_only_modules_never_enter_the_component(tmp_path: Path) -> None:
+    # aiosqlite is installed on the host; the guest's module path must not see it.
+    src = tmp_path / "leaky.py"
+    src.write_text(
+        "import durable\nimport aiosqlite\n\n@durable.workflow\ndef main(x):\n    return x\n"
+    )
+    proc = run_cli("build", str(src), cwd=tmp_path)
+    _assert_one_line_error(proc, "No module named 'aiosqlite'")
