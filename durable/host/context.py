@@ -240,6 +240,9 @@ class AttemptContext:
         event = self.cursor.next(label, digest)
         if event is not None:
             return event.payload
+        if self.replay_only:
+            # A replay check must not run a step's body: it may have effects.
+            raise HistoryExhausted(self.cursor.position, label)
         self.in_step, self.step_label, self.step_digest = True, label, digest
         return None
 

@@ -19,7 +19,8 @@ is how a test learns how many crash points a run has.
 
 `from_environment` is the test-only hook behind `durable.storage.open_store`: it wraps
 a store only when `DURABLE_TEST_CRASH_AT` is set, and then kills the process at that
-write (`DURABLE_TEST_CRASH_POINT` = `before` or `after`, default `before`).
+write (`DURABLE_TEST_CRASH_POINT` = `before` or `after`, default `before`), reporting
+each counted write on stderr first.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import functools
 import inspect
 import os
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -39,17 +41,21 @@ from durable.storage.base import Store
 __all__ = [
     "CRASH_AT_ENV",
     "CRASH_POINT_ENV",
+    "WRITE_REPORT",
     "CrashingStore",
     "SimulatedCrash",
     "Write",
     "from_environment",
     "kill_self",
+    "report_write",
 ]
 
 #: The write (from 0) at which `from_environment` makes the process die.
 CRASH_AT_ENV = "DURABLE_TEST_CRASH_AT"
 #: `before` (the write is not made) or `after` (it commits, then the process dies).
 CRASH_POINT_ENV = "DURABLE_TEST_CRASH_POINT"
+#: Starts each stderr line on which the environment hook reports a write.
+WRITE_REPORT = "durable-test-crash: write "
 
 
 class SimulatedCrash(BaseException):
@@ -72,10 +78,10 @@ def _raise_crash() -> NoReturn:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Write:
-    """One history-carrying write, as the wrapper saw it (for reports and assertions)."""
+    """One counted write, as the wrapper saw it (for reports and assertions)."""
 
     number: int  # the write's position among all counted writes, from 0
-    method: str  # "append" or "finish"
+    method: str  # the store method called: "append", "finish", ...
     task_id: int  # the task written to
     events: tuple[int, ...]  # the indexes of the events it carries
     logs: int  # how many log chunks it carries
@@ -99,12 +105,14 @@ class CrashingStore:
     Args:
         inner: the store that really holds the data.
         crash_at: the write (from 0) to die at; None never dies (count only).
-        after: die right after the write commits, instead of instead of making it.
+        after: die right after the write commits, rather than instead of making it.
         on_crash: what dying means; by default raise `SimulatedCrash`.
         counted: the names of the methods whose calls count as writes: by default
             `append` and `finish`, the ones that carry a task's history. Effects that
             write elsewhere (a notification to another task, a child task) can be
             added here to crash around them too.
+        on_write: called with each counted write as it is attempted, before the
+            crash decision (the environment hook reports writes on stderr with it).
 
     Attributes:
         writes: every counted write attempted so far (including the fatal one).
@@ -121,6 +129,7 @@ class CrashingStore:
         after: bool = False,
         on_crash: Callable[[], NoReturn] = _raise_crash,
         counted: Sequence[str] = COUNTED,
+        on_write: Callable[[Write], None] | None = None,
     ) -> None:
         """Wrap `inner`; see the class docstring for the arguments."""
         if crash_at is not None and crash_at < 0:
@@ -130,6 +139,7 @@ class CrashingStore:
         self.after = after
         self.counted = frozenset(counted)
         self._on_crash = on_crash
+        self._on_write = on_write
         self.writes: list[Write] = []
         self.crashed = False
 
@@ -156,6 +166,8 @@ class CrashingStore:
         self._alive()
         write = _describe_write(len(self.writes), name, method, args, kwargs)
         self.writes.append(write)
+        if self._on_write is not None:
+            self._on_write(write)
         fatal = write.number == self.crash_at
         if fatal and not self.after:
             self.crashed = True
@@ -214,4 +226,20 @@ def from_environment(store: Store, environ: Mapping[str, str] | None = None) -> 
     point = env.get(CRASH_POINT_ENV, "before").strip().lower() or "before"
     if point not in ("before", "after"):
         raise ConfigurationError(f"{CRASH_POINT_ENV} must be 'before' or 'after', not {point!r}")
-    return CrashingStore(store, crash_at=crash_at, after=point == "after", on_crash=kill_self)
+    return CrashingStore(
+        store,
+        crash_at=crash_at,
+        after=point == "after",
+        on_crash=kill_self,
+        on_write=report_write,
+    )
+
+
+def report_write(write: Write) -> None:
+    """Print a counted write on stderr (`WRITE_REPORT` and its description), flushed.
+
+    What a test reads to learn which writes a killed process attempted: a process's
+    group commit may batch differently from a reference run's.
+    """
+    sys.stderr.write(f"{WRITE_REPORT}{write.number}: {write.describe()}\n")
+    sys.stderr.flush()

@@ -11,6 +11,7 @@ import builtins
 import functools
 import hashlib
 import json
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, overload
@@ -110,11 +111,16 @@ def run_step(label: str, digest: str | None, body: Callable[[], Any]) -> Any:
     if recorded is not None:
         return _outcome(json.loads(recorded))
     _state.in_step = True
+    # `random` keeps its state in guest memory: draws made by the body would advance it
+    # on the first run but not on a replay, which skips the body. Restoring the state
+    # afterwards keeps the workflow's own random sequence the same on both paths.
+    saved = random.getstate()
     try:
         value = body()
     except Exception as exc:
         payload = _error_payload(exc)
         _state.in_step = False
+        random.setstate(saved)
         _step.exit(json.dumps(payload))
         rebuilt = _rebuild(payload["error"])
         if rebuilt is None or type(rebuilt) is not type(exc):
@@ -122,6 +128,7 @@ def run_step(label: str, digest: str | None, body: Callable[[], Any]) -> Any:
         raise
     finally:
         _state.in_step = False
+        random.setstate(saved)
     try:
         text = json.dumps({"ok": value}, allow_nan=False)
     except (TypeError, ValueError) as exc:

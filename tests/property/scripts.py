@@ -1,0 +1,225 @@
+"""The host-side model of the script workflow (`workflows/script.py`) and its scripts.
+
+A script is a list of operations, each a JSON object `{"op": NAME, ...arguments}`. For
+every operation, an `OpSpec` says how Hypothesis generates its arguments, which events
+(label and digest) performing it records, what it prints, and how its observation in
+the workflow's result is checked:
+
+* a live value (`from_events` set: a clock reading) differs from task to task; it
+  must equal what the task's own recorded events say;
+* any other value is a function of the script and the task's seed: two tasks with
+  the same seed and script must observe the same value (and, with
+  `stable_payloads`, record the same payloads).
+
+To add an operation (HTTP, SQL, notifications, child tasks...): implement it in
+`workflows/script.py` (`OPS`) and add an `OpSpec` to `SPECS` here; every property test
+then generates it, crashes around it and checks it. Each test first checks an
+uninterrupted run against this model, so a model that disagrees with the workflow
+fails at the "reference run", not somewhere obscure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import strategies as st
+
+from durable.core.model import Event
+
+#: Where the workflow lives; it is built once per test session.
+WORKFLOW_FILE = "workflows/script.py"
+
+#: Mirrors of the workflow's constants (checked through the recorded sleep digests).
+SLEEP_NS = 10_000_000  # SLEEP_SECONDS = 0.01: blocks in place
+LONG_SLEEP_NS = 100_000_000  # LONG_SLEEP_SECONDS = 0.1: suspends the task
+#: The `HostConfig.suspend_after` the tests use: between the two sleeps.
+SUSPEND_AFTER = 0.05
+
+CLOCK = "wasi:clocks/wall-clock.now"
+SLEEP = "durable:timer.sleep"
+
+Op = dict[str, Any]
+Script = list[Op]
+Label = tuple[str, str | None]  # an event's (label, digest)
+
+
+def step_digest(*args: Any, **kwargs: Any) -> str:
+    """The digest the guest SDK gives a step called with these arguments."""
+    text = json.dumps([list(args), kwargs], sort_keys=True, allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _clock_reading(events: Sequence[Event]) -> Any:
+    """`time.time()` as the guest computes it from the recorded nanoseconds."""
+    return int(json.loads(events[0].payload)) / 1e9
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpSpec:
+    """How one operation is generated, what it records and how it is checked."""
+
+    name: str
+    # Hypothesis strategy for the operation's arguments (merged into the op object).
+    args: st.SearchStrategy[dict[str, Any]] = field(default_factory=lambda: st.just({}))
+    # The (label, digest) of each event performing the op records, in order.
+    events: Callable[[Op], list[Label]] = lambda op: []
+    # For live values: the observation, derived from the op's own recorded events.
+    from_events: Callable[[Sequence[Event]], Any] | None = None
+    # The lines it prints on stdout, given its index in the script.
+    prints: Callable[[int, Op], list[str]] = lambda i, op: []
+    # Whether the events' payloads are the same for any two tasks with the same seed.
+    stable_payloads: bool = True
+    # Whether performing it ends the workflow (it raises).
+    raises: bool = False
+    # Whether performing it suspends the task (a replay follows).
+    suspends: bool = False
+
+
+_ARG = st.integers(min_value=0, max_value=20)
+
+SPECS: dict[str, OpSpec] = {
+    spec.name: spec
+    for spec in [
+        OpSpec(
+            name="now",
+            events=lambda op: [(CLOCK, None)],
+            from_events=_clock_reading,
+            stable_payloads=False,
+        ),
+        OpSpec(name="random"),
+        OpSpec(name="uuid"),
+        OpSpec(
+            name="print",
+            args=st.fixed_dictionaries({"text": st.sampled_from(["a", "bb", "hello world"])}),
+            prints=lambda i, op: [f"line {i}: {op['text']}"],
+        ),
+        OpSpec(
+            name="step",
+            args=st.fixed_dictionaries({"arg": _ARG}),
+            events=lambda op: [("step script_step", step_digest(op["arg"]))],
+        ),
+        OpSpec(
+            name="step_error",
+            args=st.fixed_dictionaries({"arg": _ARG}),
+            events=lambda op: [("step script_step_error", step_digest(op["arg"]))],
+        ),
+        OpSpec(
+            name="step_random",
+            args=st.fixed_dictionaries({"arg": _ARG}),
+            events=lambda op: [("step script_step_random", step_digest(op["arg"]))],
+        ),
+        OpSpec(
+            name="step_print",
+            args=st.fixed_dictionaries({"arg": _ARG}),
+            events=lambda op: [("step script_step_print", step_digest(op["arg"]))],
+            prints=lambda i, op: [f"in step {op['arg']}"],
+        ),
+        OpSpec(
+            name="sleep",
+            events=lambda op: [(SLEEP, str(SLEEP_NS))],
+            stable_payloads=False,  # the payload is the deadline: clock-derived
+        ),
+        OpSpec(
+            name="long_sleep",
+            events=lambda op: [(SLEEP, str(LONG_SLEEP_NS))],
+            stable_payloads=False,
+            suspends=True,
+        ),
+        OpSpec(name="raise", raises=True),
+    ]
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Performed:
+    """One operation the workflow performs, and where its events fall in the history."""
+
+    index: int  # position in the script
+    op: Op
+    spec: OpSpec
+    first_event: int  # index of its first event
+    labels: list[Label]  # its events' (label, digest)
+
+    @property
+    def event_range(self) -> range:
+        """The history indexes of its events."""
+        return range(self.first_event, self.first_event + len(self.labels))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prediction:
+    """What running a script does, according to the model."""
+
+    performed: list[Performed]  # the ops that run (up to and including a `raise`)
+    labels: list[Label]  # every event's (label, digest), in history order
+    raises_at: int | None  # the script index of the `raise` that ends it, if any
+
+    @property
+    def fails(self) -> bool:
+        """Whether the task ends `failed`."""
+        return self.raises_at is not None
+
+    def print_lines(self) -> list[str]:
+        """The lines the script prints, in order."""
+        return [line for p in self.performed for line in p.spec.prints(p.index, p.op)]
+
+
+def predict(script: Sequence[Op]) -> Prediction:
+    """Run the model: which ops are performed and which events they record."""
+    performed: list[Performed] = []
+    labels: list[Label] = []
+    raises_at: int | None = None
+    for i, op in enumerate(script):
+        spec = SPECS[op["op"]]
+        own = spec.events(op)
+        performed.append(Performed(index=i, op=op, spec=spec, first_event=len(labels), labels=own))
+        labels.extend(own)
+        if spec.raises:
+            raises_at = i
+            break
+    return Prediction(performed=performed, labels=labels, raises_at=raises_at)
+
+
+@st.composite
+def ops(draw: st.DrawFn, names: Sequence[str] | None = None) -> Op:
+    """One operation, drawn from `names` (default: every operation in `SPECS`)."""
+    name = draw(st.sampled_from(sorted(names if names is not None else SPECS)))
+    return {"op": name, **draw(SPECS[name].args)}
+
+
+@st.composite
+def scripts(
+    draw: st.DrawFn,
+    *,
+    min_ops: int = 1,
+    max_ops: int = 8,
+    max_long_sleeps: int = 2,
+    names: Sequence[str] | None = None,
+) -> Script:
+    """A script of `min_ops` to `max_ops` operations.
+
+    At most `max_long_sleeps` long sleeps (each costs a suspension and 0.1 s of wall
+    time per run, and a crash test makes dozens of runs per script), and a `raise` only
+    as the last operation (anything after it would never run).
+    """
+    allowed = sorted(names if names is not None else SPECS)
+    # The length first, uniformly: Hypothesis' lists favour short ones, and long
+    # scripts are where operations interact.
+    size = draw(st.integers(min_value=max(0, min_ops - 1), max_value=max_ops - 1))
+    drawn = draw(st.lists(ops([n for n in allowed if n != "raise"]), min_size=size, max_size=size))
+    body: Script = []
+    for op in drawn:
+        if op["op"] == "long_sleep" and max_long_sleeps <= sum(
+            o["op"] == "long_sleep" for o in body
+        ):
+            op = {"op": "sleep"}  # over the limit: a short sleep instead
+        body.append(op)
+    if "raise" in allowed and draw(st.integers(min_value=0, max_value=5)) == 0:
+        body.append({"op": "raise"})
+    elif len(body) < min_ops:
+        body.append({"op": "now"})
+    return body

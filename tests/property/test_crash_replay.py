@@ -1,0 +1,183 @@
+"""Property: a task crashed at any write and resumed ends exactly as if never crashed.
+
+For a generated script (see `scripts.py`), an uninterrupted reference run gives the
+result R and the log O, and counts the history-carrying writes (each `append` and
+`finish`) the attempts make. Then, for every write k, a task with the same script and
+seed is crashed before write k is durable and, separately, right after it commits,
+and resumed by a fresh worker after the dead one is removed. The resumed task must:
+
+* end like the reference: the same state, the same result or error, the same
+  recorded events (labels, digests, and every payload derived from the seed), and a
+  byte-identical log with each printed line exactly once; clock readings differ
+  between tasks, so the `now` values it returns must equal its own recorded events;
+* keep everything that was durable at the crash, unchanged, and nothing of a write
+  that the crash prevented.
+
+Runs with one write per event (a crash point at every event index) and with the
+default group commit, on the memory and SQLite stores; and with several tasks sharing
+one worker (one guest thread each), which dies at one of their writes.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import event, example, given, note
+from hypothesis import strategies as st
+
+from durable.host import Runtime
+from tests.property.harness import (
+    BACKENDS,
+    CONFIGS,
+    SHRINK_TIMEOUT,
+    Component,
+    check_matches_model,
+    check_prefix_kept,
+    check_same_end,
+    count_writes,
+    crash_and_resume,
+    labels_prefix_ok,
+    launch,
+    open_backend,
+    run_to_end,
+    run_until_dead,
+    snapshot,
+)
+from tests.property.scripts import Script, predict, scripts
+
+SEEDS = st.integers(min_value=1, max_value=2**63 - 1)
+
+#: Every operation once, a suspension in the middle: always run, in every profile.
+EVERY_OP: Script = [
+    {"op": "now"},
+    {"op": "random"},
+    {"op": "uuid"},
+    {"op": "print", "text": "a"},
+    {"op": "step", "arg": 3},
+    {"op": "step_error", "arg": 4},
+    {"op": "sleep"},
+    {"op": "long_sleep"},
+    {"op": "print", "text": "b"},
+    {"op": "now"},
+    {"op": "raise"},
+]
+
+
+@pytest.mark.anyio
+@SHRINK_TIMEOUT
+@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("backend", BACKENDS)
+@given(script=scripts(), seed=SEEDS)
+@example(script=EVERY_OP, seed=7)
+@example(script=EVERY_OP[:-1], seed=7)
+async def test_every_crash_point_resumes_to_the_same_end(
+    component: Component,
+    runtimes: dict[str, Runtime],
+    backend: str,
+    config: str,
+    script: Script,
+    seed: int,
+) -> None:
+    runtime = runtimes[config]
+    prediction = predict(script)
+    async with open_backend(backend) as store:
+        task = await launch(store, component, script, seed)
+        reference, writes = await count_writes(store, runtime, task.id)
+        check_matches_model(reference, prediction, f"{backend}/{config}: reference run")
+        note(f"reference run's writes: {[w.describe() for w in writes]}")
+        event(f"{2 * len(writes)} crash points")
+        assert writes, "the reference run made no write at all"
+        for crash_at in range(len(writes)):
+            for after in (False, True):
+                run = await crash_and_resume(
+                    store, runtime, component, script, seed, crash_at=crash_at, after=after
+                )
+                where = f"{backend}/{config}, seed {seed}: {run.where()}"
+                if run.fired is None:
+                    # Only timing (the flush interval) can change how many writes a run
+                    # makes, and only under the group-commit config.
+                    assert config != "per-event", f"{where}: the crash point was never reached"
+                    event("crash point not reached (timing-dependent group commit)")
+                else:
+                    durable = run.writes[: crash_at + 1 if after else crash_at]
+                    expected = sum(len(w.events) for w in durable)
+                    assert len(run.pre.history) == expected, (
+                        f"{where}: {len(run.pre.history)} events durable at the crash, "
+                        f"but the writes that completed carried {expected}\n"
+                        f"{run.pre.describe()}"
+                    )
+                assert labels_prefix_ok(run.pre.history, prediction), (
+                    f"{where}: the pre-crash history is not a prefix of the model's\n"
+                    f"{run.pre.describe()}"
+                )
+                check_prefix_kept(run.pre, run.final, where)
+                check_matches_model(run.final, prediction, where)
+                check_same_end(reference, run.final, prediction, where)
+
+
+@pytest.mark.anyio
+@SHRINK_TIMEOUT
+@given(
+    batch=st.lists(scripts(max_ops=6), min_size=2, max_size=3),
+    seed=SEEDS,
+    pick=st.integers(min_value=0, max_value=30),
+    after=st.booleans(),
+)
+async def test_tasks_sharing_a_worker_each_resume_to_their_own_end(
+    component: Component,
+    runtimes: dict[str, Runtime],
+    batch: list[Script],
+    seed: int,
+    pick: int,
+    after: bool,
+) -> None:
+    """Several tasks run at once in one worker (one guest thread each, one runtime),
+    which dies at one of their writes: each must still end as it would alone."""
+    runtime = runtimes["per-event"]
+    seeds = [(seed + i) % 2**63 or 1 for i in range(len(batch))]
+    async with open_backend("memory") as store:
+        references = []
+        for script, task_seed in zip(batch, seeds, strict=True):
+            task = await launch(store, component, script, task_seed)
+            references.append(await run_to_end(store, runtime, task.id))
+        ids = [
+            (await launch(store, component, s, task_seed)).id
+            for s, task_seed in zip(batch, seeds, strict=True)
+        ]
+        total = sum(len(r.history) for r in references) + len(batch)  # about the writes
+        crashing, dead = await run_until_dead(
+            store, runtime, ids, crash_at=pick % total, after=after, concurrency=len(batch)
+        )
+        where = f"crash {'after' if after else 'before'} write {pick % total} of {crashing.writes}"
+        note(where)
+        event("crashed" if dead is not None else "crash point not reached")
+        kept = [await snapshot(store, task_id) for task_id in ids]
+        if dead is not None:
+            await store.remove_worker(dead)
+        for script, reference, pre in zip(batch, references, kept, strict=True):
+            final = await run_to_end(store, runtime, pre.task.id)
+            prediction = predict(script)
+            check_prefix_kept(pre, final, where)
+            check_matches_model(final, prediction, where)
+            check_same_end(reference, final, prediction, where)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
+async def test_random_draws_inside_a_step_do_not_shift_the_workflows_random_stream(
+    component: Component, runtimes: dict[str, Runtime], after: bool
+) -> None:
+    """A step body's `random` draws are not replayed; the workflow's own draws must not
+    depend on them. Crash once the step is recorded, so the resumed run replays it."""
+    script: Script = [{"op": "step_random", "arg": 1}, {"op": "random"}, {"op": "now"}]
+    prediction = predict(script)
+    runtime = runtimes["per-event"]
+    async with open_backend("memory") as store:
+        task = await launch(store, component, script, 11)
+        reference, writes = await count_writes(store, runtime, task.id)
+        check_matches_model(reference, prediction, "reference run")
+        assert writes[0].events == (0,), writes
+        run = await crash_and_resume(
+            store, runtime, component, script, 11, crash_at=0 if after else 1, after=after
+        )
+        assert run.fired is not None
+        check_same_end(reference, run.final, prediction, run.where())

@@ -1,0 +1,136 @@
+"""A workflow that interprets a script, for the replay-correctness property tests.
+
+The input is a list of operations, each a JSON object `{"op": NAME, ...arguments}`.
+The workflow performs them in order and returns a list with one observation per
+operation (what the operation returned, as JSON). `tests/property/scripts.py` holds
+the host-side model of each operation: its arguments, the events it records and how
+its observation is checked.
+
+Adding an operation is one function here, registered in `OPS`, and one `OpSpec` in
+the model. This file must stay alone in its directory: the build cache key covers
+every `.py` file beside a workflow.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import durable
+
+#: A short sleep: blocks in place (the tests' `suspend_after` is longer).
+SLEEP_SECONDS = 0.01
+#: A long sleep: longer than the tests' `suspend_after`, so the task suspends.
+LONG_SLEEP_SECONDS = 0.1
+
+Op = dict[str, Any]
+
+
+class ScriptRaised(Exception):
+    """Raised by the `raise` operation: the task fails."""
+
+
+@durable.step
+def script_step(arg: int) -> dict[str, Any]:
+    """A recorded step whose value is derived from its argument only."""
+    return {"arg": arg, "square": arg * arg, "text": f"step-{arg}"}
+
+
+@durable.step
+def script_step_error(arg: int) -> None:
+    """A recorded step that raises a builtin exception (rebuilt as a KeyError on replay)."""
+    raise KeyError(f"missing-{arg}")
+
+
+@durable.step
+def script_step_random(arg: int) -> int:
+    """A recorded step whose body draws from `random` (live inside a step)."""
+    return arg + random.randrange(1000)
+
+
+@durable.step
+def script_step_print(arg: int) -> str:
+    """A recorded step that prints: its output is logged once, with the step."""
+    line = f"in step {arg}"
+    print(line)
+    return line
+
+
+def _now(i: int, op: Op) -> Any:
+    return time.time()
+
+
+def _random(i: int, op: Op) -> Any:
+    return random.random()
+
+
+def _uuid(i: int, op: Op) -> Any:
+    return str(uuid.uuid4())
+
+
+def _print(i: int, op: Op) -> Any:
+    line = f"line {i}: {op.get('text', '')}"
+    print(line)
+    return line
+
+
+def _step(i: int, op: Op) -> Any:
+    return script_step(int(op["arg"]))
+
+
+def _step_error(i: int, op: Op) -> Any:
+    try:
+        script_step_error(int(op["arg"]))
+    except KeyError as exc:
+        return f"KeyError {exc}"
+    return "no error"
+
+
+def _step_random(i: int, op: Op) -> Any:
+    return script_step_random(int(op["arg"]))
+
+
+def _step_print(i: int, op: Op) -> Any:
+    return script_step_print(int(op["arg"]))
+
+
+def _sleep(i: int, op: Op) -> Any:
+    time.sleep(SLEEP_SECONDS)
+    return None
+
+
+def _long_sleep(i: int, op: Op) -> Any:
+    durable.sleep(LONG_SLEEP_SECONDS)
+    return None
+
+
+def _raise(i: int, op: Op) -> Any:
+    raise ScriptRaised(f"script raised at op {i}")
+
+
+#: Operation name -> function(op index, op) returning its observation.
+OPS: dict[str, Callable[[int, Op], Any]] = {
+    "now": _now,
+    "random": _random,
+    "uuid": _uuid,
+    "print": _print,
+    "step": _step,
+    "step_error": _step_error,
+    "step_random": _step_random,
+    "step_print": _step_print,
+    "sleep": _sleep,
+    "long_sleep": _long_sleep,
+    "raise": _raise,
+}
+
+
+@durable.workflow
+def main(script: list[Op]) -> list[Any]:
+    """Perform each operation of `script`; return what each one observed."""
+    observed: list[Any] = []
+    for i, op in enumerate(script):
+        observed.append(OPS[op["op"]](i, op))
+    return observed
