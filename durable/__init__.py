@@ -14,6 +14,9 @@ from durable.core.model import Task as Task
 from durable.core.model import TaskState as TaskState
 from durable.errors import DurableError as DurableError
 from durable.errors import NondeterminismError as NondeterminismError
+from durable.history import TaskHistory as TaskHistory
+from durable.replayer import Replayer as Replayer
+from durable.replayer import ReplayReport as ReplayReport
 from durable.worker import Worker as Worker
 from durable.worker import WorkerConfig as WorkerConfig
 
@@ -23,7 +26,10 @@ __all__ = [
     "Client",
     "DurableError",
     "NondeterminismError",
+    "ReplayReport",
+    "Replayer",
     "Task",
+    "TaskHistory",
     "TaskState",
     "Worker",
     "WorkerConfig",

@@ -87,14 +87,29 @@ class Client:
         input: Any = None,
         entry: str = "",
         idempotency_key: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the task's own timeout, stored
     ) -> Task:
-        """Enqueue a task running `workflow_hash` on `input` (any JSON value)."""
+        """Enqueue a task running `workflow_hash` on `input` (any JSON value).
+
+        Args:
+            workflow_hash: a binary stored with `register` or `register_file`.
+            name: a label for the task; need not be unique.
+            input: the entry function's argument, any JSON-serialisable value.
+            entry: the entry function; "" means the workflow's default.
+            idempotency_key: launching again with the same key returns the task the
+                first launch created, unchanged, instead of creating another.
+            timeout: seconds from now after which the task fails if it has not ended.
+
+        Raises:
+            NotFoundError: no binary with this hash is stored.
+        """
         spec = NewTask(
             name=name,
             workflow_hash=workflow_hash,
             input=json.dumps(input),
             entry=entry,
             idempotency_key=idempotency_key,
+            timeout=timeout,
         )
         return await self.store.create_task(spec)
 

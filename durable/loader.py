@@ -32,7 +32,8 @@ def read_workflow(path: Path) -> tuple[bytes, str]:
     if path.is_dir():
         raise ConfigurationError(f"{path}: is a directory, not a workflow file")
     try:
-        head = path.open("rb").read(8)
+        with path.open("rb") as fh:
+            head = fh.read(8)
     except OSError as exc:
         raise ConfigurationError(f"{path}: {exc.strerror}") from None
     if head.startswith(b"\0asm"):

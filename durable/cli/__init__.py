@@ -9,6 +9,7 @@ import click
 from durable.cli._common import Group
 from durable.cli.build import build
 from durable.cli.control import cancel, notify
+from durable.cli.launch import launch
 from durable.cli.logs import logs
 from durable.cli.migrate import migrate
 from durable.cli.replay import replay
@@ -29,6 +30,7 @@ def cli() -> None:
 
 cli.add_command(build)
 cli.add_command(run)
+cli.add_command(launch)
 cli.add_command(worker)
 cli.add_command(logs)
 cli.add_command(notify)

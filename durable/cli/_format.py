@@ -59,9 +59,9 @@ def clock_time(value: datetime | None, *, day_of: datetime | None = None) -> str
     return text
 
 
-def zone_name() -> str:
-    """The local time zone's abbreviation, e.g. `CEST` or `UTC`."""
-    return datetime.now().astimezone().strftime("%Z")
+def zone_name(at: datetime | None = None) -> str:
+    """The local time zone's abbreviation at `at` (default: now), e.g. `CEST` or `UTC`."""
+    return (at or datetime.now()).astimezone().strftime("%Z")
 
 
 def duration(seconds: float) -> str:

@@ -27,7 +27,7 @@ from durable.client import Client
 from durable.core.model import TaskState
 from durable.host import HostConfig, Runtime
 from durable.loader import WorkflowBinary, load_workflow
-from durable.storage import open_store
+from durable.storage import open_store, parse_url
 from durable.worker import Worker, WorkerConfig
 
 
@@ -81,7 +81,9 @@ def run(
 async def _run(
     binary: WorkflowBinary, value: Any, name: str, entry: str, db: str | None, runtime: Runtime
 ) -> int:
-    store = await open_store(db)
+    # As for every command but `migrate` and `worker --migrate`: a shared Postgres
+    # database is upgraded only on purpose (a SQLite file is migrated on first use).
+    store = await open_store(db, migrate=parse_url(db).scheme != "postgres")
     try:
         client = Client(store)
         workflow_hash = await client.register(binary.wasm, name=binary.name)

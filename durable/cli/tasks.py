@@ -113,7 +113,7 @@ def show(task_id: int, as_json: bool, db: str | None) -> None:
         click.echo("no events recorded")
         return
     count = f"{len(events)} event" + ("s" if len(events) != 1 else "")
-    click.echo(f"{count} (times in {fmt.zone_name()}):")
+    click.echo(f"{count} (times in {fmt.zone_name(history.task.created_at)}):")
     rows = [
         [
             str(e.index),

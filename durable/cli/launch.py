@@ -1,0 +1,83 @@
+"""`durable launch`: enqueue one task for the workers to run, and print its id.
+
+Unlike `durable run`, nothing runs here: the workflow is built (or read) and checked
+against the workflow world, stored, and a `ready` task is created for whichever worker
+claims it first. With `--tail` the command then follows the task's log until it ends.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from durable.cli._common import (
+    EXIT_FAILED,
+    configure_logging,
+    db_option,
+    handle_errors,
+    open_client,
+    parse_json,
+    progress,
+    run_async,
+)
+from durable.cli._output import describe_end, write_chunk
+from durable.core.model import TaskState
+from durable.host import HostConfig, Runtime
+from durable.loader import WorkflowBinary, load_workflow
+from durable.storage import parse_url
+
+
+@click.command()
+@click.argument("name")
+@click.argument("workflow", type=click.Path(path_type=Path))
+@click.option("--input", "input_", default="null", metavar="JSON", help="The input, as JSON.")
+@click.option(
+    "--entry", default="", metavar="NAME", help="The entry function [default: the workflow's]."
+)
+@click.option(
+    "--tail",
+    is_flag=True,
+    help="Follow the task's output until it ends; exit 0 if it completes, 1 if it fails "
+    "or is cancelled.",
+)
+@db_option
+@handle_errors
+def launch(name: str, workflow: Path, input_: str, entry: str, tail: bool, db: str | None) -> None:
+    """Enqueue a task NAME running WORKFLOW (.py or .wasm) and print its id on stdout.
+
+    The task runs on any `durable worker` attached to the same database. Bad input (a
+    missing or broken workflow, invalid JSON, an unusable database) is one line on
+    stderr and exit status 2, with nothing written.
+    """
+    configure_logging()
+    value = parse_json(input_, "--input")
+    parse_url(db)  # a malformed URL fails now, before a build that may take seconds
+    runtime = Runtime(HostConfig())
+    try:
+        with progress(f"preparing {workflow.name}"):
+            binary = load_workflow(workflow, runtime.cache)
+    finally:
+        runtime.close()
+    sys.exit(run_async(_launch, binary, value, name, entry, tail, db))
+
+
+async def _launch(
+    binary: WorkflowBinary, value: Any, name: str, entry: str, tail: bool, db: str | None
+) -> int:
+    async with await open_client(db) as client:
+        workflow_hash = await client.register(binary.wasm, name=binary.name)
+        task = await client.launch(workflow_hash, name=name, input=value, entry=entry)
+        click.echo(task.id)
+        if not tail:
+            return 0
+        sys.stdout.flush()
+        async for chunk in client.follow(task.id):
+            write_chunk(chunk)
+        final = await client.get(task.id)
+    if final.state is TaskState.COMPLETE:
+        return 0
+    click.echo(describe_end(final), err=True)
+    return EXIT_FAILED
