@@ -16,6 +16,7 @@ DURABLE_INTERFACES = (
     "durable:core/http",
     "durable:core/notify",
     "durable:core/children",
+    "durable:core/sql",
 )
 #: The package version this host implements. Components built against an older minor
 #: version still link, because interfaces only ever gain functions.

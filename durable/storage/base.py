@@ -30,6 +30,50 @@ from durable.core.model import (
     TaskState,
     WorkerInfo,
 )
+from durable.storage.guest import GuestResult, GuestValue
+
+
+class GuestTransaction(Protocol):
+    """A database transaction in which a workflow runs its own SQL (`durable.transaction`).
+
+    Opened by `Store.begin_guest_transaction`; ended by exactly one `commit` or
+    `rollback` (`rollback` may follow anything, and is then a no-op). Statements run
+    with the workflow's privileges, which exclude durable's own tables. Calls must not
+    overlap.
+    """
+
+    async def execute(
+        self, sql: str, params: Sequence[GuestValue], *, max_bytes: int
+    ) -> GuestResult:
+        """Run one statement (`?` placeholders) and return its result.
+
+        Raises:
+            GuestSQLError: the statement failed; it changed nothing, and the transaction
+                goes on unless the error's kind is "aborted". "too-large" when the rows
+                would take more than `max_bytes` in their JSON form.
+            StorageError: the database itself failed (the connection broke, say): the
+                transaction is lost, and the attempt should end.
+        """
+        ...
+
+    async def commit(
+        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+    ) -> None:
+        """Append `events` and `logs` as `append` does, fenced by the transaction's
+        lease, in this transaction, and commit it: the workflow's changes and the events
+        that record them are durable together, or not at all.
+
+        Raises:
+            GuestSQLError: the database refused the commit (a deferred constraint, or a
+                statement aborted the transaction); everything was rolled back.
+            LeaseLostError, ConflictError: as for `append`; everything was rolled back.
+        """
+        ...
+
+    async def rollback(self) -> None:
+        """Roll back (if still open) and release the connection. Idempotent; never
+        raises for a connection that is already gone."""
+        ...
 
 
 class Store(Protocol):
@@ -183,7 +227,7 @@ class Store(Protocol):
         lease expiry. None when nothing is waiting on time."""
         ...
 
-    async def wait_for_work(self, timeout: float) -> None:
+    async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 - the protocol's shape
         """Return when work may have become runnable, or after `timeout` seconds.
 
         Woken by task creation, `finish` with `Released`/`Suspended`, and lease removal,
@@ -242,4 +286,21 @@ class Store(Protocol):
 
     async def read_logs(self, task_id: int, *, after_seq: int = 0) -> list[LogChunk]:
         """Return the task's log chunks with `seq > after_seq`, in order."""
+        ...
+
+    # -- workflow SQL ---------------------------------------------------------------------
+
+    async def begin_guest_transaction(self, lease: Lease) -> GuestTransaction:
+        """Open a transaction for the SQL of the task that `lease` holds.
+
+        Its statements cannot read or change durable's own tables; its `commit` appends
+        the task's events in the same database transaction, fenced by `lease`. The
+        caller must end it (`commit` or `rollback`), whatever happens to the attempt.
+
+        Raises:
+            ConfigurationError: the backend cannot run workflow SQL (the memory store),
+                or the database is not set up for it (Postgres: the `durable_guest` role
+                is missing).
+            StorageError: no transaction could be opened (the database is locked, say).
+        """
         ...

@@ -46,12 +46,14 @@ from durable.core.model import (
     WorkerInfo,
 )
 from durable.errors import (
+    ConfigurationError,
     ConflictError,
     InvalidStateError,
     LeaseLostError,
     NotFoundError,
     TaskNotFoundError,
 )
+from durable.storage.base import GuestTransaction
 
 __all__ = ["MemoryStore"]
 
@@ -524,6 +526,18 @@ class MemoryStore:
         if row is None:
             return []
         return [chunk for chunk in row.logs if chunk.seq > after_seq]
+
+    async def begin_guest_transaction(self, lease: Lease) -> GuestTransaction:
+        """Refuse: there is no database here for a workflow's SQL to run on.
+
+        Raises:
+            ConfigurationError: always.
+        """
+        await self._enter("begin_guest_transaction")
+        raise ConfigurationError(
+            f"task {lease.task_id} uses durable.transaction, but the memory store has no SQL "
+            "database: run it on SQLite or Postgres"
+        )
 
     def _fenced(self, lease: Lease) -> _TaskRow:
         """The task row, if `lease` is still the one in force; else `LeaseLostError`."""

@@ -58,7 +58,7 @@ from durable.errors import (
     TaskNotFoundError,
 )
 from durable.storage import _pg_codec as codec
-from durable.storage import _pg_schema
+from durable.storage import _pg_guest, _pg_schema
 from durable.storage._pg_errors import connect_error, translate
 from durable.storage._pg_listen import WorkListener
 from durable.storage._pg_pool import Connect, ConnectionPool
@@ -438,6 +438,10 @@ class PostgresStore:
             )  # fmt: skip
             if not matched:
                 await self._refuse(lease, events)
+
+    async def begin_guest_transaction(self, lease: Lease) -> _pg_guest.PgGuestTransaction:
+        """Open a transaction for workflow SQL on a pooled connection (`_pg_guest`)."""
+        return await _pg_guest.begin(self._pool, lease, self._refuse)
 
     async def _refuse(self, lease: Lease, events: Sequence[Event]) -> None:
         """Raise the reason a fenced write wrote nothing: a lost lease, else a conflict."""

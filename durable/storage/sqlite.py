@@ -78,6 +78,7 @@ from durable.errors import (
     TaskNotFoundError,
 )
 from durable.storage import _sqlite_codec as codec
+from durable.storage import _sqlite_guest as guest
 from durable.storage import _sqlite_schema as schema
 from durable.storage._sqlite_codec import fence, maybe_dt, to_dt, to_ts
 
@@ -136,6 +137,8 @@ class SQLiteStore:
         self._changes = 0
         self._changed = anyio.Event()
         self._seen = (data_version, 0)
+        # The connection for workflow SQL, opened on first use (`_sqlite_guest`).
+        self._guest: guest.SQLiteGuest | None = None
 
     @classmethod
     async def open(
@@ -208,6 +211,8 @@ class SQLiteStore:
     async def close(self) -> None:
         """Close the connection once the operation in progress is done. Idempotent."""
         with anyio.CancelScope(shield=True):
+            if self._guest is not None:
+                await self._guest.close()
             async with self._lock:
                 conn, self._conn = self._conn, None
                 if conn is not None:
@@ -593,6 +598,16 @@ class SQLiteStore:
         async with self._use() as conn:
             rows = await self._fetch(conn, "read_logs", task_id, after_seq)
         return [codec.log_chunk(row) for row in rows]
+
+    # -- workflow SQL ---------------------------------------------------------------------
+
+    async def begin_guest_transaction(self, lease: Lease) -> guest.SQLiteGuestTransaction:
+        """Open a transaction for workflow SQL on the guest connection (`_sqlite_guest`)."""
+        if self._guest is None:
+            async with self._use() as conn:
+                settings = await guest.settings_of(conn)
+            self._guest = guest.SQLiteGuest(self._path, self._clock, **settings)
+        return await self._guest.begin(lease)
 
     # -- fenced writes --------------------------------------------------------------------
 

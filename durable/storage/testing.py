@@ -16,8 +16,9 @@ hold for backends whose clock is the database server's. Lease expiry is tested w
 sleeping by claiming with `lease_seconds=0` (the lease lapses at once).
 
 The checks live in `_contract_basics` (schema, binaries, tasks, workers, claims),
-`_contract_history` (events, logs, outcomes, timers, waiting) and `_contract_events`
-(notifications, cancellation, children, names and filters).
+`_contract_history` (events, logs, outcomes, timers, waiting), `_contract_events`
+(notifications, cancellation, children, names and filters) and `_contract_guest`
+(transactions for workflow SQL).
 """
 
 from __future__ import annotations
@@ -26,13 +27,18 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 
 # Imported for their side effect: each module registers its checks.
-from durable.storage import _contract_basics, _contract_events, _contract_history
+from durable.storage import (
+    _contract_basics,
+    _contract_events,
+    _contract_guest,
+    _contract_history,
+)
 from durable.storage._contract import STORE_CHECKS, StoreCheck
 from durable.storage.base import Store
 
 __all__ = ["STORE_CHECKS", "StoreCheck", "StoreFactory", "check_store"]
 
-_MODULES = (_contract_basics, _contract_history, _contract_events)
+_MODULES = (_contract_basics, _contract_history, _contract_events, _contract_guest)
 
 StoreFactory = Callable[[], AbstractAsyncContextManager[Store]]
 """Makes a fresh, empty, migrated store and closes it on exit."""

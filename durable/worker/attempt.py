@@ -2,11 +2,13 @@
 
 Whatever happens inside, the worker survives: a guest that raises or traps ends as a
 `failed` task; a component that cannot load fails its task; a lost lease drops the
-attempt without a write; a database error leaves the task for its lease to pass on.
+attempt without a write; a database error drops the attempt, and the task is handed
+back (`ready`) as soon as the database answers again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -38,7 +40,8 @@ from durable.errors import (
 )
 from durable.host.context import AttemptContext
 from durable.host.runtime import AttemptEnd, Runtime
-from durable.storage.base import Store
+from durable.storage.base import GuestTransaction, Store
+from durable.storage.guest import GuestResult, GuestValue
 
 log = logging.getLogger("durable.worker")
 
@@ -49,6 +52,7 @@ class StoreSink:
     def __init__(self, store: Store, lease: Lease) -> None:
         self._store = store
         self._lease = lease
+        self._transaction: GuestTransaction | None = None  # open workflow SQL, if any
 
     def write(
         self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
@@ -91,6 +95,55 @@ class StoreSink:
         """The task as stored now."""
         return anyio.from_thread.run(self._store.get_task, task_id)
 
+    def begin_transaction(self) -> _SyncTransaction:
+        """Open a transaction for the guest's SQL (`durable.host.sql`)."""
+        transaction = anyio.from_thread.run(self._store.begin_guest_transaction, self._lease)
+        self._transaction = transaction
+        return _SyncTransaction(self, transaction)
+
+    async def aclose(self) -> None:
+        """Roll back a guest transaction the attempt left open (it trapped, say).
+
+        Call it from the event loop when the attempt has ended, and before its final
+        write: on SQLite an open transaction holds the database's write lock.
+        """
+        transaction, self._transaction = self._transaction, None
+        if transaction is not None:
+            with anyio.CancelScope(shield=True):
+                await transaction.rollback()
+
+    def _ended(self, transaction: GuestTransaction) -> None:
+        if self._transaction is transaction:
+            self._transaction = None
+
+
+class _SyncTransaction:
+    """A guest transaction driven from the guest's thread (the host's `SqlSession`)."""
+
+    def __init__(self, sink: StoreSink, transaction: GuestTransaction) -> None:
+        self._sink = sink
+        self._transaction = transaction
+
+    def execute(self, sql: str, params: Sequence[GuestValue], *, max_bytes: int) -> GuestResult:
+        """Run one statement; blocks the guest."""
+        return anyio.from_thread.run(
+            functools.partial(self._transaction.execute, sql, params, max_bytes=max_bytes)
+        )
+
+    def commit(self, events: Sequence[Event], logs: Sequence[LogChunk]) -> None:
+        """Append the events and commit; blocks the guest until durable."""
+        try:
+            anyio.from_thread.run(self._transaction.commit, events, logs)
+        finally:
+            self._sink._ended(self._transaction)
+
+    def rollback(self) -> None:
+        """Roll back."""
+        try:
+            anyio.from_thread.run(self._transaction.rollback)
+        finally:
+            self._sink._ended(self._transaction)
+
 
 class AttemptRunner:
     """Starts attempts in the worker's task group and keeps track of them."""
@@ -109,10 +162,15 @@ class AttemptRunner:
         self._worker_id = worker_id
         self._limiter = limiter
         self._on_end = on_end
-        self._contexts: dict[int, AttemptContext | None] = {}
+        # By lease, not by task: a worker whose lease lapsed (an outage, a stall) may claim
+        # the same task again while its first attempt still runs. That attempt is fenced
+        # off by the new token; both are tracked until they end.
+        self._contexts: dict[Lease, AttemptContext | None] = {}
         self._idle = anyio.Event()
         self._idle.set()
         self._interrupted = False
+        # Leases of attempts dropped on a storage error, to hand back (see release_dropped).
+        self._dropped: list[Lease] = []
 
     @property
     def running(self) -> int:
@@ -121,15 +179,18 @@ class AttemptRunner:
 
     def start(self, tg: TaskGroup, claim: Claim) -> None:
         """Begin running `claim` in the background."""
-        self._contexts[claim.task.id] = None
+        for lease, ctx in self._contexts.items():
+            if lease.task_id == claim.task.id and ctx is not None:
+                ctx.interrupt.set()  # an older attempt, fenced off now: end its sleep
+        self._contexts[claim.lease] = None
         self._idle = anyio.Event()
         tg.start_soon(self._run, claim, name=f"task {claim.task.id}")
 
     def cancel(self, task_ids: Sequence[int]) -> None:
         """Tell the running attempts of these tasks that they are being cancelled."""
-        for task_id in task_ids:
-            ctx = self._contexts.get(task_id)
-            if ctx is not None:
+        wanted = set(task_ids)
+        for lease, ctx in self._contexts.items():
+            if ctx is not None and lease.task_id in wanted:
                 ctx.cancel.set()
 
     def interrupt_all(self) -> None:
@@ -143,6 +204,19 @@ class AttemptRunner:
         """Wait until no attempt is running."""
         await self._idle.wait()
 
+    async def release_dropped(self) -> None:
+        """Hand back the tasks of attempts dropped on a storage error: `ready` at once.
+
+        Their rows still name this worker, and the heartbeat renews every lease the
+        worker holds, so left alone they would wait for the worker to stop, not for a
+        lease to lapse. Raises `StorageError` while the database is still away (the
+        rest are kept for the next call).
+        """
+        while self._dropped:
+            with contextlib.suppress(LeaseLostError):  # else another worker has it already
+                await self._store.finish(self._dropped[0], Released())
+            self._dropped.pop(0)
+
     async def _run(self, claim: Claim) -> None:
         task = claim.task
         try:
@@ -154,14 +228,16 @@ class AttemptRunner:
         except LeaseLostError:
             log.info("task %d: lease lost to another worker; dropped this attempt", task.id)
         except StorageError as exc:
-            # The database is unreachable or refused: the lease will lapse and another
-            # attempt (here or elsewhere) will resume the task by replay.
-            log.warning("task %d: storage error, leaving it to lease expiry: %s", task.id, exc)
+            # The database is unreachable or refused: the worker hands the task back once
+            # the database answers again (or its lease lapses if this worker dies), and
+            # another attempt, here or elsewhere, resumes it by replay.
+            log.warning("task %d: storage error, attempt dropped: %s", task.id, exc)
+            self._dropped.append(claim.lease)
         except Exception as exc:  # a host bug must not take the worker down
             log.exception("task %d: internal error", task.id)
             await self._fail(claim, "InternalError", f"{type(exc).__name__}: {exc}")
         finally:
-            del self._contexts[task.id]
+            del self._contexts[claim.lease]
             if not self._contexts:
                 self._idle.set()
             self._on_end()
@@ -178,19 +254,23 @@ class AttemptRunner:
         except (ComponentError, NotFoundError) as exc:
             return AttemptEnd(outcome=Failed(error=_error("ComponentError", str(exc))))
         history = await self._store.load_history(task.id)
+        sink = StoreSink(self._store, claim.lease)
         ctx = AttemptContext(
             task=task,
             attempt=task.attempts,
             history=history,
-            sink=StoreSink(self._store, claim.lease),
+            sink=sink,
             config=self._runtime.config,
         )
-        self._contexts[task.id] = ctx
+        self._contexts[claim.lease] = ctx
         if self._interrupted:
             return AttemptEnd(outcome=Released())
-        return await anyio.to_thread.run_sync(
-            self._runtime.run, component, ctx, limiter=self._limiter
-        )
+        try:
+            return await anyio.to_thread.run_sync(
+                self._runtime.run, component, ctx, limiter=self._limiter
+            )
+        finally:
+            await sink.aclose()  # a guest SQL transaction left open is rolled back
 
     async def _fail(self, claim: Claim, kind: str, message: str) -> None:
         try:

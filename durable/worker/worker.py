@@ -50,6 +50,7 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stopping = anyio.Event()
         self._reaped = False
+        self._database_down = False  # said "database unavailable", not yet "reachable"
         self._changed = anyio.Event()
         self._attempts = AttemptRunner(
             store=store,
@@ -99,15 +100,15 @@ class Worker:
             except StorageError as exc:
                 # The database is gone for now: say so once, keep the tasks that are
                 # running (their leases hold until they lapse), and retry with backoff.
-                if backoff == 0:
-                    log.warning("database unavailable, retrying: %s", exc)
+                self._database_failed(exc)
                 backoff = min(max(backoff * 2, 0.1), 5.0)
                 with anyio.move_on_after(backoff):
                     await self._stopping.wait()
                 continue
-            if backoff:
+            backoff = 0.0
+            if self._database_down:
+                self._database_down = False
                 log.warning("database reachable again")
-                backoff = 0.0
             if done:
                 return
 
@@ -116,6 +117,7 @@ class Worker:
         if not self._reaped:
             await reap_dead_local_workers(self.store, self.id)
             self._reaped = True
+        await self._attempts.release_dropped()
         running_before = self._attempts.running
         free = self.config.concurrency - running_before
         claimed = 0
@@ -171,6 +173,12 @@ class Worker:
     def _attempt_ended(self) -> None:
         self._changed.set()
 
+    def _database_failed(self, exc: StorageError) -> None:
+        """Log the first failure of an outage only: the loop and heartbeat both see it."""
+        if not self._database_down:
+            self._database_down = True
+            log.warning("database unavailable, retrying: %s", exc)
+
     async def _heartbeat(self) -> None:
         """Renew every lease this worker holds, three times per lease period."""
         # At least once a second, so that a cancellation reaches a running task promptly.
@@ -188,5 +196,7 @@ class Worker:
                 beats += 1
                 if beats % reap_every == 0:
                     await reap_dead_local_workers(self.store, self.id)
-            except Exception as exc:  # the database may come back; leases may lapse
+            except StorageError as exc:  # the database may come back; leases may lapse
+                self._database_failed(exc)
+            except Exception as exc:
                 log.warning("lease renewal failed: %s", exc)

@@ -16,6 +16,7 @@ and returns its result::
         return receipt["id"]
 
 `durable.http` sends HTTP requests at least once and records their outcomes.
+`durable.transaction` runs SQL on the worker's own database exactly once (`durable.sql`).
 
 `time.time()`, `time.sleep()`, `datetime.now()`, `random` and `uuid.uuid4()` are safe
 in a workflow: the host records the clock and derives randomness from the task's seed,
@@ -25,7 +26,7 @@ imports the host's modules.
 
 from __future__ import annotations
 
-from durable import http
+from durable import http, sql
 from durable._children import ChildHandle, spawn
 from durable._errors import (
     Cancelled,
@@ -40,6 +41,7 @@ from durable._notify import Notification, notify, wait
 from durable._steps import Retry, step, step_attempt
 from durable._timers import sleep, sleep_until
 from durable._workflows import workflow
+from durable.sql import transaction
 
 __all__ = [
     "Cancelled",
@@ -58,8 +60,10 @@ __all__ = [
     "sleep",
     "sleep_until",
     "spawn",
+    "sql",
     "step",
     "step_attempt",
+    "transaction",
     "wait",
     "workflow",
 ]

@@ -1,0 +1,492 @@
+"""Workflow SQL on the SQLite store: a connection of its own, behind an authorizer.
+
+Design choices, and why:
+
+* A second connection to the same file, used only for guest transactions, so that the
+  authorizer (which is per connection) never stands in the way of the engine's own
+  statements on the main one. It is plain `sqlite3`, driven through `anyio.to_thread`:
+  one thread hop runs a whole step (savepoint, statement, reading the rows, release),
+  where aiosqlite would need one per statement.
+* One guest transaction at a time per store (SQLite has one writer anyway), opened with
+  `BEGIN IMMEDIATE` so that it holds the write lock from the start, and committed
+  together with the events that record it: `commit` runs the same fenced inserts as
+  `SQLiteStore.append` on this connection, in this transaction.
+* The authorizer is switched on only while a guest statement is prepared and stepped,
+  and the connection caches no prepared statements (a cached engine statement would
+  skip the authorizer).
+  It refuses every access to `durable_*` tables (reading, writing, dropping, altering,
+  indexing, triggers, views over them), any use of `sqlite_sequence` (it holds
+  `durable_task`), transaction control and savepoints (durable owns the transaction),
+  ATTACH/DETACH (files outside the sandbox) and all but a few read-only PRAGMAs.
+* Each statement runs inside `SAVEPOINT durable_statement`, so a failed (or too large)
+  statement is undone whole and the transaction goes on, as on Postgres. A statement
+  that ends the transaction itself (`INSERT OR ROLLBACK`) leaves it aborted.
+* Temporary objects live on the connection, so they would outlive the transaction and
+  be seen by the next task's: the connection is reopened after any transaction that
+  left some behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import anyio
+import anyio.to_thread
+
+from durable.core.model import Event, Lease, LogChunk
+from durable.errors import ConfigurationError, ConflictError, LeaseLostError, StorageError
+from durable.storage import _sqlite_codec as codec
+from durable.storage import _sqlite_schema as schema
+from durable.storage.guest import (
+    GuestResult,
+    GuestSQLError,
+    GuestValue,
+    Json,
+    RowBudget,
+    encode,
+    timestamp_text,
+)
+
+__all__ = ["Authorizer", "SQLiteGuest", "SQLiteGuestTransaction", "settings_of"]
+
+_Q = schema.queries()
+_SAVEPOINT = "durable_statement"
+#: Read-only PRAGMAs a workflow may use (on its own tables).
+_PRAGMAS = frozenset(
+    {
+        "table_info",
+        "table_xinfo",
+        "table_list",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "foreign_key_check",
+        "defer_foreign_keys",  # lasts until the end of the transaction
+    }
+)
+_TX_CONTROL = (
+    "transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE) belongs to "
+    "durable.transaction: leave the block to commit, raise to roll back"
+)
+
+
+def _is_engine_table(name: str | None) -> bool:
+    return name is not None and name.lower().startswith("durable_")
+
+
+class Authorizer:
+    """The guest connection's `set_authorizer` callback.
+
+    Allows everything while `guest` is False (the engine's own statements). While it is
+    True, refuses what workflow SQL may not do and remembers why in `denied`, for the
+    error message (SQLite itself only says "not authorized").
+    """
+
+    __slots__ = ("denied", "dropping", "guest")
+
+    def __init__(self) -> None:
+        """Start in engine mode."""
+        self.guest = False
+        self.denied: str | None = None
+        # Set while a guest DROP TABLE runs: SQLite then deletes the table's row of
+        # sqlite_sequence itself, which must not be refused.
+        self.dropping = False
+
+    def start(self) -> None:
+        """Switch to guest mode for the next statement."""
+        self.guest, self.denied, self.dropping = True, None, False
+
+    def __call__(
+        self, action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
+    ) -> int:
+        """SQLite's authorizer protocol: SQLITE_OK or SQLITE_DENY."""
+        if not self.guest:
+            return sqlite3.SQLITE_OK
+        if action in (sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_DROP_TEMP_TABLE):
+            self.dropping = not _is_engine_table(arg1)
+        elif self.dropping and (arg1 or "").lower() == "sqlite_sequence":
+            return sqlite3.SQLITE_OK  # the dropped table's own counter
+        reason = self.refusal(action, arg1, arg2)
+        if reason is None:
+            return sqlite3.SQLITE_OK
+        if self.denied is None:
+            self.denied = reason
+        return sqlite3.SQLITE_DENY
+
+    @staticmethod
+    def refusal(action: int, arg1: str | None, arg2: str | None) -> str | None:
+        """Why workflow SQL may not do `action` on `arg1`/`arg2`, or None if it may."""
+        if action in _TABLE_IS_ARG1:
+            table = arg1
+        elif action in _TABLE_IS_ARG2:
+            table = arg2
+        else:
+            table = None
+        if _is_engine_table(table) or (action in _NAMES_ARE_BOTH and _is_engine_table(arg1)):
+            name = table if _is_engine_table(table) else arg1
+            return f"{name} is one of durable's own tables: workflow SQL cannot use it"
+        if action in _TABLE_IS_ARG1 and (arg1 or "").lower() == "sqlite_sequence":
+            return "sqlite_sequence holds durable's own counters too: workflow SQL cannot use it"
+        if action in (sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT):
+            return _TX_CONTROL
+        if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
+            return "ATTACH and DETACH are not available to workflow SQL"
+        if action == sqlite3.SQLITE_PRAGMA:
+            name = (arg1 or "").lower()
+            if name not in _PRAGMAS:
+                return f"PRAGMA {name} is not available to workflow SQL"
+            if _is_engine_table(arg2):
+                return f"{arg2} is one of durable's own tables: workflow SQL cannot use it"
+        if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() == "load_extension":
+            return "load_extension is not available to workflow SQL"
+        return None
+
+
+_TABLE_IS_ARG1 = frozenset(
+    {
+        sqlite3.SQLITE_READ,
+        sqlite3.SQLITE_INSERT,
+        sqlite3.SQLITE_UPDATE,
+        sqlite3.SQLITE_DELETE,
+        sqlite3.SQLITE_CREATE_TABLE,
+        sqlite3.SQLITE_CREATE_TEMP_TABLE,
+        sqlite3.SQLITE_DROP_TABLE,
+        sqlite3.SQLITE_DROP_TEMP_TABLE,
+        sqlite3.SQLITE_CREATE_VIEW,
+        sqlite3.SQLITE_CREATE_TEMP_VIEW,
+        sqlite3.SQLITE_DROP_VIEW,
+        sqlite3.SQLITE_DROP_TEMP_VIEW,
+        sqlite3.SQLITE_ANALYZE,
+        sqlite3.SQLITE_CREATE_VTABLE,
+        sqlite3.SQLITE_DROP_VTABLE,
+    }
+)
+# Index and trigger actions: arg1 names the index or trigger, arg2 its table.
+_TABLE_IS_ARG2 = frozenset(
+    {
+        sqlite3.SQLITE_CREATE_INDEX,
+        sqlite3.SQLITE_CREATE_TEMP_INDEX,
+        sqlite3.SQLITE_DROP_INDEX,
+        sqlite3.SQLITE_DROP_TEMP_INDEX,
+        sqlite3.SQLITE_CREATE_TRIGGER,
+        sqlite3.SQLITE_CREATE_TEMP_TRIGGER,
+        sqlite3.SQLITE_DROP_TRIGGER,
+        sqlite3.SQLITE_DROP_TEMP_TRIGGER,
+        sqlite3.SQLITE_ALTER_TABLE,  # arg1 is the schema
+    }
+)
+# ... and their own names may not look like durable's either.
+_NAMES_ARE_BOTH = frozenset(
+    {
+        sqlite3.SQLITE_CREATE_INDEX,
+        sqlite3.SQLITE_CREATE_TEMP_INDEX,
+        sqlite3.SQLITE_CREATE_TRIGGER,
+        sqlite3.SQLITE_CREATE_TEMP_TRIGGER,
+    }
+)
+
+
+# -- values and errors ---------------------------------------------------------------------
+
+
+def adapt(value: GuestValue) -> Any:
+    """A parameter as sqlite3 binds it: the types SQLite lacks go in as text."""
+    if isinstance(value, Decimal | UUID):
+        return str(value)
+    if isinstance(value, Json):
+        return value.text
+    if isinstance(value, datetime):
+        return timestamp_text(value)
+    return value
+
+
+def classify(exc: Exception, denied: str | None) -> GuestSQLError | StorageError:
+    """A failed guest statement as a typed error, or a `StorageError` when the database
+    itself failed (which is not the workflow's to handle, and is not recorded)."""
+    message = (str(exc).splitlines() or [type(exc).__name__])[0]
+    code: int | None = getattr(exc, "sqlite_errorcode", None)
+    name = _code_name(code, getattr(exc, "sqlite_errorname", None))
+    primary = None if code is None else code & 0xFF
+    if denied is not None or primary == _AUTH:
+        return GuestSQLError("forbidden", denied or message, name)
+    if primary in _INFRASTRUCTURE:
+        return StorageError(f"workflow SQL: {message}")
+    if code == _CONSTRAINT_DATATYPE or primary in (_MISMATCH, _RANGE, _TOOBIG):
+        return GuestSQLError("data", message, name)  # a value of the wrong type, say
+    if primary == _CONSTRAINT:
+        return GuestSQLError("constraint", message, name)
+    if primary == _ERROR:
+        return GuestSQLError("syntax", message, name)
+    if "one statement at a time" in message:
+        return GuestSQLError("syntax", "give one statement at a time", name)
+    if isinstance(exc, sqlite3.ProgrammingError | sqlite3.InterfaceError | sqlite3.DataError):
+        return GuestSQLError("data", message, name)  # e.g. the number of parameters
+    return GuestSQLError("other", message, name)
+
+
+# SQLite's primary result codes (the low byte of an extended code).
+_ERROR, _CONSTRAINT, _MISMATCH, _AUTH, _RANGE, _TOOBIG = 1, 19, 20, 23, 25, 18
+_CONSTRAINT_DATATYPE = 3091  # newer than the names Python knows
+# The database or its file failed: PERM, BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT,
+# FULL, CANTOPEN, PROTOCOL, NOTADB.
+_INFRASTRUCTURE = frozenset({3, 5, 6, 7, 8, 10, 11, 13, 14, 15, 26})
+
+
+def _code_name(code: int | None, name: str | None) -> str | None:
+    if code == _CONSTRAINT_DATATYPE:
+        return "SQLITE_CONSTRAINT_DATATYPE"
+    if name and name != "unknown":
+        return name
+    return None if code is None else f"SQLITE_{code}"
+
+
+# -- the connection --------------------------------------------------------------------------
+
+
+class SQLiteGuest:
+    """The SQLite store's guest connection: one guest transaction at a time."""
+
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], float],
+        *,
+        synchronous: int,
+        busy_timeout_ms: int,
+    ) -> None:
+        """Prepare to open `path` (lazily) with the main connection's settings.
+
+        Raises:
+            ConfigurationError: `path` is `:memory:`, which a second connection cannot
+                share.
+        """
+        if str(path) == ":memory:":
+            raise ConfigurationError(
+                "workflow SQL needs a SQLite database file: an in-memory database cannot be "
+                "shared with a second connection"
+            )
+        self.path = path
+        self.clock = clock
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._lock = asyncio.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self.authorizer = Authorizer()
+
+    async def begin(self, lease: Lease) -> SQLiteGuestTransaction:
+        """Wait for the connection, and `BEGIN IMMEDIATE` on it.
+
+        Raises:
+            StorageError: the connection stayed busy (another workflow's transaction in
+                this process, or a writer elsewhere) longer than the busy timeout.
+        """
+        with anyio.move_on_after(self._busy_timeout_ms / 1000) as waited:
+            await self._lock.acquire()
+        if waited.cancelled_caught:
+            raise StorageError(
+                f"database {self.path}: another workflow's SQL transaction held the database "
+                "for longer than the busy timeout"
+            )
+        try:
+            conn = await anyio.to_thread.run_sync(self._begin)
+        except BaseException:
+            self._lock.release()
+            raise
+        return SQLiteGuestTransaction(self, conn, lease)
+
+    def _begin(self) -> sqlite3.Connection:
+        with _engine_errors(self.path):
+            if self._conn is None:
+                self._conn = self._open()
+            self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        # No statement cache: SQLite authorizes a statement when it is prepared, so a
+        # guest statement with the same text as one of the engine's (cached, prepared
+        # while the authorizer was off) would otherwise run unchecked.
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, cached_statements=0
+        )
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
+            conn.execute(f"PRAGMA synchronous = {int(self._synchronous)}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.set_authorizer(self.authorizer)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def end(self) -> None:
+        """Close the transaction (in a worker thread): roll back whatever is still open,
+        and drop the connection if the workflow left temporary objects on it. Never
+        raises: on any failure the connection is dropped instead (closing rolls back)."""
+        conn = self._conn
+        if conn is None:
+            return
+        self.authorizer.guest = False
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if conn.execute("SELECT 1 FROM temp.sqlite_master LIMIT 1").fetchone() is not None:
+                raise sqlite3.OperationalError("temporary objects left behind")
+        except sqlite3.Error:
+            self._conn = None
+            conn.close()
+
+    def release(self) -> None:
+        """Let the next transaction have the connection."""
+        self._lock.release()
+
+    async def close(self) -> None:
+        """Close the connection once no transaction holds it. Idempotent."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    await anyio.to_thread.run_sync(conn.close)
+
+
+class SQLiteGuestTransaction:
+    """A `GuestTransaction` on the SQLite guest connection."""
+
+    def __init__(self, owner: SQLiteGuest, conn: sqlite3.Connection, lease: Lease) -> None:
+        """Wrap a transaction that `owner.begin` opened."""
+        self._owner = owner
+        self._conn = conn
+        self._lease = lease
+        self._ended = False  # commit or rollback was called
+        self._released = False  # the connection was handed back
+
+    async def execute(
+        self, sql: str, params: Sequence[GuestValue], *, max_bytes: int
+    ) -> GuestResult:
+        """Run one statement under the authorizer, inside its own savepoint."""
+        self._check_open()
+        return await anyio.to_thread.run_sync(self._execute, sql, params, max_bytes)
+
+    def _execute(self, sql: str, params: Sequence[GuestValue], max_bytes: int) -> GuestResult:
+        conn, auth = self._conn, self._owner.authorizer
+        if not conn.in_transaction:
+            raise GuestSQLError("aborted", "an earlier statement rolled the transaction back")
+        with _engine_errors(self._owner.path):
+            conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+        auth.start()
+        try:
+            cursor = conn.execute(sql, [adapt(v) for v in params])
+            budget = RowBudget(max_bytes)
+            rows: list[list[Any]] = []
+            while batch := cursor.fetchmany(256):
+                for row in batch:
+                    encoded = [encode(v) for v in row]
+                    budget.add(encoded)
+                    rows.append(encoded)
+            columns = [d[0] for d in cursor.description or ()]
+            rowcount = cursor.rowcount
+        except (sqlite3.Error, sqlite3.Warning, GuestSQLError) as exc:
+            auth.guest = False
+            error = exc if isinstance(exc, GuestSQLError) else classify(exc, auth.denied)
+            if isinstance(error, GuestSQLError) and not conn.in_transaction:
+                raise GuestSQLError(
+                    "aborted", f"{error.message} (and it rolled the whole transaction back)",
+                    error.code,
+                ) from exc  # fmt: skip
+            if conn.in_transaction:
+                with _engine_errors(self._owner.path):
+                    conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
+                    conn.execute(f"RELEASE {_SAVEPOINT}")
+            raise error from exc
+        finally:
+            auth.guest = False
+        with _engine_errors(self._owner.path):
+            conn.execute(f"RELEASE {_SAVEPOINT}")
+        return GuestResult(columns=columns, rows=rows, rowcount=max(rowcount, -1))
+
+    async def commit(
+        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+    ) -> None:
+        """Append the events (fenced), then COMMIT; roll everything back on any failure."""
+        self._check_open()
+        self._ended = True
+        now = self._owner.clock()
+        try:
+            await anyio.to_thread.run_sync(self._commit, events, logs, consumed, now)
+        finally:
+            await self._release()  # rolls back, unless the COMMIT went through
+
+    def _commit(
+        self,
+        events: Sequence[Event],
+        logs: Sequence[LogChunk],
+        consumed: Sequence[int],
+        now: float,
+    ) -> None:
+        conn, lease = self._conn, self._lease
+        if not conn.in_transaction:
+            raise GuestSQLError("aborted", "an earlier statement rolled the transaction back")
+        with _engine_errors(self._owner.path):
+            if not codec.consecutive(events):
+                raise self._refusal("the events' indexes are not consecutive")
+            for write in codec.fenced_writes(lease, events, logs, consumed, now):
+                if conn.execute(write.sql, write.params).rowcount != write.rows:
+                    raise self._refusal(write.what)
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:  # a deferred foreign key, say
+            raise classify(exc, None) from exc
+
+    def _refusal(self, what: str) -> StorageError:
+        """Why a fenced write wrote nothing: the lease is gone, or `what` went wrong."""
+        conn, lease = self._conn, self._lease
+        if not conn.execute(_Q["lease_holds"], codec.fence(lease)).fetchone()[0]:
+            return LeaseLostError(lease.task_id)
+        next_index = conn.execute(_Q["next_index"], (lease.task_id,)).fetchone()[0]
+        return ConflictError(f"{what} (next event index is {next_index})")
+
+    async def rollback(self) -> None:
+        """Roll back and release the connection. Idempotent."""
+        self._ended = True
+        await self._release()
+
+    async def _release(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        owner = self._owner
+        with anyio.CancelScope(shield=True):
+            try:
+                await anyio.to_thread.run_sync(owner.end)
+            finally:
+                owner.release()
+
+    def _check_open(self) -> None:
+        if self._ended:
+            raise StorageError("this workflow SQL transaction has already ended")
+
+
+@contextmanager
+def _engine_errors(path: Path) -> Iterator[None]:
+    """Translate sqlite3 errors of the engine's own statements on the guest connection."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise ConflictError(f"database {path}: {exc}") from exc
+    except sqlite3.Error as exc:
+        raise StorageError(f"database {path}: {exc}") from exc
+
+
+async def settings_of(conn: Any) -> dict[str, int]:
+    """The main (aiosqlite) connection's `synchronous` and `busy_timeout`, to copy."""
+    synchronous = (await conn.execute_fetchall("PRAGMA synchronous"))[0][0]
+    busy_timeout = (await conn.execute_fetchall("PRAGMA busy_timeout"))[0][0]
+    return {"synchronous": int(synchronous), "busy_timeout_ms": int(busy_timeout)}
