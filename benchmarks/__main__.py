@@ -1,148 +1,145 @@
-"""Run the benchmarks.
+"""Run the benchmarks and print where durable stands against its targets.
 
     python -m benchmarks [--quick] [--backend sqlite|postgres|all] [--json OUT]
+
+The Postgres figures run on a throwaway server started here, as the tests start theirs
+(or on `DURABLE_TEST_POSTGRES_URL`). Without Postgres binaries the Postgres figures are
+skipped with a warning, except under `CI=true`, where that is an error.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
+import math
+import os
+import shlex
 import sys
 import tempfile
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 
 from benchmarks import figures as f
-from benchmarks.figures import Figure
-from durable.builder import build_workflow
+from benchmarks import processes
+from benchmarks.backends import Backend, PostgresBackend, SQLiteBackend
+from benchmarks.figures import Bench, Figure, Sizes
 from durable.host import HostConfig, Runtime
-from durable.storage import open_store
+from durable.testing.postgres import postgres_server, unavailable_reason
 
 
-async def run_backend(backend: str, quick: bool, tmp: Path, runtime: Runtime) -> list[Figure]:
-    """Measure every figure on one backend."""
-    wasm = build_workflow(f.BENCH_WORKFLOW).wasm_path.read_bytes()
-    wasm_hash = hashlib.sha256(wasm).hexdigest()
-    runtime.cache.load(wasm_hash, wasm)
+async def run_backend(backend: Backend, bench: Bench, sizes: Sizes, log_dir: Path) -> list[Figure]:
+    """Measure every figure on one backend, in the order of the issue."""
+    steps: list[tuple[str, Callable[..., Awaitable[list[Figure]]], tuple[Any, ...]]] = [
+        ("(a)-(c) commits, recording, replay", f.recording_and_replay, ()),
+        ("(d) trivial workflows/s", f.trivial_throughput, ()),
+        ("(e) start latency", f.start_latency, ()),
+        ("(e) start latency, worker process", processes.remote_start_latency, (log_dir,)),
+        ("(g) timer lateness", f.timer_lateness, ()),
+        ("(h) worker memory", processes.memory, (log_dir,)),
+    ]
+    if backend.name == "postgres":
+        steps.append(("(f) failover after SIGKILL", processes.failover, (log_dir,)))
     out: list[Figure] = []
-    if backend != "sqlite":
-        raise SystemExit(f"backend {backend!r} is not measured yet")
-    raw = f.raw_sqlite_commits(tmp / "raw.db", 1.0 if quick else 3.0)
-    out.append(
-        Figure(key="a", name="raw single-row commits/s (SQLite, FULL)", value=raw, unit="/s")
-    )
-    store = await open_store(f"sqlite:///{tmp / 'bench.db'}")
-    try:
-        await store.put_workflow(wasm)
-        n = 200 if quick else 2000
-        recorded, replay = await f.recorded_and_replay(store, runtime, wasm_hash, n)
-        out.append(
-            Figure(
-                key="b",
-                name=f"recorded events/s, one task, {n} steps",
-                value=recorded,
-                unit="/s",
-                target=">= 50% of (a)",
-                met=recorded >= 0.5 * raw,
-            )
-        )
-        out.append(
-            Figure(
-                key="c",
-                name="replay events/s",
-                value=replay,
-                unit="/s",
-                target=">= 50,000",
-                met=replay >= 50_000,
-            )
-        )
-        count = 50 if quick else 500
-        for conc in (1, 16):
-            wps = await f.workflows_per_second(store, runtime, wasm_hash, count, conc)
-            out.append(
-                Figure(
-                    key="d",
-                    name=f"trivial workflows/s, concurrency {conc}",
-                    value=wps,
-                    unit="/s",
-                    target=">= 500",
-                    met=wps >= 500,
-                )
-            )
-        p50, p99 = await f.start_latency(store, runtime, wasm_hash, 20 if quick else 200)
-        out.append(Figure(key="e", name="launch -> first instruction p50", value=p50, unit="ms"))
-        out.append(
-            Figure(
-                key="e",
-                name="launch -> first instruction p99",
-                value=p99,
-                unit="ms",
-                target="< 10 ms",
-                met=p99 < 10,
-            )
-        )
-        l50, l99 = await f.timer_lateness(store, runtime, wasm_hash, 10 if quick else 200)
-        out.append(Figure(key="g", name="timer lateness p50", value=l50, unit="ms"))
-        out.append(
-            Figure(
-                key="g",
-                name="timer lateness p99",
-                value=l99,
-                unit="ms",
-                target="< 200 ms",
-                met=l99 < 200,
-            )
-        )
-    finally:
-        await store.close()
-    return out
+    for label, measure, extra in steps:
+        started = time.perf_counter()
+        out += await measure(backend, bench, sizes, *extra)
+        _progress(f"{backend.name}: {label} ({time.perf_counter() - started:.1f} s)")
+    return sorted(out, key=lambda fig: fig.key)
+
+
+def _progress(message: str) -> None:
+    print(f"  .. {message}", file=sys.stderr, flush=True)
 
 
 def render(rows: list[Figure]) -> str:
-    """A plain-text table."""
-    lines = [f"{'':3} {'figure':48} {'value':>14}  {'target':16} met"]
+    """A plain-text table: figure, value, target, met, and how it was measured."""
+    lines = [f"{'':5} {'figure':46} {'value':>12}  {'target':14} {'met':4} note"]
     for r in rows:
-        value = f"{r.value:,.1f} {r.unit}"
         met = "" if r.met is None else ("yes" if r.met else "NO")
-        lines.append(f"({r.key}) {r.name:48} {value:>14}  {r.target:16} {met}")
+        key = f"({r.key})"
+        lines.append(
+            f"{key:5} {r.name:46} {_value(r):>12}  {r.target:14} {met:4} {r.note}".rstrip()
+        )
     return "\n".join(lines)
+
+
+def _value(fig: Figure) -> str:
+    if fig.unit == "s" and fig.value < 0.1:
+        return f"{fig.value * 1000:,.1f} ms"
+    if fig.unit in ("ms", "s"):
+        return f"{fig.value:,.2f} {fig.unit}" if fig.value < 10 else f"{fig.value:,.1f} {fig.unit}"
+    return f"{fig.value:,.0f} {fig.unit}"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--backend", choices=["sqlite", "postgres", "all"], default="sqlite")
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "all"], default="all")
     parser.add_argument("--json", type=Path, help="also write the figures here as JSON")
     args = parser.parse_args(argv)
-    backends = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
+    sizes = f.QUICK if args.quick else f.FULL
+    wanted = ["sqlite", "postgres"] if args.backend == "all" else [args.backend]
     results: dict[str, list[Figure]] = {}
-    with tempfile.TemporaryDirectory(prefix="durable-bench-") as tmp:
+    skipped: dict[str, str] = {}
+    if "postgres" in wanted and (reason := unavailable_reason()) is not None:
+        if os.environ.get("CI", "").lower() == "true" or args.backend == "postgres":
+            print(f"error: {reason}", file=sys.stderr)
+            return 1
+        print(f"WARNING: {reason}", file=sys.stderr)
+        skipped["postgres"] = reason
+        wanted.remove("postgres")
+    started = time.perf_counter()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="durable-bench-") as tmp_name:
+        tmp = Path(tmp_name)
         runtime = Runtime(HostConfig())
         try:
-            for backend in backends:
-                results[backend] = anyio.run(run_backend, backend, args.quick, Path(tmp), runtime)
-            times = f.build_and_load_times(runtime.config)
+            bench = Bench.prepare(runtime)
+            for name in wanted:
+                if name == "sqlite":
+                    backend: Backend = SQLiteBackend(tmp / "sqlite")
+                    results[name] = anyio.run(run_backend, backend, bench, sizes, tmp)
+                else:
+                    with postgres_server() as server:
+                        backend = PostgresBackend(server)
+                        results[name] = anyio.run(run_backend, backend, bench, sizes, tmp)
         finally:
             runtime.close()
-    print(f"durable benchmarks, {f.now_utc()}, {f.machine()}{' (quick)' if args.quick else ''}")
-    for backend, rows in results.items():
-        print(f"\n{backend}\n{render(rows)}")
-    print(
-        "\n(i) build: cold {build_cold:.2f} s, cached {build_cached:.4f} s; "
-        "load: cold {load_cold:.2f} s, cached {load_cached:.4f} s".format(**times)
-    )
+        common = f.build_and_load_times(tmp)
+        _progress("(i) build and load")
+    elapsed = time.perf_counter() - started
+    load = f"load average {load_before[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
+    command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)
+    print(f"durable benchmarks, {f.now_utc()}{' (quick)' if args.quick else ''}")
+    print(f"machine: {f.machine()}; {load}")
+    print(f"command: {command.strip()}   ({elapsed:.0f} s)")
+    for name, rows in results.items():
+        print(f"\n{name}\n{render(rows)}")
+    for name, reason in skipped.items():
+        print(f"\n{name}: not measured: {reason}")
+    print(f"\nbackend-independent\n{render(common)}")
     if args.json:
-        payload = {
+        payload: dict[str, Any] = {
             "machine": f.machine(),
+            "load": load,
             "when": f.now_utc(),
+            "command": command.strip(),
             "quick": args.quick,
-            "backends": {b: [vars(r) for r in rows] for b, rows in results.items()},
-            "build_and_load_seconds": times,
+            "seconds": elapsed,
+            "backends": {b: [r.as_dict() for r in rows] for b, rows in results.items()},
+            "skipped": skipped,
+            "common": [r.as_dict() for r in common],
         }
-        args.json.write_text(json.dumps(payload, indent=2))
+        args.json.write_text(json.dumps(payload, indent=2, allow_nan=True))
+    bad = [r.id for rows in [*results.values(), common] for r in rows if not math.isfinite(r.value)]
+    if bad:
+        print(f"error: figures without a finite value: {', '.join(bad)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Workflows the benchmarks run."""
+"""Workflows the benchmarks run. Each entry is one kind of load."""
 
 from __future__ import annotations
 
@@ -28,7 +28,31 @@ def steps(n: int) -> int:
 
 
 @durable.workflow
-def sleeper(seconds: float) -> float:
-    """Sleep, then read the clock: the reading minus the deadline is the lateness."""
+def wake_at(deadline: float) -> float:
+    """Sleep until `deadline` (Unix seconds), then read the clock: the lateness."""
+    durable.sleep_until(deadline)
+    return time.time()
+
+
+@durable.workflow
+def block(seconds: float) -> float:
+    """One sleep: with a worker's `--suspend-after` above `seconds` it holds its
+    instance and a thread (an active task); below, it suspends (a parked task)."""
     durable.sleep(seconds)
     return time.time()
+
+
+@durable.workflow
+def hold(seconds: float) -> int:
+    """Stay active for about `seconds`: read the clock, sleep 0.1 s, again and again.
+
+    Each short sleep commits what came before it, so every clock reading is in the
+    database within milliseconds: the first one taken by a new owner after a crash
+    says when the task was running again.
+    """
+    end = time.time() + seconds
+    rounds = 0
+    while time.time() < end:
+        durable.sleep(0.1)
+        rounds += 1
+    return rounds
