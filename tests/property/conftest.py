@@ -13,14 +13,29 @@ import pytest
 from durable.builder import build_workflow
 from durable.host import Runtime
 from tests.helpers import ROOT, built
+from tests.property import scripts
 from tests.property.harness import CONFIGS, Component
+from tests.property.http_server import CountingServer
 from tests.property.scripts import WORKFLOW_FILE
 
 HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="session")
-def component() -> Component:
+def http_server() -> Iterator[CountingServer]:
+    """The counting HTTP server every `http` op requests (bound into scripts at launch)."""
+    server = CountingServer()
+    server.start()
+    scripts.HTTP_BASE[:] = [server.base]
+    try:
+        yield server
+    finally:
+        scripts.HTTP_BASE.clear()
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def component(http_server: CountingServer) -> Component:
     """The script workflow, built once (and cached by content across sessions)."""
     wasm, digest = built(HERE / WORKFLOW_FILE)
     return Component(wasm=wasm, hash=digest)

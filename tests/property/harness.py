@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
@@ -34,12 +35,22 @@ from durable.core.model import (
     TaskState,
 )
 from durable.host import HostConfig, Runtime
-from durable.storage.base import Store
+from durable.storage.base import GuestTransaction, Store
 from durable.storage.memory import MemoryStore
 from durable.storage.sqlite import SQLiteStore
 from durable.testing.faults import CrashingStore, SimulatedCrash, Write
 from durable.worker import Worker, WorkerConfig
-from tests.property.scripts import SUSPEND_AFTER, Label, Prediction, Script
+from tests.property.scripts import (
+    SUSPEND_AFTER,
+    Label,
+    Prediction,
+    Script,
+    bind,
+    external_notifications,
+    http_path,
+    masked,
+    resolve_labels,
+)
 
 #: Longest a run may take before the test calls it stuck.
 RUN_TIMEOUT = 30.0
@@ -96,11 +107,20 @@ async def open_backend(backend: str) -> AsyncIterator[Store]:
 
 
 async def launch(store: Store, component: Component, script: Script, seed: int) -> Task:
-    """Store the workflow (idempotent) and create a task running `script` with `seed`."""
+    """Store the workflow (idempotent) and create a task running `script` with `seed`.
+
+    Each `http` op is pointed at the session's counting server, and the notification
+    each `wait` op waits for is sent at once.
+    """
     await store.put_workflow(component.wasm, name="script")
-    return await store.create_task(
-        NewTask(name="script", workflow_hash=component.hash, input=json.dumps(script), seed=seed)
+    task = await store.create_task(
+        NewTask(
+            name="script", workflow_hash=component.hash, input=json.dumps(bind(script)), seed=seed
+        )
     )
+    for event, data in external_notifications(script):
+        await store.notify(task.id, event, data)
+    return task
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -235,6 +255,54 @@ class CrashRun(Crash):
     """A run crashed at one write and resumed to its end."""
 
     final: Snapshot  # after resuming
+
+
+class _CountedTransaction:
+    """A guest SQL transaction whose `commit` is a counted write of its `CrashingStore`."""
+
+    def __init__(self, crashing: SqlCrashingStore, inner: GuestTransaction, lease: Lease) -> None:
+        self._crashing = crashing
+        self._inner = inner
+        self._lease = lease
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        self._crashing._alive()
+        return await self._inner.execute(*args, **kwargs)
+
+    async def commit(
+        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+    ) -> None:
+        inner = self._inner
+
+        async def guest_commit(
+            lease: Lease, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Any
+        ) -> None:
+            await inner.commit(events, logs, consumed)
+
+        await self._crashing._write(
+            "guest_commit", guest_commit, self._lease, events, logs, consumed
+        )
+
+    async def rollback(self) -> None:
+        await self._inner.rollback()  # only releases the transaction, even after a crash
+
+
+class SqlCrashingStore(CrashingStore):
+    """A `CrashingStore` that also counts the commit of a workflow's SQL transaction
+    (`durable.transaction`) as a write: it carries the transaction's event, and the
+    crash can fall just before or just after it.
+
+    NOT USED YET: with it in `count_writes` and `run_until_dead`, the sqlite/per-event
+    crash test hung (the event loop idle, no guest thread left, RUN_TIMEOUT never
+    firing) on the EVERY_OP example. Until that is understood, the crash tests use
+    `CrashingStore`, whose counted writes do not include SQL commits: crash points fall
+    around every other write, and the SQL rows are still checked exactly once.
+    """
+
+    async def begin_guest_transaction(self, lease: Lease) -> GuestTransaction:
+        self._alive()
+        inner = await self.inner.begin_guest_transaction(lease)
+        return _CountedTransaction(self, inner, lease)  # type: ignore[return-value]
 
 
 async def count_writes(
@@ -376,7 +444,8 @@ def check_matches_model(
     """
     dump = f"{where}\n{run.describe()}"
     assert [e.index for e in run.history] == list(range(len(run.history))), f"gap: {dump}"
-    assert run.labels() == prediction.labels, f"recorded events differ from the model: {dump}"
+    expected_labels = resolve_labels(prediction, run.task.id, run.history)
+    assert run.labels() == expected_labels, f"recorded events differ from the model: {dump}"
     if check_stdout:
         stdout = "".join(line + "\n" for line in prediction.print_lines()).encode()
         assert run.output(Stream.STDOUT) == stdout, f"each line once, in order: {dump}"
@@ -423,7 +492,7 @@ def check_same_end(
     """
     dump = f"{where}\n--- reference:\n{reference.describe()}\n--- this run:\n{run.describe()}"
     assert run.task.state is reference.task.state, dump
-    assert run.labels() == reference.labels(), dump
+    assert masked(run.labels(), prediction) == masked(reference.labels(), prediction), dump
     for p in prediction.performed:
         if p.spec.stable_payloads:
             for i in p.event_range:
@@ -453,13 +522,86 @@ def check_prefix_kept(pre: Snapshot, final: Snapshot, where: str) -> None:
 
 def labels_prefix_ok(history: Sequence[Event], prediction: Prediction) -> bool:
     """Whether `history` is a prefix of what the model predicts."""
-    return [(e.label, e.digest) for e in history] == prediction.labels[: len(history)]
+    labels = [(e.label, e.digest) for e in history]
+    return masked(labels, prediction) == masked(prediction.labels[: len(history)], prediction)
 
 
 def set_input(db: Path, task_id: int, script: Script) -> None:
     """Rewrite a task's input behind the engine's back (direct SQL on the SQLite file)."""
     with closing(sqlite3.connect(db)) as conn, conn:
         changed = conn.execute(
-            "UPDATE durable_task SET input = ? WHERE id = ?", (json.dumps(script), task_id)
+            "UPDATE durable_task SET input = ? WHERE id = ?", (json.dumps(bind(script)), task_id)
         ).rowcount
     assert changed == 1, f"no task {task_id} in {db}"
+
+
+# -- effects outside the history: HTTP requests and SQL rows ------------------------------
+
+
+def strip_sql(script: Script) -> Script:
+    """`script` for a store without SQL (memory): each `sql_insert` becomes a `step`."""
+    return [{"op": "step", "arg": op["arg"]} if op["op"] == "sql_insert" else op for op in script]
+
+
+async def sql_rows(
+    store: Store, task_id: int, *, url: str | None = None
+) -> list[tuple[int, int]] | None:
+    """The (op, arg) rows the task's `sql_insert` ops left, sorted; None without SQL.
+
+    A Postgres store needs its `url` (the store only shows it with the password masked).
+    """
+    if isinstance(store, CrashingStore):
+        store = store.inner
+    if isinstance(store, SQLiteStore):
+        with closing(sqlite3.connect(store.path)) as conn:
+            tables = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'prop_rows'"
+            ).fetchone()[0]
+            if not tables:
+                return []
+            rows = conn.execute(
+                "SELECT op, arg FROM prop_rows WHERE task = ? ORDER BY op, arg", (task_id,)
+            ).fetchall()
+        return [(int(a), int(b)) for a, b in rows]
+    if url is not None:
+        import asyncpg
+
+        conn = await asyncpg.connect(url)
+        try:
+            if await conn.fetchval("SELECT to_regclass('prop_rows')") is None:
+                return []
+            records = await conn.fetch(
+                "SELECT op, arg FROM prop_rows WHERE task = $1 ORDER BY op, arg", task_id
+            )
+        finally:
+            await conn.close()
+        return [(int(r[0]), int(r[1])) for r in records]
+    return None
+
+
+#: The table the `sql_insert` op writes (the workflow creates it if missing).
+PROP_ROWS_DDL = "CREATE TABLE IF NOT EXISTS prop_rows (task INTEGER, op INTEGER, arg INTEGER)"
+
+
+def check_sql_once(rows: list[tuple[int, int]] | None, prediction: Prediction, where: str) -> None:
+    """Each performed `sql_insert` left its row exactly once (a `raise` rolls nothing back)."""
+    if rows is None:
+        return
+    expected = sorted(
+        (p.index, int(p.op["arg"])) for p in prediction.performed if p.spec.name == "sql_insert"
+    )
+    assert rows == expected, f"{where}: SQL rows {rows}, expected each exactly once: {expected}"
+
+
+def check_http_counts(
+    delta: Counter[str], prediction: Prediction, crashes: int, where: str
+) -> None:
+    """Each performed `http` op's request was sent at least once, at most once more per crash."""
+    for p in prediction.performed:
+        if p.spec.name != "http":
+            continue
+        path = http_path(p.index)
+        assert 1 <= delta[path] <= 1 + crashes, (
+            f"{where}: op {p.index} requested {path} {delta[path]} times "
+            f"(at least once, at most {1 + crashes} with {crashes} crash(es))"
+        )

@@ -49,7 +49,15 @@ from tests.property.scripts import SPECS, Label, Script, ops, predict, scripts
 SEEDS = st.integers(min_value=1, max_value=2**63 - 1)
 #: What mutations draw from. `step_random` is left out: its replay bug (see
 #: test_crash_replay) is not what these tests are about.
-NAMES = sorted(n for n in SPECS if n != "step_random")
+#: Also left out: ops whose digests depend on the task or child id (the model
+#: cannot predict where a changed one diverges without the ids); `sql_insert` (its
+#: statements are checked inside its payload, not by label); `wait` (its notification
+#: is sent at launch, for the original script only).
+NAMES = sorted(
+    n
+    for n, spec in SPECS.items()
+    if n not in ("step_random", "wait") and spec.digests is None and not spec.needs_sql
+)
 _INDEX = re.compile(r"nondeterminism at event (\d+):")
 
 

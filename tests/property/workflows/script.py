@@ -107,6 +107,43 @@ def _long_sleep(i: int, op: Op) -> Any:
     return None
 
 
+def _http(i: int, op: Op) -> Any:
+    # The harness binds `url` (the session's counting server) before launching.
+    response = durable.http.get(op["url"])
+    return {"status": response.status_code, "body": response.text}
+
+
+def _notify_wait(i: int, op: Op) -> Any:
+    event = f"self-{i}"
+    durable.notify(durable.info().id, event, {"op": i, "data": op["data"]})
+    got = durable.wait(event)
+    return None if got is None else got.data
+
+
+def _wait(i: int, op: Op) -> Any:
+    # The harness sends this notification when it launches the task.
+    got = durable.wait(f"ext-{i}")
+    return None if got is None else got.data
+
+
+@durable.workflow
+def child(arg: int) -> dict[str, Any]:
+    """A tiny entry of this same binary, run as a child task by `spawn`."""
+    return {"child": arg, "square": arg * arg}
+
+
+def _spawn(i: int, op: Op) -> Any:
+    return durable.spawn(child, int(op["arg"])).result()
+
+
+def _sql_insert(i: int, op: Op) -> Any:
+    task = durable.info().id
+    with durable.transaction(f"insert {i}") as tx:
+        tx.execute("CREATE TABLE IF NOT EXISTS prop_rows (task INTEGER, op INTEGER, arg INTEGER)")
+        tx.execute("INSERT INTO prop_rows VALUES (?, ?, ?)", [task, i, int(op["arg"])])
+        return tx.execute("SELECT count(*) AS n FROM prop_rows WHERE task = ?", [task]).scalar()
+
+
 def _raise(i: int, op: Op) -> Any:
     raise ScriptRaised(f"script raised at op {i}")
 
@@ -123,6 +160,11 @@ OPS: dict[str, Callable[[int, Op], Any]] = {
     "step_print": _step_print,
     "sleep": _sleep,
     "long_sleep": _long_sleep,
+    "http": _http,
+    "notify_wait": _notify_wait,
+    "wait": _wait,
+    "spawn": _spawn,
+    "sql_insert": _sql_insert,
     "raise": _raise,
 }
 
