@@ -42,7 +42,9 @@ async def running_worker(
     store: Store, runtime: Runtime, config: WorkerConfig | None = None
 ) -> AsyncIterator[Worker]:
     """A worker running in the background for the duration of the block."""
-    worker = Worker(store, config or WorkerConfig(concurrency=8, lease_seconds=5, host=FAST), runtime=runtime)
+    worker = Worker(
+        store, config or WorkerConfig(concurrency=8, lease_seconds=5, host=FAST), runtime=runtime
+    )
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
         try:
@@ -51,9 +53,9 @@ async def running_worker(
             worker.stop()
 
 
-async def until(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
+async def until(check: Callable[[], Awaitable[Any]], within: float = 20.0) -> Any:
     """Poll `check` until it returns something truthy."""
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(within):
         while True:
             value = await check()
             if value:
@@ -336,7 +338,9 @@ async def test_event_limit(store: Store, coordination: tuple[bytes, str]) -> Non
     assert "limit of 50 events" in (done.error or "")
 
 
-async def test_task_timeout(store: Store, runtime: Runtime, coordination: tuple[bytes, str]) -> None:
+async def test_task_timeout(
+    store: Store, runtime: Runtime, coordination: tuple[bytes, str]
+) -> None:
     spinning = await launch(store, coordination, "spin", None, timeout=0.5)
     sleeping = await launch(store, coordination, "nap", 3600, timeout=0.5)
     async with running_worker(store, runtime):

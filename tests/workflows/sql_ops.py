@@ -135,6 +135,23 @@ def raising(args: dict[str, Any]) -> dict[str, Any]:
     return {"raised": raised, "count": int(count)}
 
 
+@durable.workflow
+def deferred(args: dict[str, Any]) -> dict[str, Any]:
+    """A deferred foreign key fails the commit itself: it raises when the block ends."""
+    parent, child = args["table"] + "_parent", args["table"] + "_child"
+    try:
+        with durable.transaction("deferred") as tx:
+            tx.execute(f"CREATE TABLE {parent} (id INTEGER PRIMARY KEY)")
+            tx.execute(
+                f"CREATE TABLE {child} (pid INTEGER REFERENCES {parent} (id) "
+                "DEFERRABLE INITIALLY DEFERRED)"
+            )
+            inserted = tx.execute(f"INSERT INTO {child} (pid) VALUES (?)", [7]).rowcount
+    except sql.IntegrityError as exc:
+        return {"inserted": inserted, "error": [type(exc).__name__, exc.kind]}
+    return {"inserted": inserted, "error": None}
+
+
 @durable.step
 def in_a_step() -> None:
     with durable.transaction("inside a step"):
