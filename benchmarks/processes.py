@@ -1,9 +1,8 @@
-"""The figures that need worker processes of their own: (f) failover and (h) memory.
+"""The figures that need worker processes of their own: (e') latency into a separate
+worker, (f) failover and (h) memory.
 
-Workers here are real `durable worker` processes (`python -m durable worker --db URL`).
-Only when a figure needs a lease other than the default and the CLI has no
-`--lease-seconds` does it run `python -m benchmarks._worker`, which drives the same
-`durable.worker.Worker`. Every process started here is stopped by its own pid.
+Workers here are real `durable worker` processes (`python -m durable worker --db URL`),
+each stopped by its own pid.
 """
 
 from __future__ import annotations
@@ -32,13 +31,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 CLOCK_LABEL = "wasi:clocks/wall-clock.now"
 
 
-def cli_takes_lease_seconds() -> bool:
-    """Whether `durable worker` has a `--lease-seconds` option."""
-    from durable.cli.worker import worker
-
-    return any("--lease-seconds" in getattr(p, "opts", ()) for p in worker.params)
-
-
 def worker_command(
     url: str,
     *,
@@ -52,12 +44,9 @@ def worker_command(
         args += ["--concurrency", str(concurrency)]
     if suspend_after is not None:
         args += ["--suspend-after", repr(suspend_after)]
-    if lease_seconds is None:
-        return [sys.executable, "-m", "durable", "worker", *args]
-    args += ["--lease-seconds", repr(lease_seconds)]
-    if cli_takes_lease_seconds():
-        return [sys.executable, "-m", "durable", "worker", *args]
-    return [sys.executable, "-m", "benchmarks._worker", *args]
+    if lease_seconds is not None:
+        args += ["--lease-seconds", repr(lease_seconds)]
+    return [sys.executable, "-m", "durable", "worker", *args]
 
 
 class WorkerProcess:
@@ -67,7 +56,13 @@ class WorkerProcess:
         """Start `command`."""
         self.command = command
         self.log_path = log_path
-        env = dict(os.environ)
+        # The worker's defaults, not whatever DURABLE_* settings this shell has (the
+        # build cache aside): the figures are for a stock `durable worker`.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("DURABLE_") or k == "DURABLE_CACHE_DIR"
+        }
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
         )
@@ -128,7 +123,7 @@ class WorkerProcess:
 
 
 @contextlib.contextmanager
-def worker_processes(log_dir: Path) -> Iterator[list[WorkerProcess]]:
+def worker_processes() -> Iterator[list[WorkerProcess]]:
     """A list to start workers into; on exit every one still running is killed."""
     procs: list[WorkerProcess] = []
     try:
@@ -156,7 +151,7 @@ async def remote_start_latency(
     async with backend.database() as (url, store):
         await store.put_workflow(bench.wasm)
         client = Client(store)
-        with worker_processes(log_dir) as procs:
+        with worker_processes() as procs:
             proc = WorkerProcess(worker_command(url), log_dir / f"latency-{backend.name}.log")
             procs.append(proc)
             await proc.wait_registered(store)
@@ -217,7 +212,7 @@ async def memory(backend: Backend, bench: Bench, sizes: Sizes, log_dir: Path) ->
     async with backend.database() as (url, store):
         await store.put_workflow(bench.wasm)
         client = Client(store)
-        with worker_processes(log_dir) as procs:
+        with worker_processes() as procs:
             # A sleep below --suspend-after holds its instance and a thread: "active".
             proc = WorkerProcess(
                 worker_command(url, concurrency=max(16, sizes.active), suspend_after=3600), log
@@ -239,7 +234,7 @@ async def memory(backend: Backend, bench: Bench, sizes: Sizes, log_dir: Path) ->
     async with backend.database() as (url, store):
         await store.put_workflow(bench.wasm)
         client = Client(store)
-        with worker_processes(log_dir) as procs:
+        with worker_processes() as procs:
             proc = WorkerProcess(worker_command(url), log)  # defaults: a 3600 s sleep parks
             procs.append(proc)
             await proc.wait_registered(store)
@@ -305,7 +300,7 @@ async def failover(backend: Backend, bench: Bench, sizes: Sizes, log_dir: Path) 
     async with backend.database() as (url, store):
         await store.put_workflow(bench.wasm)
         client = Client(store)
-        with worker_processes(log_dir) as procs:
+        with worker_processes() as procs:
             command = worker_command(url, lease_seconds=sizes.lease_seconds)
             for _ in range(2):
                 procs.append(WorkerProcess(command, log))
