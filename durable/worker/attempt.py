@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import anyio.from_thread
@@ -28,6 +29,7 @@ from durable.core.model import (
     NewTask,
     Notification,
     Released,
+    Suspended,
     Task,
 )
 from durable.errors import (
@@ -44,6 +46,9 @@ from durable.storage.base import GuestTransaction, Store
 from durable.storage.guest import GuestResult, GuestValue
 
 log = logging.getLogger("durable.worker")
+
+#: Host failures in a row after which a task fails instead of being retried.
+HOST_FAILURE_RETRIES = 5
 
 
 class StoreSink:
@@ -169,6 +174,8 @@ class AttemptRunner:
         self._idle = anyio.Event()
         self._idle.set()
         self._interrupted = False
+        # Consecutive host failures per task, for the task-level retry policy.
+        self._host_failures: dict[int, int] = {}
         # Leases of attempts dropped on a storage error, to hand back (see release_dropped).
         self._dropped: list[Lease] = []
 
@@ -233,9 +240,9 @@ class AttemptRunner:
             # another attempt, here or elsewhere, resumes it by replay.
             log.warning("task %d: storage error, attempt dropped: %s", task.id, exc)
             self._dropped.append(claim.lease)
-        except Exception as exc:  # a host bug must not take the worker down
-            log.exception("task %d: internal error", task.id)
-            await self._fail(claim, "InternalError", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a host failure, not the guest's: it must not take the
+            log.exception("task %d: internal error", task.id)  # worker down
+            await self._retry_or_fail(claim, f"{type(exc).__name__}: {exc}")
         finally:
             del self._contexts[claim.lease]
             if not self._contexts:
@@ -271,6 +278,29 @@ class AttemptRunner:
             )
         finally:
             await sink.aclose()  # a guest SQL transaction left open is rolled back
+
+    async def _retry_or_fail(self, claim: Claim, message: str) -> None:
+        """The task-level retry policy for transient host errors.
+
+        The task is parked and retried after a growing delay (1, 2, 4 ... 60 s); after
+        `HOST_FAILURE_RETRIES` host failures in a row on this worker it fails. A guest's
+        own exception is never retried here: it is the workflow's result.
+        """
+        task_id = claim.task.id
+        failures = self._host_failures.get(task_id, 0) + 1
+        self._host_failures[task_id] = failures
+        if failures > HOST_FAILURE_RETRIES:
+            del self._host_failures[task_id]
+            await self._fail(claim, "InternalError", message)
+            return
+        delay = min(2.0 ** (failures - 1), 60.0)
+        log.warning("task %d: retrying in %.0f s after a host error: %s", task_id, delay, message)
+        try:
+            await self._store.finish(
+                claim.lease, Suspended(wakeup_at=datetime.now(UTC) + timedelta(seconds=delay))
+            )
+        except StorageError as exc:
+            log.warning("task %d: could not park it for a retry: %s", task_id, exc)
 
     async def _fail(self, claim: Claim, kind: str, message: str) -> None:
         try:
