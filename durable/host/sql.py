@@ -126,15 +126,15 @@ def commit(ctx: AttemptContext) -> dict[str, Any] | None:
         error: dict[str, Any] | None = recorded.get("error")
         return error
     payload = conversation.payload("commit")
+    if len(payload) > ctx.config.max_payload_bytes:  # many statements, each within budget
+        cursor.session.rollback()
+        raise HostError(
+            f"{conversation.label}: recorded payload of {len(payload)} bytes is over the limit "
+            f"of {ctx.config.max_payload_bytes} bytes (split the transaction)"
+        )
     event = Event(index=conversation.index, label=conversation.label, digest=None, payload=payload)
     logs = ctx.take_logs(frontier=True)  # all of it was printed before this event
     try:
-        if len(payload) > ctx.config.max_payload_bytes:
-            raise GuestSQLError(
-                "too-large",
-                f"the transaction's record of {len(payload)} bytes is over the limit of "
-                f"{ctx.config.max_payload_bytes} bytes",
-            )
         cursor.session.commit([event], logs)
     except GuestSQLError as exc:
         cursor.session.rollback()

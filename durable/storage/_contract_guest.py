@@ -110,6 +110,25 @@ async def check_guest_statement_failure_is_typed_and_undone(store: Store) -> Non
 
 
 @check
+async def check_guest_temporary_tables_end_with_their_transaction(store: Store) -> None:
+    claim = await claimed(store)
+    tx = await _begin(store, claim.lease)
+    if tx is None:
+        return
+    table = _table()
+    await tx.execute(f"CREATE TEMPORARY TABLE {table} (v TEXT)", [], max_bytes=MAX)
+    await tx.execute(f"INSERT INTO {table} (v) VALUES ('a')", [], max_bytes=MAX)
+    await tx.commit(batch(0, 1), [])
+    # The next transaction, whichever task's it is, must not see them.
+    later = await store.begin_guest_transaction(claim.lease)
+    try:
+        missing = later.execute(f"SELECT * FROM {table}", [], max_bytes=MAX)
+        assert await _failure(missing, "reading a temporary table of another transaction")
+    finally:
+        await later.rollback()
+
+
+@check
 async def check_guest_result_over_the_limit_is_refused(store: Store) -> None:
     claim = await claimed(store)
     tx = await _begin(store, claim.lease)

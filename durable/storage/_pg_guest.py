@@ -54,7 +54,11 @@ __all__ = ["GUEST_ROLE", "PgGuestTransaction", "begin"]
 GUEST_ROLE = "durable_guest"
 
 _Q = _pg_schema.queries()
-_BEGIN = f"BEGIN; SET LOCAL ROLE {GUEST_ROLE}; SAVEPOINT durable_statement"
+_BEGIN = f"BEGIN; {{check}}SET LOCAL ROLE {GUEST_ROLE}; SAVEPOINT durable_statement"
+# Postgres 14+: a backend running a long guest statement for a worker that died (its
+# connection closed) notices within a second and rolls back, instead of holding the
+# transaction's locks until the statement ends.
+_CHECK_CLIENT = "SET LOCAL client_connection_check_interval = 1000; "
 # Its status is the last statement's: "SELECT 1" while the role holds, "SELECT 0" if not.
 _NEXT = (
     "RELEASE SAVEPOINT durable_statement; SAVEPOINT durable_statement; "
@@ -84,7 +88,8 @@ async def begin(pool: ConnectionPool, lease: Lease, refuse: Refuse) -> PgGuestTr
     try:
         with translate("begin a workflow SQL transaction"):
             try:
-                await conn.execute(_BEGIN)
+                check = _CHECK_CLIENT if conn.get_server_version().major >= 14 else ""
+                await conn.execute(_BEGIN.format(check=check))
             except (asyncpg.UndefinedObjectError, asyncpg.InsufficientPrivilegeError) as exc:
                 raise ConfigurationError(
                     f"workflow SQL runs as the Postgres role {GUEST_ROLE}, which this "
@@ -160,7 +165,7 @@ class PgGuestTransaction:
             status = await conn.execute(_NEXT)
         if status != "SELECT 1":
             self._aborted = "a statement changed the transaction's role"
-            await self.rollback()
+            await self._release()  # rolls back; `commit` will say why
             raise GuestSQLError(
                 "aborted",
                 "the statement changed its database role: the transaction was rolled back",
@@ -301,4 +306,5 @@ def classify(exc: Exception) -> GuestSQLError | StorageError:
 
 # SQLSTATE classes: connection, resources, system, internal errors.
 _INFRASTRUCTURE = frozenset({"08", "53", "58", "XX"})
-_KINDS = {"42": "syntax", "22": "data", "23": "constraint", "40": "aborted", "25": "aborted"}
+# 40: serialization failure, deadlock: the workflow should retry the whole transaction.
+_KINDS = {"42": "syntax", "22": "data", "23": "constraint", "44": "constraint", "40": "aborted"}

@@ -8,6 +8,7 @@ dead process's would be), and for real with `durable run` and SIGKILL.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import signal
@@ -32,6 +33,7 @@ from durable.host.context import AttemptContext
 from durable.host.runtime import AttemptEnd, Runtime
 from durable.storage import _pg_admin
 from durable.storage.base import Store
+from durable.storage.guest import GuestSQLError
 from durable.storage.memory import MemoryStore
 from durable.storage.sqlite import SQLiteStore
 from durable.worker import Worker, WorkerConfig
@@ -414,6 +416,29 @@ async def test_failed_statements_are_typed_recorded_and_the_transaction_goes_on(
     assert json.loads(end.outcome.result) == out
 
 
+async def test_a_refused_commit_is_recorded_and_raised(
+    store: Store, runtime: Runtime, wasm: bytes
+) -> None:
+    table = fresh_table()
+    task = await run_task(store, runtime, wasm, "deferred", {"table": table})
+    assert result(task) == {"inserted": 1, "error": ["IntegrityError", "constraint"]}
+    events = await store.load_history(task.id)
+    assert [e.label for e in events] == ["sql deferred"]
+    recorded = json.loads(events[0].payload)
+    assert recorded["outcome"] == "commit-failed"
+    assert recorded["error"]["kind"] == "constraint"
+    # Rolled back: not even the tables were created.
+    exists = (
+        f"SELECT count(*) FROM sqlite_master WHERE name = '{table}_child'"
+        if is_sqlite(store)
+        else f"SELECT count(*) FROM pg_tables WHERE tablename = '{table}_child'"
+    )
+    assert await query(store, exists) == [(0,)]
+    end = await replay(store, runtime, wasm, task)
+    assert isinstance(end.outcome, Completed)
+    assert json.loads(end.outcome.result) == result(task)
+
+
 SQLITE_ATTACKS = [
     "SELECT * FROM durable_event",
     "SELECT * FROM main.DURABLE_TASK",
@@ -493,6 +518,36 @@ async def test_workflow_sql_cannot_touch_the_engine_tables(
     assert [e.label for e in await store.load_history(task.id)] == ["sql errors"]
 
 
+async def test_a_statement_that_takes_its_role_back_ends_the_transaction(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Postgres backstop: were a statement to slip past the refusals and change its
+    role, the transaction is rolled back before anything else can run in it."""
+    if is_sqlite(store):
+        pytest.skip("roles are Postgres's")
+    from durable.storage import _pg_guest
+
+    monkeypatch.setattr(_pg_guest, "refusal", lambda sql: None)  # let everything through
+    digest = await store.put_workflow(b"\x00asm role test")
+    task = await store.create_task(NewTask(name="t", workflow_hash=digest, input="null"))
+    [claim] = await store.claim(worker_id="w", limit=1, lease_seconds=60)
+    table = fresh_table()
+    tx = await store.begin_guest_transaction(claim.lease)
+    await tx.execute(f"CREATE TABLE {table} (v text)", [], max_bytes=1000)
+    with pytest.raises(GuestSQLError) as caught:
+        await tx.execute("RESET ROLE", [], max_bytes=1000)
+    assert caught.value.kind == "aborted"
+    with pytest.raises(GuestSQLError) as again:
+        await tx.execute("SELECT count(*) FROM durable.events", [], max_bytes=1000)
+    assert again.value.kind == "aborted"
+    with pytest.raises(GuestSQLError):
+        await tx.commit([Event(index=0, label="sql x", digest=None, payload="{}")], [], ())
+    assert await store.load_history(task.id) == []
+    assert await query(store, f"SELECT count(*) FROM pg_tables WHERE tablename = '{table}'") == [
+        (0,)
+    ]
+
+
 # -- misuse -------------------------------------------------------------------------------------
 
 
@@ -567,50 +622,93 @@ def _locked(db: Path) -> bool:
         conn.close()
 
 
-def test_killed_inside_the_transaction_runs_it_again_once(tmp_path: Path) -> None:
-    db = tmp_path / "sql.db"
+class CliDatabase:
+    """A database the CLI runs against in a subprocess test, and a way to look into it."""
+
+    def __init__(self, backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        self.backend = backend
+        if backend == "sqlite":
+            self.path = tmp_path / "sql.db"
+            self.url = str(self.path)
+        else:
+            self.url = request.getfixturevalue("pg_url")
+            migrated = run_cli("migrate", "--db", self.url, cwd=tmp_path)
+            assert migrated.returncode == 0, migrated.stderr
+
+    def read(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.backend == "sqlite":
+            with sqlite3.connect(self.path) as conn:
+                return conn.execute(sql).fetchall()
+        return asyncio.run(_pg_admin.fetch(self.url, sql))
+
+    def in_slow_statement(self) -> bool:
+        """Whether a guest transaction is inside its slow statement right now."""
+        if self.backend == "sqlite":
+            return _locked(self.path)  # it holds the write lock
+        active = self.read(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND state = 'active' AND query LIKE 'SELECT pg_sleep%'"
+        )
+        return int(active[0][0]) > 0
+
+    def table_exists(self, name: str) -> bool:
+        if self.backend == "sqlite":
+            return bool(self.read(f"SELECT 1 FROM sqlite_master WHERE name = '{name}'"))
+        return bool(self.read(f"SELECT 1 FROM pg_tables WHERE tablename = '{name}'"))
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_killed_inside_the_transaction_runs_it_again_once(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    db = CliDatabase(backend, tmp_path, request)
+    table = fresh_table()
     # The first attempt runs a statement that takes minutes, inside the transaction,
-    # after its INSERTs; it is killed there. Later attempts skip it.
+    # after its INSERTs, and is killed there. Later attempts skip it.
     slow = (
         "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000000) "
         "SELECT count(*) FROM c"
+        if backend == "sqlite"
+        else "SELECT pg_sleep(600)"
     )
-    args = {"table": "ledger", "rows": 3, "slow": slow}
+    args = {"table": table, "rows": 3, "slow": slow}
     proc = subprocess.Popen(
         durable_cmd(
-            "run", str(WORKFLOW), "--entry", "ledger", "--input", json.dumps(args), "--db", str(db)
+            "run", str(WORKFLOW), "--entry", "ledger", "--input", json.dumps(args), "--db", db.url
         ),
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    inside = False
     try:
-        # Inside the slow statement, the transaction holds the write lock for good.
-        deadline, held_since = time.monotonic() + 120, None
-        while time.monotonic() < deadline and proc.poll() is None:
-            if _locked(db):
-                held_since = held_since or time.monotonic()
-                if time.monotonic() - held_since > 1.0:
-                    break
-            else:
-                held_since = None
+        deadline, since = time.monotonic() + 120, None
+        while not inside and time.monotonic() < deadline and proc.poll() is None:
+            since = (since or time.monotonic()) if db.in_slow_statement() else None
+            inside = since is not None and time.monotonic() - since > 1.0
             time.sleep(0.05)
-        assert held_since is not None, "the transaction never started"
     finally:
         proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=30)
+        _, stderr = proc.communicate(timeout=30)
+    assert inside, f"the transaction never reached its slow statement: {stderr.decode()[-2000:]}"
+    assert not db.table_exists(table)  # created inside the lost transaction
 
-    with sqlite3.connect(db) as conn:  # the table was created in the lost transaction
-        assert conn.execute("SELECT name FROM sqlite_master WHERE name = 'ledger'").fetchall() == []
-    resumed = run_cli("worker", "--db", str(db), "--exit-when-idle", cwd=tmp_path)
+    resumed = run_cli("worker", "--db", db.url, "--exit-when-idle", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    with sqlite3.connect(db) as conn:
-        state, result_json = conn.execute("SELECT state, result FROM durable_task").fetchone()
-        rows = conn.execute("SELECT task_id, n FROM ledger ORDER BY n").fetchall()
-        labels = [r[0] for r in conn.execute("SELECT label FROM durable_event")]
+    (state, result_json), *_ = db.read("SELECT state, result FROM " + _tasks(backend))
     assert (state, json.loads(result_json)) == ("complete", 3)
-    assert rows == [(1, 0), (1, 1), (1, 2)]
-    assert labels == ["sql ledger"]
-    logs = run_cli("logs", "1", "--db", str(db), cwd=tmp_path)
+    assert db.read(f"SELECT task_id, n FROM {table} ORDER BY n") == [(1, 0), (1, 1), (1, 2)]
+    assert [label for (label,) in db.read("SELECT label FROM " + _events(backend))] == [
+        "sql ledger"
+    ]
+    logs = run_cli("logs", "1", "--db", db.url, cwd=tmp_path)
     # What the lost attempt printed inside the transaction died with it.
     assert logs.stdout == "inserting 3 rows\ncommitted 3\ndone\n"
+
+
+def _tasks(backend: str) -> str:
+    return "durable_task" if backend == "sqlite" else "durable.tasks"
+
+
+def _events(backend: str) -> str:
+    return "durable_event" if backend == "sqlite" else "durable.events"
