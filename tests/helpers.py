@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import anyio
 
 from durable.builder import build_workflow
+from durable.core.model import NewTask, Task, TaskState
+from durable.host import Runtime
+from durable.storage.base import Store
+from durable.worker import Worker, WorkerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -42,3 +50,26 @@ def built(source: Path) -> tuple[bytes, str]:
     """Build a workflow (cached) and return its bytes and SHA-256."""
     wasm = build_workflow(source).wasm_path.read_bytes()
     return wasm, hashlib.sha256(wasm).hexdigest()
+
+
+async def launch_task(
+    store: Store, wasm: bytes, entry: str, value: Any, *, workflow_name: str
+) -> Task:
+    """Store a workflow binary and launch one task of it on `value` (any JSON)."""
+    workflow_hash = await store.put_workflow(wasm, name=workflow_name)
+    spec = NewTask(name=entry, workflow_hash=workflow_hash, input=json.dumps(value), entry=entry)
+    return await store.create_task(spec)
+
+
+async def run_until_idle(store: Store, runtime: Runtime) -> None:
+    """Run every runnable task with a real worker until it is idle."""
+    worker = Worker(store, WorkerConfig(exit_when_idle=True, host=runtime.config), runtime=runtime)
+    with anyio.fail_after(60):
+        await worker.run()
+
+
+def completed_result(task: Task) -> Any:
+    """The decoded result of a task that must have completed."""
+    assert task.state is TaskState.COMPLETE, task.error
+    assert task.result is not None
+    return json.loads(task.result)

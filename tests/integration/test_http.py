@@ -28,15 +28,23 @@ import anyio.to_thread
 import pytest
 from wasmtime import component as wc
 
-from durable.core.model import Completed, Event, Failed, LogChunk, NewTask, Task, TaskState
+from durable.core.model import Completed, Event, Failed, LogChunk, Task
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
 from durable.host.http import Request
 from durable.host.runtime import AttemptEnd, Runtime
 from durable.storage.base import Store
-from durable.worker import Worker, WorkerConfig
 from durable.worker.attempt import StoreSink
-from tests.helpers import EXAMPLES, WORKFLOWS, built, durable_cmd, run_cli
+from tests.helpers import (
+    EXAMPLES,
+    WORKFLOWS,
+    built,
+    completed_result,
+    durable_cmd,
+    launch_task,
+    run_cli,
+    run_until_idle,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -193,28 +201,16 @@ def runtime(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
 
 
 async def launch(store: Store, wasm: bytes, entry: str, value: Any) -> Task:
-    workflow_hash = await store.put_workflow(wasm, name="http_client")
-    spec = NewTask(name=entry, workflow_hash=workflow_hash, input=json.dumps(value), entry=entry)
-    return await store.create_task(spec)
-
-
-async def run_worker(store: Store, runtime: Runtime) -> None:
-    """Run every runnable task with a real worker until it is idle."""
-    worker = Worker(store, WorkerConfig(exit_when_idle=True, host=runtime.config), runtime=runtime)
-    with anyio.fail_after(60):
-        await worker.run()
+    return await launch_task(store, wasm, entry, value, workflow_name="http_client")
 
 
 async def run_task(store: Store, runtime: Runtime, wasm: bytes, entry: str, value: Any) -> Task:
     task = await launch(store, wasm, entry, value)
-    await run_worker(store, runtime)
+    await run_until_idle(store, runtime)
     return await store.get_task(task.id)
 
 
-def result(task: Task) -> Any:
-    assert task.state is TaskState.COMPLETE, task.error
-    assert task.result is not None
-    return json.loads(task.result)
+result = completed_result
 
 
 class FailingSink:
@@ -262,7 +258,12 @@ async def test_requests_round_trip_and_replay_without_the_network(
     get = out["get"]
     assert get["method"] == "GET"
     assert get["query"] == [
-        ["fixed", "1"], ["q", "a b&c"], ["n", "2"], ["flag", "true"], ["multi", "x"], ["multi", "y"]
+        ["fixed", "1"],
+        ["q", "a b&c"],
+        ["n", "2"],
+        ["flag", "true"],
+        ["multi", "x"],
+        ["multi", "y"],
     ]
     headers = dict(map(tuple, get["headers"]))
     assert headers["x-token"] == "t0k"
@@ -278,7 +279,9 @@ async def test_requests_round_trip_and_replay_without_the_network(
     assert json.loads(post["body"].encode("latin-1")) == {"hello": "wörld", "n": [1, 2]}
     post_headers = [h for h in post["headers"] if h[0] in ("content-type", "x-twice")]
     assert post_headers == [
-        ["x-twice", "a"], ["x-twice", "b"], ["content-type", "application/json"]
+        ["x-twice", "a"],
+        ["x-twice", "b"],
+        ["content-type", "application/json"],
     ]
     assert [out["put"]["method"], out["put"]["body"]] == ["PUT", "plain text"]
     assert [out["patch"]["method"], out["patch"]["body"]] == ["PATCH", "k=v+w"]
@@ -338,7 +341,10 @@ def test_digest_covers_method_url_headers_and_body() -> None:
     assert len(digests) == 1 + len(variants)
     assert replace(base, timeout_ms=5).digest() == base.digest()  # not what is asked for
     assert base.label() == "http GET http://h/p"
-    assert Request("GET", "https://u:pw@h:8/a?k=s#f", [], None, None).label() == "http GET https://h:8/a"
+    assert (
+        Request("GET", "https://u:pw@h:8/a?k=s#f", [], None, None).label()
+        == "http GET https://h:8/a"
+    )
 
 
 # -- at least once ---------------------------------------------------------------------------
@@ -404,7 +410,7 @@ async def test_crash_before_commit_repeats_the_request_once(
     assert await store.load_history(task.id) == []  # ... and its outcome was lost
 
     await store.remove_worker("crashy")  # the dead worker's lease lapses at once
-    await run_worker(store, runtime)
+    await run_until_idle(store, runtime)
     done = await store.get_task(task.id)
     assert result(done) == {"n": 2, "got": {"task": task.id}}
     assert server.count("/effect") == 2  # repeated once, not more
@@ -431,7 +437,7 @@ async def test_crash_after_commit_does_not_repeat_the_request(
     assert len(await store.load_history(task.id)) == 1
 
     await store.remove_worker("crashy")
-    await run_worker(store, runtime)
+    await run_until_idle(store, runtime)
     done = await store.get_task(task.id)
     assert result(done)["n"] == 1  # the recorded response, not a new one
     assert server.count("/effect") == 1
@@ -482,7 +488,9 @@ async def test_errors_are_recorded_typed_and_catchable(
     assert out["dns"][0] == "NameResolutionError"
     assert out["dns"][2] is True  # a NameResolutionError is a ConnectError
     assert out["too_large"] == [
-        "ResponseTooLarge", f"GET {server.base}/big: response body larger than {LIMIT} bytes", LIMIT
+        "ResponseTooLarge",
+        f"GET {server.base}/big: response body larger than {LIMIT} bytes",
+        LIMIT,
     ]
     assert out["too_large_streamed"][0] == "ResponseTooLarge"
     assert out["at_limit"] == ["ok", 200, LIMIT]

@@ -36,10 +36,18 @@ from durable.storage.base import Store
 from durable.storage.guest import GuestSQLError
 from durable.storage.memory import MemoryStore
 from durable.storage.sqlite import SQLiteStore
-from durable.worker import Worker, WorkerConfig
 from durable.worker.attempt import StoreSink
 from tests.conftest import STORE_BACKENDS
-from tests.helpers import EXAMPLES, WORKFLOWS, built, durable_cmd, run_cli
+from tests.helpers import (
+    EXAMPLES,
+    WORKFLOWS,
+    built,
+    completed_result,
+    durable_cmd,
+    launch_task,
+    run_cli,
+    run_until_idle,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -91,27 +99,16 @@ async def count(store: Store, table: str) -> int:
 
 
 async def launch(store: Store, wasm: bytes, entry: str, value: Any) -> Task:
-    workflow_hash = await store.put_workflow(wasm, name="sql_ops")
-    spec = NewTask(name=entry, workflow_hash=workflow_hash, input=json.dumps(value), entry=entry)
-    return await store.create_task(spec)
-
-
-async def run_worker(store: Store, runtime: Runtime) -> None:
-    worker = Worker(store, WorkerConfig(exit_when_idle=True, host=runtime.config), runtime=runtime)
-    with anyio.fail_after(60):
-        await worker.run()
+    return await launch_task(store, wasm, entry, value, workflow_name="sql_ops")
 
 
 async def run_task(store: Store, runtime: Runtime, wasm: bytes, entry: str, value: Any) -> Task:
     task = await launch(store, wasm, entry, value)
-    await run_worker(store, runtime)
+    await run_until_idle(store, runtime)
     return await store.get_task(task.id)
 
 
-def result(task: Task) -> Any:
-    assert task.state is TaskState.COMPLETE, task.error
-    assert task.result is not None
-    return json.loads(task.result)
+result = completed_result
 
 
 async def logs_of(store: Store, task_id: int) -> bytes:
@@ -274,7 +271,7 @@ async def test_crash_after_commit_does_not_run_the_sql_again(
     assert await count(store, table) == 3  # the transaction and its rows are durable ...
     assert [e.label for e in await store.load_history(task.id)] == ["sql ledger"]
 
-    await run_worker(store, runtime)  # ... and the replay does not run it again
+    await run_until_idle(store, runtime)  # ... and the replay does not run it again
     done = await store.get_task(task.id)
     assert result(done) == 3
     assert await count(store, table) == 3
@@ -292,7 +289,7 @@ async def test_crash_inside_the_transaction_runs_it_again_once(
     assert isinstance(crashed, Crash)
     assert await store.load_history(task.id) == []  # nothing of it is durable
 
-    await run_worker(store, runtime)
+    await run_until_idle(store, runtime)
     done = await store.get_task(task.id)
     assert result(done) == 3
     # The table itself was created inside the lost transaction, then again: no row is
