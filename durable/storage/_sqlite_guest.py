@@ -349,12 +349,24 @@ class SQLiteGuest:
         self._lock.release()
 
     async def close(self) -> None:
-        """Close the connection once no transaction holds it. Idempotent."""
+        """Close the connection once no transaction holds it, or after the busy timeout
+        if one still does (closing rolls it back). Idempotent.
+
+        Bounded: a transaction that is never ended (a bug, or a caller that died) must
+        not make closing the store hang, with SQLite's write lock held all along.
+        """
         with anyio.CancelScope(shield=True):
-            async with self._lock:
+            acquired = False
+            with anyio.move_on_after(self._busy_timeout_ms / 1000):
+                await self._lock.acquire()
+                acquired = True
+            try:
                 conn, self._conn = self._conn, None
                 if conn is not None:
                     await anyio.to_thread.run_sync(conn.close)
+            finally:
+                if acquired:
+                    self._lock.release()
 
 
 class SQLiteGuestTransaction:

@@ -137,10 +137,10 @@ class _SyncTransaction:
 
     def commit(self, events: Sequence[Event], logs: Sequence[LogChunk]) -> None:
         """Append the events and commit; blocks the guest until durable."""
-        try:
-            anyio.from_thread.run(self._transaction.commit, events, logs)
-        finally:
-            self._sink._ended(self._transaction)
+        anyio.from_thread.run(self._transaction.commit, events, logs)
+        # Only now: if the call failed before reaching the store, the transaction is
+        # still open, and the end of the attempt rolls it back (`StoreSink.aclose`).
+        self._sink._ended(self._transaction)
 
     def rollback(self) -> None:
         """Roll back."""

@@ -12,7 +12,7 @@ import sqlite3
 import sys
 import textwrap
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, closing
 from pathlib import Path
 
 import anyio
@@ -304,3 +304,23 @@ async def test_cancelled_writes_are_all_or_nothing_and_leave_the_store_usable(
         more = Event(index=len(history), label="after", digest=None, payload="0")
         await store.append(claim.lease, [more], [])  # the connection is not stuck
         assert len(await store.load_history(claim.task.id)) == len(history) + 1
+
+
+async def test_closing_with_a_guest_transaction_left_open_rolls_it_back(tmp_path: Path) -> None:
+    """A transaction nobody ends (its caller died) must not make `close` hang with the
+    database's write lock held: close waits out the busy timeout, then rolls it back."""
+    db = tmp_path / "d.db"
+    store = await SQLiteStore.open(db, busy_timeout=0.2)
+    await store.migrate()
+    digest = await store.put_workflow(b"\0asm")
+    await store.create_task(NewTask(name="t", workflow_hash=digest, input="null"))
+    (claim,) = await store.claim(worker_id="w", limit=1, lease_seconds=60)
+    tx = await store.begin_guest_transaction(claim.lease)
+    await tx.execute("CREATE TABLE t (v INTEGER)", [], max_bytes=1024)
+    with anyio.fail_after(5):
+        await store.close()
+    with closing(sqlite3.connect(db, timeout=1, isolation_level=None)) as conn:
+        conn.execute("BEGIN IMMEDIATE")  # the write lock is free
+        found = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 't'").fetchone()
+        conn.execute("ROLLBACK")
+    assert found == (0,)
