@@ -1,8 +1,9 @@
 """Fault injection for crash tests: a `Store` wrapper that dies at a chosen write.
 
 `CrashingStore` counts the writes an attempt makes that carry its history (each
-`append` and each `finish` call) and, at write number `crash_at` (from 0), makes the
-process "die":
+`append` and each `finish` call, and each commit of a workflow's own SQL transaction,
+which carries the transaction's event) and, at write number `crash_at` (from 0), makes
+the process "die":
 
 * before the write (`after=False`): the write is not attempted, so nothing of it is
   durable;
@@ -13,6 +14,11 @@ Dying means calling `on_crash`. In process, the default raises `SimulatedCrash`,
 `BaseException`, so no `except Exception` in the worker or the host can swallow it;
 from then on every call on the wrapper raises `SimulatedCrash` again, as a dead process
 makes no more calls. Between processes, `kill_self` sends SIGKILL to the process.
+
+A process that dies inside a workflow's SQL transaction loses its connection, and the
+database rolls the transaction back. In process the wrapper does that itself: a crash
+before a guest commit rolls the transaction back, and so does the first call on a
+transaction after the process is dead.
 
 With `crash_at=None` the wrapper only counts and records the writes (`writes`), which
 is how a test learns how many crash points a run has.
@@ -36,11 +42,13 @@ from typing import Any, NoReturn
 
 from durable.core.model import Event, Lease, LogChunk
 from durable.errors import ConfigurationError
-from durable.storage.base import Store
+from durable.storage.base import GuestTransaction, Store
+from durable.storage.guest import GuestResult, GuestValue
 
 __all__ = [
     "CRASH_AT_ENV",
     "CRASH_POINT_ENV",
+    "GUEST_COMMIT",
     "WRITE_REPORT",
     "CrashingStore",
     "SimulatedCrash",
@@ -54,6 +62,8 @@ __all__ = [
 CRASH_AT_ENV = "DURABLE_TEST_CRASH_AT"
 #: `before` (the write is not made) or `after` (it commits, then the process dies).
 CRASH_POINT_ENV = "DURABLE_TEST_CRASH_POINT"
+#: The name a guest SQL transaction's commit is counted under (`Write.method`).
+GUEST_COMMIT = "guest_commit"
 #: Starts each stderr line on which the environment hook reports a write.
 WRITE_REPORT = "durable-test-crash: write "
 
@@ -108,9 +118,10 @@ class CrashingStore:
         after: die right after the write commits, rather than instead of making it.
         on_crash: what dying means; by default raise `SimulatedCrash`.
         counted: the names of the methods whose calls count as writes: by default
-            `append` and `finish`, the ones that carry a task's history. Effects that
-            write elsewhere (a notification to another task, a child task) can be
-            added here to crash around them too.
+            `append`, `finish` and `GUEST_COMMIT` (a workflow SQL transaction's
+            commit), the ones that carry a task's history. Effects that write
+            elsewhere (a notification to another task, a child task) can be added here
+            to crash around them too.
         on_write: called with each counted write as it is attempted, before the
             crash decision (the environment hook reports writes on stderr with it).
 
@@ -119,7 +130,7 @@ class CrashingStore:
         crashed: whether the crash point was reached.
     """
 
-    COUNTED: tuple[str, ...] = ("append", "finish")
+    COUNTED: tuple[str, ...] = ("append", "finish", GUEST_COMMIT)
 
     def __init__(
         self,
@@ -156,6 +167,12 @@ class CrashingStore:
             return functools.partial(self._write, name, attr)
         return functools.partial(self._call, attr)
 
+    async def begin_guest_transaction(self, lease: Lease) -> GuestTransaction:
+        """Open a guest transaction whose commit may be a counted write."""
+        self._alive()
+        inner = await self.inner.begin_guest_transaction(lease)
+        return _DyingTransaction(self, inner, lease, counted=GUEST_COMMIT in self.counted)
+
     async def _call(self, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
         self._alive()
         return await method(*args, **kwargs)
@@ -177,6 +194,63 @@ class CrashingStore:
             self.crashed = True
             self._on_crash()
         return result
+
+
+class _DyingTransaction:
+    """A guest transaction of a `CrashingStore`: it dies with the process.
+
+    Its `commit` is a counted write (when `counted`). Once the process is dead, the
+    transaction is rolled back before the call fails, as the database does when a
+    dead process's connection drops: the transaction must not hold its locks (on
+    SQLite, the database's write lock) against the process that resumes the task.
+    """
+
+    def __init__(
+        self, owner: CrashingStore, inner: GuestTransaction, lease: Lease, *, counted: bool
+    ) -> None:
+        self._owner = owner
+        self._inner = inner
+        self._lease = lease
+        self._counted = counted
+
+    async def _alive(self) -> None:
+        if self._owner.crashed:
+            await self.rollback()
+            self._owner._alive()
+
+    async def execute(
+        self, sql: str, params: Sequence[GuestValue], *, max_bytes: int
+    ) -> GuestResult:
+        """Run one statement, if the process is alive."""
+        await self._alive()
+        return await self._inner.execute(sql, params, max_bytes=max_bytes)
+
+    async def commit(
+        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+    ) -> None:
+        """Commit: a counted write, at which the process may die."""
+        await self._alive()
+        if not self._counted:
+            await self._inner.commit(events, logs, consumed)
+            return
+        try:
+            await self._owner._write(
+                GUEST_COMMIT, self._guest_commit, self._lease, events, logs, consumed
+            )
+        except SimulatedCrash:
+            await self.rollback()  # a no-op if the commit went through
+            raise
+
+    async def _guest_commit(
+        self, lease: Lease, events: Sequence[Event], logs: Sequence[LogChunk],
+        consumed: Sequence[int],
+    ) -> None:  # fmt: skip
+        # Named like `append`'s parameters, so that `_describe_write` reads them.
+        await self._inner.commit(events, logs, consumed)
+
+    async def rollback(self) -> None:
+        """Roll back: allowed even when dead, as it only releases the transaction."""
+        await self._inner.rollback()
 
 
 def _describe_write(

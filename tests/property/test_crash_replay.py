@@ -1,8 +1,9 @@
 """Property: a task crashed at any write and resumed ends exactly as if never crashed.
 
 For a generated script (see `scripts.py`), an uninterrupted reference run gives the
-result R and the log O, and counts the history-carrying writes (each `append` and
-`finish`) the attempts make. Then, for every write k, a task with the same script and
+result R and the log O, and counts the history-carrying writes (each `append`,
+`finish`, and commit of a workflow SQL transaction, which carries its event) the
+attempts make. Then, for every write k, a task with the same script and
 seed is crashed before write k is durable and, separately, right after it commits,
 and resumed by a fresh worker after the dead one is removed. The resumed task must:
 
@@ -18,17 +19,18 @@ and resumed by a fresh worker after the dead one is removed. The resumed task mu
   so there those ops become steps).
 
 Runs with one write per event (a crash point at every event index) and with the
-default group commit, on the memory and SQLite stores; and with several tasks sharing
+default group commit, on the memory, SQLite and Postgres stores; and with several tasks sharing
 one worker (one guest thread each), which dies at one of their writes.
 """
 
 from __future__ import annotations
 
 import pytest
-from hypothesis import event, example, given, note
+from hypothesis import event, example, given, note, settings
 from hypothesis import strategies as st
 
 from durable.host import Runtime
+from durable.storage.base import Store
 from tests.property.harness import (
     BACKENDS,
     CONFIGS,
@@ -54,6 +56,8 @@ from tests.property.http_server import CountingServer
 from tests.property.scripts import ALL_OPS, Script, predict, scripts
 
 SEEDS = st.integers(min_value=1, max_value=2**63 - 1)
+#: Half the profile's examples: each Postgres example makes dozens of crashed runs.
+POSTGRES_EXAMPLES = max(3, settings().max_examples // 2)  # settings(): the loaded profile
 
 #: Every operation once, a suspension in the middle: always run, in every profile.
 EVERY_OP: Script = [
@@ -92,53 +96,92 @@ async def test_every_crash_point_resumes_to_the_same_end(
     script: Script,
     seed: int,
 ) -> None:
-    runtime = runtimes[config]
     if backend == "memory":
         script = strip_sql(script)
-    prediction = predict(script)
     async with open_backend(backend) as store:
-        before = http_server.snapshot()
-        task = await launch(store, component, script, seed)
-        reference, writes = await count_writes(store, runtime, task.id)
-        check_matches_model(reference, prediction, f"{backend}/{config}: reference run")
-        check_http_counts(http_server.snapshot() - before, prediction, 0, "reference run")
-        check_sql_once(await sql_rows(store, task.id), prediction, "reference run")
-        note(f"reference run's writes: {[w.describe() for w in writes]}")
-        event(f"{2 * len(writes)} crash points")
-        assert writes, "the reference run made no write at all"
-        for crash_at in range(len(writes)):
-            for after in (False, True):
-                before = http_server.snapshot()
-                run = await crash_and_resume(
-                    store, runtime, component, script, seed, crash_at=crash_at, after=after
-                )
-                where = f"{backend}/{config}, seed {seed}: {run.where()}"
-                crashes = 0 if run.dead_worker is None else 1
-                check_http_counts(http_server.snapshot() - before, prediction, crashes, where)
-                check_sql_once(await sql_rows(store, run.final.task.id), prediction, where)
-                if run.fired is None:
-                    # Only timing (the flush interval) can change how many writes a run
-                    # makes, and only under the group-commit config.
-                    assert config != "per-event", f"{where}: the crash point was never reached"
-                    event("crash point not reached (timing-dependent group commit)")
-                else:
-                    durable = run.writes[: crash_at + 1 if after else crash_at]
-                    carried = sorted(i for w in durable for i in w.events)
-                    # An SQL event commits in the workflow's own transaction, not in a
-                    # counted write (`CrashingStore` counts `append` and `finish` only).
-                    kept = [e.index for e in run.pre.history if not e.label.startswith("sql ")]
-                    assert kept == carried, (
-                        f"{where}: events {kept} durable at the crash (SQL aside), "
-                        f"but the writes that completed carried {carried}\n"
-                        f"{run.pre.describe()}"
-                    )
-                assert labels_prefix_ok(run.pre.history, prediction), (
-                    f"{where}: the pre-crash history is not a prefix of the model's\n"
+        await _check_every_crash_point(
+            store, runtimes[config], component, http_server, script, seed, f"{backend}/{config}"
+        )
+
+
+@pytest.mark.anyio
+@pytest.mark.postgres
+@SHRINK_TIMEOUT
+@pytest.mark.parametrize("config", list(CONFIGS))
+@given(script=scripts(names=ALL_OPS, max_ops=6, max_long_sleeps=1), seed=SEEDS)
+@example(script=EVERY_OP, seed=7)
+@settings(max_examples=POSTGRES_EXAMPLES)
+async def test_every_crash_point_resumes_to_the_same_end_on_postgres(
+    component: Component,
+    runtimes: dict[str, Runtime],
+    http_server: CountingServer,
+    shared_pg_url: str,
+    config: str,
+    script: Script,
+    seed: int,
+) -> None:
+    """The same property on the production store: fenced appends and workflow SQL that
+    commits with its event in one Postgres transaction, crashed on either side."""
+    async with open_backend("postgres", url=shared_pg_url) as store:
+        await _check_every_crash_point(
+            store, runtimes[config], component, http_server, script, seed,
+            f"postgres/{config}", url=shared_pg_url,
+        )  # fmt: skip
+
+
+async def _check_every_crash_point(
+    store: Store,
+    runtime: Runtime,
+    component: Component,
+    http_server: CountingServer,
+    script: Script,
+    seed: int,
+    name: str,
+    *,
+    url: str | None = None,
+) -> None:
+    """Run `script` uninterrupted, then crash it before and after each of its writes."""
+    prediction = predict(script)
+    before = http_server.snapshot()
+    task = await launch(store, component, script, seed)
+    reference, writes = await count_writes(store, runtime, task.id)
+    check_matches_model(reference, prediction, f"{name}: reference run")
+    check_http_counts(http_server.snapshot() - before, prediction, 0, "reference run")
+    check_sql_once(await sql_rows(store, task.id, url=url), prediction, "reference run")
+    note(f"reference run's writes: {[w.describe() for w in writes]}")
+    event(f"{2 * len(writes)} crash points")
+    assert writes, "the reference run made no write at all"
+    for crash_at in range(len(writes)):
+        for after in (False, True):
+            before = http_server.snapshot()
+            run = await crash_and_resume(
+                store, runtime, component, script, seed, crash_at=crash_at, after=after
+            )
+            where = f"{name}, seed {seed}: {run.where()}"
+            crashes = 0 if run.dead_worker is None else 1
+            check_http_counts(http_server.snapshot() - before, prediction, crashes, where)
+            check_sql_once(await sql_rows(store, run.final.task.id, url=url), prediction, where)
+            if run.fired is None:
+                # Only timing (the flush interval) can change how many writes a run
+                # makes, and only under the group-commit config.
+                assert "per-event" not in name, f"{where}: the crash point was never reached"
+                event("crash point not reached (timing-dependent group commit)")
+            else:
+                durable = run.writes[: crash_at + 1 if after else crash_at]
+                carried = sorted(i for w in durable for i in w.events)
+                kept = [e.index for e in run.pre.history]
+                assert kept == carried, (
+                    f"{where}: events {kept} durable at the crash, "
+                    f"but the writes that completed carried {carried}\n"
                     f"{run.pre.describe()}"
                 )
-                check_prefix_kept(run.pre, run.final, where)
-                check_matches_model(run.final, prediction, where)
-                check_same_end(reference, run.final, prediction, where)
+            assert labels_prefix_ok(run.pre.history, prediction), (
+                f"{where}: the pre-crash history is not a prefix of the model's\n"
+                f"{run.pre.describe()}"
+            )
+            check_prefix_kept(run.pre, run.final, where)
+            check_matches_model(run.final, prediction, where)
+            check_same_end(reference, run.final, prediction, where)
 
 
 @pytest.mark.anyio

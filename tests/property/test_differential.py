@@ -12,20 +12,14 @@ the rows the SQL operations left. Both runs are also checked against the model.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
-import asyncpg
 import pytest
 from hypothesis import example, given, note
 from hypothesis import strategies as st
 
 from durable.core.model import Event
 from durable.host import Runtime
-from durable.storage import _pg_admin as pg_admin
-from durable.storage import open_store
-from durable.storage.base import Store
 from tests.property.harness import (
     SHRINK_TIMEOUT,
     Component,
@@ -53,22 +47,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
 SEEDS = st.integers(min_value=1, max_value=2**63 - 1)
 MASK = "<masked>"
-
-
-@asynccontextmanager
-async def postgres_backend(url: str) -> AsyncIterator[Store]:
-    """The shared Postgres database with empty durable tables and no `prop_rows`."""
-    await pg_admin.reset(url)
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute("DROP TABLE IF EXISTS prop_rows")
-    finally:
-        await conn.close()
-    store = await open_store(url)
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 def _payload(event: Event) -> Any:
@@ -150,7 +128,7 @@ async def test_sqlite_and_postgres_record_the_same_log(
         task = await launch(lite, component, script, seed)
         on_sqlite = await run_to_end(lite, runtime, task.id)
         lite_rows = await sql_rows(lite, task.id)
-    async with postgres_backend(shared_pg_url) as pg:
+    async with open_backend("postgres", url=shared_pg_url) as pg:
         task = await launch(pg, component, script, seed)
         on_postgres = await run_to_end(pg, runtime, task.id)
         pg_rows = await sql_rows(pg, task.id, url=shared_pg_url)

@@ -8,6 +8,7 @@ half a write, or let a dead process keep writing, would make them prove nothing.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -24,9 +25,11 @@ from durable.core.model import (
 from durable.errors import ConfigurationError
 from durable.storage import open_store
 from durable.storage.memory import MemoryStore
+from durable.storage.sqlite import SQLiteStore
 from durable.testing.faults import (
     CRASH_AT_ENV,
     CRASH_POINT_ENV,
+    GUEST_COMMIT,
     WRITE_REPORT,
     CrashingStore,
     SimulatedCrash,
@@ -46,7 +49,7 @@ def _log(position: int) -> LogChunk:
     return LogChunk(position=position, stream=Stream.STDOUT, data=b"line\n")
 
 
-async def _claimed(store: MemoryStore) -> Lease:
+async def _claimed(store: MemoryStore | SQLiteStore) -> Lease:
     digest = await store.put_workflow(b"\0asm-not-really")
     task = await store.create_task(NewTask(name="t", workflow_hash=digest, input="null"))
     info = WorkerInfo(id="w", hostname="h", pid=1, started_at=datetime.now(UTC))
@@ -111,6 +114,96 @@ async def test_more_methods_can_count_as_writes() -> None:
     with pytest.raises(SimulatedCrash):
         await store.put_workflow(b"\0asm")
     assert store.writes[0].method == "put_workflow"
+
+
+async def _rows(store: SQLiteStore, lease: Lease) -> list[list[object]]:
+    """The rows of table `t`, read in a guest transaction of its own (then rolled back)."""
+    reader = await store.begin_guest_transaction(lease)
+    try:
+        return (await reader.execute("SELECT v FROM t", [], max_bytes=1 << 20)).rows
+    finally:
+        await reader.rollback()
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before", "after"])
+async def test_a_workflow_sql_commit_is_a_write_and_a_dead_process_rolls_back(
+    tmp_path: Path, after: bool
+) -> None:
+    """The commit of a guest transaction carries its event: the crash falls just before
+    it (nothing of the transaction durable, and its locks gone with the process, as
+    when a real process's connection drops) or just after it (rows and event both)."""
+    inner = await SQLiteStore.open(tmp_path / "d.db")
+    try:
+        await inner.migrate()
+        lease = await _claimed(inner)
+        setup = await inner.begin_guest_transaction(lease)
+        await setup.execute("CREATE TABLE t (v INTEGER)", [], max_bytes=1024)
+        await setup.commit([_event(0)], [])
+
+        store = CrashingStore(inner, crash_at=0, after=after)
+        tx = await store.begin_guest_transaction(lease)
+        await tx.execute("INSERT INTO t VALUES (1)", [], max_bytes=1024)
+        with pytest.raises(SimulatedCrash):
+            await tx.commit([_event(1)], [_log(1)])
+        assert [(w.method, w.events, w.logs) for w in store.writes] == [(GUEST_COMMIT, (1,), 1)]
+        # The database is free again: a resuming worker can write (SQLite's write lock
+        # would otherwise be held by the dead process's transaction forever).
+        assert await _rows(inner, lease) == ([[1]] if after else [])
+        assert [e.index for e in await inner.load_history(lease.task_id)] == (
+            [0, 1] if after else [0]
+        )
+        await inner.append(lease, [_event(2 if after else 1)], [])
+    finally:
+        await inner.close()
+
+
+async def test_a_guest_transaction_open_when_the_process_dies_is_rolled_back(
+    tmp_path: Path,
+) -> None:
+    """Another task's write kills the process while this transaction is open: its next
+    call fails like every call of a dead process, and its changes are gone."""
+    inner = await SQLiteStore.open(tmp_path / "d.db")
+    try:
+        await inner.migrate()
+        lease = await _claimed(inner)
+        store = CrashingStore(inner, crash_at=0)
+        tx = await store.begin_guest_transaction(lease)
+        await tx.execute("CREATE TABLE t (v INTEGER)", [], max_bytes=1024)
+        with pytest.raises(SimulatedCrash):
+            await store.append(lease, [_event(0)], [])
+        with pytest.raises(SimulatedCrash):
+            await tx.execute("INSERT INTO t VALUES (1)", [], max_bytes=1024)
+        with pytest.raises(SimulatedCrash):
+            await tx.commit([_event(0)], [])
+        assert len(store.writes) == 1  # the commit of a dead transaction is not attempted
+        await inner.append(lease, [_event(0)], [])  # not locked out
+        tables = await inner.begin_guest_transaction(lease)
+        try:
+            found = await tables.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = 't'", [], max_bytes=1024
+            )
+        finally:
+            await tables.rollback()
+        assert found.rows == [[0]]
+    finally:
+        await inner.close()
+
+
+async def test_workflow_sql_commits_need_not_count(tmp_path: Path) -> None:
+    inner = await SQLiteStore.open(tmp_path / "d.db")
+    try:
+        await inner.migrate()
+        lease = await _claimed(inner)
+        store = CrashingStore(inner, crash_at=0, counted=("append", "finish"))
+        tx = await store.begin_guest_transaction(lease)
+        await tx.execute("CREATE TABLE t (v INTEGER)", [], max_bytes=1024)
+        await tx.commit([_event(0)], [])
+        assert store.writes == []
+        assert not store.crashed
+        with pytest.raises(SimulatedCrash):
+            await store.append(lease, [_event(1)], [])
+    finally:
+        await inner.close()
 
 
 def test_the_hook_is_off_without_its_variable() -> None:
