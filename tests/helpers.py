@@ -7,14 +7,18 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import anyio
+from wasmtime import component as wc
 
 from durable.builder import build_workflow
-from durable.core.model import NewTask, Task, TaskState
+from durable.core.model import Event, LogChunk, NewTask, Task, TaskState
 from durable.host import Runtime
+from durable.host.context import AttemptContext
+from durable.host.runtime import AttemptEnd
 from durable.storage.base import Store
 from durable.worker import Worker, WorkerConfig
 
@@ -73,3 +77,33 @@ def completed_result(task: Task) -> Any:
     assert task.state is TaskState.COMPLETE, task.error
     assert task.result is not None
     return json.loads(task.result)
+
+
+def load_component(runtime: Runtime, wasm: bytes) -> wc.Component:
+    """`wasm`, compiled (or taken from the runtime's cache)."""
+    return runtime.cache.load(hashlib.sha256(wasm).hexdigest(), wasm)
+
+
+class NoStoreSink:
+    """The sink of a replay: any use of the store (a write, SQL, a lookup) fails the test."""
+
+    def write(
+        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+    ) -> None:
+        raise AssertionError(f"a replay wrote {len(events)} events")
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"a replay reached the store ({name})")
+
+
+async def replay(store: Store, runtime: Runtime, wasm: bytes, task: Task) -> AttemptEnd:
+    """Run `task` again on its stored history, touching nothing outside the guest."""
+    component = await anyio.to_thread.run_sync(load_component, runtime, wasm)
+    ctx = AttemptContext(
+        task=task,
+        attempt=task.attempts + 1,
+        history=await store.load_history(task.id),
+        sink=NoStoreSink(),
+        config=runtime.config,
+    )
+    return await anyio.to_thread.run_sync(runtime.run, component, ctx)

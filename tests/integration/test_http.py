@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import hashlib
 import json
 import signal
 import socket
@@ -26,7 +25,6 @@ from urllib.parse import parse_qsl, urlsplit
 import anyio
 import anyio.to_thread
 import pytest
-from wasmtime import component as wc
 
 from durable.core.model import Completed, Event, Failed, LogChunk, Task
 from durable.host.config import HostConfig
@@ -42,6 +40,8 @@ from tests.helpers import (
     completed_result,
     durable_cmd,
     launch_task,
+    load_component,
+    replay,
     run_cli,
     run_until_idle,
 )
@@ -213,39 +213,6 @@ async def run_task(store: Store, runtime: Runtime, wasm: bytes, entry: str, valu
 result = completed_result
 
 
-class FailingSink:
-    """A sink for replays: any write means the replay recorded something new."""
-
-    def __init__(self) -> None:
-        self.writes: list[tuple[Sequence[Event], Sequence[LogChunk]]] = []
-
-    def write(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
-    ) -> None:
-        self.writes.append((events, logs))
-        raise AssertionError(f"a replay wrote {len(events)} events")
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"a replay reached the store ({name})")
-
-
-async def replay(store: Store, runtime: Runtime, wasm: bytes, task: Task) -> AttemptEnd:
-    """Run `task` again on its stored history, writing nothing."""
-    component = await anyio.to_thread.run_sync(_load, runtime, wasm)
-    ctx = AttemptContext(
-        task=task,
-        attempt=task.attempts + 1,
-        history=await store.load_history(task.id),
-        sink=FailingSink(),
-        config=runtime.config,
-    )
-    return await anyio.to_thread.run_sync(runtime.run, component, ctx)
-
-
-def _load(runtime: Runtime, wasm: bytes) -> wc.Component:
-    return runtime.cache.load(hashlib.sha256(wasm).hexdigest(), wasm)
-
-
 # -- round trips -----------------------------------------------------------------------------
 
 
@@ -383,7 +350,7 @@ async def attempt(
     """Claim the next task and run one attempt through `wrap(sink)`, as a worker would;
     with `finish=False`, die before writing its end."""
     [claim] = await store.claim(worker_id="crashy", limit=1, lease_seconds=60)
-    component = await anyio.to_thread.run_sync(_load, runtime, wasm)
+    component = await anyio.to_thread.run_sync(load_component, runtime, wasm)
     ctx = AttemptContext(
         task=claim.task,
         attempt=claim.task.attempts,

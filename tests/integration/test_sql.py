@@ -9,7 +9,6 @@ dead process's would be), and for real with `durable run` and SIGKILL.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import signal
 import sqlite3
@@ -24,7 +23,6 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import pytest
-from wasmtime import component as wc
 
 from durable.core.model import Completed, Event, Failed, Lease, LogChunk, NewTask, Task, TaskState
 from durable.errors import ConfigurationError
@@ -45,6 +43,8 @@ from tests.helpers import (
     completed_result,
     durable_cmd,
     launch_task,
+    load_component,
+    replay,
     run_cli,
     run_until_idle,
 )
@@ -113,35 +113,6 @@ result = completed_result
 
 async def logs_of(store: Store, task_id: int) -> bytes:
     return b"".join(c.data for c in await store.read_logs(task_id) if c.stream == "stdout")
-
-
-def _load(runtime: Runtime, wasm: bytes) -> wc.Component:
-    return runtime.cache.load(hashlib.sha256(wasm).hexdigest(), wasm)
-
-
-class NoStoreSink:
-    """The sink of a replay: any use of the store (SQL included) fails the test."""
-
-    def write(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
-    ) -> None:
-        raise AssertionError(f"a replay wrote {len(events)} events")
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"a replay reached the store ({name})")
-
-
-async def replay(store: Store, runtime: Runtime, wasm: bytes, task: Task) -> AttemptEnd:
-    """Run `task` again on its stored history, touching nothing."""
-    component = await anyio.to_thread.run_sync(_load, runtime, wasm)
-    ctx = AttemptContext(
-        task=task,
-        attempt=task.attempts + 1,
-        history=await store.load_history(task.id),
-        sink=NoStoreSink(),
-        config=runtime.config,
-    )
-    return await anyio.to_thread.run_sync(runtime.run, component, ctx)
 
 
 # -- crashes, in process ----------------------------------------------------------------------
@@ -219,7 +190,7 @@ async def crashing_attempt(
     """Claim the next task and run one attempt through `wrap(sink)`; on a crash, close
     what the dead process held (its open transaction rolls back) and expire its lease."""
     [claim] = await store.claim(worker_id="crashy", limit=1, lease_seconds=60)
-    component = await anyio.to_thread.run_sync(_load, runtime, wasm)
+    component = await anyio.to_thread.run_sync(load_component, runtime, wasm)
     sink = StoreSink(store, claim.lease)
     ctx = AttemptContext(
         task=claim.task,
