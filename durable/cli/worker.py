@@ -45,7 +45,7 @@ _WORKER = WorkerConfig()
     show_envvar=True,
     metavar="SECONDS",
     help="A task whose worker has not renewed its lease for this long passes to another "
-    "worker. Renewed three times per period.",
+    "worker. Renewed every third of that, and at least once a second.",
 )
 @click.option(
     "--poll-interval",

@@ -9,6 +9,7 @@ mechanism). A heartbeat renews the leases of every running task in one statement
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -43,10 +44,23 @@ class Worker:
         *,
         runtime: Runtime | None = None,
     ) -> None:
+        """A worker on `store`.
+
+        Args:
+            store: where tasks come from and their histories go.
+            config: the worker's settings (defaults: `WorkerConfig()`).
+            runtime: a `Runtime` to share (several workers, or a client's replays):
+                its compiled-component cache and its host settings, which then stand
+                in for `config.host`. By default the worker makes its own from
+                `config.host` and closes it when `run` returns.
+        """
         self.store = store
-        self.config = config or WorkerConfig()
+        config = config or WorkerConfig()
         self._own_runtime = runtime is None
-        self.runtime = runtime or Runtime(self.config.host)
+        self.runtime = runtime or Runtime(config.host)
+        # A shared runtime brings its own host settings: those are what attempts run
+        # with, so they are what the worker's own decisions (when to exit idle) use too.
+        self.config = dataclasses.replace(config, host=self.runtime.config)
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stopping = anyio.Event()
         self._reaped = False
@@ -180,7 +194,7 @@ class Worker:
             log.warning("database unavailable, retrying: %s", exc)
 
     async def _heartbeat(self) -> None:
-        """Renew every lease this worker holds, three times per lease period."""
+        """Renew every lease this worker holds: every third of a lease, at least once a second."""
         # At least once a second, so that a cancellation reaches a running task promptly.
         period = min(self.config.lease_seconds / 3, 1.0)
         reap_every = max(1, int(30 / period))
