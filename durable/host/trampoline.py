@@ -1,0 +1,624 @@
+"""A faster trampoline for host functions, in place of wasmtime-py's generic one.
+
+Why: every guest call of a host function goes through wasmtime-py's generic callback
+(`wasmtime/component/_linker.py:func_impl`). On every call it wraps the function type,
+lifts each parameter type and the result type through the C API (walking every nested
+type: records, options, variants...), and its converters lift nested types again for
+each value (a record's fields, an option's payload, a variant's cases, several times
+over). A `list<u8>` result is lowered one byte at a time. Most of the host-call cost of
+a replay was there.
+
+Here each registered function keeps a *plan*: its parameter and result types, lifted
+once, and a tree of converters built from them. A plan is reused only for a call whose
+function type is equal to the one it was built from. Why a check is needed: the linker
+does not type-check dynamically defined functions, and the type a callback receives is
+the type of the import as the calling component declared it (a fresh object each call,
+so its address is no key). Two components may import one name with different types
+(say, built against different revisions of a WIT package with one version). So each
+call compares its types with the plan's, with wasmtime's own structural type equality
+(`wasmtime_component_valtype_equal`: one FFI call per compound type, cheap when both
+sides come from the same component, as they share the type tables). Another type gets
+a plan of its own.
+
+Why cached types stay valid: a lifted compound type (`ListType`, `RecordType`...) owns
+its C handle, a boxed clone of wasmtime's type that holds its own reference to the
+component's type tables. It borrows nothing from the callback's function type or the
+store, so it outlives both; the plans keep their own clones for the equality checks.
+
+The converters copy arguments out without taking them (wasmtime drops the arguments
+after the callback) and build results with the C API's own allocators, as wasmtime-py
+does. A Python exception still becomes a trap through wasmtime-py's `catch_exceptions`.
+Shapes this module does not convert itself (flags, resources, streams, futures) make the
+plan call wasmtime-py's converters on the cached types instead.
+
+Written against wasmtime-py 50.0.1, whose private modules (`_ffi`, `_enter`) it uses. On
+any other version, `add_func` falls back to `LinkerInstance.add_func`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import operator
+import threading
+from collections.abc import Callable
+from ctypes import byref, string_at
+from importlib import metadata
+from typing import Any
+
+import wasmtime
+from wasmtime import component as wc
+
+#: The wasmtime-py release this module was written and checked against.
+WRITTEN_FOR = "50.0.1"
+
+Lift = Callable[[Any], Any]  # a C value (a view, not taken) -> its Python value
+Lower = Callable[[Any, Any], None]  # (Python value, C value to fill)
+HostFunc = Callable[..., Any]
+
+
+def _installed_version() -> str | None:
+    try:
+        return metadata.version("wasmtime")
+    except metadata.PackageNotFoundError:  # pragma: no cover - not installed as a dist
+        return None
+
+
+FAST = _installed_version() == WRITTEN_FOR
+if FAST:
+    try:
+        from wasmtime import _ffi as ffi
+        from wasmtime.component._enter import catch_exceptions
+        from wasmtime.component._types import valtype_from_ptr
+    except ImportError:  # pragma: no cover - a layout we do not know
+        FAST = False
+
+
+def add_func(inst: wc.LinkerInstance, name: str, fn: HostFunc) -> None:
+    """Define `fn` as `name` in `inst`: through the fast trampoline when it is active."""
+    if not FAST:
+        inst.add_func(name, fn)
+        return
+    inst._assert_not_locked()
+    idx = next(_ids)
+    _ENTRIES[idx] = _Entry(fn)
+    name_bytes = name.encode("utf-8")
+    name_buf = ctypes.create_string_buffer(name_bytes)
+    err = ffi.wasmtime_component_linker_instance_add_func(
+        inst.ptr(), name_buf, len(name_bytes), _callback, idx, _finalize
+    )
+    if err:
+        _ENTRIES.pop(idx, None)
+        raise wasmtime.WasmtimeError._from_ptr(err)
+
+
+class _Entry:
+    """One registered function and its plans, one per distinct function type seen."""
+
+    __slots__ = ("fn", "plans")
+
+    def __init__(self, fn: HostFunc) -> None:
+        self.fn = fn
+        self.plans: list[_Plan] = []
+
+    def call(
+        self, store: Any, ty_raw: Any, args: Any, nargs: int, results: Any, nresults: int
+    ) -> None:
+        for plan in self.plans:
+            if plan.matches(ty_raw, nargs, nresults):
+                break
+        else:
+            plan = _Plan(ty_raw)
+            self.plans.append(plan)
+        lifts = plan.lifts
+        result = self.fn(store, *[lifts[i](args[i]) for i in range(nargs)])
+        plan.finish(store, result, results)
+
+
+class _Plan:
+    """A function type's lifted types, their converters, and clones for equality checks."""
+
+    def __init__(self, ty_raw: Any) -> None:
+        self.keys: list[Any] = []  # owned clones of the C types: params, then the result
+        types: list[wc.ValType] = []
+        for i in range(ffi.wasmtime_component_func_type_param_count(ty_raw)):
+            raw = ffi.wasmtime_component_valtype_t()
+            found = ffi.wasmtime_component_func_type_param_nth(
+                ty_raw, i, byref(ctypes.POINTER(ctypes.c_char)()), byref(ctypes.c_size_t()), raw
+            )
+            assert found
+            types.append(self._keep(raw))
+        raw = ffi.wasmtime_component_valtype_t()
+        result = self._keep(raw) if ffi.wasmtime_component_func_type_result(ty_raw, raw) else None
+        self.nparams = len(types)
+        # (index, kind, key for a compound type) per parameter, then for the result
+        self.checks = [
+            (i, ctypes.c_size_t(i), key.kind, byref(key) if key.kind >= _FIRST_COMPOUND else None)
+            for i, key in enumerate(self.keys)
+        ]
+        self.types = types  # keeps the lifted types (and their C handles) alive
+        try:
+            self.lifts = [_lift(t) for t in types]
+            lower = None if result is None else _lower(result)
+        except _Unsupported:  # wasmtime-py's own converters, on the cached types
+            self.lifts = [t.convert_from_c for t in types]
+            self.finish = _generic_finish(result)
+        else:
+            self.finish = _fast_finish(lower)
+
+    def _keep(self, raw: Any) -> wc.ValType:
+        key = ffi.wasmtime_component_valtype_t()
+        ffi.wasmtime_component_valtype_clone(raw, key)
+        self.keys.append(key)
+        ty: wc.ValType = valtype_from_ptr(raw)  # takes `raw`
+        return ty
+
+    def matches(self, ty_raw: Any, nargs: int, nresults: int) -> bool:
+        """Whether `ty_raw` is the function type this plan was built from."""
+        if nargs != self.nparams or nresults != len(self.keys) - nargs:
+            return False
+        scratch = _scratch.__dict__.get("refs") or _new_scratch()
+        raw, out, name_out, len_out = scratch
+        for i, index, kind, key in self.checks:
+            if i < nargs:
+                _param_nth(ty_raw, index, name_out, len_out, out)
+            elif not _result(ty_raw, out):
+                return False
+            if raw.kind != kind:
+                if raw.kind >= _FIRST_COMPOUND:
+                    _valtype_delete(out)
+                return False
+            if key is not None:  # compound: compare in full, then free our copy
+                equal = _valtype_equal(out, key)
+                _valtype_delete(out)
+                if not equal:
+                    return False
+        return True
+
+    def __del__(self) -> None:
+        for key in getattr(self, "keys", ()):
+            try:
+                ffi.wasmtime_component_valtype_delete(key)
+            except Exception:  # pragma: no cover - interpreter shutdown
+                return
+
+
+def _fast_finish(lower: Lower | None) -> Callable[[Any, Any, Any], None]:
+    if lower is None:
+        return _no_result
+
+    def finish(_store: Any, result: Any, results: Any) -> None:
+        lower(result, results[0])
+
+    return finish
+
+
+def _generic_finish(ty: wc.ValType | None) -> Callable[[Any, Any, Any], None]:
+    if ty is None:
+        return _no_result
+
+    def finish(store: Any, result: Any, results: Any) -> None:
+        ty.convert_to_c(store, result, results)
+
+    return finish
+
+
+def _no_result(_store: Any, result: Any, _results: Any) -> None:
+    if result is not None:
+        raise AssertionError(f"a host function without a result returned {result!r}")
+
+
+class _Unsupported(Exception):
+    """A type this module leaves to wasmtime-py's converters."""
+
+
+def _mismatch(kind: int) -> TypeError:
+    return TypeError(f"host call: unexpected value kind {kind}")
+
+
+# Lifting: read a C value in place; wasmtime frees the arguments after the callback.
+
+
+def _lift(ty: wc.ValType) -> Lift:
+    prim = _PRIMITIVES.get(type(ty))
+    if prim is not None:
+        kind, field, _ = prim
+        getter = _FIELD_GETTERS[field]
+
+        def lift_prim(c: Any) -> Any:
+            if c.kind != kind:
+                raise _mismatch(c.kind)
+            return getter(c.of)
+
+        return lift_prim
+    if isinstance(ty, wc.Char):
+        return lambda c: chr(_checked(c, _K.CHAR).of.character)
+    if isinstance(ty, wc.String):
+        return lambda c: _str(_checked(c, _K.STRING).of.string)
+    if isinstance(ty, wc.EnumType):
+        return lambda c: _str(_checked(c, _K.ENUM).of.enumeration)
+    if isinstance(ty, wc.ListType):
+        element = ty.element
+        if isinstance(element, wc.U8):
+            return _lift_bytes
+        lift_element = _lift(element)
+
+        def lift_list(c: Any) -> list[Any]:
+            vec = _checked(c, _K.LIST).of.list
+            data = vec.data
+            return [lift_element(data[i]) for i in range(vec.size)]
+
+        return lift_list
+    if isinstance(ty, wc.TupleType):
+        lifts = [_lift(t) for t in ty.elements]
+
+        def lift_tuple(c: Any) -> tuple[Any, ...]:
+            vec = _checked(c, _K.TUPLE).of.tuple
+            if vec.size != len(lifts):
+                raise _mismatch(c.kind)
+            data = vec.data
+            return tuple(lift(data[i]) for i, lift in enumerate(lifts))
+
+        return lift_tuple
+    if isinstance(ty, wc.RecordType):
+        fields = [(name, _lift(t)) for name, t in ty.fields]
+
+        def lift_record(c: Any) -> wc.Record:
+            vec = _checked(c, _K.RECORD).of.record
+            if vec.size != len(fields):
+                raise _mismatch(c.kind)
+            data = vec.data
+            rec = wc.Record()
+            rec.__dict__.update((name, lift(data[i].val)) for i, (name, lift) in enumerate(fields))
+            return rec
+
+        return lift_record
+    if isinstance(ty, wc.VariantType | wc.OptionType | wc.ResultType):
+        return _lift_variant_like(ty)
+    raise _Unsupported(type(ty).__name__)
+
+
+def _lift_variant_like(ty: wc.VariantType | wc.OptionType | wc.ResultType) -> Lift:
+    tagged = ty._tagged()
+    cases = {name: None if t is None else _lift(t) for name, t in ty._cases()}
+
+    def finish(tag: str, payload: Any) -> Any:
+        lift = cases[tag]
+        if lift is None:
+            return wc.Variant(tag) if tagged else None
+        value = lift(payload.contents)
+        return wc.Variant(tag, value) if tagged else value
+
+    if isinstance(ty, wc.OptionType):
+
+        def lift_option(c: Any) -> Any:
+            payload = _checked(c, _K.OPTION).of.option
+            return finish("some" if payload else "none", payload)
+
+        return lift_option
+    if isinstance(ty, wc.ResultType):
+
+        def lift_result(c: Any) -> Any:
+            res = _checked(c, _K.RESULT).of.result
+            return finish("ok" if res.is_ok else "err", res.val)
+
+        return lift_result
+
+    def lift_variant(c: Any) -> Any:
+        var = _checked(c, _K.VARIANT).of.variant
+        return finish(_str(var.discriminant), var.val)
+
+    return lift_variant
+
+
+def _lift_bytes(c: Any) -> bytes:
+    vec = _checked(c, _K.LIST).of.list
+    n = vec.size
+    if n == 0:
+        return b""
+    image = string_at(vec.data, n * _VAL_SIZE)
+    if image[::_VAL_SIZE] != _U8_KIND * n:
+        raise _mismatch(_K.LIST)
+    return image[_VAL_OFFSET::_VAL_SIZE]
+
+
+# Lowering: fill a C value that the caller owns and frees. The kind is written last, once
+# the value is complete; a failure on the way frees what was built and leaves `out` as it
+# was (a bool, as wasmtime initialises results and vector elements).
+
+
+def _lower(ty: wc.ValType) -> Lower:
+    prim = _PRIMITIVES.get(type(ty))
+    if prim is not None:
+        kind, field, pytype = prim
+        message = f"expected {pytype.__name__} for {type(ty).__name__} type"
+
+        def lower_prim(value: Any, out: Any) -> None:
+            if not isinstance(value, pytype):
+                raise TypeError(message)
+            setattr(out.of, field, value)
+            out.kind = kind
+
+        return lower_prim
+    if isinstance(ty, wc.Char):
+
+        def lower_char(value: Any, out: Any) -> None:
+            if not isinstance(value, str) or len(value) != 1:
+                raise TypeError("expected single-character string for Char type")
+            out.of.character = ord(value)
+            out.kind = _K.CHAR
+
+        return lower_char
+    if isinstance(ty, wc.String):
+
+        def lower_string(value: Any, out: Any) -> None:
+            if not isinstance(value, str):
+                raise TypeError("expected string type")
+            out.of.string = _name(value.encode("utf-8"))
+            out.kind = _K.STRING
+
+        return lower_string
+    if isinstance(ty, wc.EnumType):
+
+        def lower_enum(value: Any, out: Any) -> None:
+            if not isinstance(value, str):
+                raise TypeError("expected str type")
+            out.of.enumeration = _name(value.encode("utf-8"))
+            out.kind = _K.ENUM
+
+        return lower_enum
+    if isinstance(ty, wc.ListType):
+        element = ty.element
+        if isinstance(element, wc.U8):
+            return _lower_bytes
+        lower_element = _lower(element)
+
+        def lower_list(value: Any, out: Any) -> None:
+            if not isinstance(value, list):
+                raise TypeError("expected list value")
+            out.of.list = _vector(
+                ffi.wasmtime_component_vallist_t,
+                ffi.wasmtime_component_vallist_new_uninit,
+                ffi.wasmtime_component_vallist_delete,
+                len(value),
+                lambda data, i: lower_element(value[i], data[i]),
+            )
+            out.kind = _K.LIST
+
+        return lower_list
+    if isinstance(ty, wc.TupleType):
+        lowers = [_lower(t) for t in ty.elements]
+
+        def lower_tuple(value: Any, out: Any) -> None:
+            if not isinstance(value, tuple):
+                raise TypeError("expected tuple type")
+            if len(value) != len(lowers):
+                raise TypeError("tuple length mismatch")
+            out.of.tuple = _vector(
+                ffi.wasmtime_component_valtuple_t,
+                ffi.wasmtime_component_valtuple_new_uninit,
+                ffi.wasmtime_component_valtuple_delete,
+                len(value),
+                lambda data, i: lowers[i](value[i], data[i]),
+            )
+            out.kind = _K.TUPLE
+
+        return lower_tuple
+    if isinstance(ty, wc.RecordType):
+        fields = [(name, name.encode("utf-8"), _lower(t)) for name, t in ty.fields]
+
+        def lower_record(value: Any, out: Any) -> None:
+            def fill(data: Any, i: int) -> None:
+                name, encoded, lower = fields[i]
+                entry = data[i]
+                lower(getattr(value, name), entry.val)
+                entry.name = _name(encoded)
+
+            out.of.record = _vector(
+                ffi.wasmtime_component_valrecord_t,
+                ffi.wasmtime_component_valrecord_new_uninit,
+                ffi.wasmtime_component_valrecord_delete,
+                len(fields),
+                fill,
+            )
+            out.kind = _K.RECORD
+
+        return lower_record
+    if isinstance(ty, wc.VariantType | wc.OptionType | wc.ResultType):
+        return _lower_variant_like(ty)
+    raise _Unsupported(type(ty).__name__)
+
+
+def _lower_variant_like(ty: wc.VariantType | wc.OptionType | wc.ResultType) -> Lower:
+    """As wasmtime-py's `VariantLikeType._lower`: the first case that fits, in order."""
+    tagged = ty._tagged()
+    cases: list[tuple[str, Lower | None, tuple[type, ...]]] = []
+    for name, t in ty._cases():
+        classes: set[type] = set()
+        if t is not None:
+            t.add_classes(classes)
+        cases.append((name, None if t is None else _lower(t), tuple(classes)))
+
+    def choose(value: Any) -> tuple[str, Any]:
+        if tagged and not isinstance(value, wc.Variant):
+            raise TypeError("expected Variant type")
+        for name, lower, classes in cases:
+            if tagged:
+                if name != value.tag:
+                    continue
+            elif lower is None:
+                if value is not None:
+                    continue
+            elif not isinstance(value, classes):
+                continue
+            if lower is None:
+                return name, None
+            payload = ffi.wasmtime_component_val_t()
+            lower(value.payload if tagged else value, payload)
+            return name, _val_new(byref(payload))  # moves `payload` into a new box
+        raise ValueError("value not valid for this variant")
+
+    if isinstance(ty, wc.OptionType):
+
+        def lower_option(value: Any, out: Any) -> None:
+            out.of.option = choose(value)[1]
+            out.kind = _K.OPTION
+
+        return lower_option
+    if isinstance(ty, wc.ResultType):
+
+        def lower_result(value: Any, out: Any) -> None:
+            name, payload = choose(value)
+            res = out.of.result
+            res.is_ok = name == "ok"
+            res.val = payload
+            out.kind = _K.RESULT
+
+        return lower_result
+
+    def lower_variant(value: Any, out: Any) -> None:
+        name, payload = choose(value)
+        var = out.of.variant
+        var.discriminant = _name(name.encode("utf-8"))
+        var.val = payload
+        out.kind = _K.VARIANT
+
+    return lower_variant
+
+
+def _vector(
+    vec_type: Any,
+    new_uninit: Any,
+    delete: Any,
+    n: int,
+    fill: Callable[[Any, int], None],
+) -> Any:
+    """A C vector of `n` values, element `i` filled by `fill(data, i)`."""
+    vec = vec_type()
+    new_uninit(vec, n)  # every element starts as a bool: safe to free
+    data = vec.data
+    try:
+        for i in range(n):
+            fill(data, i)
+    except BaseException:
+        delete(vec)
+        raise
+    return vec
+
+
+def _lower_bytes(value: Any, out: Any) -> None:
+    """`list<u8>` in one copy: the vector's image built with slice assignments."""
+    if not isinstance(value, bytes):
+        raise TypeError("expected bytes value")
+    n = len(value)
+    vec = ffi.wasmtime_component_vallist_t()
+    ffi.wasmtime_component_vallist_new_uninit(vec, n)
+    if n:
+        image = bytearray(n * _VAL_SIZE)
+        image[::_VAL_SIZE] = _U8_KIND * n
+        image[_VAL_OFFSET::_VAL_SIZE] = value
+        ctypes.memmove(vec.data, (ctypes.c_char * len(image)).from_buffer(image), len(image))
+    out.of.list = vec
+    out.kind = _K.LIST
+
+
+def _checked(c: Any, kind: int) -> Any:
+    if c.kind != kind:
+        raise _mismatch(c.kind)
+    return c
+
+
+def _str(vec: Any) -> str:
+    return string_at(vec.data, vec.size).decode("utf-8")
+
+
+def _name(data: bytes) -> Any:
+    """A new C byte vector holding `data` (owned by whatever it is stored in)."""
+    vec = ffi.wasm_byte_vec_t()
+    _byte_vec_new(byref(vec), ctypes.c_size_t(len(data)), data)  # copies `data`
+    return vec
+
+
+if FAST:
+
+    class _K:
+        """Value kinds (`wasmtime_component_val_t.kind`)."""
+
+        BOOL = ffi.WASMTIME_COMPONENT_BOOL.value
+        CHAR = ffi.WASMTIME_COMPONENT_CHAR.value
+        STRING = ffi.WASMTIME_COMPONENT_STRING.value
+        LIST = ffi.WASMTIME_COMPONENT_LIST.value
+        RECORD = ffi.WASMTIME_COMPONENT_RECORD.value
+        TUPLE = ffi.WASMTIME_COMPONENT_TUPLE.value
+        VARIANT = ffi.WASMTIME_COMPONENT_VARIANT.value
+        ENUM = ffi.WASMTIME_COMPONENT_ENUM.value
+        OPTION = ffi.WASMTIME_COMPONENT_OPTION.value
+        RESULT = ffi.WASMTIME_COMPONENT_RESULT.value
+
+    #: Primitive types: their value kind, union field and accepted Python type.
+    _PRIMITIVES: dict[type, tuple[int, str, type]] = {
+        wc.Bool: (_K.BOOL, "boolean", bool),
+        wc.S8: (ffi.WASMTIME_COMPONENT_S8.value, "s8", int),
+        wc.U8: (ffi.WASMTIME_COMPONENT_U8.value, "u8", int),
+        wc.S16: (ffi.WASMTIME_COMPONENT_S16.value, "s16", int),
+        wc.U16: (ffi.WASMTIME_COMPONENT_U16.value, "u16", int),
+        wc.S32: (ffi.WASMTIME_COMPONENT_S32.value, "s32", int),
+        wc.U32: (ffi.WASMTIME_COMPONENT_U32.value, "u32", int),
+        wc.S64: (ffi.WASMTIME_COMPONENT_S64.value, "s64", int),
+        wc.U64: (ffi.WASMTIME_COMPONENT_U64.value, "u64", int),
+        wc.F32: (ffi.WASMTIME_COMPONENT_F32.value, "f32", float),
+        wc.F64: (ffi.WASMTIME_COMPONENT_F64.value, "f64", float),
+    }
+    _FIELD_GETTERS = {field: operator.attrgetter(field) for _, field, _ in _PRIMITIVES.values()}
+    #: Type kinds from here on own a C handle (list, record, ...); those before do not.
+    _FIRST_COMPOUND = ffi.WASMTIME_COMPONENT_VALTYPE_LIST.value
+    _VAL_SIZE = ctypes.sizeof(ffi.wasmtime_component_val_t)
+    _VAL_OFFSET = ffi.wasmtime_component_val_t.of.offset
+    _U8_KIND = bytes([ffi.WASMTIME_COMPONENT_U8.value])
+
+    def _lean(name: str, restype: Any) -> Any:
+        """A C function of wasmtime's library without `argtypes`: no per-argument
+        conversion (about half the cost of a call). Callers pass only ctypes objects,
+        `byref`s and pointers, never bare Python ints."""
+        fn = ffi.dll[name]  # a new function object, not the one wasmtime-py configured
+        fn.restype = restype
+        return fn
+
+    _param_nth = _lean("wasmtime_component_func_type_param_nth", ctypes.c_bool)
+    _result = _lean("wasmtime_component_func_type_result", ctypes.c_bool)
+    _valtype_equal = _lean("wasmtime_component_valtype_equal", ctypes.c_bool)
+    _valtype_delete = _lean("wasmtime_component_valtype_delete", None)
+    _byte_vec_new = _lean("wasm_byte_vec_new", None)
+    _val_new = _lean("wasmtime_component_val_new", ctypes.POINTER(ffi.wasmtime_component_val_t))
+    _scratch = threading.local()  # per thread: out-parameters of the check, reused
+
+    def _new_scratch() -> tuple[Any, Any, Any, Any]:
+        raw = ffi.wasmtime_component_valtype_t()
+        name, name_len = ctypes.POINTER(ctypes.c_char)(), ctypes.c_size_t()
+        refs = (raw, byref(raw), byref(name), byref(name_len))
+        _scratch.refs = refs
+        return refs
+
+    _ENTRIES: dict[int, _Entry] = {}
+    _ids = itertools.count(1)
+
+    @ffi.wasmtime_component_func_callback_t  # type: ignore[untyped-decorator]
+    def _callback(
+        idx: int | None,
+        context: Any,
+        ty_raw: Any,
+        args: Any,
+        nargs: int,
+        results: Any,
+        nresults: int,
+    ) -> Any:
+        def run(store: Any) -> None:
+            _ENTRIES[idx or 0].call(store, ty_raw, args, nargs, results, nresults)
+
+        return catch_exceptions(context, run)
+
+    @ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]
+    def _finalize(idx: int | None) -> None:
+        entries = _ENTRIES
+        if entries:  # None once the interpreter is shutting down
+            entries.pop(idx or 0, None)
