@@ -9,6 +9,7 @@ from typing import Any
 import wasmtime
 from wasmtime import component as wc
 
+from durable.host import trampoline
 from durable.host.context import AttemptContext
 
 #: How host functions find the attempt they serve (a thread-local lookup).
@@ -43,9 +44,9 @@ def add_funcs(
     current: Callable[[], AttemptContext],
     funcs: dict[str, Callable[..., Any]],
 ) -> None:
-    """Define each host function of an interface instance, guarded."""
+    """Define each host function of an interface instance, guarded, on the fast trampoline."""
     for name, fn in funcs.items():
-        inst.add_func(name, guarded(current, fn))
+        trampoline.add_func(inst, name, guarded(current, fn))
 
 
 def record(**fields: Any) -> wc.Record:
