@@ -6,6 +6,7 @@
 The one-day deadline is recorded when the wait starts: the task suspends (the worker
 holds nothing for it), and neither a crash nor a restart moves the deadline.
 """
+
 from __future__ import annotations
 
 import durable

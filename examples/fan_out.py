@@ -6,6 +6,7 @@ Each child is a task of its own (same binary, entry `square`). Their ids are rec
 so a crash of the parent never spawns a child twice; while it waits, the parent
 suspends.
 """
+
 from __future__ import annotations
 
 import durable

@@ -6,6 +6,7 @@
 the waits between attempts are durable timers: a crash in the middle of the backoff
 resumes the wait instead of starting over.
 """
+
 from __future__ import annotations
 
 import durable

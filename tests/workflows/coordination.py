@@ -1,4 +1,5 @@
 """Workflows for the coordination tests: timers, notifications, children, cancellation, limits."""
+
 from __future__ import annotations
 
 import time

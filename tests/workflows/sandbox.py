@@ -1,4 +1,5 @@
 """Probes what a workflow can reach outside its sandbox: it should reach nothing."""
+
 from __future__ import annotations
 
 import os
