@@ -351,23 +351,9 @@ def _lower(ty: wc.ValType) -> Lower:
 
         return lower_char
     if isinstance(ty, wc.String):
-
-        def lower_string(value: Any, out: Any) -> None:
-            if not isinstance(value, str):
-                raise TypeError("expected string type")
-            out.of.string = _name(value.encode("utf-8"))
-            out.kind = _K.STRING
-
-        return lower_string
+        return _lower_text("string", _K.STRING, "expected string type")
     if isinstance(ty, wc.EnumType):
-
-        def lower_enum(value: Any, out: Any) -> None:
-            if not isinstance(value, str):
-                raise TypeError("expected str type")
-            out.of.enumeration = _name(value.encode("utf-8"))
-            out.kind = _K.ENUM
-
-        return lower_enum
+        return _lower_text("enumeration", _K.ENUM, "expected str type")
     if isinstance(ty, wc.ListType):
         element = ty.element
         if isinstance(element, wc.U8):
@@ -428,6 +414,18 @@ def _lower(ty: wc.ValType) -> Lower:
     if isinstance(ty, wc.VariantType | wc.OptionType | wc.ResultType):
         return _lower_variant_like(ty)
     raise _Unsupported(type(ty).__name__)
+
+
+def _lower_text(field: str, kind: int, message: str) -> Lower:
+    """A string or an enum case: UTF-8 bytes in a new C vector."""
+
+    def lower_text(value: Any, out: Any) -> None:
+        if not isinstance(value, str):
+            raise TypeError(message)
+        setattr(out.of, field, _name(value.encode("utf-8")))
+        out.kind = kind
+
+    return lower_text
 
 
 def _lower_variant_like(ty: wc.VariantType | wc.OptionType | wc.ResultType) -> Lower:
