@@ -364,11 +364,7 @@ def _lower(ty: wc.ValType) -> Lower:
             if not isinstance(value, list):
                 raise TypeError("expected list value")
             out.of.list = _vector(
-                ffi.wasmtime_component_vallist_t,
-                ffi.wasmtime_component_vallist_new_uninit,
-                ffi.wasmtime_component_vallist_delete,
-                len(value),
-                lambda data, i: lower_element(value[i], data[i]),
+                _LIST_VEC, len(value), lambda data, i: lower_element(value[i], data[i])
             )
             out.kind = _K.LIST
 
@@ -382,11 +378,7 @@ def _lower(ty: wc.ValType) -> Lower:
             if len(value) != len(lowers):
                 raise TypeError("tuple length mismatch")
             out.of.tuple = _vector(
-                ffi.wasmtime_component_valtuple_t,
-                ffi.wasmtime_component_valtuple_new_uninit,
-                ffi.wasmtime_component_valtuple_delete,
-                len(value),
-                lambda data, i: lowers[i](value[i], data[i]),
+                _TUPLE_VEC, len(value), lambda data, i: lowers[i](value[i], data[i])
             )
             out.kind = _K.TUPLE
 
@@ -401,13 +393,7 @@ def _lower(ty: wc.ValType) -> Lower:
                 lower(getattr(value, name), entry.val)
                 entry.name = _name(encoded)
 
-            out.of.record = _vector(
-                ffi.wasmtime_component_valrecord_t,
-                ffi.wasmtime_component_valrecord_new_uninit,
-                ffi.wasmtime_component_valrecord_delete,
-                len(fields),
-                fill,
-            )
+            out.of.record = _vector(_RECORD_VEC, len(fields), fill)
             out.kind = _K.RECORD
 
         return lower_record
@@ -485,14 +471,10 @@ def _lower_variant_like(ty: wc.VariantType | wc.OptionType | wc.ResultType) -> L
     return lower_variant
 
 
-def _vector(
-    vec_type: Any,
-    new_uninit: Any,
-    delete: Any,
-    n: int,
-    fill: Callable[[Any, int], None],
-) -> Any:
-    """A C vector of `n` values, element `i` filled by `fill(data, i)`."""
+def _vector(kind: tuple[Any, Any, Any], n: int, fill: Callable[[Any, int], None]) -> Any:
+    """A C vector of `n` values, element `i` filled by `fill(data, i)`; `kind` is the
+    vector's (type, constructor, destructor), one of the `_*_VEC` triples."""
+    vec_type, new_uninit, delete = kind
     vec = vec_type()
     new_uninit(vec, n)  # every element starts as a bool: safe to free
     data = vec.data
@@ -574,6 +556,22 @@ if FAST:
     _VAL_SIZE = ctypes.sizeof(ffi.wasmtime_component_val_t)
     _VAL_OFFSET = ffi.wasmtime_component_val_t.of.offset
     _U8_KIND = bytes([ffi.WASMTIME_COMPONENT_U8.value])
+    #: Each C vector of values: its type, constructor and destructor (see `_vector`).
+    _LIST_VEC = (
+        ffi.wasmtime_component_vallist_t,
+        ffi.wasmtime_component_vallist_new_uninit,
+        ffi.wasmtime_component_vallist_delete,
+    )
+    _TUPLE_VEC = (
+        ffi.wasmtime_component_valtuple_t,
+        ffi.wasmtime_component_valtuple_new_uninit,
+        ffi.wasmtime_component_valtuple_delete,
+    )
+    _RECORD_VEC = (
+        ffi.wasmtime_component_valrecord_t,
+        ffi.wasmtime_component_valrecord_new_uninit,
+        ffi.wasmtime_component_valrecord_delete,
+    )
 
     def _lean(name: str, restype: Any) -> Any:
         """A C function of wasmtime's library without `argtypes`: no per-argument

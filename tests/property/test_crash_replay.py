@@ -100,7 +100,7 @@ async def test_every_crash_point_resumes_to_the_same_end(
         script = strip_sql(script)
     async with open_backend(backend) as store:
         await _check_every_crash_point(
-            store, runtimes[config], component, http_server, script, seed, f"{backend}/{config}"
+            store, runtimes, config, component, http_server, script, seed, backend
         )
 
 
@@ -124,23 +124,27 @@ async def test_every_crash_point_resumes_to_the_same_end_on_postgres(
     commits with its event in one Postgres transaction, crashed on either side."""
     async with open_backend("postgres", url=shared_pg_url) as store:
         await _check_every_crash_point(
-            store, runtimes[config], component, http_server, script, seed,
-            f"postgres/{config}", url=shared_pg_url,
+            store, runtimes, config, component, http_server, script, seed, "postgres",
+            url=shared_pg_url,
         )  # fmt: skip
 
 
 async def _check_every_crash_point(
     store: Store,
-    runtime: Runtime,
+    runtimes: dict[str, Runtime],
+    config: str,
     component: Component,
     http_server: CountingServer,
     script: Script,
     seed: int,
-    name: str,
+    backend: str,
     *,
     url: str | None = None,
 ) -> None:
-    """Run `script` uninterrupted, then crash it before and after each of its writes."""
+    """Run `script` uninterrupted under `config`, then crash it before and after each
+    of its writes."""
+    runtime = runtimes[config]
+    name = f"{backend}/{config}"
     prediction = predict(script)
     before = http_server.snapshot()
     task = await launch(store, component, script, seed)
@@ -164,7 +168,7 @@ async def _check_every_crash_point(
             if run.fired is None:
                 # Only timing (the flush interval) can change how many writes a run
                 # makes, and only under the group-commit config.
-                assert "per-event" not in name, f"{where}: the crash point was never reached"
+                assert config != "per-event", f"{where}: the crash point was never reached"
                 event("crash point not reached (timing-dependent group commit)")
             else:
                 durable = run.writes[: crash_at + 1 if after else crash_at]

@@ -212,11 +212,12 @@ async def _reference(
 ) -> tuple[Snapshot, list[Write]]:
     """The same script and seed, uninterrupted, in process, with the settings `durable
     worker --suspend-after` uses (the default group commit), and its writes."""
+    prediction = predict(script)
     async with open_backend("sqlite") as store:
         task = await launch(store, component, script, seed)
         reference, writes = await count_writes(store, runtimes["batched"], task.id)
-        check_sql_once(await sql_rows(store, task.id), predict(script), "reference run")
-    check_matches_model(reference, predict(script), "reference run")
+        check_sql_once(await sql_rows(store, task.id), prediction, "reference run")
+    check_matches_model(reference, prediction, "reference run")
     return reference, writes
 
 
