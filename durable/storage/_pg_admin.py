@@ -28,13 +28,34 @@ async def create_database(url: str, name: str) -> None:
 
 
 async def drop_database(url: str, name: str) -> None:
-    """Drop database `name` if it exists, disconnecting its clients first."""
+    """Drop database `name` if it exists, disconnecting its clients first, and the
+    login for workflow SQL that `durable migrate` made for it (roles outlive databases)."""
     with translate(f"drop database {name}"):
         conn = await asyncpg.connect(url)
         try:
+            login = await _guest_login_of(url, name)
             await conn.execute(f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
+            if login is not None:
+                await conn.execute(f"DROP ROLE IF EXISTS {_quote_ident(login)}")
         finally:
             await conn.close()
+
+
+async def _guest_login_of(url: str, name: str) -> str | None:
+    """The zero-configuration guest login recorded in database `name`, if any."""
+    from urllib.parse import urlsplit
+
+    try:
+        conn = await asyncpg.connect(urlsplit(url)._replace(path="/" + name).geturl())
+    except asyncpg.InvalidCatalogNameError:
+        return None
+    try:
+        if not await conn.fetchval("SELECT to_regclass('durable.guest_login') IS NOT NULL"):
+            return None
+        login: str | None = await conn.fetchval("SELECT role_name FROM durable.guest_login")
+        return login
+    finally:
+        await conn.close()
 
 
 async def execute(url: str, sql: str) -> None:
@@ -89,7 +110,8 @@ async def fetch(url: str, sql: str, *args: object) -> list[tuple[object, ...]]:
 
 
 async def reset(url: str) -> None:
-    """Empty every table of schema `durable` except the migration record (for tests).
+    """Empty every table of schema `durable` except the migration record and the guest
+    login (for tests).
 
     Much cheaper than a new database per test: one TRUNCATE, which also restarts the
     id sequences, so task ids start at 1 again.
@@ -99,7 +121,7 @@ async def reset(url: str) -> None:
         try:
             tables = await conn.fetch(
                 "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables "
-                "WHERE schemaname = 'durable' AND tablename <> 'migrations'"
+                "WHERE schemaname = 'durable' AND tablename NOT IN ('migrations', 'guest_login')"
             )
             if tables:
                 names = ", ".join(row[0] for row in tables)

@@ -1,29 +1,36 @@
-"""Workflow SQL on the Postgres store: one pooled connection, one transaction, two roles.
+"""Workflow SQL on the Postgres store: a connection of the guest login, one transaction.
 
-A guest transaction borrows a connection from the store's pool for its whole life:
+A guest transaction borrows a connection from the guest pool (`_pg_login.GuestLogin`),
+which logs in as a role with no path to the engine's (see `_pg_login` for what that
+means and how it is checked), and keeps it for its whole life:
 
-    BEGIN; SET LOCAL ROLE durable_guest; SAVEPOINT durable_statement
-    <guest statement>                 -- runs as durable_guest, no access to schema durable
-    RELEASE ...; SAVEPOINT ...; SELECT 1 WHERE current_user = 'durable_guest'
-    ...                               -- a failed statement: ROLLBACK TO SAVEPOINT instead
-    RESET ALL; RESET ROLE             -- back to the store's own role and settings
-    <the store's fenced `append`>     -- the events that record the transaction
+    BEGIN; SAVEPOINT durable_statement
+    <guest statement>                 -- as the guest login: no access to schema durable
+    RELEASE ...; RESET ROLE; SAVEPOINT ...  -- failed: ROLLBACK TO SAVEPOINT instead
+    ...
+    SELECT durable_api.record_sql_transaction(task, worker, token, secret, events ...)
     COMMIT
+    DISCARD ALL                       -- nothing of this session reaches the next task
 
-so the workflow's changes and the events that record them commit together. Migration
-0002 creates the NOLOGIN role `durable_guest` (no privileges on schema `durable`; usage
-and create on `public`) and makes the store's role a member, which `SET ROLE` needs.
+so the workflow's changes and the events that record them commit together. The record
+function (migration 0003) is the engine's `append`, run as the engine's role, fenced by
+the lease and by a secret that `claim` drew and that no workflow ever sees: it is sent
+only by the host, after the workflow's last statement, and a workflow that calls the
+function itself, with any arguments, writes nothing. Whatever a statement does to its
+session (`SET ROLE`, `RESET ROLE`, `set_config`, a DO block, a function of its own),
+the connection can only ever act as the guest login, so no check of the statement's
+text or of the role after it is needed for the boundary; `_pg_sql_text` still refuses
+statements that have no business here, as a second line.
 
 Each statement runs inside its own savepoint, so a failed statement is undone and the
 transaction goes on (Postgres would otherwise refuse everything after an error), just
-as on SQLite. After every statement the connection must still be `durable_guest`; a
-statement that took its role back ends the transaction (see `_pg_sql_text` for what is
-refused before it runs, and why). Guest statements go through the extended protocol,
-which takes one statement at a time.
+as on SQLite. Guest statements go through the extended protocol, which takes one
+statement at a time, as unnamed statements (`DISCARD ALL` drops named ones).
 
-When the transaction ends, the session is reset (settings, advisory locks, cursors,
-LISTENs, temporary tables), so nothing of it reaches the store's next use of the
-connection.
+When the transaction ends, `DISCARD ALL` resets the session: settings (back to those
+sent when it connected), role, temporary objects, prepared statements, cursors,
+advisory locks, LISTENs, cached sequence values. The next task to borrow the
+connection finds none of them.
 """
 
 from __future__ import annotations
@@ -39,35 +46,28 @@ import anyio
 import asyncpg
 
 from durable.core.model import Event, Lease, LogChunk
-from durable.errors import ConfigurationError, StorageError
+from durable.errors import StorageError
 from durable.storage import _pg_codec as codec
 from durable.storage import _pg_schema
 from durable.storage._pg_errors import CONNECTION_ERRORS, one_line, translate
-from durable.storage._pg_pool import ConnectionPool
+from durable.storage._pg_login import GuestLogin
 from durable.storage._pg_sql_text import refusal
 from durable.storage._pg_sql_text import translate as to_dollar_params
 from durable.storage.guest import GuestResult, GuestSQLError, GuestValue, Json, RowBudget, encode
 
-__all__ = ["GUEST_ROLE", "PgGuestTransaction", "begin"]
-
-#: The role workflow SQL runs as (created by migration 0002).
-GUEST_ROLE = "durable_guest"
+__all__ = ["PgGuestTransaction", "begin"]
 
 _Q = _pg_schema.queries()
-_BEGIN = f"BEGIN; {{check}}SET LOCAL ROLE {GUEST_ROLE}; SAVEPOINT durable_statement"
+_BEGIN = "BEGIN; {check}SAVEPOINT durable_statement"
 # Postgres 14+: a backend running a long guest statement for a worker that died (its
 # connection closed) notices within a second and rolls back, instead of holding the
 # transaction's locks until the statement ends.
 _CHECK_CLIENT = "SET LOCAL client_connection_check_interval = 1000; "
-# Its status is the last statement's: "SELECT 1" while the role holds, "SELECT 0" if not.
-_NEXT = (
-    "RELEASE SAVEPOINT durable_statement; SAVEPOINT durable_statement; "
-    f"SELECT 1 WHERE current_user = '{GUEST_ROLE}'"
-)
+# After each statement. RESET ROLE is no boundary (a role the login can become has no
+# more reach than the login: `_pg_login` checks every one): it keeps each statement,
+# and the commit's call of the record function, running as the login itself.
+_NEXT = "RELEASE SAVEPOINT durable_statement; RESET ROLE; SAVEPOINT durable_statement"
 _UNDO = "ROLLBACK TO SAVEPOINT durable_statement"
-_RESET_SESSION = (
-    "RESET ALL; RESET ROLE; SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; DISCARD TEMP"
-)
 _END_TIMEOUT = 10.0  # seconds to roll back and reset the session before giving up on it
 _TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name", "citext"})
 
@@ -75,46 +75,47 @@ _TEXT_TYPES = frozenset({"text", "varchar", "bpchar", "name", "citext"})
 Refuse = Callable[[Lease, Sequence[Event]], Awaitable[None]]
 
 
-async def begin(pool: ConnectionPool, lease: Lease, refuse: Refuse) -> PgGuestTransaction:
-    """Borrow a connection and open a guest transaction on it.
+async def begin(
+    guest: GuestLogin, lease: Lease, secret: UUID | None, refuse: Refuse
+) -> PgGuestTransaction:
+    """Borrow a connection of the guest login and open a transaction on it.
+
+    Args:
+        guest: the guest login; its connections are vetted as they open.
+        lease: the task's lease.
+        secret: the lease's secret (None once the lease is gone: the commit is refused).
+        refuse: raises why a refused commit wrote nothing.
 
     Raises:
-        ConfigurationError: the `durable_guest` role is missing, or the store's role may
-            not take it (migration 0002 could not set it up).
+        ConfigurationError: the guest login cannot log in, or is unfit for workflow SQL.
         StorageError: the server failed.
     """
-    borrowed = pool.acquire()
+    borrowed = guest.pool().acquire()
     conn: asyncpg.Connection = await borrowed.__aenter__()
     try:
         with translate("begin a workflow SQL transaction"):
-            try:
-                check = _CHECK_CLIENT if conn.get_server_version().major >= 14 else ""
-                await conn.execute(_BEGIN.format(check=check))
-            except (asyncpg.UndefinedObjectError, asyncpg.InsufficientPrivilegeError) as exc:
-                raise ConfigurationError(
-                    f"workflow SQL runs as the Postgres role {GUEST_ROLE}, which this "
-                    f"database cannot use ({one_line(exc)}): run `durable migrate` as a role "
-                    f"that may create roles, or have an administrator run "
-                    f"CREATE ROLE {GUEST_ROLE} NOLOGIN; GRANT {GUEST_ROLE} TO <durable's role>; "
-                    f"GRANT USAGE, CREATE ON SCHEMA public TO {GUEST_ROLE}"
-                ) from exc
+            check = _CHECK_CLIENT if conn.get_server_version().major >= 14 else ""
+            await conn.execute(_BEGIN.format(check=check))
     except BaseException as exc:
         await _hand_back(borrowed, conn, exc)
         raise
-    return PgGuestTransaction(borrowed, conn, lease, refuse)
+    return PgGuestTransaction(borrowed, conn, lease, secret, refuse, guest.login)
 
 
 class PgGuestTransaction:
-    """A `GuestTransaction` on a borrowed Postgres connection."""
+    """A `GuestTransaction` on a borrowed connection of the guest login."""
 
     def __init__(
-        self, borrowed: Any, conn: asyncpg.Connection, lease: Lease, refuse: Refuse
-    ) -> None:
+        self, borrowed: Any, conn: asyncpg.Connection, lease: Lease, secret: UUID | None,
+        refuse: Refuse, login: str,
+    ) -> None:  # fmt: skip
         """Wrap a transaction that `begin` opened."""
         self._borrowed = borrowed
         self._conn = conn
         self._lease = lease
+        self._secret = secret
         self._refuse = refuse
+        self._login = login
         self._aborted: str | None = None  # why nothing more may run
         self._ended = False
         self._released = False
@@ -122,7 +123,7 @@ class PgGuestTransaction:
     async def execute(
         self, sql: str, params: Sequence[GuestValue], *, max_bytes: int
     ) -> GuestResult:
-        """Run one statement as `durable_guest`, inside its own savepoint."""
+        """Run one statement as the guest login, inside its own savepoint."""
         if self._ended:
             raise StorageError("this workflow SQL transaction has already ended")
         if self._aborted is not None:
@@ -152,7 +153,7 @@ class PgGuestTransaction:
             columns = [a.name for a in attributes]
             rowcount = _rowcount(stmt.get_statusmsg())
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, GuestSQLError) as exc:
-            error = exc if isinstance(exc, GuestSQLError) else classify(exc)
+            error = exc if isinstance(exc, GuestSQLError) else classify(exc, self._login)
             if isinstance(error, StorageError):
                 self._aborted = "the database failed during the transaction"
                 raise error from exc
@@ -162,21 +163,14 @@ class PgGuestTransaction:
                 self._aborted = error.message
             raise error from (None if exc is error else exc)
         with translate("finish a workflow SQL statement"):
-            status = await conn.execute(_NEXT)
-        if status != "SELECT 1":
-            self._aborted = "a statement changed the transaction's role"
-            await self._release()  # rolls back; `commit` will say why
-            raise GuestSQLError(
-                "aborted",
-                "the statement changed its database role: the transaction was rolled back",
-            )
+            await conn.execute(_NEXT)
         return GuestResult(columns=columns, rows=rows, rowcount=rowcount)
 
     async def commit(
         self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
     ) -> None:
-        """Append the events as the store's role, fenced, and COMMIT; on any failure,
-        roll everything back."""
+        """Record the events through the fenced record function, in this transaction,
+        and COMMIT; on any failure, roll everything back."""
         if self._ended:
             raise StorageError("this workflow SQL transaction has already ended")
         self._ended = True
@@ -185,11 +179,11 @@ class PgGuestTransaction:
             if self._aborted is not None:
                 raise GuestSQLError("aborted", self._aborted)
             with translate("commit a workflow SQL transaction of task", lease.task_id):
-                await conn.execute("RESET ALL; RESET ROLE")
                 matched = False
                 if codec.consecutive(events):
                     matched = await conn.fetchval(
-                        _Q["append"], lease.task_id, lease.worker_id, lease.token,
+                        _Q["record_sql_transaction"],
+                        lease.task_id, lease.worker_id, lease.token, self._secret,
                         *codec.write_args(events, logs, consumed),
                     )  # fmt: skip
                 if not matched:
@@ -199,7 +193,7 @@ class PgGuestTransaction:
                 try:
                     await conn.execute("COMMIT")
                 except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
-                    raise classify(exc) from exc  # a deferred constraint, say
+                    raise classify(exc, self._login) from exc  # a deferred constraint, say
         finally:
             await self._release()
 
@@ -221,7 +215,7 @@ class PgGuestTransaction:
                 if not conn.is_closed():
                     if conn.is_in_transaction():
                         await conn.execute("ROLLBACK")
-                    await conn.execute(_RESET_SESSION)
+                    await conn.execute("DISCARD ALL")  # not inside a transaction block
             except BaseException as exc:  # the pool drops a connection it cannot trust
                 failure = exc
             if scope.cancelled_caught and failure is None:
@@ -288,16 +282,17 @@ def _rowcount(status: str | None) -> int:
     return -1
 
 
-def classify(exc: Exception) -> GuestSQLError | StorageError:
+def classify(exc: Exception, login: str) -> GuestSQLError | StorageError:
     """A failed guest statement as a typed error, by SQLSTATE; or a `StorageError` when
-    the server or the connection failed (not the workflow's to handle, not recorded)."""
+    the server or the connection failed (not the workflow's to handle, not recorded).
+    `login` is the guest login's name, for a refusal's message."""
     code: str = getattr(exc, "sqlstate", None) or ""
     message = one_line(exc)
     if isinstance(exc, CONNECTION_ERRORS) or code[:2] in _INFRASTRUCTURE or code[:3] == "57P":
         return StorageError(f"workflow SQL: Postgres failed: {message}")
     if code == "42501":
         return GuestSQLError(
-            "forbidden", f"{message} (workflow SQL runs as the role {GUEST_ROLE})", code
+            "forbidden", f"{message} (workflow SQL runs as the role {login})", code
         )
     if code in ("42804", "42P18", "42846", "42P08"):  # type mismatches: a parameter's type
         return GuestSQLError("data", message, code)

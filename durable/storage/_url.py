@@ -11,6 +11,8 @@ from durable.errors import ConfigurationError
 
 #: Used when neither --db nor DURABLE_DATABASE_URL is given: a file in the current directory.
 DEFAULT_URL = "sqlite:///.durable/durable.db"
+#: Names the login workflow SQL runs as on Postgres (a URL of the same database).
+GUEST_URL_ENV = "DURABLE_GUEST_DATABASE_URL"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

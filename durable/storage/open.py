@@ -3,25 +3,42 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from durable.errors import ConfigurationError
-from durable.storage._url import parse_url
+from durable.storage._url import GUEST_URL_ENV, parse_url
 from durable.storage.base import Store
 
+if TYPE_CHECKING:
+    from durable.storage.postgres import PostgresStore
 
-async def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
+
+async def open_store(
+    url: str | None = None, *, migrate: bool = True, guest_url: str | None = None
+) -> Store:
     """Open the store named by `url` (see `parse_url`), migrating it if asked.
 
     With `migrate=False` a store whose schema is missing or out of date raises
     `SchemaError` instead of being upgraded.
 
+    `guest_url` (Postgres only; by default `DURABLE_GUEST_DATABASE_URL`) names the login
+    that workflow SQL runs as. When one is named, it is checked here, so that a login
+    that may not serve (a superuser, say) is refused before any task runs.
+
     Raises:
-        ConfigurationError: bad URL, missing driver, or a path that cannot be written.
+        ConfigurationError: bad URL, missing driver, a path that cannot be written, or
+            a guest login that cannot log in or is unfit for workflow SQL.
         SchemaError: the schema is out of date and `migrate` is False.
         StorageError: the database could not be reached.
     """
     parsed = parse_url(url)
+    if guest_url and parsed.scheme != "postgres":
+        raise ConfigurationError(
+            "a guest database URL applies to Postgres only (on SQLite, workflow SQL is "
+            "confined by an authorizer)"
+        )
     store: Store
+    named_guest: PostgresStore | None = None  # its guest login was named: check it
     if parsed.scheme == "memory":
         from durable.storage.memory import MemoryStore
 
@@ -39,9 +56,13 @@ async def open_store(url: str | None = None, *, migrate: bool = True) -> Store:
             from durable.storage.postgres import PostgresStore
         except ImportError as exc:
             raise ConfigurationError("Postgres needs asyncpg: pip install asyncpg") from exc
-        store = await PostgresStore.open(parsed.dsn)
+        store = await PostgresStore.open(parsed.dsn, guest_dsn=guest_url)
+        if guest_url or os.environ.get(GUEST_URL_ENV):
+            named_guest = store
     try:
         await _ensure_schema(store, migrate=migrate)
+        if named_guest is not None:
+            await named_guest.check_guest_login()
         if os.environ.get("DURABLE_TEST_CRASH_AT"):
             # Test-only fault injection, off unless the variable is set: the process
             # kills itself at a chosen write. See `durable.testing.faults`.

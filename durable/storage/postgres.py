@@ -23,6 +23,12 @@ Design choices (see also the `.sql` files under `sql/postgres/`):
   `durable.storage` imports asyncpg.
 - A small pool of our own (`_pg_pool.py`) instead of asyncpg's, whose acquire/release
   costs about as much as the server's work for an event.
+- The engine's connections pin `search_path` to `pg_catalog, pg_temp`: workflow SQL may
+  create functions and operators in `public`, and one that matched a name in these
+  queries better than the built-in (a `public.unnest(integer[])`, say) would otherwise
+  run inside them, as the engine's role.
+- Workflow SQL runs on a second pool, whose connections log in as a role of its own
+  (`_pg_login.py`, `_pg_guest.py`).
 """
 
 from __future__ import annotations
@@ -30,9 +36,11 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import hashlib
+import logging
 import secrets
 from collections.abc import Sequence
 from datetime import datetime
+from uuid import UUID
 
 import anyio.to_thread
 import asyncpg
@@ -61,6 +69,7 @@ from durable.storage import _pg_codec as codec
 from durable.storage import _pg_guest, _pg_schema
 from durable.storage._pg_errors import connect_error, translate
 from durable.storage._pg_listen import WorkListener
+from durable.storage._pg_login import GUEST_URL_ENV, GuestLogin, ensure_login
 from durable.storage._pg_pool import Connect, ConnectionPool
 from durable.storage._url import parse_url
 
@@ -69,12 +78,13 @@ __all__ = ["PostgresStore"]
 #: Seconds to wait for a new connection before calling the server unreachable.
 CONNECT_TIMEOUT = 10.0
 
-_SERVER_SETTINGS = {"application_name": "durable"}
+_SERVER_SETTINGS = {"application_name": "durable", "search_path": "pg_catalog, pg_temp"}
 
 #: Binaries larger than this are hashed in a worker thread.
 _HASH_IN_THREAD = 1 << 20
 
 _Q = _pg_schema.queries()
+log = logging.getLogger("durable.storage")
 
 
 class PostgresStore:
@@ -84,21 +94,29 @@ class PostgresStore:
     and close it with `await store.close()`.
     """
 
-    def __init__(self, pool: ConnectionPool, connect: Connect, display: str) -> None:
+    def __init__(
+        self, pool: ConnectionPool, connect: Connect, display: str, guest: GuestLogin
+    ) -> None:
         """Wrap an open pool; use `open` instead."""
         self._pool = pool
         self._display = display
+        self._guest = guest  # the login workflow SQL runs as, and its own pool
         self._listener = WorkListener(connect)  # LISTEN gets a connection of its own
         self._closed = False
 
     @classmethod
-    async def open(cls, dsn: str, *, min_size: int = 1, max_size: int = 10) -> PostgresStore:
+    async def open(
+        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, guest_dsn: str | None = None
+    ) -> PostgresStore:
         """Connect to the server at `dsn` and return a store.
 
         Args:
             dsn: a `postgres://` or `postgresql://` URL.
             min_size: connections opened at once (at least one, which checks the URL).
-            max_size: the most connections the pool will open.
+            max_size: the most connections the pool will open (and the guest pool too).
+            guest_dsn: the login workflow SQL runs as, a URL of the same database; by
+                default `DURABLE_GUEST_DATABASE_URL`, else the login `durable migrate`
+                creates. Its connections open when workflow SQL first runs.
 
         Raises:
             ConfigurationError: the URL is malformed, the login is refused, or the
@@ -117,11 +135,12 @@ class PostgresStore:
 
         pool = ConnectionPool(connect, max_size=max_size)
         try:
+            guest = GuestLogin(pool, dsn, guest_dsn=guest_dsn, max_size=max_size)
             await pool.fill(max(1, min_size))  # fail now, with a clear error, not later
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, connect, display)
+        return cls(pool, connect, display, guest)
 
     @property
     def url(self) -> str:
@@ -134,15 +153,36 @@ class PostgresStore:
             return
         self._closed = True
         await self._listener.close()
+        await self._guest.close()
         await self._pool.close()
 
     # -- schema ---------------------------------------------------------------------------
 
     async def migrate(self) -> int:
-        """Apply every pending migration, each in its own transaction, under an advisory lock."""
+        """Apply every pending migration, each in its own transaction, under an advisory
+        lock; then create or repair the login workflow SQL runs as, unless one is named
+        (a role that may not create roles gets a warning: see `_pg_login`)."""
         with translate("migrate the durable schema"):
             async with self._pool.acquire() as conn:
-                return await _pg_schema.migrate(conn)
+                version = await _pg_schema.migrate(conn)
+                if not self._guest.explicit:
+                    problem = await ensure_login(conn)
+                    if problem is not None:
+                        log.warning(
+                            "workflow SQL will not run until it has a login: %s; name one with %s",
+                            problem,
+                            GUEST_URL_ENV,
+                        )
+        return version
+
+    async def check_guest_login(self) -> str:
+        """Connect as the login workflow SQL runs as, vet it, and return its name.
+
+        Raises:
+            ConfigurationError: it cannot log in, or may reach beyond the application's
+                privileges (a superuser, a member of the engine's role ...).
+        """
+        return await self._guest.check()
 
     async def schema_version(self) -> tuple[int, int]:
         """Return `(current, latest)`; current is 0 on a database never migrated."""
@@ -440,8 +480,13 @@ class PostgresStore:
                 await self._refuse(lease, events)
 
     async def begin_guest_transaction(self, lease: Lease) -> _pg_guest.PgGuestTransaction:
-        """Open a transaction for workflow SQL on a pooled connection (`_pg_guest`)."""
-        return await _pg_guest.begin(self._pool, lease, self._refuse)
+        """Open a transaction for workflow SQL on a connection of the guest login
+        (`_pg_guest`), with the lease's secret for its commit."""
+        with translate("read the lease of task", lease.task_id):
+            secret: UUID | None = await self._pool.fetchval(
+                _Q["lease_secret"], lease.task_id, lease.worker_id, lease.token
+            )
+        return await _pg_guest.begin(self._guest, lease, secret, self._refuse)
 
     async def _refuse(self, lease: Lease, events: Sequence[Event]) -> None:
         """Raise the reason a fenced write wrote nothing: a lost lease, else a conflict."""

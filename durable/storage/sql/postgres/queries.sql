@@ -158,6 +158,7 @@ UPDATE durable.tasks AS t
 SET state = 'active',
     owner = $1,
     lease_token = t.lease_token + 1,
+    lease_secret = gen_random_uuid(),  -- checked by durable_api.record_sql_transaction
     lease_expires_at = now() + make_interval(secs => $3::float8),
     attempts = t.attempts + 1,
     wakeup_at = NULL,
@@ -318,3 +319,72 @@ SELECT t.owner, t.lease_token, t.state,
            AS event_count
 FROM durable.tasks AS t
 WHERE t.id = $1;
+
+-- name: lease_secret
+-- The secret `claim` drew for this lease, for a workflow SQL transaction to present
+-- when it records its events (`record_sql_transaction`); no row once the lease is gone.
+SELECT lease_secret FROM durable.tasks
+WHERE id = $1 AND owner = $2 AND lease_token = $3 AND state = 'active';
+
+-- name: record_sql_transaction
+-- Sent on the guest login's connection, in the workflow's transaction, after its last
+-- statement (see 0003_guest_login.sql): `append`, fenced by the lease and its secret.
+SELECT durable_api.record_sql_transaction($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12);
+
+-- name: guest_login
+-- The zero-configuration login for workflow SQL (`_pg_login.ensure_login`).
+SELECT g.role_name, g.password, current_database()::text AS database,
+       EXISTS (SELECT 1 FROM pg_roles AS r WHERE r.rolname = g.role_name) AS role_exists
+FROM durable.guest_login AS g;
+
+-- name: guest_roles
+-- Every role the login $1 can act as: itself, and each role it is a member of, directly
+-- or through others (exactly those `SET ROLE` can reach), the login's own row first.
+-- `engine`: the role of this session (the engine's), or an owner of durable's schemas or
+-- of anything in them. `owns_database`: the owner of this database, who could change
+-- the engine's session defaults (ALTER DATABASE ... SET).
+WITH owners (oid) AS (
+    SELECT r.oid FROM pg_roles AS r WHERE r.rolname = current_user
+    UNION
+    SELECT n.nspowner FROM pg_namespace AS n WHERE n.nspname IN ('durable', 'durable_api')
+    UNION
+    SELECT c.relowner FROM pg_class AS c
+    JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE n.nspname IN ('durable', 'durable_api')
+    UNION
+    SELECT p.proowner FROM pg_proc AS p
+    JOIN pg_namespace AS n ON n.oid = p.pronamespace
+    WHERE n.nspname IN ('durable', 'durable_api')
+)
+SELECT r.rolname::text AS rolname, r.rolsuper, r.rolcreaterole, r.rolcreatedb,
+       r.rolreplication, r.rolbypassrls,
+       r.oid IN (SELECT o.oid FROM owners AS o) AS engine,
+       r.oid = (SELECT d.datdba FROM pg_database AS d WHERE d.datname = current_database())
+           AS owns_database
+FROM pg_roles AS r
+WHERE pg_has_role($1::name, r.oid, 'MEMBER')
+ORDER BY r.rolname = $1::name DESC, r.rolname;
+
+-- name: guest_privileges
+-- What the login $1 may do that workflow SQL must not: use schema `durable`, create in
+-- `durable_api`, execute any of the server functions $2 (signatures; those this server
+-- lacks are skipped).
+SELECT has_schema_privilege($1::name, 'durable', 'USAGE')
+           OR has_schema_privilege($1::name, 'durable', 'CREATE') AS durable_schema,
+       has_schema_privilege($1::name, 'durable_api', 'CREATE') AS api_create,
+       ARRAY(SELECT f.name FROM unnest($2::text[]) WITH ORDINALITY AS f (name, n)
+             WHERE to_regprocedure(f.name) IS NOT NULL
+               AND has_function_privilege($1::name, f.name, 'EXECUTE')
+             ORDER BY f.n) AS functions;
+
+-- name: guest_may_record
+-- Whether the login $1 may call the record function $2 (its signature).
+SELECT has_schema_privilege($1::name, 'durable_api', 'USAGE')
+       AND has_function_privilege($1::name, $2::text, 'EXECUTE');
+
+-- name: guest_has_settings
+-- Whether the login $1 has session defaults of its own (ALTER ROLE ... SET), which a
+-- workflow may give its own login.
+SELECT EXISTS (SELECT 1 FROM pg_db_role_setting AS s
+               JOIN pg_roles AS r ON r.oid = s.setrole
+               WHERE r.rolname = $1::name);
