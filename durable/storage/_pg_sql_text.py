@@ -4,15 +4,23 @@
 alone every `?` inside a string literal, a quoted identifier, a dollar-quoted body or a
 comment. `refusal` says why a statement may not run as workflow SQL (or None).
 
-Why refuse anything, when the statement already runs as the unprivileged role
-`durable_guest`: that role is taken with `SET LOCAL ROLE`, and a session can always
-take its own role back (`RESET ROLE`, `set_config('role', ...)`), also from inside a
-function or a DO block that it writes itself. So workflow SQL may not change roles or
-settings that way, may not create functions, procedures or DO blocks (which would run
-such code out of sight), and may not control the transaction (COMMIT would make its
-changes durable without the event that records them). Every guest statement is sent
-with the extended protocol, which takes exactly one statement, so its first keyword is
-what it is.
+The refusals are NOT the boundary. Workflow SQL runs on a connection that logs in as a
+role with no path to the engine's (`_pg_login`), so a statement that got past them
+could still only act as that role. They are a second line, and they say early, in
+plain words, that a statement has no business in a workflow: transaction control
+(COMMIT would make the changes durable without the event that records them), role and
+session changes, DO blocks and new functions, LISTEN, PREPARE.
+
+A lexer that disagrees with the server about where a comment or a string ends lets
+through what it meant to refuse; two such disagreements were found in an earlier
+version. So this one follows the server's lexer (`scan.l`) where it matters: a `--`
+comment ends at `\n` or `\r`; identifiers and dollar-quote tags take any non-ASCII
+character; and a statement is refused if it would be refused when backslashes escape
+in plain '' strings (as with `standard_conforming_strings = off`) or when they do not,
+whatever the session's setting. The guest login's connections also pin
+`standard_conforming_strings = on`, and statements that change it are refused.
+Every guest statement is sent with the extended protocol, which takes exactly one
+statement, so its first keyword is what it is.
 """
 
 from __future__ import annotations
@@ -22,8 +30,11 @@ from collections.abc import Iterator
 
 __all__ = ["refusal", "translate"]
 
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
-_DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)?\$")
+# As the server's lexer has them: any non-ASCII character may start or continue an
+# identifier or a dollar-quote tag (its UTF-8 bytes are all >= 0x80).
+_WORD = re.compile(r"[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_$\x80-\U0010ffff]*")
+_DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
+_NEWLINE = re.compile(r"[\n\r]")  # either ends a `--` comment
 
 _TX_CONTROL = (
     "transaction control belongs to durable.transaction: leave the block to commit, "
@@ -57,9 +68,11 @@ _CREATE_MODIFIERS = frozenset(
 )  # fmt: skip
 
 
-def _segments(sql: str) -> Iterator[tuple[str, str]]:
+def _segments(sql: str, *, backslashes: bool = False) -> Iterator[tuple[str, str]]:
     """Split `sql` into (kind, text): "code", "string", "ident", "uident", "dollar",
-    "comment" or "placeholder" (a `?` in code)."""
+    "comment" or "placeholder" (a `?` in code). With `backslashes`, a backslash escapes
+    in every '' string, as with `standard_conforming_strings = off`; without, only in
+    E'' strings."""
     i, n, start = 0, len(sql), 0
     while i < n:
         c = sql[i]
@@ -71,8 +84,8 @@ def _segments(sql: str) -> Iterator[tuple[str, str]]:
             start = i
             continue
         if two == "--":
-            end = sql.find("\n", i)
-            end = n if end < 0 else end
+            newline = _NEWLINE.search(sql, i)
+            end = n if newline is None else newline.start()
             yield "code", sql[start:i]
             yield "comment", sql[i:end]
             i = start = end
@@ -91,7 +104,9 @@ def _segments(sql: str) -> Iterator[tuple[str, str]]:
             i = start = j
             continue
         if c == "'":
-            escapes = i > 0 and sql[i - 1] in "eE" and (i < 2 or not _is_word(sql[i - 2]))
+            escapes = backslashes or (
+                i > 0 and sql[i - 1] in "eE" and (i < 2 or not _is_word(sql[i - 2]))
+            )
             j = _end_of_quoted(sql, i, "'", backslash=escapes)
             yield "code", sql[start:i]
             yield "string", sql[i:j]
@@ -119,7 +134,7 @@ def _segments(sql: str) -> Iterator[tuple[str, str]]:
 
 
 def _is_word(c: str) -> bool:
-    return c.isalnum() or c in "_$"
+    return c in "_$" or not c.isascii() or c.isalnum()
 
 
 def _end_of_quoted(sql: str, i: int, quote: str, *, backslash: bool) -> int:
@@ -156,9 +171,17 @@ def translate(sql: str) -> str:
 
 
 def refusal(sql: str) -> str | None:
-    """Why `sql` may not run as workflow SQL on Postgres, or None when it may."""
+    """Why `sql` may not run as workflow SQL on Postgres, or None when it may.
+
+    Read twice: with backslashes escaping in '' strings and without, so that the answer
+    does not depend on `standard_conforming_strings`.
+    """
+    return _refusal(sql, backslashes=False) or _refusal(sql, backslashes=True)
+
+
+def _refusal(sql: str, *, backslashes: bool) -> str | None:
     words: list[str] = []
-    for kind, text in _segments(sql):
+    for kind, text in _segments(sql, backslashes=backslashes):
         if kind == "uident":
             return 'Unicode-escaped identifiers (U&"...") are not accepted in workflow SQL'
         if kind == "ident":
@@ -176,6 +199,8 @@ def refusal(sql: str) -> str | None:
         rest = [w for w in rest[:3] if w not in ("local", "session")] or [""]
         if rest[0] in ("role", "authorization"):
             return "workflow SQL may not change its role"
+        if rest[0] == "standard_conforming_strings":
+            return "workflow SQL may not change standard_conforming_strings"
     if first in ("create", "alter"):
         objects = [w for w in rest if w not in _CREATE_MODIFIERS][:1]
         if objects and objects[0] in _REFUSED_OBJECTS:
