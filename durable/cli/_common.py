@@ -36,6 +36,16 @@ db_option = click.option(
     "[default: $DURABLE_DATABASE_URL, else sqlite:///.durable/durable.db]",
 )
 
+guest_db_option = click.option(
+    "--guest-db",
+    "guest_db",
+    metavar="URL",
+    default=None,
+    help="Postgres only: the login workflow SQL runs as, a postgres://... URL of the same "
+    "database; it may not be a superuser, nor reach durable's role or schema "
+    "[default: $DURABLE_GUEST_DATABASE_URL, else the login `durable migrate` creates]",
+)
+
 
 class Group(click.Group):
     """A click group whose usage errors are one line on stderr, not a usage screen.

@@ -13,6 +13,7 @@ from durable.cli._common import (
     EXIT_FAILED,
     configure_logging,
     db_option,
+    guest_db_option,
     handle_errors,
     max_events_option,
     max_payload_option,
@@ -37,6 +38,7 @@ from durable.worker import Worker, WorkerConfig
 @click.option("--name", help="A label for the task [default: the file's name].")
 @click.option("--entry", default="", help="The entry function [default: the workflow's].")
 @db_option
+@guest_db_option
 @suspend_after_option
 @memory_limit_option
 @max_events_option
@@ -48,6 +50,7 @@ def run(
     name: str | None,
     entry: str,
     db: str | None,
+    guest_db: str | None,
     suspend_after: float,
     memory_limit: int,
     max_events: int,
@@ -72,18 +75,24 @@ def run(
     try:
         with progress(f"preparing {workflow.name}"):
             binary = load_workflow(workflow, runtime.cache)
-        code = run_async(_run, binary, value, name or binary.name, entry, db, runtime)
+        code = run_async(_run, binary, value, name or binary.name, entry, db, guest_db, runtime)
     finally:
         runtime.close()
     sys.exit(code)
 
 
 async def _run(
-    binary: WorkflowBinary, value: Any, name: str, entry: str, db: str | None, runtime: Runtime
+    binary: WorkflowBinary,
+    value: Any,
+    name: str,
+    entry: str,
+    db: str | None,
+    guest_db: str | None,
+    runtime: Runtime,
 ) -> int:
     # As for every command but `migrate` and `worker --migrate`: a shared Postgres
     # database is upgraded only on purpose (a SQLite file is migrated on first use).
-    store = await open_store(db, migrate=parse_url(db).scheme != "postgres")
+    store = await open_store(db, migrate=parse_url(db).scheme != "postgres", guest_url=guest_db)
     try:
         client = Client(store)
         workflow_hash = await client.register(binary.wasm, name=binary.name)

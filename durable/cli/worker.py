@@ -10,6 +10,7 @@ import click
 from durable.cli._common import (
     configure_logging,
     db_option,
+    guest_db_option,
     handle_errors,
     max_events_option,
     max_payload_option,
@@ -26,6 +27,7 @@ _WORKER = WorkerConfig()
 
 @click.command()
 @db_option
+@guest_db_option
 @click.option(
     "--concurrency",
     type=click.IntRange(min=1),
@@ -87,6 +89,7 @@ _WORKER = WorkerConfig()
 @handle_errors
 def worker(
     db: str | None,
+    guest_db: str | None,
     concurrency: int,
     lease_seconds: float,
     poll_interval: float,
@@ -121,7 +124,7 @@ def worker(
     )
 
     async def main() -> None:
-        store = await open_store(db, migrate=migrate)
+        store = await open_store(db, migrate=migrate, guest_url=guest_db)
         try:
             w = Worker(store, config)
             async with anyio.create_task_group() as tg:
