@@ -43,6 +43,7 @@ __all__ = [
     "postgres_server",
     "skip_or_fail",
     "unavailable_reason",
+    "with_login",
 ]
 
 #: Names an existing server to test against instead of starting a throwaway one.
@@ -165,6 +166,21 @@ def _with_database(url: str, name: str) -> str:
     from urllib.parse import urlsplit
 
     return urlsplit(url)._replace(path="/" + name).geturl()
+
+
+def with_login(url: str, user: str, password: str) -> str:
+    """`url` (same server, same database) logging in as `user` with `password`.
+
+    Over TCP every role but `postgres` must give its password (see `_HBA`), so tests of
+    other logins (a non-superuser engine, a guest login) use real authentication.
+    """
+    from urllib.parse import quote, urlsplit
+
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return parts._replace(
+        netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    ).geturl()
 
 
 class _AdminMixin:
