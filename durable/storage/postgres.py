@@ -25,7 +25,7 @@ Design choices (see also the `.sql` files under `sql/postgres/`):
   costs about as much as the server's work for an event.
 - The engine's connections pin `search_path` to `pg_catalog, pg_temp`: workflow SQL may
   create functions and operators in `public`, and one that matched a name in these
-  queries better than the built-in (a `public.unnest(integer[])`, say) would otherwise
+  queries better than the built-in (`public.cardinality(integer[])`, say) would otherwise
   run inside them, as the engine's role.
 - Workflow SQL runs on a second pool, whose connections log in as a role of its own
   (`_pg_login.py`, `_pg_guest.py`).

@@ -142,13 +142,15 @@ READ_TASKS = (
     "query_to_xml('SELECT input FROM durable.tasks', true, false, ''), "
     "set_config('role', 'durable_guest', true)"
 )
-# Logs who calls it. Were the engine's queries to resolve `unnest` in `public` (their
-# search_path used to include it), this would run inside them, as the engine's role.
+# Logs who calls it. Were the engine's queries to resolve names in `public` (their
+# search_path used to include it), this would run inside `append` and `finish`, which
+# call cardinality(integer[]), as the engine's role: an exact match wins over the
+# built-in cardinality(anyarray).
 TRAP_FUNCTION = """
-CREATE FUNCTION public.unnest(a integer[]) RETURNS SETOF integer LANGUAGE plpgsql AS $$
+CREATE FUNCTION public.cardinality(a integer[]) RETURNS integer LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO public.trap_log VALUES (current_user);
-    RETURN QUERY SELECT x FROM pg_catalog.unnest(a) AS x;
+    RETURN pg_catalog.cardinality(a);
 END $$
 """
 
@@ -206,7 +208,11 @@ def attacks(engine: str, marker: Path) -> list[tuple[str, str, bool]]:
         ("trap table", "CREATE TABLE public.trap_log (who text)", False),
         ("open trap table", "GRANT ALL ON public.trap_log TO PUBLIC", False),
         ("trap function", TRAP_FUNCTION, False),
-        ("give the trap away", f"ALTER FUNCTION public.unnest(integer[]) OWNER TO {engine}", True),
+        (
+            "give the trap away",
+            f"ALTER FUNCTION public.cardinality(integer[]) OWNER TO {engine}",
+            True,
+        ),
         (
             "notify spam",
             "SELECT count(pg_notify('durable_work', g::text)) FROM generate_series(1, 5000) AS g",
@@ -244,10 +250,15 @@ async def test_hostile_sql_cannot_reach_the_engine(
         [[current, session]] = out["whoami"][2]
         assert current == session != engine
 
-    # The worker carries on, the engine's own queries run (its appends call `unnest`),
-    # and nothing of the engine's changed.
-    after = await run(store, runtime, wasm, "ledger", {"table": "after_rows", "rows": 2})
-    assert completed_result(after) == 2
+    # The worker carries on, and so does a new one (its connections prepare the engine's
+    # queries afresh, after the trap). Nothing of the engine's changed.
+    for worker_store in (store, await open_store(pg_url, migrate=False)):
+        try:
+            after = await run(worker_store, runtime, wasm, "ledger", {"table": "after", "rows": 2})
+            assert completed_result(after) == 2
+        finally:
+            if worker_store is not store:
+                await worker_store.close()
     victim_now = await store.get_task(victim.id)
     assert (victim_now.state, victim_now.result, victim_now.input) == (
         TaskState.COMPLETE,
