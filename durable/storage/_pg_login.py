@@ -273,8 +273,10 @@ class GuestLogin:
                 password=credentials.password,
                 timeout=CONNECT_TIMEOUT,
                 server_settings=_GUEST_SETTINGS,
-                # No named statements: the session is reset with DISCARD ALL between
-                # transactions, which would leave a statement cache pointing at nothing.
+                # Only unnamed statements, parsed and run in one exchange. A cached named
+                # statement could be dropped by a workflow and PREPAREd again under its
+                # name, to run the workflow's SQL when the host calls the record function
+                # (and be handed the lease's secret). DISCARD ALL drops named ones anyway.
                 statement_cache_size=0,
             )
         except _AUTHENTICATION:

@@ -299,6 +299,36 @@ async def test_the_record_function_refuses_a_forged_lease(
     assert [e.label for e in await store.load_history(target.id)] == ["sql real"]
 
 
+async def test_a_statement_planted_for_the_host_is_never_run(
+    store: Store, runtime: Runtime, wasm: bytes, pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A workflow may drop the session's prepared statements and PREPARE its own under
+    the names the driver gives its statements, hoping that the host's commit executes
+    one (as the engine's role, or handing it the lease's secret). The host runs only
+    statements it parses in the same exchange."""
+    switch_off_the_lexer(monkeypatch)
+    signature = (  # the record function's
+        "bigint, text, bigint, uuid, integer[], text[], text[], text[], "
+        "integer[], text[], bytea[], bigint[]"
+    )
+    plant = (
+        "PREPARE __asyncpg_stmt_{n:x}__ ({signature}) AS WITH loot AS "
+        "(INSERT INTO public.loot SELECT current_user::text || ' ' || coalesce($4::text, '')) "
+        "SELECT true"
+    )
+    cases = [
+        ("loot", "CREATE TABLE public.loot (v text)"),
+        ("open", "GRANT ALL ON public.loot TO PUBLIC"),
+        ("drop", "DEALLOCATE ALL"),
+    ]
+    cases += [(f"plant {n}", plant.format(n=n, signature=signature)) for n in range(1, 160)]
+    out = await outcomes(store, runtime, wasm, cases)
+    assert out["plant 1"][0] == "ok", out["plant 1"]
+    assert await fetch(pg_url, "SELECT v FROM public.loot") == []
+    [task] = await store.list_tasks(limit=1)
+    assert [e.label for e in await store.load_history(task.id)] == ["sql errors"]
+
+
 # -- one task's session never reaches the next ---------------------------------------------
 
 
