@@ -9,7 +9,8 @@ pool of its own whose connections LOG IN as a role that
   role, the owner of schema `durable` or `durable_api` or of anything in them, the
   owner of the database, or any predefined `pg_*` role (pg_execute_server_program,
   pg_read_server_files, pg_signal_backend, pg_read_all_data ...);
-* has no privilege on schema `durable` and may not create in schema `durable_api`;
+* has no privilege on schema `durable`, and may not create in schema `durable_api` nor
+  in the database (schemas; trusted extensions, whose scripts run as a superuser);
 * may not execute the server's file and configuration functions (pg_read_file ...).
 
 `vet` checks all of that for every new connection, from the engine's side (whose
@@ -364,6 +365,8 @@ class GuestLogin:
             return "has privileges on schema durable"
         if granted["api_create"]:
             return "may create objects in schema durable_api"
+        if granted["database_create"]:
+            return "may create in the database (a trusted extension's script runs as a superuser)"
         if granted["functions"]:
             return f"may execute {granted['functions'][0]}"
         return None

@@ -414,6 +414,11 @@ UNFIT: dict[str, tuple[str, str, str]] = {
         "GRANT USAGE ON SCHEMA durable TO {login}",
         "has privileges on schema durable",
     ),
+    "creates in the database": (
+        "",
+        "GRANT CREATE ON DATABASE {database} TO {login}",
+        "may create in the database",
+    ),
     "reads files": (
         "",
         "GRANT EXECUTE ON FUNCTION pg_read_file(text) TO {login}",

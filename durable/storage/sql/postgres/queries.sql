@@ -367,11 +367,13 @@ ORDER BY r.rolname = $1::name DESC, r.rolname;
 
 -- name: guest_privileges
 -- What the login $1 may do that workflow SQL must not: use schema `durable`, create in
--- `durable_api`, execute any of the server functions $2 (signatures; those this server
--- lacks are skipped).
+-- `durable_api`, create in the database (schemas, and trusted extensions, whose scripts
+-- run as a superuser), execute any of the server functions $2 (signatures; those this
+-- server lacks are skipped).
 SELECT has_schema_privilege($1::name, 'durable', 'USAGE')
            OR has_schema_privilege($1::name, 'durable', 'CREATE') AS durable_schema,
        has_schema_privilege($1::name, 'durable_api', 'CREATE') AS api_create,
+       has_database_privilege($1::name, current_database(), 'CREATE') AS database_create,
        ARRAY(SELECT f.name FROM unnest($2::text[]) WITH ORDINALITY AS f (name, n)
              WHERE to_regprocedure(f.name) IS NOT NULL
                AND has_function_privilege($1::name, f.name, 'EXECUTE')
