@@ -146,7 +146,12 @@ async def ensure_login(conn: asyncpg.Connection) -> str | None:
                             f"PASSWORD '{verifier}'"
                         )
             except asyncpg.InsufficientPrivilegeError as exc:
-                return f"cannot create or alter the role {name}: {one_line(exc)}"
+                if not row["role_exists"]:
+                    return f"cannot create the role {name}: {one_line(exc)}"
+                # Made by a role that could (an administrator, an earlier migrate): it
+                # may well work as it is; if not, the guest pool says so when it connects.
+                log.debug("cannot repair the role %s: %s", name, one_line(exc))
+                return None
             await _grant(conn, name, application=True)
     return None
 
