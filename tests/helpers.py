@@ -32,17 +32,28 @@ def durable_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "durable", *args]
 
 
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a `durable` subprocess: this process's, plus `extra`.
+
+    The caller's database setting and any crash hook must not leak into it.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "DURABLE_DATABASE_URL" and not k.startswith("DURABLE_TEST_CRASH")
+    }
+    env.update(extra)
+    return env
+
+
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run `durable ARGS` in a subprocess and capture its output as text."""
-    # The caller's database setting must not leak into a test's subprocess.
-    full_env = {k: v for k, v in os.environ.items() if k != "DURABLE_DATABASE_URL"}
-    full_env.update(env or {})
     return subprocess.run(
         durable_cmd(*args),
         cwd=cwd,
-        env=full_env,
+        env=cli_env(**(env or {})),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -1,4 +1,4 @@
-"""Contract checks: worker deaths and quarantine (see `durable.storage._quarantine`).
+"""Contract checks: worker deaths and quarantine (see `durable.storage.quarantine`).
 
 A takeover claims a task whose worker died (its lease lapsed, or `remove_worker`
 expired it). Leases are made to lapse at once with `lease_seconds=0`.

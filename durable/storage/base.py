@@ -221,7 +221,7 @@ class Store(Protocol):
         and `attempts` one higher. No task is ever handed to two claimers at once.
 
         Taking over an `active` task counts a worker death: its `deaths` goes one up
-        (see `durable.storage._quarantine`). With `max_deaths`, a task whose count
+        (see `durable.storage.quarantine`). With `max_deaths`, a task whose count
         reaches it is failed instead, in the same transaction (error kind
         "Quarantined"; a parent waiting on it wakes), and is not returned; it still
         takes one of the `limit` places. With `last_chances`, at most that many of the

@@ -53,7 +53,7 @@ from durable.errors import (
     NotFoundError,
     TaskNotFoundError,
 )
-from durable.storage import _quarantine as quarantine
+from durable.storage import quarantine
 from durable.storage._memory_rows import NotificationRow as _NotificationRow
 from durable.storage._memory_rows import TaskRow as _TaskRow
 from durable.storage._memory_rows import aware as _aware
@@ -353,7 +353,7 @@ class MemoryStore:
         """Claim up to `limit` runnable tasks, oldest first (atomic: no await inside).
 
         A takeover counts a worker death; at `max_deaths` the task is failed instead
-        (`_quarantine`), and at most `last_chances` tasks with one death left go out.
+        (`durable.storage.quarantine`), and at most `last_chances` tasks with one death left go out.
         """
         await self._enter("claim")
         now = self._now()

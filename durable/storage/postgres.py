@@ -58,8 +58,7 @@ from durable.errors import (
     TaskNotFoundError,
 )
 from durable.storage import _pg_codec as codec
-from durable.storage import _pg_guest, _pg_schema
-from durable.storage import _quarantine as quarantine
+from durable.storage import _pg_guest, _pg_schema, quarantine
 from durable.storage._pg_errors import connect_error, translate
 from durable.storage._pg_listen import WorkListener
 from durable.storage._pg_pool import Connect, ConnectionPool
@@ -348,7 +347,7 @@ class PostgresStore:
         """Atomically claim up to `limit` runnable tasks for `worker_id`, oldest first.
 
         Quarantines (fails) the tasks whose takeover reaches `max_deaths`, in the same
-        statement; see `Store.claim` and `_quarantine`.
+        statement; see `Store.claim` and `durable.storage.quarantine`.
         """
         await self._listen()
         if limit <= 0:

@@ -21,7 +21,7 @@ Design choices, and why:
   chunks as well, or a very large batch) is wrapped in a transaction.
 * `claim` is one `UPDATE ... FROM (runnable, oldest first) RETURNING ...`, so two
   claimers, in this process or another, never take the same task, and a task it
-  quarantines (`_quarantine`) is failed in the same statement.
+  quarantines (`durable.storage.quarantine`) is failed in the same statement.
 * A task's input lives in `durable_task_input`, not in its row: SQLite rewrites a
   whole row on every UPDATE, and the row is updated by every claim, lease renewal and
   finish. Written once at launch, the input is read back by a subquery.
@@ -82,10 +82,10 @@ from durable.errors import (
     StorageError,
     TaskNotFoundError,
 )
-from durable.storage import _quarantine as quarantine
 from durable.storage import _sqlite_codec as codec
 from durable.storage import _sqlite_guest as guest
 from durable.storage import _sqlite_schema as schema
+from durable.storage import quarantine
 from durable.storage._sqlite_codec import fence, maybe_dt, to_dt, to_ts
 
 __all__ = ["SQLiteStore"]
@@ -480,7 +480,7 @@ class SQLiteStore:
         """Claim up to `limit` runnable tasks, oldest first, in one UPDATE statement.
 
         Quarantines (fails) the tasks whose takeover reaches `max_deaths`, in the same
-        statement; see `Store.claim` and `_quarantine`.
+        statement; see `Store.claim` and `durable.storage.quarantine`.
         """
         if limit <= 0:
             return []

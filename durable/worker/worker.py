@@ -9,6 +9,7 @@ mechanism). A heartbeat renews the leases of every running task in one statement
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -72,6 +73,7 @@ class Worker:
             worker_id=self.id,
             limiter=anyio.CapacityLimiter(self.config.concurrency),
             on_end=self._attempt_ended,
+            max_deaths=self.config.max_worker_deaths,
         )
 
     @property
@@ -101,6 +103,10 @@ class Worker:
                 tg.cancel_scope.cancel()  # the heartbeat
         finally:
             with anyio.CancelScope(shield=True):
+                # Hand back what a storage error left behind, if the database is back:
+                # a graceful stop releases its tasks rather than leaving them to lapse.
+                with contextlib.suppress(StorageError):
+                    await self._attempts.release_dropped()
                 await self.store.remove_worker(self.id)
                 if self._own_runtime:
                     self.runtime.close()
@@ -134,10 +140,15 @@ class Worker:
         await self._attempts.release_dropped()
         running_before = self._attempts.running
         free = self.config.concurrency - running_before
+        last_chances = self._attempts.last_chances
         claimed = 0
         if free > 0:
             claims = await self.store.claim(
-                worker_id=self.id, limit=free, lease_seconds=self.config.lease_seconds
+                worker_id=self.id,
+                limit=free,
+                lease_seconds=self.config.lease_seconds,
+                max_deaths=self.config.max_worker_deaths,
+                last_chances=last_chances,
             )
             claimed = len(claims)
             for claim in claims:
@@ -145,6 +156,10 @@ class Worker:
         if claimed and claimed == free:
             return False  # there may be more: claim again at once
         timeout = await self._idle_timeout()
+        if timeout == 0 and last_chances == 0:
+            # Due now but not claimed: a task on its last chance, left for this worker's
+            # own to end (that wakes the loop) or for another worker. Do not spin.
+            timeout = self.config.poll_interval
         # Idle only if a claim made with nothing running found nothing: an attempt
         # that ended during the awaits above freed a slot no claim has tried yet.
         idle = running_before == 0 and not claimed

@@ -395,10 +395,10 @@ class _StopAtSuspension:
         await self.inner.finish(lease, outcome, *args, **kwargs)
         self.parked = self.parked or isinstance(outcome, Suspended)
 
-    async def claim(self, *, worker_id: str, limit: int, lease_seconds: float) -> list[Claim]:
+    async def claim(self, **kwargs: Any) -> list[Claim]:
         if self.parked:
             return []
-        return await self.inner.claim(worker_id=worker_id, limit=limit, lease_seconds=lease_seconds)
+        return await self.inner.claim(**kwargs)
 
     async def next_wakeup(self) -> datetime | None:
         return None if self.parked else await self.inner.next_wakeup()

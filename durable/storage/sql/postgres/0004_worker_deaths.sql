@@ -2,7 +2,7 @@
 --
 -- `deaths` counts a task's attempts in a row that ended with their worker dying: a
 -- claim that takes over an active task adds one, any finish resets it (see
--- durable/storage/_quarantine.py). At the worker's limit the claim fails the task
+-- durable/storage/quarantine.py). At the worker's limit the claim fails the task
 -- instead of handing it out, and the trigger below wakes a parent waiting on it and
 -- the idle workers (the claim gave one of its places to the failed task).
 --

@@ -149,7 +149,7 @@ SELECT pg_notify('durable_work', '');
 -- reaches $4 deaths fails the task ("Quarantined", message $7 filled in with the id and
 -- when the lease ran out) instead of handing it out; the trigger `tasks_quarantined`
 -- wakes its parent and the workers. Tasks handed out with $5 deaths (one left) come
--- from `last_chance` only, at most $6 of them (see durable/storage/_quarantine.py).
+-- from `last_chance` only, at most $6 of them (see durable/storage/quarantine.py).
 -- $1 worker, $2 limit, $3 lease seconds, $4 max deaths (NULL: no quarantine), $5 the
 -- last-chance death count (NULL: none), $6 how many last chances (NULL: any), $7 the
 -- message template.

@@ -93,7 +93,7 @@ UPDATE durable_task SET lease_expires_at = ? WHERE state = 'active' AND owner = 
 -- reaches ?5 deaths fails the task ("Quarantined", message ?8 filled in with the id
 -- and when the lease ran out) instead of handing it out; the trigger
 -- `durable_task_quarantined` wakes its parent. Tasks handed out with ?6 deaths (one
--- left) come from the last branch only, at most ?7 of them (see _quarantine.py).
+-- left) come from the last branch only, at most ?7 of them (see quarantine.py).
 -- Parameters: ?1 worker_id, ?2 lease_expires_at, ?3 now, ?4 limit, ?5 max_deaths,
 -- ?6 the last-chance death count, ?7 how many last chances may go out (NULL: any),
 -- ?8 the quarantine message template. RETURNING has no defined order; the store sorts.

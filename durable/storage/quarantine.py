@@ -27,6 +27,8 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
+__all__ = ["KIND", "TIME_FORMAT", "error_json", "last_chance", "message_template"]
+
 #: The `kind` of a quarantined task's error.
 KIND = "Quarantined"
 #: How the time of the last death is written in the message (UTC).
