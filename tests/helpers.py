@@ -7,7 +7,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,16 @@ async def run_until_idle(store: Store, runtime: Runtime) -> None:
         await worker.run()
 
 
+async def until(check: Callable[[], Awaitable[Any]], within: float = 20.0) -> Any:
+    """Poll `check` until it returns something truthy; fail after `within` seconds."""
+    with anyio.fail_after(within):
+        while True:
+            value = await check()
+            if value:
+                return value
+            await anyio.sleep(0.02)
+
+
 def completed_result(task: Task) -> Any:
     """The decoded result of a task that must have completed."""
     assert task.state is TaskState.COMPLETE, task.error
@@ -93,6 +104,29 @@ def completed_result(task: Task) -> Any:
 def load_component(runtime: Runtime, wasm: bytes) -> wc.Component:
     """`wasm`, compiled (or taken from the runtime's cache)."""
     return runtime.cache.load(hashlib.sha256(wasm).hexdigest(), wasm)
+
+
+def compiled(source: Path) -> bytes:
+    """Build `source` and compile it into this machine's cache, as `durable launch`
+    does, so that `durable worker` subprocesses load it in milliseconds."""
+    wasm, _ = built(source)
+    runtime = Runtime()
+    try:
+        load_component(runtime, wasm)
+    finally:
+        runtime.close()
+    return wasm
+
+
+@asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[Worker]:
+    """`worker` running in the background for the duration of the block, then stopped."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        try:
+            yield worker
+        finally:
+            worker.stop()
 
 
 class NoStoreSink:

@@ -67,6 +67,14 @@ async def check_takeover_counts_a_worker_death_and_finish_resets_it(store: Store
 
 
 @check
+async def check_claiming_back_a_lapsed_lease_is_no_death(store: Store) -> None:
+    # The worker is alive: its heartbeat was late, say. Only another worker's claim counts.
+    first = await claimed(store, "w1", lease_seconds=0)
+    assert await _take_over(store, "w1", max_deaths=1) == [(first.task.id, 0)]
+    assert await _take_over(store, "w2", max_deaths=2) == [(first.task.id, 1)]
+
+
+@check
 async def check_remove_worker_expiry_counts_a_death(store: Store) -> None:
     await store.register_worker(WorkerInfo(id="w1", hostname="h", pid=1, started_at=now()))
     mine = await claimed(store, "w1", lease_seconds=3600)

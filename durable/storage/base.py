@@ -220,13 +220,14 @@ class Store(Protocol):
         token (strictly greater than any before) that expires `lease_seconds` from now,
         and `attempts` one higher. No task is ever handed to two claimers at once.
 
-        Taking over an `active` task counts a worker death: its `deaths` goes one up
-        (see `durable.storage.quarantine`). With `max_deaths`, a task whose count
-        reaches it is failed instead, in the same transaction (error kind
-        "Quarantined"; a parent waiting on it wakes), and is not returned; it still
-        takes one of the `limit` places. With `last_chances`, at most that many of the
-        tasks handed out are taken over with one death left before quarantine
-        (`deaths == max_deaths - 1`, for a `max_deaths` of 2 or more).
+        Taking over an `active` task from another worker counts a worker death: its
+        `deaths` goes one up (see `durable.storage.quarantine`); a worker claiming back
+        a task whose lease it let lapse is alive, and counts none. With `max_deaths`,
+        a task whose count reaches it is failed instead, in the same transaction
+        (error kind "Quarantined"; a parent waiting on it wakes), and is not returned;
+        it still takes one of the `limit` places. With `last_chances`, at most that
+        many of the tasks handed out have one death left before quarantine
+        (`deaths == max_deaths - 1` once claimed, for a `max_deaths` of 2 or more).
         """
         ...
 

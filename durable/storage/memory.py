@@ -366,7 +366,9 @@ class MemoryStore:
             row = self._tasks[task_id]
             if not self._runnable(row, now):
                 continue
-            takeover = row.task.state is TaskState.ACTIVE
+            # A takeover from another worker: this one, claiming back a task whose lease
+            # it let lapse, is alive, so that is no death.
+            takeover = row.task.state is TaskState.ACTIVE and row.task.owner != worker_id
             deaths = row.task.deaths + takeover
             if (
                 deaths == last

@@ -5,9 +5,11 @@ workflow SQL, a wasmtime bug, the OOM killer). Left alone, the task stays `activ
 lease lapses, and the next worker to claim it dies too, for ever.
 
 So every store counts, per task, the attempts in a row that ended without their worker
-finishing them (`Task.deaths`): a claim that takes over an `active` task (its lease
-lapsed, or `remove_worker` expired it) adds one, and any `finish` resets it to 0 (except
-`Released(started=False)`, an attempt that never started its guest, which keeps it). A
+finishing them (`Task.deaths`): a claim that takes over an `active` task from another
+worker (its lease lapsed, or `remove_worker` expired it) adds one, and any `finish`
+resets it to 0, except `Released(started=False)` (an attempt that never started its
+guest), which keeps it. A worker that claims back a task whose lease it let lapse is
+alive: that counts nothing. A frozen worker (SIGSTOP past its lease) counts once. A
 claim given `max_deaths` fails the task whose takeover would be death number
 `max_deaths`, in the same statement, instead of handing it out.
 

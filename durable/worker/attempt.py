@@ -217,8 +217,8 @@ class AttemptRunner:
         task = claim.task
         if task.deaths:
             log.warning(
-                "task %d: its worker died while running it (%d time(s) in a row; "
-                "quarantined at %s)", task.id, task.deaths, self._max_deaths or "no limit",
+                "task %d: resumed after %d worker death(s) in a row while running it "
+                "(quarantined at %s)", task.id, task.deaths, self._max_deaths or "no limit",
             )  # fmt: skip
         if task.deaths == self._last:
             self._on_last_chance.add(claim.lease)
@@ -321,19 +321,19 @@ class AttemptRunner:
     async def _execute(self, claim: Claim) -> AttemptEnd | None:
         """Run the attempt; None when the task was handed back before its guest started."""
         task = claim.task
-        if not self._runtime.cache.cached(task.workflow_hash):
+        component = None
+        if self._runtime.cache.cached(task.workflow_hash):
+            with contextlib.suppress(ComponentError):  # a bad artifact: compile it again
+                component = await anyio.to_thread.run_sync(
+                    self._runtime.cache.load, task.workflow_hash, None
+                )
+        if component is None:
             broken = self._broken.get(task.workflow_hash)
             if broken is not None:
                 return AttemptEnd(outcome=Failed(error=_error("ComponentError", broken)))
             await self._store.finish(claim.lease, Released(started=False))
             await self._compile(task.workflow_hash)
             return None
-        try:
-            component = await anyio.to_thread.run_sync(
-                self._runtime.cache.load, task.workflow_hash, None
-            )
-        except ComponentError as exc:
-            return AttemptEnd(outcome=Failed(error=_error("ComponentError", str(exc))))
         history = await self._store.load_history(task.id)
         sink = StoreSink(self._store, claim.lease)
         ctx = AttemptContext(
@@ -345,7 +345,7 @@ class AttemptRunner:
         )
         self._contexts[claim.lease] = ctx
         if self._interrupted:
-            return AttemptEnd(outcome=Released())
+            return AttemptEnd(outcome=Released(started=False))
         try:
             return await anyio.to_thread.run_sync(
                 self._runtime.run, component, ctx, limiter=self._limiter

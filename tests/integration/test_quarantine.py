@@ -26,7 +26,6 @@ import anyio
 import pytest
 
 from durable.core.model import Released, Task, TaskState
-from durable.host import Runtime
 from durable.storage import open_store
 from durable.storage.base import Store
 from durable.testing.faults import CRASH_AT_ENV, CRASH_TASK_ENV
@@ -34,11 +33,10 @@ from durable.worker.liveness import reap_dead_local_workers
 from tests.helpers import (
     ROOT,
     WORKFLOWS,
-    built,
     cli_env,
+    compiled,
     durable_cmd,
     launch_task,
-    load_component,
     run_cli,
 )
 
@@ -50,22 +48,7 @@ DEATH_TIMEOUT = 120.0
 
 @pytest.fixture(scope="module")
 def greeter() -> bytes:
-    """The greeter component, compiled into this machine's cache: workers load it in ms."""
-    wasm, _ = built(WORKFLOWS / "greeter.py")
-    runtime = Runtime()
-    try:
-        load_component(runtime, wasm)
-    finally:
-        runtime.close()
-    return wasm
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'durable.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
+    return compiled(WORKFLOWS / "greeter.py")
 
 
 @asynccontextmanager
@@ -88,27 +71,27 @@ async def _task(url: str, task_id: int) -> Task:
 
 
 async def test_a_task_that_kills_every_worker_is_quarantined_and_the_others_complete(
-    db_url: str, greeter: bytes
+    backend_url: str, greeter: bytes
 ) -> None:
-    async with _opened(db_url) as store:
+    async with _opened(backend_url) as store:
         poison = await launch_task(store, greeter, "main", 1, workflow_name="greeter")
         innocent = await launch_task(store, greeter, "main", 2, workflow_name="greeter")
     hook = {CRASH_AT_ENV: "0", CRASH_TASK_ENV: str(poison.id)}
 
     for death in range(1, 4):
-        dead = await anyio.to_thread.run_sync(functools.partial(_worker, db_url, **hook))
+        dead = await anyio.to_thread.run_sync(functools.partial(_worker, backend_url, **hook))
         assert dead.returncode == -signal.SIGKILL, (
             f"worker {death} should have died running task {poison.id}: "
             f"exit {dead.returncode}\n{dead.stderr[-2000:]}"
         )
-        assert (await _task(db_url, poison.id)).state is TaskState.ACTIVE
+        assert (await _task(backend_url, poison.id)).state is TaskState.ACTIVE
 
     # The next worker, with the same hook, must not die: the claim fails the task.
-    finish = functools.partial(_worker, db_url, "--exit-when-idle", **hook)
+    finish = functools.partial(_worker, backend_url, "--exit-when-idle", **hook)
     last = await anyio.to_thread.run_sync(finish)
     assert last.returncode == 0, f"exit {last.returncode}\n{last.stderr[-2000:]}"
 
-    failed = await _task(db_url, poison.id)
+    failed = await _task(backend_url, poison.id)
     assert failed.state is TaskState.FAILED, failed
     assert (failed.deaths, failed.attempts) == (3, 3)
     error = json.loads(failed.error or "{}")
@@ -116,7 +99,7 @@ async def test_a_task_that_kills_every_worker_is_quarantined_and_the_others_comp
     assert (
         f"task {poison.id} was running when its worker died 3 times in a row" in error["message"]
     ), error["message"]
-    done = await _task(db_url, innocent.id)
+    done = await _task(backend_url, innocent.id)
     assert done.state is TaskState.COMPLETE, done
     assert done.result == '"Hello, user-2!"'
 

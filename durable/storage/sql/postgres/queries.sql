@@ -145,8 +145,9 @@ SELECT pg_notify('durable_work', '');
 -- SKIP LOCKED: concurrent claimers pass over each other's rows instead of waiting, and
 -- a row another claimer changed after our snapshot is re-checked against the WHERE
 -- clause before we lock it, so no task is handed out twice.
--- A takeover (an active task whose lease ran out) counts a worker death, and one that
--- reaches $4 deaths fails the task ("Quarantined", message $7 filled in with the id and
+-- A takeover (an active task whose lease ran out, from another worker: one claiming
+-- back its own is alive) counts a worker death, and one that reaches $4 deaths fails
+-- the task ("Quarantined", message $7 filled in with the id and
 -- when the lease ran out) instead of handing it out; the trigger `tasks_quarantined`
 -- wakes its parent and the workers. Tasks handed out with $5 deaths (one left) come
 -- from `last_chance` only, at most $6 of them (see durable/storage/quarantine.py).
@@ -154,12 +155,15 @@ SELECT pg_notify('durable_work', '');
 -- last-chance death count (NULL: none), $6 how many last chances (NULL: any), $7 the
 -- message template.
 WITH common AS (
-    SELECT id, coalesce(state = 'active' AND deaths + 1 >= $4::integer, false) AS quarantine
+    SELECT id,
+           coalesce(state = 'active' AND owner IS DISTINCT FROM $1
+                    AND deaths + 1 >= $4::integer, false) AS quarantine
     FROM durable.tasks
     WHERE (state = 'ready'
            OR (state = 'suspended' AND wakeup_at <= now())
            OR (state = 'active' AND lease_expires_at <= now()))
-      AND deaths + (state = 'active')::integer IS DISTINCT FROM $5::integer
+      AND deaths + (state = 'active' AND owner IS DISTINCT FROM $1)::integer
+          IS DISTINCT FROM $5::integer
     ORDER BY id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -168,7 +172,8 @@ WITH common AS (
     -- every live task per claim would grow with the backlog.
     SELECT id, false AS quarantine
     FROM durable.tasks
-    WHERE (state = 'active' AND lease_expires_at <= now() AND deaths + 1 = $5::integer)
+    WHERE (state = 'active' AND lease_expires_at <= now()
+           AND deaths + (owner IS DISTINCT FROM $1)::integer = $5::integer)
        OR (deaths > 0 AND state IN ('ready', 'suspended') AND deaths = $5::integer
            AND (state = 'ready' OR wakeup_at <= now()))
     ORDER BY id
@@ -188,7 +193,7 @@ SET state = CASE WHEN picked.quarantine THEN 'failed' ELSE 'active' END,
     lease_expires_at = CASE WHEN picked.quarantine THEN NULL
                             ELSE now() + make_interval(secs => $3::float8) END,
     attempts = t.attempts + CASE WHEN picked.quarantine THEN 0 ELSE 1 END,
-    deaths = t.deaths + (t.state = 'active')::integer,
+    deaths = t.deaths + (t.state = 'active' AND t.owner IS DISTINCT FROM $1)::integer,
     error = CASE WHEN picked.quarantine
                  THEN json_build_object(
                           'kind', 'Quarantined',

@@ -89,11 +89,12 @@ UPDATE durable_task SET lease_expires_at = ? WHERE state = 'active' AND owner = 
 -- claimers (threads or processes) can take the same task. Each branch reads its own
 -- index and stops at `limit`; INDEXED BY because, without ANALYZE statistics, SQLite
 -- would rather walk every suspended or active task in id order than the due ones.
--- A takeover (an active task whose lease ran out) counts a worker death, and one that
--- reaches ?5 deaths fails the task ("Quarantined", message ?8 filled in with the id
--- and when the lease ran out) instead of handing it out; the trigger
--- `durable_task_quarantined` wakes its parent. Tasks handed out with ?6 deaths (one
--- left) come from the last branch only, at most ?7 of them (see quarantine.py).
+-- A takeover (an active task whose lease ran out, from another worker: one claiming
+-- back its own is alive) counts a worker death, and one that reaches ?5 deaths fails
+-- the task ("Quarantined", message ?8 filled in with the id and when the lease ran
+-- out) instead of handing it out; the trigger `durable_task_quarantined` wakes its
+-- parent. Tasks handed out with ?6 deaths (one left) come from the last branch only,
+-- at most ?7 of them (see durable/storage/quarantine.py).
 -- Parameters: ?1 worker_id, ?2 lease_expires_at, ?3 now, ?4 limit, ?5 max_deaths,
 -- ?6 the last-chance death count, ?7 how many last chances may go out (NULL: any),
 -- ?8 the quarantine message template. RETURNING has no defined order; the store sorts.
@@ -103,7 +104,7 @@ SET state = iif(picked.quarantine, 'failed', 'active'),
     lease_token = durable_task.lease_token + 1,
     lease_expires_at = iif(picked.quarantine, NULL, ?2),
     attempts = durable_task.attempts + NOT picked.quarantine,
-    deaths = durable_task.deaths + (durable_task.state = 'active'),
+    deaths = durable_task.deaths + picked.takeover,
     error = iif(picked.quarantine,
                 json_object('kind', 'Quarantined',
                             'message', printf(?8, durable_task.id,
@@ -114,7 +115,8 @@ SET state = iif(picked.quarantine, 'failed', 'active'),
                 durable_task.error),
     wakeup_at = NULL, updated_at = ?3, on_event = 0, wake_pending = 0
 FROM (
-    SELECT id, coalesce(state = 'active' AND deaths + 1 >= ?5, 0) AS quarantine
+    SELECT id, state = 'active' AND owner IS NOT ?1 AS takeover,
+           coalesce(state = 'active' AND owner IS NOT ?1 AND deaths + 1 >= ?5, 0) AS quarantine
     FROM durable_task
     WHERE id IN (
         SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_state
@@ -127,13 +129,13 @@ FROM (
         UNION ALL
         SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_lease
                         WHERE state = 'active' AND lease_expires_at <= ?3
-                          AND deaths + 1 IS NOT ?6
+                          AND deaths + (owner IS NOT ?1) IS NOT ?6
                         ORDER BY id LIMIT ?4)
         UNION ALL
         SELECT id FROM (
             SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_lease
                             WHERE state = 'active' AND lease_expires_at <= ?3
-                              AND deaths + 1 = ?6
+                              AND deaths + (owner IS NOT ?1) = ?6
                             ORDER BY id LIMIT coalesce(?7, ?4))
             UNION ALL
             SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_deaths
