@@ -21,23 +21,30 @@ import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 
-from durable.core.model import Released, Task, TaskState
+from durable.core.model import Claim, Released, Task, TaskState
+from durable.host import HostConfig, Runtime
 from durable.storage import open_store
 from durable.storage.base import Store
+from durable.storage.memory import MemoryStore
 from durable.testing.faults import CRASH_AT_ENV, CRASH_TASK_ENV
+from durable.worker import Worker, WorkerConfig
 from durable.worker.liveness import reap_dead_local_workers
 from tests.helpers import (
     ROOT,
     WORKFLOWS,
+    built,
     cli_env,
     compiled,
     durable_cmd,
     launch_task,
     run_cli,
+    running,
+    until,
 )
 
 pytestmark = pytest.mark.anyio
@@ -137,3 +144,49 @@ async def test_a_worker_killed_while_compiling_does_not_count_against_the_task(
     resumed = await anyio.to_thread.run_sync(_worker, url, "--exit-when-idle")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (await _task(url, task.id)).state is TaskState.COMPLETE
+
+
+class _Watched(MemoryStore):
+    """Records, after each claim, how many tasks on their last chance each worker runs."""
+
+    def __init__(self, last: int) -> None:
+        super().__init__()
+        self.last = last
+        self.most = 0
+
+    async def claim(self, **kwargs: Any) -> list[Claim]:
+        claims = await super().claim(**kwargs)
+        mine = [
+            t
+            for t in await self.list_tasks(states=[TaskState.ACTIVE])
+            if t.owner == kwargs["worker_id"] and t.deaths == self.last
+        ]
+        self.most = max(self.most, len(mine))
+        return claims
+
+
+async def test_a_worker_runs_one_task_on_its_last_chance_at_a_time() -> None:
+    """Three tasks that shared a dying worker twice: with a limit of 3 deaths, one more
+    would quarantine them, so a worker runs them one after another, not together."""
+    store = _Watched(last=2)
+    wasm = built(WORKFLOWS / "coordination.py")[0]
+    tasks = [await launch_task(store, wasm, "nap", 0.5, workflow_name="c") for _ in range(3)]
+    for dead in ("w0", "w1"):  # two workers died running all three
+        await store.claim(worker_id=dead, limit=10, lease_seconds=0)
+    runtime = Runtime(HostConfig())
+    try:
+        config = WorkerConfig(concurrency=4, max_worker_deaths=3, host=runtime.config)
+        async with running(Worker(store, config, runtime=runtime)):
+            await until(lambda: _all_ended(store, tasks), within=60)
+    finally:
+        runtime.close()
+    for task in tasks:
+        done = await store.get_task(task.id)
+        assert (done.state, done.deaths) == (TaskState.COMPLETE, 0), done
+    assert store.most == 1, f"{store.most} tasks on their last chance ran together"
+    # Waiting for its own to end, the worker does not spin on the ones it left.
+    assert store.calls.count("claim") < 50, store.calls.count("claim")
+
+
+async def _all_ended(store: Store, tasks: list[Task]) -> bool:
+    return all([(await store.get_task(t.id)).state.is_terminal for t in tasks])
