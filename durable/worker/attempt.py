@@ -182,6 +182,8 @@ class AttemptRunner:
         # attempts of such tasks (at most one: see `last_chances`).
         self._last = last_chance(max_deaths)
         self._on_last_chance: set[Lease] = set()
+        # Attempts whose task this worker claimed again (their lease had lapsed).
+        self._superseded: set[Lease] = set()
         # Workflows whose compile failed here, with the reason: their tasks fail.
         self._broken: dict[str, str] = {}
         # By lease, not by task: a worker whose lease lapsed (an outage, a stall) may claim
@@ -223,8 +225,10 @@ class AttemptRunner:
         if task.deaths == self._last:
             self._on_last_chance.add(claim.lease)
         for lease, ctx in self._contexts.items():
-            if lease.task_id == claim.task.id and ctx is not None:
-                ctx.interrupt.set()  # an older attempt, fenced off now: end its sleep
+            if lease.task_id == claim.task.id:  # an older attempt, fenced off now
+                self._superseded.add(lease)
+                if ctx is not None:
+                    ctx.interrupt.set()  # end its sleep
         self._contexts[claim.lease] = None
         self._idle = anyio.Event()
         tg.start_soon(self._run, claim, name=f"task {claim.task.id}")
@@ -286,36 +290,35 @@ class AttemptRunner:
         finally:
             del self._contexts[claim.lease]
             self._on_last_chance.discard(claim.lease)
+            self._superseded.discard(claim.lease)
             if not self._contexts:
                 self._idle.set()
             self._on_end()
 
     async def _lease_lost(self, claim: Claim) -> None:
-        """Log that the attempt was fenced off, and why: who holds the task now.
+        """Log that the attempt was fenced off, and why.
 
         A fenced write is refused only once someone claimed the task after this
-        worker's lease lapsed: another worker, or this one (when it did not renew in
-        time, because its event loop or database was too slow), or the task has
-        moved on since.
+        worker's lease lapsed: this worker itself (it did not renew in time: its event
+        loop or its database was too slow), which it knows, or else another worker,
+        named if it still holds the task.
         """
         task_id = claim.task.id
-        try:
-            now = await self._store.get_task(task_id)
-        except StorageError:
-            why = "its lease passed on (the database could not say to whom)"
+        if claim.lease in self._superseded:
+            why = (
+                "this worker's lease lapsed (it did not renew it in time) and this worker "
+                "claimed the task again"
+            )
         else:
-            if now.state is TaskState.ACTIVE and now.owner == self._worker_id:
-                why = (
-                    "this worker's lease lapsed (it did not renew it in time) and this "
-                    "worker claimed the task again"
-                )
-            elif now.state is TaskState.ACTIVE and now.owner is not None:
+            try:
+                now: Task | None = await self._store.get_task(task_id)
+            except StorageError:
+                now = None
+            if now is not None and now.state is TaskState.ACTIVE and now.owner is not None:
                 why = f"taken over by worker {now.owner} after this worker's lease lapsed"
             else:
-                why = (
-                    "this worker's lease lapsed and the task went on without this "
-                    f"attempt (it is {now.state.value} now)"
-                )
+                state = "" if now is None else f" (it is {now.state.value} now)"
+                why = f"taken over by another worker after this worker's lease lapsed{state}"
         log.warning("task %d: %s; dropped this attempt", task_id, why)
 
     async def _execute(self, claim: Claim) -> AttemptEnd | None:

@@ -143,6 +143,7 @@ class Worker:
         last_chances = self._attempts.last_chances
         claimed = 0
         if free > 0:
+            started = anyio.current_time()
             claims = await self.store.claim(
                 worker_id=self.id,
                 limit=free,
@@ -151,6 +152,13 @@ class Worker:
                 last_chances=last_chances,
             )
             claimed = len(claims)
+            if claims and anyio.current_time() - started > self._renew_period:
+                # The leases started before the claim returned (with large inputs, on
+                # a busy machine, that takes a while): renew them before anything else,
+                # or the next claim could find them lapsed and take them from ourselves.
+                await self.store.renew_leases(
+                    worker_id=self.id, lease_seconds=self.config.lease_seconds
+                )
             for claim in claims:
                 self._attempts.start(tg, claim)
         if claimed and claimed == free:
@@ -208,10 +216,15 @@ class Worker:
             self._database_down = True
             log.warning("database unavailable, retrying: %s", exc)
 
+    @property
+    def _renew_period(self) -> float:
+        """Every third of a lease, and at least once a second, so that a cancellation
+        reaches a running task promptly."""
+        return min(self.config.lease_seconds / 3, 1.0)
+
     async def _heartbeat(self) -> None:
-        """Renew every lease this worker holds: every third of a lease, at least once a second."""
-        # At least once a second, so that a cancellation reaches a running task promptly.
-        period = min(self.config.lease_seconds / 3, 1.0)
+        """Renew every lease this worker holds, every `_renew_period`."""
+        period = self._renew_period
         reap_every = max(1, int(30 / period))
         beats = 0
         while True:

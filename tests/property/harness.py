@@ -511,7 +511,8 @@ def set_input(db: Path, task_id: int, script: Script) -> None:
     """Rewrite a task's input behind the engine's back (direct SQL on the SQLite file)."""
     with closing(sqlite3.connect(db)) as conn, conn:
         changed = conn.execute(
-            "UPDATE durable_task SET input = ? WHERE id = ?", (json.dumps(bind(script)), task_id)
+            "UPDATE durable_task_input SET input = ? WHERE task_id = ?",
+            (json.dumps(bind(script)), task_id),
         ).rowcount
     assert changed == 1, f"no task {task_id} in {db}"
 
