@@ -25,9 +25,11 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from durable.core.limits import input_too_large
 from durable.core.model import LogChunk, NewTask, Notification, Task, TaskState
-from durable.errors import ConfigurationError
+from durable.errors import ConfigurationError, InputTooLargeError
 from durable.history import TaskHistory
+from durable.host.config import HostConfig
 from durable.loader import read_workflow
 from durable.replayer import Replayer, ReplayReport
 from durable.storage import Store, open_store
@@ -36,16 +38,42 @@ from durable.storage import Store, open_store
 _MAX_POLL = 0.25
 
 
-class Client:
-    """A handle on a durable database for launching and inspecting tasks."""
+def encode_input(value: Any, *, max_bytes: int) -> str:
+    """`value` as the JSON text a task stores, if it is within `max_bytes`.
 
-    def __init__(self, store: Store) -> None:
+    Raises:
+        InputTooLargeError: the JSON text is longer than `max_bytes` bytes.
+        TypeError: `value` is not JSON-serialisable.
+    """
+    text = json.dumps(value)
+    reason = input_too_large(text, max_bytes)
+    if reason is not None:
+        raise InputTooLargeError(reason)
+    return text
+
+
+class Client:
+    """A handle on a durable database for launching and inspecting tasks.
+
+    Args:
+        store: the open database.
+        max_input_bytes: the largest input `launch` accepts, as JSON text; the
+            workers' payload limit (`HostConfig.max_payload_bytes`) by default.
+    """
+
+    def __init__(self, store: Store, *, max_input_bytes: int | None = None) -> None:
+        """Wrap an open store; `Client.open` opens one by URL."""
         self.store = store
+        self.max_input_bytes = (
+            HostConfig().max_payload_bytes if max_input_bytes is None else max_input_bytes
+        )
 
     @classmethod
-    async def open(cls, url: str | None = None, *, migrate: bool = True) -> Client:
+    async def open(
+        cls, url: str | None = None, *, migrate: bool = True, max_input_bytes: int | None = None
+    ) -> Client:
         """Open the database at `url` (default: DURABLE_DATABASE_URL, or the local file)."""
-        return cls(await open_store(url, migrate=migrate))
+        return cls(await open_store(url, migrate=migrate), max_input_bytes=max_input_bytes)
 
     async def close(self) -> None:
         """Close the underlying store."""
@@ -101,12 +129,14 @@ class Client:
             timeout: seconds from now after which the task fails if it has not ended.
 
         Raises:
+            InputTooLargeError: `input` as JSON is over `max_input_bytes`; nothing is
+                written.
             NotFoundError: no binary with this hash is stored.
         """
         spec = NewTask(
             name=name,
             workflow_hash=workflow_hash,
-            input=json.dumps(input),
+            input=encode_input(input, max_bytes=self.max_input_bytes),
             entry=entry,
             idempotency_key=idempotency_key,
             timeout=timeout,

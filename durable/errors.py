@@ -4,6 +4,7 @@ The tree::
 
     DurableError
     ├── ConfigurationError         bad URL, missing driver, unwritable path, bad flag value
+    ├── InputTooLargeError         a task's input is over the payload limit
     ├── BuildError                 a workflow could not be built into a component
     ├── ComponentError             a binary is not a workflow component, or fails to load
     ├── StorageError               the database failed or refused
@@ -31,6 +32,13 @@ class DurableError(Exception):
 
 class ConfigurationError(DurableError):
     """The configuration is unusable: a bad URL, a missing driver, a bad flag value."""
+
+
+class InputTooLargeError(DurableError):
+    """A task's input, as JSON, is larger than the payload limit (`max_payload_bytes`).
+
+    Raised before anything is written: no task is created.
+    """
 
 
 class BuildError(DurableError):

@@ -7,7 +7,8 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +33,28 @@ def durable_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "durable", *args]
 
 
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment of a `durable` subprocess: this process's, plus `extra`.
+
+    The caller's database setting and any crash hook must not leak into it.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "DURABLE_DATABASE_URL" and not k.startswith("DURABLE_TEST_CRASH")
+    }
+    env.update(extra)
+    return env
+
+
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """Run `durable ARGS` in a subprocess and capture its output as text."""
-    # The caller's database setting must not leak into a test's subprocess.
-    full_env = {k: v for k, v in os.environ.items() if k != "DURABLE_DATABASE_URL"}
-    full_env.update(env or {})
     return subprocess.run(
         durable_cmd(*args),
         cwd=cwd,
-        env=full_env,
+        env=cli_env(**(env or {})),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -72,6 +84,16 @@ async def run_until_idle(store: Store, runtime: Runtime) -> None:
         await worker.run()
 
 
+async def until(check: Callable[[], Awaitable[Any]], within: float = 20.0) -> Any:
+    """Poll `check` until it returns something truthy; fail after `within` seconds."""
+    with anyio.fail_after(within):
+        while True:
+            value = await check()
+            if value:
+                return value
+            await anyio.sleep(0.02)
+
+
 def completed_result(task: Task) -> Any:
     """The decoded result of a task that must have completed."""
     assert task.state is TaskState.COMPLETE, task.error
@@ -82,6 +104,29 @@ def completed_result(task: Task) -> Any:
 def load_component(runtime: Runtime, wasm: bytes) -> wc.Component:
     """`wasm`, compiled (or taken from the runtime's cache)."""
     return runtime.cache.load(hashlib.sha256(wasm).hexdigest(), wasm)
+
+
+def compiled(source: Path) -> bytes:
+    """Build `source` and compile it into this machine's cache, as `durable launch`
+    does, so that `durable worker` subprocesses load it in milliseconds."""
+    wasm, _ = built(source)
+    runtime = Runtime()
+    try:
+        load_component(runtime, wasm)
+    finally:
+        runtime.close()
+    return wasm
+
+
+@asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[Worker]:
+    """`worker` running in the background for the duration of the block, then stopped."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        try:
+            yield worker
+        finally:
+            worker.stop()
 
 
 class NoStoreSink:

@@ -15,8 +15,8 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import anyio
 import click
 
-from durable.client import Client
-from durable.errors import DurableError
+from durable.client import Client, encode_input
+from durable.errors import DurableError, InputTooLargeError
 from durable.host.config import HostConfig
 from durable.storage import parse_url
 
@@ -81,14 +81,15 @@ class Group(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-async def open_client(db: str | None) -> Client:
+async def open_client(db: str | None, *, max_input_bytes: int | None = None) -> Client:
     """Open the database for a command, upgrading the schema only where that is safe.
 
     A SQLite file (zero setup) is migrated on first use; a Postgres database is shared
     by processes of several versions, so it is upgraded only on purpose, with
     `durable migrate` or `durable worker --migrate`.
     """
-    return await Client.open(db, migrate=parse_url(db).scheme != "postgres")
+    migrate = parse_url(db).scheme != "postgres"
+    return await Client.open(db, migrate=migrate, max_input_bytes=max_input_bytes)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
@@ -124,6 +125,52 @@ def parse_json(value: str, what: str) -> Any:
         return json.loads(value)
     except json.JSONDecodeError as exc:
         fail(f"{what} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+
+
+def input_options(fn: Callable[P, T]) -> Callable[P, T]:
+    """`--input JSON` and `--input-file PATH` (`-`: stdin), which exclude each other."""
+    fn = click.option(
+        "--input-file",
+        "input_file",
+        metavar="PATH",
+        default=None,
+        help="Read the input (JSON) from a file, or from stdin with -.",
+    )(fn)
+    return click.option(
+        "--input", "input_", metavar="JSON", help="The input, as JSON [default: null]."
+    )(fn)
+
+
+def read_input(input_: str | None, input_file: str | None, *, max_bytes: int) -> Any:
+    """The task input given by `--input` or `--input-file`, parsed and within `max_bytes`.
+
+    Exits with one line (status 2) when both are given, the file cannot be read, it
+    is not JSON, or the input is over the limit; nothing has been written by then.
+    """
+    if input_ is not None and input_file is not None:
+        fail("--input and --input-file cannot be used together")
+    if input_file is None:
+        value = parse_json("null" if input_ is None else input_, "--input")
+    else:
+        value = parse_json(_read_text(input_file), f"--input-file {input_file}")
+    try:
+        encode_input(value, max_bytes=max_bytes)
+    except InputTooLargeError as exc:
+        fail(str(exc))
+    return value
+
+
+def _read_text(path: str) -> str:
+    """A file's text (`-`: stdin), or exit with a one-line message."""
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read().decode("utf-8")
+        with open(path, "rb") as fh:
+            return fh.read().decode("utf-8")
+    except OSError as exc:
+        fail(f"cannot read --input-file {path}: {exc.strerror or type(exc).__name__}")
+    except UnicodeDecodeError:
+        fail(f"--input-file {path} is not UTF-8 text")
 
 
 def configure_logging(verbose: bool = False) -> None:
@@ -224,6 +271,7 @@ max_payload_option = click.option(
     type=ByteSize(),
     default=f"{_HOST.max_payload_bytes // 1024**2}M",
     metavar="SIZE",
-    help="The largest payload one event may record (a step's result, a response...).",
+    help="The largest payload: a task's input (at launch, or a child's at spawn), or what "
+    "one event records (a step's result, a response...).",
     **_env("DURABLE_MAX_PAYLOAD"),
 )

@@ -18,9 +18,11 @@ from durable.cli._common import (
     configure_logging,
     db_option,
     handle_errors,
+    input_options,
+    max_payload_option,
     open_client,
-    parse_json,
     progress,
+    read_input,
     run_async,
 )
 from durable.cli._output import describe_end, write_chunk
@@ -33,7 +35,7 @@ from durable.storage import parse_url
 @click.command()
 @click.argument("name")
 @click.argument("workflow", type=click.Path(path_type=Path))
-@click.option("--input", "input_", default="null", metavar="JSON", help="The input, as JSON.")
+@input_options
 @click.option(
     "--entry", default="", metavar="NAME", help="The entry function [default: the workflow's]."
 )
@@ -44,16 +46,26 @@ from durable.storage import parse_url
     "or is cancelled.",
 )
 @db_option
+@max_payload_option
 @handle_errors
-def launch(name: str, workflow: Path, input_: str, entry: str, tail: bool, db: str | None) -> None:
+def launch(
+    name: str,
+    workflow: Path,
+    input_: str | None,
+    input_file: str | None,
+    entry: str,
+    tail: bool,
+    db: str | None,
+    max_payload: int,
+) -> None:
     """Enqueue a task NAME running WORKFLOW (.py or .wasm) and print its id on stdout.
 
     The task runs on any `durable worker` attached to the same database. Bad input (a
-    missing or broken workflow, invalid JSON, an unusable database) is one line on
-    stderr and exit status 2, with nothing written.
+    missing or broken workflow, invalid JSON, an input over the payload limit, an
+    unusable database) is one line on stderr and exit status 2, with nothing written.
     """
     configure_logging()
-    value = parse_json(input_, "--input")
+    value = read_input(input_, input_file, max_bytes=max_payload)
     parse_url(db)  # a malformed URL fails now, before a build that may take seconds
     runtime = Runtime(HostConfig())
     try:
@@ -61,13 +73,19 @@ def launch(name: str, workflow: Path, input_: str, entry: str, tail: bool, db: s
             binary = load_workflow(workflow, runtime.cache)
     finally:
         runtime.close()
-    sys.exit(run_async(_launch, binary, value, name, entry, tail, db))
+    sys.exit(run_async(_launch, binary, value, name, entry, tail, db, max_payload))
 
 
 async def _launch(
-    binary: WorkflowBinary, value: Any, name: str, entry: str, tail: bool, db: str | None
+    binary: WorkflowBinary,
+    value: Any,
+    name: str,
+    entry: str,
+    tail: bool,
+    db: str | None,
+    max_payload: int,
 ) -> int:
-    async with await open_client(db) as client:
+    async with await open_client(db, max_input_bytes=max_payload) as client:
         workflow_hash = await client.register(binary.wasm, name=binary.name)
         task = await client.launch(workflow_hash, name=name, input=value, entry=entry)
         click.echo(task.id)

@@ -15,11 +15,12 @@ from durable.cli._common import (
     db_option,
     guest_db_option,
     handle_errors,
+    input_options,
     max_events_option,
     max_payload_option,
     memory_limit_option,
-    parse_json,
     progress,
+    read_input,
     run_async,
     suspend_after_option,
 )
@@ -34,7 +35,7 @@ from durable.worker import Worker, WorkerConfig
 
 @click.command()
 @click.argument("workflow", type=click.Path(path_type=Path))
-@click.option("--input", "input_", default="null", metavar="JSON", help="The input, as JSON.")
+@input_options
 @click.option("--name", help="A label for the task [default: the file's name].")
 @click.option("--entry", default="", help="The entry function [default: the workflow's].")
 @db_option
@@ -46,7 +47,8 @@ from durable.worker import Worker, WorkerConfig
 @handle_errors
 def run(
     workflow: Path,
-    input_: str,
+    input_: str | None,
+    input_file: str | None,
     name: str | None,
     entry: str,
     db: str | None,
@@ -63,7 +65,7 @@ def run(
     If this process dies, `durable worker` resumes the task where it was.
     """
     configure_logging()
-    value = parse_json(input_, "--input")
+    value = read_input(input_, input_file, max_bytes=max_payload)
     runtime = Runtime(
         HostConfig(
             suspend_after=suspend_after,
@@ -94,7 +96,7 @@ async def _run(
     # database is upgraded only on purpose (a SQLite file is migrated on first use).
     store = await open_store(db, migrate=parse_url(db).scheme != "postgres", guest_url=guest_db)
     try:
-        client = Client(store)
+        client = Client(store, max_input_bytes=runtime.config.max_payload_bytes)
         workflow_hash = await client.register(binary.wasm, name=binary.name)
         task = await client.launch(workflow_hash, name=name, input=value, entry=entry)
         click.echo(f"task {task.id}", err=True)

@@ -139,7 +139,10 @@ def _summary(task: Task, children: list[Task]) -> str:
         pairs.append(("wakes at", fmt.local_time(task.wakeup_at)))
     if task.deadline_at is not None:
         pairs.append(("deadline", fmt.local_time(task.deadline_at)))
-    pairs += [("attempts", str(task.attempts)), ("input", fmt.short(task.input, 200))]
+    pairs.append(("attempts", str(task.attempts)))
+    if task.deaths:  # see durable.storage.quarantine
+        pairs.append(("deaths", f"{task.deaths} worker death(s) in a row"))
+    pairs.append(("input", fmt.short(task.input, 200)))
     if task.state is TaskState.COMPLETE:
         pairs.append(("result", fmt.short(task.result, 200)))
     if task.error is not None:

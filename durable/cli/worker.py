@@ -76,6 +76,17 @@ _WORKER = WorkerConfig()
     "durable call (where it is told) before it is stopped where it is.",
 )
 @click.option(
+    "--max-worker-deaths",
+    type=click.IntRange(min=1),
+    default=_WORKER.max_worker_deaths,
+    show_default=True,
+    envvar="DURABLE_MAX_WORKER_DEATHS",
+    show_envvar=True,
+    metavar="N",
+    help="A task that was running when its worker died N times in a row fails "
+    "(Quarantined) instead of taking down the next worker.",
+)
+@click.option(
     "--exit-when-idle",
     is_flag=True,
     help="Exit once no task is runnable or running and no timer is due soon.",
@@ -98,6 +109,7 @@ def worker(
     max_events: int,
     max_payload: int,
     cancel_grace: float,
+    max_worker_deaths: int,
     exit_when_idle: bool,
     migrate: bool,
     verbose: bool,
@@ -113,6 +125,7 @@ def worker(
         concurrency=concurrency,
         lease_seconds=lease_seconds,
         poll_interval=poll_interval,
+        max_worker_deaths=max_worker_deaths,
         exit_when_idle=exit_when_idle,
         host=HostConfig(
             suspend_after=suspend_after,

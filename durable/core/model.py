@@ -75,6 +75,10 @@ class Task:
     idempotency_key: str | None  # the launch key, if one was given
     deadline_at: datetime | None = None  # launch + timeout: the task fails if still running
     cancel_requested: bool = False  # `cancel` was asked while the task was active
+    # Attempts in a row that ended with their worker dying (taken over by a claim after
+    # its lease lapsed or its worker was removed); any `finish` resets it. At the
+    # worker's `max_worker_deaths` the task is failed ("Quarantined") instead.
+    deaths: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,6 +174,11 @@ class Cancelled:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Released:
     """The worker gives the task back (shutdown, transient error): ready for anyone."""
+
+    # False: the attempt never started the guest (it hands the task back to compile the
+    # workflow first, say). That says nothing about whether the task kills workers, so
+    # its count of worker deaths in a row is kept instead of reset.
+    started: bool = True
 
 
 Outcome = Completed | Failed | Cancelled | Suspended | Released

@@ -15,6 +15,7 @@ from typing import Any
 
 from wasmtime import component as wc
 
+from durable.core.limits import input_too_large
 from durable.core.model import NewTask, Notification, TaskState
 from durable.host._wit import Current, add_funcs, record
 from durable.host.context import AttemptContext
@@ -96,6 +97,11 @@ def spawn_child(
     key = _key(ctx, "spawn")
 
     def perform() -> str:
+        # Checked here, inside the recorded effect: the outcome is replayed as recorded
+        # even if the limit changes between attempts.
+        too_large = input_too_large(input_, ctx.config.max_payload_bytes)
+        if too_large is not None:
+            return json.dumps({"error": ["other", f"cannot spawn the child: {too_large}"]})
         if workflow:
             workflow_hash = ctx.sink.find_workflow(workflow)
             if workflow_hash is None:

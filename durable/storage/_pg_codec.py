@@ -51,6 +51,7 @@ def task(row: asyncpg.Record) -> Task:
         idempotency_key=row["idempotency_key"],
         deadline_at=row["deadline_at"],
         cancel_requested=row["cancel_requested"],
+        deaths=row["deaths"],
     )
 
 
@@ -108,22 +109,25 @@ def consecutive(events: Sequence[Event]) -> bool:
     return all(e.index == events[0].index + i for i, e in enumerate(events))
 
 
-def outcome_args(outcome: Outcome) -> tuple[str, str | None, str | None, datetime | None, bool]:
-    """Parameters $12..$16 of `finish`: state, result, error, wakeup_at, on_event."""
+def outcome_args(
+    outcome: Outcome,
+) -> tuple[str, str | None, str | None, datetime | None, bool, bool]:
+    """Parameters $12..$17 of `finish`: state, result, error, wakeup_at, on_event, and
+    whether the task keeps its worker deaths (an attempt that never started its guest)."""
     match outcome:
         case Completed(result=result):
-            return "complete", result, None, None, False
+            return "complete", result, None, None, False, False
         case Failed(error=error):
-            return "failed", None, error, None, False
+            return "failed", None, error, None, False, False
         case Cancelled(error=error):
-            return "cancelled", None, error, None, False
+            return "cancelled", None, error, None, False, False
         case Suspended(wakeup_at=wakeup_at, on_event=on_event):
             # A naive time is taken as UTC (as MemoryStore does), not as local time.
             if wakeup_at is not None and wakeup_at.tzinfo is None:
                 wakeup_at = wakeup_at.replace(tzinfo=UTC)
-            return "suspended", None, None, wakeup_at, on_event
-        case Released():
-            return "ready", None, None, None, False
+            return "suspended", None, None, wakeup_at, on_event, False
+        case Released(started=started):
+            return "ready", None, None, None, False, not started
     raise TypeError(f"not an Outcome: {outcome!r}")  # pragma: no cover
 
 

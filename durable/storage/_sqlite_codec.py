@@ -58,6 +58,7 @@ def task(row: Sequence[Any]) -> Task:
         idempotency_key=row[15],
         deadline_at=maybe_dt(row[16]),
         cancel_requested=bool(row[17]),
+        deaths=row[18],
     )
 
 

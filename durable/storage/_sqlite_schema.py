@@ -20,10 +20,13 @@ from importlib.resources.abc import Traversable
 
 __all__ = ["TASK_COLUMNS", "Migration", "latest_version", "migrations", "queries"]
 
-#: The task columns, in the order `sqlite._task()` reads them.
+#: The task columns, in the order `_sqlite_codec.task()` reads them. The input lives in
+#: a table of its own (migration 0002), so that lease writes do not rewrite it.
 TASK_COLUMNS = (
-    "id, name, workflow_hash, entry, input, state, seed, created_at, updated_at, wakeup_at, "
-    "result, error, owner, attempts, parent_id, idempotency_key, deadline_at, cancel_requested"
+    "id, name, workflow_hash, entry, "
+    "(SELECT input FROM durable_task_input WHERE task_id = durable_task.id), state, seed, "
+    "created_at, updated_at, wakeup_at, result, error, owner, attempts, parent_id, "
+    "idempotency_key, deadline_at, cancel_requested, deaths"
 )
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")

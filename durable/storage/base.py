@@ -204,13 +204,30 @@ class Store(Protocol):
         """
         ...
 
-    async def claim(self, *, worker_id: str, limit: int, lease_seconds: float) -> list[Claim]:
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        max_deaths: int | None = None,
+        last_chances: int | None = None,
+    ) -> list[Claim]:
         """Atomically claim up to `limit` runnable tasks for `worker_id`, oldest first.
 
         Runnable: `ready`; `suspended` with `wakeup_at` due; `active` with an expired
         lease. Each claimed task becomes `active`, owned by the worker, with a fresh lease
         token (strictly greater than any before) that expires `lease_seconds` from now,
         and `attempts` one higher. No task is ever handed to two claimers at once.
+
+        Taking over an `active` task from another worker counts a worker death: its
+        `deaths` goes one up (see `durable.storage.quarantine`); a worker claiming back
+        a task whose lease it let lapse is alive, and counts none. With `max_deaths`,
+        a task whose count reaches it is failed instead, in the same transaction
+        (error kind "Quarantined"; a parent waiting on it wakes), and is not returned;
+        it still takes one of the `limit` places. With `last_chances`, at most that
+        many of the tasks handed out have one death left before quarantine
+        (`deaths == max_deaths - 1` once claimed, for a `max_deaths` of 2 or more).
         """
         ...
 
@@ -280,7 +297,8 @@ class Store(Protocol):
         one of its children, that happens while the task is `active` leaves a "wake
         pending" mark (cleared by `claim`), and a later `Suspended(on_event=True)` then
         leaves the task runnable at once. `Released` makes it `ready` for any worker.
-        Fenced like `append`; `consumed` as in `append`.
+        Every outcome resets the task's `deaths` to 0, except `Released(started=False)`,
+        which keeps it. Fenced like `append`; `consumed` as in `append`.
         """
         ...
 

@@ -23,7 +23,7 @@ import json
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, assert_never
+from typing import assert_never
 
 import anyio
 import anyio.lowlevel
@@ -53,6 +53,10 @@ from durable.errors import (
     NotFoundError,
     TaskNotFoundError,
 )
+from durable.storage import quarantine
+from durable.storage._memory_rows import NotificationRow as _NotificationRow
+from durable.storage._memory_rows import TaskRow as _TaskRow
+from durable.storage._memory_rows import aware as _aware
 from durable.storage.base import GuestTransaction
 
 __all__ = ["MemoryStore"]
@@ -64,29 +68,6 @@ _CANCELLED = json.dumps({"kind": "Cancelled", "message": "cancelled on request",
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclasses.dataclass(slots=True, kw_only=True)
-class _TaskRow:
-    """A task as stored: the public `Task` plus the bookkeeping it does not show."""
-
-    task: Task  # the public view; replaced (never mutated) on every change
-    lease_token: int = 0  # fencing token, +1 on every claim
-    lease_expires_at: datetime | None = None  # while active: when others may take over
-    on_event: bool = False  # suspended: a notification or a child's end makes it ready
-    wake_pending: bool = False  # active: such a wake-up happened; cleared by claim
-    events: list[Event] = dataclasses.field(default_factory=list)
-    logs: list[LogChunk] = dataclasses.field(default_factory=list)
-
-    def change(self, **fields: Any) -> None:
-        self.task = dataclasses.replace(self.task, **fields)
-
-
-@dataclasses.dataclass(slots=True, kw_only=True)
-class _NotificationRow:
-    notification: Notification
-    key: str | None
-    consumed: bool = False
 
 
 class MemoryStore:
@@ -360,24 +341,58 @@ class MemoryStore:
             if row.task.state is TaskState.ACTIVE and row.task.owner == worker_id
         )
 
-    async def claim(self, *, worker_id: str, limit: int, lease_seconds: float) -> list[Claim]:
-        """Claim up to `limit` runnable tasks, oldest first (atomic: no await inside)."""
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        max_deaths: int | None = None,
+        last_chances: int | None = None,
+    ) -> list[Claim]:
+        """Claim up to `limit` runnable tasks, oldest first (atomic: no await inside).
+
+        A takeover counts a worker death; at `max_deaths` the task is failed instead
+        (`durable.storage.quarantine`), and at most `last_chances` tasks with one death left go out.
+        """
         await self._enter("claim")
         now = self._now()
         claims: list[Claim] = []
+        taken = 0  # claimed or quarantined: both take a place of `limit`
+        last = quarantine.last_chance(max_deaths)
         for task_id in sorted(self._tasks):
-            if len(claims) >= limit:
+            if taken >= limit:
                 break
             row = self._tasks[task_id]
             if not self._runnable(row, now):
                 continue
+            # A takeover from another worker: this one, claiming back a task whose lease
+            # it let lapse, is alive, so that is no death.
+            takeover = row.task.state is TaskState.ACTIVE and row.task.owner != worker_id
+            deaths = row.task.deaths + takeover
+            if (
+                deaths == last
+                and last_chances is not None
+                and last_chances <= sum(c.task.deaths == last for c in claims)
+            ):
+                continue  # left for a worker without a task on its last chance
+            taken += 1
             row.lease_token += 1
+            if takeover and max_deaths is not None and deaths >= max_deaths:
+                assert row.lease_expires_at is not None  # an expired lease, when noticed
+                error = quarantine.error_json(task_id, max_deaths, row.lease_expires_at)
+                row.change(deaths=deaths)
+                self._end(row, TaskState.FAILED, None, error, now)
+                self._wake_parent(row)
+                self._notify()
+                continue
             row.lease_expires_at = now + timedelta(seconds=lease_seconds)
             row.on_event = row.wake_pending = False
             row.change(
                 state=TaskState.ACTIVE,
                 owner=worker_id,
                 attempts=row.task.attempts + 1,
+                deaths=deaths,
                 wakeup_at=None,
                 updated_at=now,
             )
@@ -482,6 +497,8 @@ class MemoryStore:
         self._check_writes(row, events, consumed)
         now = self._now()
         self._write(row, events, logs, consumed, now)
+        if outcome != Released(started=False):  # a finished attempt: its worker lived
+            row.change(deaths=0)
         match outcome:
             case Completed(result=result):
                 self._end(row, TaskState.COMPLETE, result, None, now)
@@ -589,12 +606,3 @@ class MemoryStore:
             row.logs.append(dataclasses.replace(chunk, data=data, seq=seq + offset, created_at=now))
         for seq in consumed:
             self._notifications[seq].consumed = True
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    """Normalise to aware UTC; a naive datetime is taken to be UTC already."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)

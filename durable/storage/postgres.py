@@ -66,7 +66,7 @@ from durable.errors import (
     TaskNotFoundError,
 )
 from durable.storage import _pg_codec as codec
-from durable.storage import _pg_guest, _pg_schema
+from durable.storage import _pg_guest, _pg_schema, quarantine
 from durable.storage._pg_errors import connect_error, translate
 from durable.storage._pg_listen import WorkListener
 from durable.storage._pg_login import GUEST_URL_ENV, GuestLogin, ensure_login
@@ -375,13 +375,29 @@ class PostgresStore:
         with translate("remove a worker"):
             await self._pool.execute(_Q["remove_worker"], worker_id)
 
-    async def claim(self, *, worker_id: str, limit: int, lease_seconds: float) -> list[Claim]:
-        """Atomically claim up to `limit` runnable tasks for `worker_id`, oldest first."""
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        max_deaths: int | None = None,
+        last_chances: int | None = None,
+    ) -> list[Claim]:
+        """Atomically claim up to `limit` runnable tasks for `worker_id`, oldest first.
+
+        Quarantines (fails) the tasks whose takeover reaches `max_deaths`, in the same
+        statement; see `Store.claim` and `durable.storage.quarantine`.
+        """
         await self._listen()
         if limit <= 0:
             return []
         with translate("claim tasks"):
-            rows = await self._pool.fetch(_Q["claim"], worker_id, limit, float(lease_seconds))
+            rows = await self._pool.fetch(
+                _Q["claim"], worker_id, limit, float(lease_seconds), max_deaths,
+                quarantine.last_chance(max_deaths), last_chances,
+                quarantine.message_template(max_deaths or 0),
+            )  # fmt: skip
         rows = sorted(rows, key=lambda row: int(row["id"]))  # RETURNING has no order
         return [
             Claim(
@@ -389,6 +405,7 @@ class PostgresStore:
                 lease=Lease(task_id=row["id"], worker_id=worker_id, token=row["lease_token"]),
             )
             for row in rows
+            if row["state"] == TaskState.ACTIVE  # the others were quarantined
         ]
 
     async def renew_leases(self, *, worker_id: str, lease_seconds: float) -> list[int]:

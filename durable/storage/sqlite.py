@@ -19,8 +19,12 @@ Design choices, and why:
   same lease token) and the gap (first new index = next index) in its WHERE clause:
   one round trip, one commit. Only a write that needs more than one statement (log
   chunks as well, or a very large batch) is wrapped in a transaction.
-* `claim` is one `UPDATE ... WHERE id IN (runnable, oldest first) RETURNING ...`, so two
-  claimers, in this process or another, never take the same task.
+* `claim` is one `UPDATE ... FROM (runnable, oldest first) RETURNING ...`, so two
+  claimers, in this process or another, never take the same task, and a task it
+  quarantines (`durable.storage.quarantine`) is failed in the same statement.
+* A task's input lives in `durable_task_input`, not in its row: SQLite rewrites a
+  whole row on every UPDATE, and the row is updated by every claim, lease renewal and
+  finish. Written once at launch, the input is read back by a subquery.
 * Times are REAL unix seconds (UTC) in the file, aware UTC datetimes in Python. The
   store's clock (injectable for tests) supplies them, not SQLite's.
 * `wait_for_work` watches `PRAGMA data_version`, which moves when another connection
@@ -34,6 +38,7 @@ aiosqlite or sqlite3.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import fnmatch
 import hashlib
 import json
@@ -80,6 +85,7 @@ from durable.errors import (
 from durable.storage import _sqlite_codec as codec
 from durable.storage import _sqlite_guest as guest
 from durable.storage import _sqlite_schema as schema
+from durable.storage import quarantine
 from durable.storage._sqlite_codec import fence, maybe_dt, to_dt, to_ts
 
 __all__ = ["SQLiteStore"]
@@ -342,15 +348,18 @@ class SQLiteStore:
         seed = spec.seed or secrets.randbits(63) or 1
         deadline = None if spec.timeout is None else now + spec.timeout
         async with self._use() as conn:
-            rows = await self._fetch(
-                conn, "create_task",
-                spec.name, spec.entry, spec.input, seed, now, now, spec.parent_id,
-                spec.idempotency_key, deadline, spec.workflow_hash, spec.parent_id,
-                spec.parent_id,
-            )  # fmt: skip
+            async with self._transaction(conn):
+                rows = await self._fetch(
+                    conn, "create_task",
+                    spec.name, spec.entry, seed, now, now, spec.parent_id,
+                    spec.idempotency_key, deadline, spec.workflow_hash, spec.parent_id,
+                    spec.parent_id,
+                )  # fmt: skip
+                if rows:
+                    await conn.execute(_Q["insert_input"], (rows[0][0], spec.input))
             if rows:
                 self._notify()
-                return codec.task(rows[0])
+                return dataclasses.replace(codec.task(rows[0]), input=spec.input)
             # Nothing inserted: the key is taken, or the binary or the parent is missing.
             if spec.idempotency_key is not None:
                 rows = await self._fetch(conn, "task_by_key", spec.idempotency_key)
@@ -459,15 +468,36 @@ class SQLiteStore:
                 await conn.execute(_Q["expire_leases"], (self._clock(), worker_id))
             self._notify()
 
-    async def claim(self, *, worker_id: str, limit: int, lease_seconds: float) -> list[Claim]:
-        """Claim up to `limit` runnable tasks, oldest first, in one UPDATE statement."""
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        max_deaths: int | None = None,
+        last_chances: int | None = None,
+    ) -> list[Claim]:
+        """Claim up to `limit` runnable tasks, oldest first, in one UPDATE statement.
+
+        Quarantines (fails) the tasks whose takeover reaches `max_deaths`, in the same
+        statement; see `Store.claim` and `durable.storage.quarantine`.
+        """
         if limit <= 0:
             return []
-        now = self._clock()
-        params = (worker_id, now + lease_seconds, now, limit, now, limit, now, limit, limit)
+        template = quarantine.message_template(max_deaths or 0)
+        last = quarantine.last_chance(max_deaths)
         async with self._use() as conn:
+            # The clock is read once the connection is ours: a lease must not start
+            # while the claim still waits for another operation to finish.
+            now = self._clock()
+            params = (
+                worker_id, now + lease_seconds, now, limit, max_deaths, last, last_chances,
+                template,
+            )  # fmt: skip
             rows = await self._fetch(conn, "claim", *params)
         rows.sort(key=lambda row: int(row[0]))  # RETURNING has no defined order
+        if any(row[5] != TaskState.ACTIVE for row in rows):
+            self._notify()  # quarantined: places of `limit` went to them; look again
         token = len(schema.TASK_COLUMNS.split(","))  # lease_token follows the task columns
         return [
             Claim(
@@ -475,12 +505,14 @@ class SQLiteStore:
                 lease=Lease(task_id=row[0], worker_id=worker_id, token=row[token]),
             )
             for row in rows
+            if row[5] == TaskState.ACTIVE
         ]
 
     async def renew_leases(self, *, worker_id: str, lease_seconds: float) -> list[int]:
         """Push back this worker's leases; return its tasks with a cancel request."""
         async with self._use() as conn:
-            rows = await self._fetch(conn, "renew_leases", self._clock() + lease_seconds, worker_id)
+            expires = self._clock() + lease_seconds  # read once the connection is ours
+            rows = await self._fetch(conn, "renew_leases", expires, worker_id)
         return sorted(task_id for task_id, cancel in rows if cancel)
 
     async def next_wakeup(self) -> datetime | None:
@@ -572,8 +604,8 @@ class SQLiteStore:
             case Suspended(wakeup_at=wakeup_at, on_event=on_event):
                 at = None if wakeup_at is None else to_ts(wakeup_at)
                 sql, values = _Q["finish_suspend"], (int(on_event), at, now)
-            case Released():
-                sql, values = _Q["finish_release"], (now,)
+            case Released(started=started):
+                sql, values = _Q["finish_release"], (int(started), now)
             case _:
                 assert_never(outcome)
         params = (*values, *fence(lease))

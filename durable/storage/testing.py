@@ -17,8 +17,8 @@ sleeping by claiming with `lease_seconds=0` (the lease lapses at once).
 
 The checks live in `_contract_basics` (schema, binaries, tasks, workers, claims),
 `_contract_history` (events, logs, outcomes, timers, waiting), `_contract_events`
-(notifications, cancellation, children, names and filters) and `_contract_guest`
-(transactions for workflow SQL).
+(notifications, cancellation, children, names and filters), `_contract_guest`
+(transactions for workflow SQL) and `_contract_deaths` (worker deaths, quarantine).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from contextlib import AbstractAsyncContextManager
 # Imported for their side effect: each module registers its checks.
 from durable.storage import (
     _contract_basics,
+    _contract_deaths,
     _contract_events,
     _contract_guest,
     _contract_history,
@@ -38,7 +39,13 @@ from durable.storage.base import Store
 
 __all__ = ["STORE_CHECKS", "StoreCheck", "StoreFactory", "check_store"]
 
-_MODULES = (_contract_basics, _contract_history, _contract_events, _contract_guest)
+_MODULES = (
+    _contract_basics,
+    _contract_history,
+    _contract_events,
+    _contract_guest,
+    _contract_deaths,
+)
 
 StoreFactory = Callable[[], AbstractAsyncContextManager[Store]]
 """Makes a fresh, empty, migrated store and closes it on exit."""

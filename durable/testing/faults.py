@@ -26,7 +26,8 @@ is how a test learns how many crash points a run has.
 `from_environment` is the test-only hook behind `durable.storage.open_store`: it wraps
 a store only when `DURABLE_TEST_CRASH_AT` is set, and then kills the process at that
 write (`DURABLE_TEST_CRASH_POINT` = `before` or `after`, default `before`), reporting
-each counted write on stderr first.
+each counted write on stderr first. With `DURABLE_TEST_CRASH_TASK` set to a task id,
+only that task's writes count: every worker that runs it dies, and only there.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from durable.storage.guest import GuestResult, GuestValue
 __all__ = [
     "CRASH_AT_ENV",
     "CRASH_POINT_ENV",
+    "CRASH_TASK_ENV",
     "GUEST_COMMIT",
     "WRITE_REPORT",
     "CrashingStore",
@@ -62,6 +64,8 @@ __all__ = [
 CRASH_AT_ENV = "DURABLE_TEST_CRASH_AT"
 #: `before` (the write is not made) or `after` (it commits, then the process dies).
 CRASH_POINT_ENV = "DURABLE_TEST_CRASH_POINT"
+#: A task id: count only the writes of that task (default: every task's).
+CRASH_TASK_ENV = "DURABLE_TEST_CRASH_TASK"
 #: The name a guest SQL transaction's commit is counted under (`Write.method`).
 GUEST_COMMIT = "guest_commit"
 #: Starts each stderr line on which the environment hook reports a write.
@@ -124,6 +128,7 @@ class CrashingStore:
             to crash around them too.
         on_write: called with each counted write as it is attempted, before the
             crash decision (the environment hook reports writes on stderr with it).
+        only_task: count only the writes of this task; others pass through uncounted.
 
     Attributes:
         writes: every counted write attempted so far (including the fatal one).
@@ -141,6 +146,7 @@ class CrashingStore:
         on_crash: Callable[[], NoReturn] = _raise_crash,
         counted: Sequence[str] = COUNTED,
         on_write: Callable[[Write], None] | None = None,
+        only_task: int | None = None,
     ) -> None:
         """Wrap `inner`; see the class docstring for the arguments."""
         if crash_at is not None and crash_at < 0:
@@ -151,6 +157,7 @@ class CrashingStore:
         self.counted = frozenset(counted)
         self._on_crash = on_crash
         self._on_write = on_write
+        self._only_task = only_task
         self.writes: list[Write] = []
         self.crashed = False
 
@@ -182,6 +189,8 @@ class CrashingStore:
     ) -> Any:
         self._alive()
         write = _describe_write(len(self.writes), name, method, args, kwargs)
+        if self._only_task is not None and write.task_id != self._only_task:
+            return await method(*args, **kwargs)
         self.writes.append(write)
         if self._on_write is not None:
             self._on_write(write)
@@ -300,12 +309,16 @@ def from_environment(store: Store, environ: Mapping[str, str] | None = None) -> 
     point = env.get(CRASH_POINT_ENV, "before").strip().lower() or "before"
     if point not in ("before", "after"):
         raise ConfigurationError(f"{CRASH_POINT_ENV} must be 'before' or 'after', not {point!r}")
+    task = env.get(CRASH_TASK_ENV, "").strip()
+    if task and not task.isdigit():
+        raise ConfigurationError(f"{CRASH_TASK_ENV} must be a task id, not {task!r}")
     return CrashingStore(
         store,
         crash_at=crash_at,
         after=point == "after",
         on_crash=kill_self,
         on_write=report_write,
+        only_task=int(task) if task else None,
     )
 
 

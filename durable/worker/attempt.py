@@ -2,8 +2,15 @@
 
 Whatever happens inside, the worker survives: a guest that raises or traps ends as a
 `failed` task; a component that cannot load fails its task; a lost lease drops the
-attempt without a write; a database error drops the attempt, and the task is handed
-back (`ready`) as soon as the database answers again.
+attempt without a write (and says who has the task now); a database error drops the
+attempt, and the task is handed back (`ready`) as soon as the database answers again.
+
+A task whose workflow is not compiled on this machine yet is handed back before the
+compile (`Released(started=False)`), which takes seconds: a worker killed meanwhile,
+for whatever reason, then holds no lease on it, so the kill does not count as a death
+the task caused (see `durable.storage.quarantine`). Holding the lease through the
+compile instead would count it; marking the attempt "started" only once its guest ran
+would cost a write on every attempt.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from durable.core.model import (
     Released,
     Suspended,
     Task,
+    TaskState,
 )
 from durable.errors import (
     ComponentError,
@@ -44,6 +52,7 @@ from durable.host.context import AttemptContext
 from durable.host.runtime import AttemptEnd, Runtime
 from durable.storage.base import GuestTransaction, Store
 from durable.storage.guest import GuestResult, GuestValue
+from durable.storage.quarantine import last_chance
 
 log = logging.getLogger("durable.worker")
 
@@ -161,12 +170,22 @@ class AttemptRunner:
         worker_id: str,
         limiter: anyio.CapacityLimiter,
         on_end: Callable[[], None],
+        max_deaths: int | None = None,
     ) -> None:
         self._store = store
         self._runtime = runtime
         self._worker_id = worker_id
         self._limiter = limiter
         self._on_end = on_end
+        self._max_deaths = max_deaths
+        # The death count of a task that one more death quarantines, and the running
+        # attempts of such tasks (at most one: see `last_chances`).
+        self._last = last_chance(max_deaths)
+        self._on_last_chance: set[Lease] = set()
+        # Attempts whose task this worker claimed again (their lease had lapsed).
+        self._superseded: set[Lease] = set()
+        # Workflows whose compile failed here, with the reason: their tasks fail.
+        self._broken: dict[str, str] = {}
         # By lease, not by task: a worker whose lease lapsed (an outage, a stall) may claim
         # the same task again while its first attempt still runs. That attempt is fenced
         # off by the new token; both are tracked until they end.
@@ -184,11 +203,32 @@ class AttemptRunner:
         """How many attempts are in progress."""
         return len(self._contexts)
 
+    @property
+    def last_chances(self) -> int | None:
+        """How many tasks on their last chance the next claim may take (None: any).
+
+        One at a time: if this worker dies, only one of the tasks it runs is then
+        quarantined for it, not every task that happened to share it.
+        """
+        if self._last is None:
+            return None
+        return 0 if self._on_last_chance else 1
+
     def start(self, tg: TaskGroup, claim: Claim) -> None:
         """Begin running `claim` in the background."""
+        task = claim.task
+        if task.deaths:
+            log.warning(
+                "task %d: resumed after %d worker death(s) in a row while running it "
+                "(quarantined at %s)", task.id, task.deaths, self._max_deaths or "no limit",
+            )  # fmt: skip
+        if task.deaths == self._last:
+            self._on_last_chance.add(claim.lease)
         for lease, ctx in self._contexts.items():
-            if lease.task_id == claim.task.id and ctx is not None:
-                ctx.interrupt.set()  # an older attempt, fenced off now: end its sleep
+            if lease.task_id == claim.task.id:  # an older attempt, fenced off now
+                self._superseded.add(lease)
+                if ctx is not None:
+                    ctx.interrupt.set()  # end its sleep
         self._contexts[claim.lease] = None
         self._idle = anyio.Event()
         tg.start_soon(self._run, claim, name=f"task {claim.task.id}")
@@ -228,12 +268,16 @@ class AttemptRunner:
         task = claim.task
         try:
             end = await self._execute(claim)
-            if end.outcome is not None:
+            if end is None:
+                pass  # handed back before it started
+            elif end.outcome is None:
+                await self._lease_lost(claim)  # a write from the guest's thread was refused
+            else:
                 await self._store.finish(
                     claim.lease, end.outcome, end.events, end.logs, consumed=end.consumed
                 )
         except LeaseLostError:
-            log.info("task %d: lease lost to another worker; dropped this attempt", task.id)
+            await self._lease_lost(claim)
         except StorageError as exc:
             # The database is unreachable or refused: the worker hands the task back once
             # the database answers again (or its lease lapses if this worker dies), and
@@ -245,21 +289,54 @@ class AttemptRunner:
             await self._retry_or_fail(claim, f"{type(exc).__name__}: {exc}")
         finally:
             del self._contexts[claim.lease]
+            self._on_last_chance.discard(claim.lease)
+            self._superseded.discard(claim.lease)
             if not self._contexts:
                 self._idle.set()
             self._on_end()
 
-    async def _execute(self, claim: Claim) -> AttemptEnd:
-        task = claim.task
-        try:
-            wasm = None
-            if not self._runtime.cache.cached(task.workflow_hash):
-                wasm = await self._store.get_workflow(task.workflow_hash)
-            component = await anyio.to_thread.run_sync(
-                self._runtime.cache.load, task.workflow_hash, wasm
+    async def _lease_lost(self, claim: Claim) -> None:
+        """Log that the attempt was fenced off, and why.
+
+        A fenced write is refused only once someone claimed the task after this
+        worker's lease lapsed: this worker itself (it did not renew in time: its event
+        loop or its database was too slow), which it knows, or else another worker,
+        named if it still holds the task.
+        """
+        task_id = claim.task.id
+        if claim.lease in self._superseded:
+            why = (
+                "this worker's lease lapsed (it did not renew it in time) and this worker "
+                "claimed the task again"
             )
-        except (ComponentError, NotFoundError) as exc:
-            return AttemptEnd(outcome=Failed(error=_error("ComponentError", str(exc))))
+        else:
+            try:
+                now: Task | None = await self._store.get_task(task_id)
+            except StorageError:
+                now = None
+            if now is not None and now.state is TaskState.ACTIVE and now.owner is not None:
+                why = f"taken over by worker {now.owner} after this worker's lease lapsed"
+            else:
+                state = "" if now is None else f" (it is {now.state.value} now)"
+                why = f"taken over by another worker after this worker's lease lapsed{state}"
+        log.warning("task %d: %s; dropped this attempt", task_id, why)
+
+    async def _execute(self, claim: Claim) -> AttemptEnd | None:
+        """Run the attempt; None when the task was handed back before its guest started."""
+        task = claim.task
+        component = None
+        if self._runtime.cache.cached(task.workflow_hash):
+            with contextlib.suppress(ComponentError):  # a bad artifact: compile it again
+                component = await anyio.to_thread.run_sync(
+                    self._runtime.cache.load, task.workflow_hash, None
+                )
+        if component is None:
+            broken = self._broken.get(task.workflow_hash)
+            if broken is not None:
+                return AttemptEnd(outcome=Failed(error=_error("ComponentError", broken)))
+            await self._store.finish(claim.lease, Released(started=False))
+            await self._compile(task.workflow_hash)
+            return None
         history = await self._store.load_history(task.id)
         sink = StoreSink(self._store, claim.lease)
         ctx = AttemptContext(
@@ -271,13 +348,22 @@ class AttemptRunner:
         )
         self._contexts[claim.lease] = ctx
         if self._interrupted:
-            return AttemptEnd(outcome=Released())
+            return AttemptEnd(outcome=Released(started=False))
         try:
             return await anyio.to_thread.run_sync(
                 self._runtime.run, component, ctx, limiter=self._limiter
             )
         finally:
             await sink.aclose()  # a guest SQL transaction left open is rolled back
+
+    async def _compile(self, workflow_hash: str) -> None:
+        """Compile a workflow into the cache (attempts starting together wait for one
+        compile); remember why, if it cannot be, so that its tasks fail."""
+        try:
+            wasm = await self._store.get_workflow(workflow_hash)
+            await anyio.to_thread.run_sync(self._runtime.cache.load, workflow_hash, wasm)
+        except (ComponentError, NotFoundError) as exc:
+            self._broken[workflow_hash] = str(exc)
 
     async def _retry_or_fail(self, claim: Claim, message: str) -> None:
         """The task-level retry policy for transient host errors.

@@ -21,6 +21,10 @@ class WorkerConfig:
     # wake-ups (LISTEN/NOTIFY on Postgres, data_version polling on SQLite), timers and
     # lease expiries, which wake the worker at the right moment by themselves.
     poll_interval: float = 5.0
+    # A task whose attempts end with their worker dying this many times in a row (the
+    # process was killed: by a crash the task causes, say, or the OOM killer) is failed
+    # ("Quarantined") instead of being handed to the next worker to kill.
+    max_worker_deaths: int = 3
     # Exit once nothing is runnable, nothing runs, and no timer is due soon.
     exit_when_idle: bool = False
     # Settings for the guest host.

@@ -9,6 +9,7 @@ mechanism). A heartbeat renews the leases of every running task in one statement
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -72,6 +73,7 @@ class Worker:
             worker_id=self.id,
             limiter=anyio.CapacityLimiter(self.config.concurrency),
             on_end=self._attempt_ended,
+            max_deaths=self.config.max_worker_deaths,
         )
 
     @property
@@ -101,6 +103,10 @@ class Worker:
                 tg.cancel_scope.cancel()  # the heartbeat
         finally:
             with anyio.CancelScope(shield=True):
+                # Hand back what a storage error left behind, if the database is back:
+                # a graceful stop releases its tasks rather than leaving them to lapse.
+                with contextlib.suppress(StorageError):
+                    await self._attempts.release_dropped()
                 await self.store.remove_worker(self.id)
                 if self._own_runtime:
                     self.runtime.close()
@@ -134,17 +140,34 @@ class Worker:
         await self._attempts.release_dropped()
         running_before = self._attempts.running
         free = self.config.concurrency - running_before
+        last_chances = self._attempts.last_chances
         claimed = 0
         if free > 0:
+            started = anyio.current_time()
             claims = await self.store.claim(
-                worker_id=self.id, limit=free, lease_seconds=self.config.lease_seconds
+                worker_id=self.id,
+                limit=free,
+                lease_seconds=self.config.lease_seconds,
+                max_deaths=self.config.max_worker_deaths,
+                last_chances=last_chances,
             )
             claimed = len(claims)
+            if claims and anyio.current_time() - started > self._renew_period:
+                # The leases started before the claim returned (with large inputs, on
+                # a busy machine, that takes a while): renew them before anything else,
+                # or the next claim could find them lapsed and take them from ourselves.
+                await self.store.renew_leases(
+                    worker_id=self.id, lease_seconds=self.config.lease_seconds
+                )
             for claim in claims:
                 self._attempts.start(tg, claim)
         if claimed and claimed == free:
             return False  # there may be more: claim again at once
         timeout = await self._idle_timeout()
+        if timeout == 0 and last_chances == 0:
+            # Due now but not claimed: a task on its last chance, left for this worker's
+            # own to end (that wakes the loop) or for another worker. Do not spin.
+            timeout = self.config.poll_interval
         # Idle only if a claim made with nothing running found nothing: an attempt
         # that ended during the awaits above freed a slot no claim has tried yet.
         idle = running_before == 0 and not claimed
@@ -193,10 +216,15 @@ class Worker:
             self._database_down = True
             log.warning("database unavailable, retrying: %s", exc)
 
+    @property
+    def _renew_period(self) -> float:
+        """Every third of a lease, and at least once a second, so that a cancellation
+        reaches a running task promptly."""
+        return min(self.config.lease_seconds / 3, 1.0)
+
     async def _heartbeat(self) -> None:
-        """Renew every lease this worker holds: every third of a lease, at least once a second."""
-        # At least once a second, so that a cancellation reaches a running task promptly.
-        period = min(self.config.lease_seconds / 3, 1.0)
+        """Renew every lease this worker holds, every `_renew_period`."""
+        period = self._renew_period
         reap_every = max(1, int(30 / period))
         beats = 0
         while True:

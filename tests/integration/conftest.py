@@ -48,3 +48,13 @@ def other_world_wasm(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
     )
     return out
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URL of a fresh database for `durable` subprocesses: a SQLite file, and an
+    empty Postgres database (migrated by whoever opens it with `migrate=True`)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'durable.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
@@ -18,7 +18,7 @@ from durable.core.model import NewTask, Task, TaskState
 from durable.host import HostConfig, Runtime
 from durable.storage.base import Store
 from durable.worker import Worker, WorkerConfig
-from tests.helpers import EXAMPLES, WORKFLOWS, built
+from tests.helpers import EXAMPLES, WORKFLOWS, built, running, until
 
 pytestmark = pytest.mark.anyio
 
@@ -45,22 +45,8 @@ async def running_worker(
     worker = Worker(
         store, config or WorkerConfig(concurrency=8, lease_seconds=5, host=FAST), runtime=runtime
     )
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(worker.run)
-        try:
-            yield worker
-        finally:
-            worker.stop()
-
-
-async def until(check: Callable[[], Awaitable[Any]], within: float = 20.0) -> Any:
-    """Poll `check` until it returns something truthy."""
-    with anyio.fail_after(within):
-        while True:
-            value = await check()
-            if value:
-                return value
-            await anyio.sleep(0.02)
+    async with running(worker):
+        yield worker
 
 
 async def launch(store: Store, wasm: tuple[bytes, str], entry: str, value: Any, **kw: Any) -> Task:

@@ -56,9 +56,33 @@ class _UnfencedStore(MemoryStore):
 class _GreedyStore(MemoryStore):
     """Broken on purpose: claims hand out tasks whose lease is still running."""
 
-    async def claim(self, *, worker_id: str, limit: int, lease_seconds: float) -> list[Claim]:
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        max_deaths: int | None = None,
+        last_chances: int | None = None,
+    ) -> list[Claim]:
         for row in self._tasks.values():
             row.lease_expires_at = None if row.lease_expires_at is None else self._now()
+        return await super().claim(worker_id=worker_id, limit=limit, lease_seconds=lease_seconds)
+
+
+class _ImmortalStore(MemoryStore):
+    """Broken on purpose: a task that keeps killing its workers is never quarantined,
+    and tasks on their last chance are handed out together."""
+
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        limit: int,
+        lease_seconds: float,
+        max_deaths: int | None = None,
+        last_chances: int | None = None,
+    ) -> list[Claim]:
         return await super().claim(worker_id=worker_id, limit=limit, lease_seconds=lease_seconds)
 
 
@@ -69,6 +93,8 @@ class _GreedyStore(MemoryStore):
         (_UnfencedStore, "expired_lease_is_reclaimed_and_the_old_one_fenced"),
         (_GreedyStore, "claim_takes_oldest_first_up_to_limit"),
         (_GreedyStore, "concurrent_claimers_never_share_a_task"),
+        (_ImmortalStore, "nth_takeover_quarantines_the_task"),
+        (_ImmortalStore, "last_chance_tasks_are_handed_out_one_at_a_time"),
     ],
 )
 async def test_the_suite_catches_a_broken_store(broken: type[MemoryStore], check_name: str) -> None:

@@ -395,10 +395,10 @@ class _StopAtSuspension:
         await self.inner.finish(lease, outcome, *args, **kwargs)
         self.parked = self.parked or isinstance(outcome, Suspended)
 
-    async def claim(self, *, worker_id: str, limit: int, lease_seconds: float) -> list[Claim]:
+    async def claim(self, **kwargs: Any) -> list[Claim]:
         if self.parked:
             return []
-        return await self.inner.claim(worker_id=worker_id, limit=limit, lease_seconds=lease_seconds)
+        return await self.inner.claim(**kwargs)
 
     async def next_wakeup(self) -> datetime | None:
         return None if self.parked else await self.inner.next_wakeup()
@@ -511,7 +511,8 @@ def set_input(db: Path, task_id: int, script: Script) -> None:
     """Rewrite a task's input behind the engine's back (direct SQL on the SQLite file)."""
     with closing(sqlite3.connect(db)) as conn, conn:
         changed = conn.execute(
-            "UPDATE durable_task SET input = ? WHERE id = ?", (json.dumps(bind(script)), task_id)
+            "UPDATE durable_task_input SET input = ? WHERE task_id = ?",
+            (json.dumps(bind(script)), task_id),
         ).rowcount
     assert changed == 1, f"no task {task_id} in {db}"
 

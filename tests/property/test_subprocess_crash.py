@@ -18,7 +18,6 @@ Each example starts two processes (about a second each), so this runs a handful.
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sqlite3
@@ -36,7 +35,7 @@ from hypothesis import strategies as st
 from durable.host import Runtime
 from durable.storage.sqlite import SQLiteStore
 from durable.testing.faults import CRASH_AT_ENV, CRASH_POINT_ENV, GUEST_COMMIT, WRITE_REPORT, Write
-from tests.helpers import ROOT, durable_cmd
+from tests.helpers import ROOT, cli_env, durable_cmd
 from tests.property.harness import (
     SHRINK_TIMEOUT,
     Component,
@@ -62,14 +61,7 @@ EXAMPLES = max(4, settings().max_examples // 4)  # settings(): the loaded profil
 KILL_TIMEOUT = 30.0
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k != "DURABLE_DATABASE_URL" and not k.startswith("DURABLE_TEST_CRASH")
-    }
-    env.update(extra)
-    return env
+_env = cli_env
 
 
 _EVENTS = re.compile(r"events \[([\d, ]*)\]")

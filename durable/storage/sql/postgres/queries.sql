@@ -145,22 +145,64 @@ SELECT pg_notify('durable_work', '');
 -- SKIP LOCKED: concurrent claimers pass over each other's rows instead of waiting, and
 -- a row another claimer changed after our snapshot is re-checked against the WHERE
 -- clause before we lock it, so no task is handed out twice.
-WITH picked AS (
-    SELECT id FROM durable.tasks
-    WHERE state = 'ready'
-       OR (state = 'suspended' AND wakeup_at <= now())
-       OR (state = 'active' AND lease_expires_at <= now())
+-- A takeover (an active task whose lease ran out, from another worker: one claiming
+-- back its own is alive) counts a worker death, and one that reaches $4 deaths fails
+-- the task ("Quarantined", message $7 filled in with the id and
+-- when the lease ran out) instead of handing it out; the trigger `tasks_quarantined`
+-- wakes its parent and the workers. Tasks handed out with $5 deaths (one left) come
+-- from `last_chance` only, at most $6 of them (see durable/storage/quarantine.py).
+-- $1 worker, $2 limit, $3 lease seconds, $4 max deaths (NULL: no quarantine), $5 the
+-- last-chance death count (NULL: none), $6 how many last chances (NULL: any), $7 the
+-- message template.
+WITH common AS (
+    SELECT id,
+           coalesce(state = 'active' AND owner IS DISTINCT FROM $1
+                    AND deaths + 1 >= $4::integer, false) AS quarantine
+    FROM durable.tasks
+    WHERE (state = 'ready'
+           OR (state = 'suspended' AND wakeup_at <= now())
+           OR (state = 'active' AND lease_expires_at <= now()))
+      AND deaths + (state = 'active' AND owner IS DISTINCT FROM $1)::integer
+          IS DISTINCT FROM $5::integer
     ORDER BY id
     LIMIT $2
     FOR UPDATE SKIP LOCKED
+), last_chance AS (
+    -- Two disjuncts, each matching an index (tasks_lease, tasks_deaths): a scan of
+    -- every live task per claim would grow with the backlog.
+    SELECT id, false AS quarantine
+    FROM durable.tasks
+    WHERE (state = 'active' AND lease_expires_at <= now()
+           AND deaths + (owner IS DISTINCT FROM $1)::integer = $5::integer)
+       OR (deaths > 0 AND state IN ('ready', 'suspended') AND deaths = $5::integer
+           AND (state = 'ready' OR wakeup_at <= now()))
+    ORDER BY id
+    LIMIT coalesce($6::integer, $2)
+    FOR UPDATE SKIP LOCKED
+), picked AS (
+    SELECT id, quarantine FROM common
+    UNION ALL
+    SELECT id, quarantine FROM last_chance
+    ORDER BY id
+    LIMIT $2
 )
 UPDATE durable.tasks AS t
-SET state = 'active',
-    owner = $1,
+SET state = CASE WHEN picked.quarantine THEN 'failed' ELSE 'active' END,
+    owner = CASE WHEN picked.quarantine THEN NULL ELSE $1 END,
     lease_token = t.lease_token + 1,
     lease_secret = gen_random_uuid(),  -- checked by durable_api.record_sql_transaction
-    lease_expires_at = now() + make_interval(secs => $3::float8),
-    attempts = t.attempts + 1,
+    lease_expires_at = CASE WHEN picked.quarantine THEN NULL
+                            ELSE now() + make_interval(secs => $3::float8) END,
+    attempts = t.attempts + CASE WHEN picked.quarantine THEN 0 ELSE 1 END,
+    deaths = t.deaths + (t.state = 'active' AND t.owner IS DISTINCT FROM $1)::integer,
+    error = CASE WHEN picked.quarantine
+                 THEN json_build_object(
+                          'kind', 'Quarantined',
+                          'message', format($7::text, t.id,
+                                            to_char(t.lease_expires_at AT TIME ZONE 'UTC',
+                                                    'YYYY-MM-DD HH24:MI:SS')),
+                          'traceback', '')::text
+                 ELSE t.error END,
     wakeup_at = NULL,
     on_event = false,
     wake_pending = false,
@@ -257,6 +299,7 @@ SELECT t.id, $4, $5, $6, $7 FROM t;
 -- on events and one came while the task ran (`wake_pending`): no wake-up is lost.
 -- The owner and lease are cleared; the token stays, so it keeps increasing. A task
 -- that ends wakes its parent (`parent`), which is another row: no double update.
+-- The worker deaths are reset, unless $17 (an attempt that never started its guest).
 WITH t AS (
     UPDATE durable.tasks AS t
     SET state = CASE WHEN $12::text = 'suspended'
@@ -271,6 +314,7 @@ WITH t AS (
         error = $14,
         owner = NULL,
         lease_expires_at = NULL,
+        deaths = CASE WHEN $17::boolean THEN t.deaths ELSE 0 END,
         updated_at = now()
     WHERE id = $1 AND owner = $2 AND lease_token = $3 AND state = 'active'
       AND (cardinality($4::integer[]) = 0

@@ -46,14 +46,19 @@ SELECT hash FROM durable_workflow_name WHERE name = ?;
 -- name: create_task
 -- Inserts nothing (and returns no row) when the idempotency key is taken, the binary
 -- is not stored, or the parent task does not exist; the store then finds out which.
--- Parameters: name, entry, input, seed, created_at, updated_at, parent_id,
+-- The input goes in next (`insert_input`), in the same transaction: the row returned
+-- has none yet. Parameters: name, entry, seed, created_at, updated_at, parent_id,
 -- idempotency_key, deadline_at, workflow_hash, parent_id, parent_id.
-INSERT INTO durable_task (name, workflow_hash, entry, input, state, seed, created_at,
+INSERT INTO durable_task (name, workflow_hash, entry, state, seed, created_at,
                           updated_at, parent_id, idempotency_key, deadline_at)
-SELECT ?, hash, ?, ?, 'ready', ?, ?, ?, ?, ?, ? FROM durable_workflow
+SELECT ?, hash, ?, 'ready', ?, ?, ?, ?, ?, ? FROM durable_workflow
 WHERE hash = ? AND (? IS NULL OR EXISTS (SELECT 1 FROM durable_task WHERE id = ?))
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING {task_columns};
+
+-- name: insert_input
+-- Parameters: task_id, input.
+INSERT INTO durable_task_input (task_id, input) VALUES (?, ?);
 
 -- name: task_by_key
 SELECT {task_columns} FROM durable_task WHERE idempotency_key = ?;
@@ -84,21 +89,64 @@ UPDATE durable_task SET lease_expires_at = ? WHERE state = 'active' AND owner = 
 -- claimers (threads or processes) can take the same task. Each branch reads its own
 -- index and stops at `limit`; INDEXED BY because, without ANALYZE statistics, SQLite
 -- would rather walk every suspended or active task in id order than the due ones.
--- Parameters: worker_id, lease_expires_at, now, limit, now, limit, now, limit, limit.
--- RETURNING has no defined order; the store sorts.
+-- A takeover (an active task whose lease ran out, from another worker: one claiming
+-- back its own is alive) counts a worker death, and one that reaches ?5 deaths fails
+-- the task ("Quarantined", message ?8 filled in with the id and when the lease ran
+-- out) instead of handing it out; the trigger `durable_task_quarantined` wakes its
+-- parent. Tasks handed out with ?6 deaths (one left) come from the last branch only,
+-- at most ?7 of them (see durable/storage/quarantine.py).
+-- Parameters: ?1 worker_id, ?2 lease_expires_at, ?3 now, ?4 limit, ?5 max_deaths,
+-- ?6 the last-chance death count, ?7 how many last chances may go out (NULL: any),
+-- ?8 the quarantine message template. RETURNING has no defined order; the store sorts.
 UPDATE durable_task
-SET state = 'active', owner = ?, lease_token = lease_token + 1, lease_expires_at = ?,
-    attempts = attempts + 1, wakeup_at = NULL, updated_at = ?, on_event = 0, wake_pending = 0
-WHERE id IN (
-    SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_state
-                    WHERE state = 'ready' ORDER BY id LIMIT ?)
-    UNION ALL
-    SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_timer
-                    WHERE state = 'suspended' AND wakeup_at <= ? ORDER BY id LIMIT ?)
-    UNION ALL
-    SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_lease
-                    WHERE state = 'active' AND lease_expires_at <= ? ORDER BY id LIMIT ?)
-    ORDER BY id LIMIT ?)
+SET state = iif(picked.quarantine, 'failed', 'active'),
+    owner = iif(picked.quarantine, NULL, ?1),
+    lease_token = durable_task.lease_token + 1,
+    lease_expires_at = iif(picked.quarantine, NULL, ?2),
+    attempts = durable_task.attempts + NOT picked.quarantine,
+    deaths = durable_task.deaths + picked.takeover,
+    error = iif(picked.quarantine,
+                json_object('kind', 'Quarantined',
+                            'message', printf(?8, durable_task.id,
+                                              strftime('%Y-%m-%d %H:%M:%S',
+                                                       durable_task.lease_expires_at,
+                                                       'unixepoch')),
+                            'traceback', ''),
+                durable_task.error),
+    wakeup_at = NULL, updated_at = ?3, on_event = 0, wake_pending = 0
+FROM (
+    SELECT id, state = 'active' AND owner IS NOT ?1 AS takeover,
+           coalesce(state = 'active' AND owner IS NOT ?1 AND deaths + 1 >= ?5, 0) AS quarantine
+    FROM durable_task
+    WHERE id IN (
+        SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_state
+                        WHERE state = 'ready' AND deaths IS NOT ?6
+                        ORDER BY id LIMIT ?4)
+        UNION ALL
+        SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_timer
+                        WHERE state = 'suspended' AND wakeup_at <= ?3 AND deaths IS NOT ?6
+                        ORDER BY id LIMIT ?4)
+        UNION ALL
+        SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_lease
+                        WHERE state = 'active' AND lease_expires_at <= ?3
+                          AND deaths + (owner IS NOT ?1) IS NOT ?6
+                        ORDER BY id LIMIT ?4)
+        UNION ALL
+        SELECT id FROM (
+            SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_lease
+                            WHERE state = 'active' AND lease_expires_at <= ?3
+                              AND deaths + (owner IS NOT ?1) = ?6
+                            ORDER BY id LIMIT coalesce(?7, ?4))
+            UNION ALL
+            SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_deaths
+                            WHERE deaths > 0 AND state IN ('ready', 'suspended')
+                              AND deaths = ?6
+                              AND (state = 'ready' OR wakeup_at <= ?3)
+                            ORDER BY id LIMIT coalesce(?7, ?4))
+            ORDER BY id LIMIT coalesce(?7, ?4))
+        ORDER BY id LIMIT ?4)
+) AS picked
+WHERE durable_task.id = picked.id
 RETURNING {task_columns}, lease_token;
 
 -- name: renew_leases
@@ -164,11 +212,11 @@ WHERE task_id = ? AND consumed_at IS NULL AND seq IN ({rows})
               WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?);
 
 -- name: finish_end
--- Completed, Failed or Cancelled. Parameters: state, result, error, updated_at,
--- task_id, worker_id, lease_token.
+-- Completed, Failed or Cancelled. Like every finish, it resets the worker deaths.
+-- Parameters: state, result, error, updated_at, task_id, worker_id, lease_token.
 UPDATE durable_task
 SET state = ?, result = ?, error = ?, wakeup_at = NULL, owner = NULL,
-    lease_expires_at = NULL, on_event = 0, updated_at = ?
+    lease_expires_at = NULL, on_event = 0, deaths = 0, updated_at = ?
 WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?;
 
 -- name: finish_suspend
@@ -180,14 +228,15 @@ UPDATE durable_task
 SET state = iif(cancel_requested OR (?1 AND wake_pending), 'ready', 'suspended'),
     wakeup_at = iif(cancel_requested OR (?1 AND wake_pending), NULL, ?2),
     on_event = iif(cancel_requested OR (?1 AND wake_pending), 0, ?1),
-    owner = NULL, lease_expires_at = NULL, updated_at = ?3
+    owner = NULL, lease_expires_at = NULL, deaths = 0, updated_at = ?3
 WHERE id = ?4 AND state = 'active' AND owner = ?5 AND lease_token = ?6;
 
 -- name: finish_release
--- Parameters: updated_at, task_id, worker_id, lease_token.
+-- An attempt that never started its guest (`Released(started=False)`) keeps the
+-- worker deaths. Parameters: started, updated_at, task_id, worker_id, lease_token.
 UPDATE durable_task
 SET state = 'ready', wakeup_at = NULL, owner = NULL, lease_expires_at = NULL,
-    on_event = 0, updated_at = ?
+    on_event = 0, deaths = iif(?, 0, deaths), updated_at = ?
 WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?;
 
 -- name: wake
