@@ -3,6 +3,11 @@
 Host functions are defined once, on the shared Linker. wasmtime-py hands them only a
 store context, so they find their attempt through a thread-local: each attempt runs on
 its own thread from start to end, and host calls arrive on that thread.
+
+Stopping is ordered (`close`): running guests are told to stop, the runtime waits for
+their threads to leave wasmtime and for their output streams to be dropped (see
+`durable.host.lifecycle`), and only then stops the epoch ticker, which the watchdog
+needs to stop a guest that runs without host calls.
 """
 
 from __future__ import annotations
@@ -31,10 +36,15 @@ from durable.errors import HostError, LeaseLostError, NondeterminismError
 from durable.host.cache import ComponentCache
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
+from durable.host.lifecycle import Guests
 from durable.host.linker import build_linker
+from durable.host.watchdog import SHUTDOWN_GRACE
 from durable.host.watchdog import install as install_watchdog
 
 _EPOCH_TICK = 0.01  # seconds between engine epoch increments
+#: How long `Runtime.close` waits for running guests by default: the watchdog stops
+#: one that runs wasm within `SHUTDOWN_GRACE`; a host call in progress may take longer.
+CLOSE_TIMEOUT = SHUTDOWN_GRACE + 8.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,13 +75,33 @@ class Runtime:
         self.cache = ComponentCache(self.engine, self.config.cache_dir)
         self._local = _Local()
         self.linker = build_linker(self.engine, self._current)
+        self._guests = Guests()
+        self._running: set[AttemptContext] = set()  # attempts inside `run`
+        self._closing = False
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="durable-epoch", daemon=True)
         self._ticker.start()
 
-    def close(self) -> None:
-        """Stop the epoch ticker."""
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> bool:
+        """Stop, in order: refuse new attempts, tell running guests to stop, wait at most
+        `timeout` seconds for them to leave wasmtime and for their output streams to be
+        dropped, then stop the epoch ticker. Idempotent.
+
+        Returns:
+            True when nothing of this runtime is left inside wasmtime. False when a
+            guest still runs (in a long host call): the ticker then keeps running, so
+            that the watchdog can still stop it, and the caller must not let the
+            interpreter exit while it runs (`durable.host.lifecycle.quiesce`).
+        """
+        self._closing = True
+        for ctx in list(self._running):
+            ctx.interrupt.set()
+        if not self._guests.wait_idle(timeout):
+            return False
         self._stop.set()
+        if self._ticker is not threading.current_thread():
+            self._ticker.join()
+        return True
 
     def _tick(self) -> None:
         while not self._stop.wait(_EPOCH_TICK):
@@ -90,12 +120,18 @@ class Runtime:
             return _timed_out(ctx)
         store = wasmtime.Store(self.engine)
         self._local.ctx = ctx
+        self._entered(ctx)  # before the check below: a `close` from now on waits for us
         try:
+            if self._closing:
+                raise HostError("the runtime is closed")
             wasi = wasmtime.WasiConfig()
             # No args, no environment, no preopened directories, no network: the guest
             # sees only what the durable host gives it.
-            wasi.stdout_custom = lambda data: ctx.on_output(Stream.STDOUT, bytes(data))
-            wasi.stderr_custom = lambda data: ctx.on_output(Stream.STDERR, bytes(data))
+            self._guests.attach_output(
+                wasi,
+                stdout=lambda data: ctx.on_output(Stream.STDOUT, data),
+                stderr=lambda data: ctx.on_output(Stream.STDERR, data),
+            )
             store.set_wasi(wasi)
             store.set_limits(memory_size=self.config.memory_limit)
             watchdog = install_watchdog(store, ctx)
@@ -105,7 +141,16 @@ class Runtime:
                 del watchdog
         finally:
             self._local.ctx = None
-            store.close()
+            store.close()  # its output streams go now, or soon on wasmtime's threads
+            self._left(ctx)
+
+    def _entered(self, ctx: AttemptContext) -> None:
+        self._guests.enter()
+        self._running.add(ctx)
+
+    def _left(self, ctx: AttemptContext) -> None:
+        self._running.discard(ctx)
+        self._guests.leave()
 
     def _call(
         self, store: wasmtime.Store, component: wc.Component, ctx: AttemptContext
