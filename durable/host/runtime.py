@@ -38,6 +38,7 @@ from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
 from durable.host.lifecycle import Guests
 from durable.host.linker import build_linker
+from durable.host.traps import LastWords, from_guest, from_trap
 from durable.host.watchdog import SHUTDOWN_GRACE
 from durable.host.watchdog import install as install_watchdog
 
@@ -118,6 +119,12 @@ class Runtime:
         deadline = ctx.task.deadline_at
         if deadline is not None and datetime.now(UTC) >= deadline and not ctx.replay_only:
             return _timed_out(ctx)
+        last_words = LastWords()
+
+        def on_stderr(data: bytes) -> None:
+            last_words.add(data)
+            ctx.on_output(Stream.STDERR, data)
+
         store = wasmtime.Store(self.engine)
         self._local.ctx = ctx
         self._entered(ctx)  # before the check below: a `close` from now on waits for us
@@ -130,13 +137,13 @@ class Runtime:
             self._guests.attach_output(
                 wasi,
                 stdout=lambda data: ctx.on_output(Stream.STDOUT, data),
-                stderr=lambda data: ctx.on_output(Stream.STDERR, data),
+                stderr=on_stderr,
             )
             store.set_wasi(wasi)
             store.set_limits(memory_size=self.config.memory_limit)
             watchdog = install_watchdog(store, ctx)
             try:
-                return self._call(store, component, ctx)
+                return self._call(store, component, ctx, last_words)
             finally:
                 del watchdog
         finally:
@@ -153,7 +160,11 @@ class Runtime:
         self._guests.leave()
 
     def _call(
-        self, store: wasmtime.Store, component: wc.Component, ctx: AttemptContext
+        self,
+        store: wasmtime.Store,
+        component: wc.Component,
+        ctx: AttemptContext,
+        last_words: LastWords,
     ) -> AttemptEnd:
         task = ctx.task
         try:
@@ -193,16 +204,20 @@ class Runtime:
         except HostError as exc:
             return _failed(ctx, "HostError", str(exc))
         except wasmtime.WasmtimeError as exc:
-            return _failed(ctx, "Trap", _trap_message(exc, self.config))
+            return _failed(ctx, *from_trap(str(exc), self.config.memory_limit, last_words))
         if isinstance(value, str):
             if ctx.cancel_delivered:
                 return _cancelled(ctx, "the workflow handled the cancellation and returned")
             return _end(ctx, Completed(result=value), frontier=True)
-        kind = getattr(value, "kind", "Error")
-        message = getattr(value, "message", str(value))
+        raised = getattr(value, "kind", "Error")
+        kind, message = from_guest(
+            raised, getattr(value, "message", str(value)), self.config.memory_limit
+        )
         traceback = getattr(value, "traceback", "")
         if ctx.cancel_delivered:
             return _cancelled(ctx, message, traceback)
+        if kind != raised:  # named after the limit: say so below the guest's traceback
+            ctx.note(f"{kind}: {message}\n")
         return _end(ctx, Failed(error=_error_json(kind, message, traceback)), frontier=True)
 
     def _stopped(self, ctx: AttemptContext, reason: str) -> AttemptEnd:
@@ -244,15 +259,3 @@ def _failed(ctx: AttemptContext, kind: str, message: str) -> AttemptEnd:
 
 def _error_json(kind: str, message: str, traceback: str) -> str:
     return json.dumps({"kind": kind, "message": message, "traceback": traceback})
-
-
-def _trap_message(exc: wasmtime.WasmtimeError, config: HostConfig) -> str:
-    """The useful part of a trap: its cause, without the wasm backtrace."""
-    text = str(exc)
-    if "memory" in text and ("limit" in text or "grow" in text):
-        return f"memory limit of {config.memory_limit // (1024 * 1024)} MiB exceeded"
-    if "Caused by:" in text:
-        cause = text.split("Caused by:", 1)[1].strip().splitlines()
-        if cause:
-            return cause[0].strip()
-    return text.strip().splitlines()[0] if text.strip() else "guest trapped"
