@@ -47,11 +47,11 @@ def test_memory_exhaustion_names_the_memory_limit(tmp_path: Path) -> None:
     ids = launch(db, specs)
     _worker(db, "--memory-limit", "32M")
     ended = tasks(db, ids)
-    for hog, fine in zip(ended[::2], ended[1::2], strict=True):
-        kind, message = _error(hog)
-        assert kind == "MemoryLimitExceeded", (hog.name, kind, message)
+    for hungry, fine in zip(ended[::2], ended[1::2], strict=True):
+        kind, message = _error(hungry)
+        assert kind == "MemoryLimitExceeded", (hungry.name, kind, message)
         assert message.startswith(MEMORY), message
-        assert "\n" not in describe_end(hog)
+        assert "\n" not in describe_end(hungry)
         assert fine.state is TaskState.COMPLETE, fine
     shown = run_cli("show", str(ids[0]), "--db", str(db), cwd=tmp_path)
     assert f"error     MemoryLimitExceeded: {MEMORY} (MemoryError)" in shown.stdout
