@@ -5,7 +5,7 @@ A guest prints without end on a thread; another attempt ends on the main thread;
 runtime is closed and the interpreter exits at once. Before issue 12's fix, wasmtime's
 tokio threads were still calling into Python (the printing guest's writes) when the
 interpreter finalized, and the process died of SIGABRT (or printed a Rust panic).
-Exits 0 when `close()` reports that nothing was left inside wasmtime, 3 otherwise.
+Prints what `close()` returned: whether nothing was left inside wasmtime.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from durable.storage.memory import MemoryStore
 from tests.helpers import NoStoreSink, built, load_component
 
 
-def main(source: Path) -> int:
+def main(source: Path) -> None:
     wasm, digest = built(source)
 
     async def create() -> list[Task]:
@@ -52,8 +52,8 @@ def main(source: Path) -> int:
     while not printing.take_logs(frontier=True):  # it has printed: its writer task runs
         time.sleep(0.01)
     runtime.run(component, attempt(raises))
-    return 0 if runtime.close() else 3
+    print(f"closed: {runtime.close()}")
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    main(Path(sys.argv[1]))

@@ -262,9 +262,10 @@ def test_exit_right_after_close_while_a_guest_prints() -> None:
             timeout=PROCESS_TIMEOUT,
             check=False,
         )
-        assert proc.returncode == 0, proc.stderr
         found = [word for word in FORBIDDEN if word in proc.stderr]
         assert not found, proc.stderr
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout == "closed: True\n"
 
 
 def test_a_host_call_does_not_hold_up_a_stop(tmp_path: Path) -> None:
