@@ -157,12 +157,16 @@ class Guests:
         return True
 
     def _sweep(self) -> None:
+        """Forget the streams wasmtime has released (each is looked at once)."""
         with self._changed:
-            gone = [s for s in self._streams if s.released]
-            if gone:
-                self._streams = [s for s in self._streams if not s.released]
-        for stream in gone:
-            _STREAMS.pop(stream.address, None)
+            kept: list[_Stream] = []
+            gone: list[_Stream] = []
+            for stream in self._streams:
+                (gone if stream.released else kept).append(stream)
+            self._streams = kept
+        for stream in gone:  # held until popped: no new token can have its address yet
+            if _STREAMS.get(stream.address) is stream:
+                del _STREAMS[stream.address]
 
 
 _ALL: weakref.WeakSet[Guests] = weakref.WeakSet()
