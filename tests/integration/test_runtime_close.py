@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -39,14 +40,16 @@ class _WriteSink(NoStoreSink):
         pass
 
 
-def _start(runtime: Runtime, wasm: bytes, task: Task) -> tuple[threading.Thread, list[AttemptEnd]]:
+def _start(
+    runtime: Runtime, wasm: bytes, task: Task
+) -> tuple[threading.Thread, AttemptContext, list[AttemptEnd]]:
     """Run one attempt on a thread of its own; its end lands in the returned list."""
     component = load_component(runtime, wasm)
     ctx = AttemptContext(task=task, attempt=1, history=[], sink=_WriteSink(), config=runtime.config)
     ends: list[AttemptEnd] = []
     thread = threading.Thread(target=lambda: ends.append(runtime.run(component, ctx)))
     thread.start()
-    return thread, ends
+    return thread, ctx, ends
 
 
 @pytest.fixture
@@ -70,7 +73,11 @@ def silent_server() -> Iterator[tuple[str, threading.Event, list[socket.socket]]
 def test_close_stops_a_looping_guest_and_then_the_ticker() -> None:
     runtime = Runtime(HostConfig())
     wasm, task = _task("coordination", "spin", "null")
-    thread, ends = _start(runtime, wasm, task)
+    thread, ctx, ends = _start(runtime, wasm, task)
+    deadline = time.monotonic() + 60
+    while ctx.cursor.position < 1:  # its first step is recorded: it is in its loop
+        assert time.monotonic() < deadline, "the guest never started"
+        time.sleep(0.01)
     # The watchdog needs the ticker to stop it: close must stop the guest first.
     assert runtime.close(timeout=60)
     thread.join(5)
@@ -85,7 +92,7 @@ def test_close_reports_a_guest_still_in_a_host_call(
     url, accepted, held = silent_server
     runtime = Runtime(HostConfig())
     wasm, task = _task("limits", "stall", f'"{url}"')
-    thread, ends = _start(runtime, wasm, task)
+    thread, _, ends = _start(runtime, wasm, task)
     assert accepted.wait(60)
     assert not runtime.close(timeout=0.5)  # the guest waits for an answer
     assert runtime._ticker.is_alive()  # kept, so the watchdog can still stop guests
