@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -18,6 +20,7 @@ import click
 from durable.client import Client, encode_input
 from durable.errors import DurableError, InputTooLargeError
 from durable.host.config import HostConfig
+from durable.host.lifecycle import quiesce
 from durable.storage import parse_url
 
 P = ParamSpec("P")
@@ -26,6 +29,8 @@ T = TypeVar("T")
 #: Exit codes: 1 means "the workflow failed"; 2 means "we could not do what you asked".
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: Before exiting, how long to wait for threads still inside wasmtime.
+SETTLE_TIMEOUT = 5.0
 
 db_option = click.option(
     "--db",
@@ -66,6 +71,22 @@ class Group(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
+            self._standalone(args, prog_name, complete_var, **extra)
+        except SystemExit as exc:
+            settle(exc.code)
+            raise
+        except BaseException:
+            settle(EXIT_FAILED)
+            raise
+
+    def _standalone(
+        self,
+        args: Sequence[str] | None,
+        prog_name: str | None,
+        complete_var: str | None,
+        **extra: Any,
+    ) -> NoReturn:
+        try:
             code = super().main(args, prog_name, complete_var, False, **extra)
         except click.exceptions.NoArgsIsHelpError as exc:
             exc.show()  # `durable` alone: the help, as click shows it
@@ -90,6 +111,30 @@ async def open_client(db: str | None, *, max_input_bytes: int | None = None) -> 
     """
     migrate = parse_url(db).scheme != "postgres"
     return await Client.open(db, migrate=migrate, max_input_bytes=max_input_bytes)
+
+
+def settle(code: int | str | None) -> None:
+    """Make sure the interpreter may exit: no thread is left inside wasmtime.
+
+    An interpreter that finalizes while a thread runs inside wasmtime (or may still
+    call back into Python from it) makes wasmtime abort the process (see
+    `durable.host.lifecycle`). So wait a little for such threads; if one stays (a
+    workflow in a long host call), end the process now with `os._exit`, as a kill
+    would: its task resumes elsewhere once its lease lapses.
+    """
+    if quiesce(SETTLE_TIMEOUT):
+        return
+    status = code if isinstance(code, int) else (0 if code is None else EXIT_FAILED)
+    hard_exit(status, "a workflow is still running on a thread: exiting without it")
+
+
+def hard_exit(code: int, why: str) -> NoReturn:
+    """Say why in one line, flush, and end the process without finalizing the interpreter."""
+    with contextlib.suppress(OSError, ValueError):  # a closed pipe, or stdio closed
+        sys.stdout.flush()
+        click.echo(f"durable: {why}", err=True)
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:

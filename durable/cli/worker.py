@@ -8,10 +8,12 @@ import anyio
 import click
 
 from durable.cli._common import (
+    EXIT_FAILED,
     configure_logging,
     db_option,
     guest_db_option,
     handle_errors,
+    hard_exit,
     max_events_option,
     max_payload_option,
     memory_limit_option,
@@ -87,6 +89,17 @@ _WORKER = WorkerConfig()
     "(Quarantined) instead of taking down the next worker.",
 )
 @click.option(
+    "--stop-timeout",
+    type=click.FloatRange(min=0),
+    default=20.0,
+    show_default=True,
+    envvar="DURABLE_STOP_TIMEOUT",
+    show_envvar=True,
+    metavar="SECONDS",
+    help="After SIGTERM or SIGINT, how long running tasks get to be handed back; past it "
+    "(or at a second signal) the worker exits and leaves them to their leases.",
+)
+@click.option(
     "--exit-when-idle",
     is_flag=True,
     help="Exit once no task is runnable or running and no timer is due soon.",
@@ -110,6 +123,7 @@ def worker(
     max_payload: int,
     cancel_grace: float,
     max_worker_deaths: int,
+    stop_timeout: float,
     exit_when_idle: bool,
     migrate: bool,
     verbose: bool,
@@ -117,6 +131,8 @@ def worker(
     """Resume and run every unfinished task. Stops gracefully on SIGTERM or SIGINT.
 
     Running tasks are handed back on the way out, to be resumed by the next worker.
+    One still busy after --stop-timeout (in a long HTTP request, say), or any at a
+    second signal, is left to its lease instead, as if the worker had been killed.
     Every setting can also come from its DURABLE_* environment variable.
     """
     configure_logging(verbose)
@@ -141,17 +157,28 @@ def worker(
         try:
             w = Worker(store, config)
             async with anyio.create_task_group() as tg:
-
-                async def on_signal() -> None:
-                    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-                        async for _ in signals:
-                            w.stop()
-                            return
-
-                tg.start_soon(on_signal)
+                tg.start_soon(_stop_on_signals, w, stop_timeout)
                 await w.run()
                 tg.cancel_scope.cancel()
         finally:
             await store.close()
 
     run_async(main)
+
+
+async def _stop_on_signals(w: Worker, stop_timeout: float) -> None:
+    """SIGTERM or SIGINT: stop gracefully, within `stop_timeout` s; a second one: at once.
+
+    The receiver stays open until the worker has stopped, so that no later signal
+    turns into a `KeyboardInterrupt` that unwinds the event loop under running guests.
+    Exiting without waiting leaves the tasks still running to their leases: another
+    worker resumes them when those lapse, as after a kill.
+    """
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async for _ in signals:
+            w.stop()
+            break
+        with anyio.move_on_after(stop_timeout):
+            async for _ in signals:
+                hard_exit(EXIT_FAILED, "second signal: exiting without waiting for running tasks")
+        hard_exit(EXIT_FAILED, f"tasks still running {stop_timeout:g} s after a signal: exiting")

@@ -3,6 +3,11 @@
 Host functions are defined once, on the shared Linker. wasmtime-py hands them only a
 store context, so they find their attempt through a thread-local: each attempt runs on
 its own thread from start to end, and host calls arrive on that thread.
+
+Stopping is ordered (`close`): running guests are told to stop, the runtime waits for
+their threads to leave wasmtime and for their output streams to be dropped (see
+`durable.host.lifecycle`), and only then stops the epoch ticker, which the watchdog
+needs to stop a guest that runs without host calls.
 """
 
 from __future__ import annotations
@@ -31,10 +36,16 @@ from durable.errors import HostError, LeaseLostError, NondeterminismError
 from durable.host.cache import ComponentCache
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
+from durable.host.lifecycle import Guests
 from durable.host.linker import build_linker
+from durable.host.traps import LastWords, from_guest, from_trap
+from durable.host.watchdog import SHUTDOWN_GRACE
 from durable.host.watchdog import install as install_watchdog
 
 _EPOCH_TICK = 0.01  # seconds between engine epoch increments
+#: How long `Runtime.close` waits for running guests by default: the watchdog stops
+#: one that runs wasm within `SHUTDOWN_GRACE`; a host call in progress may take longer.
+CLOSE_TIMEOUT = SHUTDOWN_GRACE + 8.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,13 +76,33 @@ class Runtime:
         self.cache = ComponentCache(self.engine, self.config.cache_dir)
         self._local = _Local()
         self.linker = build_linker(self.engine, self._current)
+        self._guests = Guests()
+        self._running: set[AttemptContext] = set()  # attempts inside `run`
+        self._closing = False
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="durable-epoch", daemon=True)
         self._ticker.start()
 
-    def close(self) -> None:
-        """Stop the epoch ticker."""
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> bool:
+        """Stop, in order: refuse new attempts, tell running guests to stop, wait at most
+        `timeout` seconds for them to leave wasmtime and for their output streams to be
+        dropped, then stop the epoch ticker. Idempotent.
+
+        Returns:
+            True when nothing of this runtime is left inside wasmtime. False when a
+            guest still runs (in a long host call): the ticker then keeps running, so
+            that the watchdog can still stop it, and the caller must not let the
+            interpreter exit while it runs (`durable.host.lifecycle.quiesce`).
+        """
+        self._closing = True
+        for ctx in list(self._running):
+            ctx.interrupt.set()
+        if not self._guests.wait_idle(timeout):
+            return False
         self._stop.set()
+        if self._ticker is not threading.current_thread():
+            self._ticker.join()
+        return True
 
     def _tick(self) -> None:
         while not self._stop.wait(_EPOCH_TICK):
@@ -88,27 +119,52 @@ class Runtime:
         deadline = ctx.task.deadline_at
         if deadline is not None and datetime.now(UTC) >= deadline and not ctx.replay_only:
             return _timed_out(ctx)
+        last_words = LastWords()
+
+        def on_stderr(data: bytes) -> None:
+            last_words.add(data)
+            ctx.on_output(Stream.STDERR, data)
+
         store = wasmtime.Store(self.engine)
         self._local.ctx = ctx
+        self._entered(ctx)  # before the check below: a `close` from now on waits for us
         try:
+            if self._closing:
+                raise HostError("the runtime is closed")
             wasi = wasmtime.WasiConfig()
             # No args, no environment, no preopened directories, no network: the guest
             # sees only what the durable host gives it.
-            wasi.stdout_custom = lambda data: ctx.on_output(Stream.STDOUT, bytes(data))
-            wasi.stderr_custom = lambda data: ctx.on_output(Stream.STDERR, bytes(data))
+            self._guests.attach_output(
+                wasi,
+                stdout=lambda data: ctx.on_output(Stream.STDOUT, data),
+                stderr=on_stderr,
+            )
             store.set_wasi(wasi)
             store.set_limits(memory_size=self.config.memory_limit)
             watchdog = install_watchdog(store, ctx)
             try:
-                return self._call(store, component, ctx)
+                return self._call(store, component, ctx, last_words)
             finally:
                 del watchdog
         finally:
             self._local.ctx = None
-            store.close()
+            store.close()  # its output streams go now, or soon on wasmtime's threads
+            self._left(ctx)
+
+    def _entered(self, ctx: AttemptContext) -> None:
+        self._guests.enter()
+        self._running.add(ctx)
+
+    def _left(self, ctx: AttemptContext) -> None:
+        self._running.discard(ctx)
+        self._guests.leave()
 
     def _call(
-        self, store: wasmtime.Store, component: wc.Component, ctx: AttemptContext
+        self,
+        store: wasmtime.Store,
+        component: wc.Component,
+        ctx: AttemptContext,
+        last_words: LastWords,
     ) -> AttemptEnd:
         task = ctx.task
         try:
@@ -148,16 +204,20 @@ class Runtime:
         except HostError as exc:
             return _failed(ctx, "HostError", str(exc))
         except wasmtime.WasmtimeError as exc:
-            return _failed(ctx, "Trap", _trap_message(exc, self.config))
+            return _failed(ctx, *from_trap(str(exc), self.config.memory_limit, last_words))
         if isinstance(value, str):
             if ctx.cancel_delivered:
                 return _cancelled(ctx, "the workflow handled the cancellation and returned")
             return _end(ctx, Completed(result=value), frontier=True)
-        kind = getattr(value, "kind", "Error")
-        message = getattr(value, "message", str(value))
+        raised = getattr(value, "kind", "Error")
+        kind, message = from_guest(
+            raised, getattr(value, "message", str(value)), self.config.memory_limit
+        )
         traceback = getattr(value, "traceback", "")
         if ctx.cancel_delivered:
             return _cancelled(ctx, message, traceback)
+        if kind != raised:  # named after the limit: say so below the guest's traceback
+            ctx.note(f"{kind}: {message}\n")
         return _end(ctx, Failed(error=_error_json(kind, message, traceback)), frontier=True)
 
     def _stopped(self, ctx: AttemptContext, reason: str) -> AttemptEnd:
@@ -199,15 +259,3 @@ def _failed(ctx: AttemptContext, kind: str, message: str) -> AttemptEnd:
 
 def _error_json(kind: str, message: str, traceback: str) -> str:
     return json.dumps({"kind": kind, "message": message, "traceback": traceback})
-
-
-def _trap_message(exc: wasmtime.WasmtimeError, config: HostConfig) -> str:
-    """The useful part of a trap: its cause, without the wasm backtrace."""
-    text = str(exc)
-    if "memory" in text and ("limit" in text or "grow" in text):
-        return f"memory limit of {config.memory_limit // (1024 * 1024)} MiB exceeded"
-    if "Caused by:" in text:
-        cause = text.split("Caused by:", 1)[1].strip().splitlines()
-        if cause:
-            return cause[0].strip()
-    return text.strip().splitlines()[0] if text.strip() else "guest trapped"

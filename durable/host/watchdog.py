@@ -56,17 +56,19 @@ def install(store: wasmtime.Store, ctx: AttemptContext) -> object:
     as the store: it owns the callback wasmtime calls."""
 
     def on_deadline(_context: object, _data: object, delta: object, kind: object) -> int:
+        # Runs inside wasmtime, on the guest's thread: nothing may raise out of it (ctypes
+        # would return a null error with `delta` and `kind` unset).
         try:
             reason = interruption(ctx)
-        except BaseException:  # never let an exception cross into wasmtime
-            reason = None
-        if reason is None:
-            delta[0] = SLICE_TICKS  # type: ignore[index]
-            kind[0] = _CONTINUE  # type: ignore[index]
-            return 0
-        ctx.stopped_by = reason
-        error = wasmtime.WasmtimeError(f"durable: guest stopped ({reason})")
-        return ctypes.cast(error._consume(), ctypes.c_void_p).value or 0
+            if reason is not None:
+                ctx.stopped_by = reason
+                error = wasmtime.WasmtimeError(f"durable: guest stopped ({reason})")
+                return ctypes.cast(error._consume(), ctypes.c_void_p).value or 0
+        except BaseException:
+            pass  # give the guest another slice; the next check may succeed
+        delta[0] = SLICE_TICKS  # type: ignore[index]
+        kind[0] = _CONTINUE  # type: ignore[index]
+        return 0
 
     callback = _CALLBACK_TYPE(on_deadline)
     finalizer = _FINALIZER_TYPE()  # a null function pointer: nothing to free

@@ -5,6 +5,12 @@ free slots and starts an attempt for each; attempts run their guest on a thread.
 loop then sleeps until the store says work may be runnable, an attempt ends, the next
 timer or lease expiry is due, or the poll interval passes (a safety net, not the
 mechanism). A heartbeat renews the leases of every running task in one statement.
+
+Stopping follows one order, also when `run` is cancelled: claim nothing more; tell the
+running guests to stop (a blocking sleep ends at once, a guest running without host
+calls is stopped by the watchdog after `SHUTDOWN_GRACE`); wait for their attempts to
+hand their tasks back, renewing leases meanwhile; deregister; close the runtime, which
+waits until no thread is left inside wasmtime before it stops the epoch ticker.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ import uuid
 from datetime import UTC, datetime
 
 import anyio
+import anyio.to_thread
 from anyio.abc import TaskGroup
 
 from durable.core.model import WorkerInfo
 from durable.errors import StorageError
 from durable.host.runtime import Runtime
+from durable.host.watchdog import SHUTDOWN_GRACE
 from durable.storage.base import Store
 from durable.worker.attempt import AttemptRunner
 from durable.worker.config import WorkerConfig
@@ -96,10 +104,13 @@ class Worker:
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._heartbeat)
-                await self._loop(tg)
-                # Stopping: blocking sleeps end at once and their tasks are released.
-                self._attempts.interrupt_all()
-                await self._attempts.wait_all()
+                try:
+                    await self._loop(tg)
+                finally:
+                    # Also on cancellation: the attempts' threads cannot be cancelled,
+                    # so their guests must be told to stop, or the task group waits on.
+                    self._attempts.interrupt_all()
+                await self._wait_for_attempts()
                 tg.cancel_scope.cancel()  # the heartbeat
         finally:
             with anyio.CancelScope(shield=True):
@@ -108,9 +119,18 @@ class Worker:
                 with contextlib.suppress(StorageError):
                     await self._attempts.release_dropped()
                 await self.store.remove_worker(self.id)
-                if self._own_runtime:
-                    self.runtime.close()
+                # Blocks until the guests' threads and output streams are gone.
+                if self._own_runtime and not await anyio.to_thread.run_sync(self.runtime.close):
+                    log.warning("a workflow is still running on a thread")
             log.debug("worker %s stopped", self.id)
+
+    async def _wait_for_attempts(self) -> None:
+        """Wait for the interrupted attempts to end; say so if a host call holds one up."""
+        with anyio.move_on_after(SHUTDOWN_GRACE + 1.0):
+            await self._attempts.wait_all()
+            return
+        log.warning("stopping: waiting for %d task(s) still in a host call", self.running)
+        await self._attempts.wait_all()
 
     async def _loop(self, tg: TaskGroup) -> None:
         backoff = 0.0

@@ -1,0 +1,186 @@
+"""What is still inside wasmtime, so that a process can stop without aborting.
+
+Why this module exists (issue 12): a worker that exited right after its last attempt
+sometimes died of SIGABRT, with wasmtime printing "panic in a function that cannot
+unwind" from a `tokio-rt-worker` thread. The cause: wasmtime's C API runs a guest's
+stdout and stderr through a `tokio` task (its `CustomOutputStream` has no synchronous
+WASI p2 stream, so wasmtime-wasi wraps it in an `AsyncWriteStream`, whose writer task
+lives on wasmtime's own tokio runtime). Closing a store aborts that task, but the task
+is dropped later, on a tokio thread, and its drop calls the stream's finalizer, which
+wasmtime-py implements in Python. If the interpreter is finalizing at that moment, the
+thread's attempt to take the GIL makes CPython call `pthread_exit`, whose forced
+unwinding reaches Rust's non-unwinding thread entry point: Rust aborts the process.
+The same holds for any Python callback that a thread runs inside wasmtime while the
+interpreter exits: a host function or the epoch watchdog on a guest thread, or an
+output write (a guest can write without flushing, and the tokio task writes later).
+
+The rule that follows: never let the interpreter finalize while a thread is inside
+wasmtime or may still call into Python from it. This module keeps the books for it:
+
+- each `Guests` (one per `Runtime`) counts the threads running an attempt, from the
+  store's creation to its `close()`;
+- guest output is attached here, with a finalizer that is plain C (wasmtime's own
+  `wasm_byte_vec_delete` on a token we own), so that no Python runs when wasmtime drops
+  a stream on a tokio thread; the token turning empty says the stream is gone, and with
+  it every later write callback;
+- `quiesce(timeout)` waits until no thread is inside and every stream is gone. The CLI
+  calls it before exiting (and exits with `os._exit` if it cannot), `Runtime.close`
+  waits for its own, and an `atexit` hook covers embedders.
+
+Rejected: keeping wasmtime-py's `stdout_custom` and waiting for its Python finalizer
+(the finalizer's own return still needs the GIL, so a race remains); closing the
+interpreter with `os._exit` always (it would skip flushing and `atexit` for everyone).
+
+Written against wasmtime-py 50.0.1 (pinned), whose private `_bindings` and `_ffi` it
+uses, as `watchdog.py` and `trampoline.py` do.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import errno
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import wasmtime
+from wasmtime import _bindings, _ffi
+
+#: Receives each write of the guest to one of its output streams.
+Write = Callable[[bytes], None]
+
+#: How long the `atexit` hook waits for guests and their output streams to go.
+EXIT_WAIT = 2.0
+
+_WRITE_TYPE = _bindings._wasi_config_set_stdout_custom.argtypes[1]
+_FINALIZER_TYPE = _bindings._wasi_config_set_stdout_custom.argtypes[3]
+# The finalizer: wasmtime's own C function, which empties the token it is given.
+_RELEASE = _FINALIZER_TYPE(ctypes.cast(_ffi.dll.wasm_byte_vec_delete, ctypes.c_void_p).value or 0)
+
+
+class _Stream:
+    """One output stream handed to wasmtime: where its writes go, and its token.
+
+    wasmtime passes the token's address to every write and, once, to the finalizer,
+    which frees the token's one-byte buffer and sets its size to 0.
+    """
+
+    __slots__ = ("token", "write")
+
+    def __init__(self, write: Write) -> None:
+        self.write = write
+        self.token = _bindings.wasm_byte_vec_t()
+        _bindings.wasm_byte_vec_new_uninitialized(ctypes.byref(self.token), 1)
+
+    @property
+    def address(self) -> int:
+        return ctypes.addressof(self.token)
+
+    @property
+    def released(self) -> bool:
+        return self.token.size == 0
+
+
+# Streams not yet released, by token address: the write callback finds its own here.
+_STREAMS: dict[int, _Stream] = {}
+
+
+@_WRITE_TYPE  # type: ignore[untyped-decorator]
+def _on_write(data: int | None, ptr: Any, size: int) -> int:
+    # Runs on a tokio thread of wasmtime's; it must never raise into it.
+    try:
+        _STREAMS[data or 0].write(ctypes.string_at(ptr, size))
+    except BaseException:
+        return -errno.EIO
+    return size
+
+
+class Guests:
+    """One runtime's share of wasmtime: threads running attempts, and their output."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._inside = 0
+        self._streams: list[_Stream] = []
+        _ALL.add(self)
+
+    def enter(self) -> None:
+        """Count one more thread inside wasmtime (from its store's creation)."""
+        with self._changed:
+            self._inside += 1
+
+    def leave(self) -> None:
+        """Count one thread less inside wasmtime (its store is closed)."""
+        with self._changed:
+            self._inside -= 1
+            self._changed.notify_all()
+
+    def attach_output(self, wasi: wasmtime.WasiConfig, *, stdout: Write, stderr: Write) -> None:
+        """Send the guest's stdout and stderr writes to `stdout` and `stderr`.
+
+        They are called on wasmtime's threads, one write at a time per stream, and
+        must not block for long; an exception fails the guest's write.
+        """
+        self._sweep()
+        for attach, write in (
+            (_bindings.wasi_config_set_stdout_custom, stdout),
+            (_bindings.wasi_config_set_stderr_custom, stderr),
+        ):
+            stream = _Stream(write)
+            with self._changed:
+                self._streams.append(stream)
+            _STREAMS[stream.address] = stream
+            attach(wasi.ptr(), _on_write, stream.address, _RELEASE)
+
+    def idle(self) -> bool:
+        """Whether no thread is inside and every output stream is gone."""
+        self._sweep()
+        with self._changed:
+            return self._inside == 0 and not self._streams
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait at most `timeout` seconds for `idle()`; return it."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            self._changed.wait_for(lambda: self._inside == 0, timeout)
+        # Streams go on wasmtime's threads, without telling Python: poll.
+        pause = 0.001
+        while not self.idle():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.05)
+        return True
+
+    def _sweep(self) -> None:
+        """Forget the streams wasmtime has released (each is looked at once)."""
+        with self._changed:
+            kept: list[_Stream] = []
+            gone: list[_Stream] = []
+            for stream in self._streams:
+                (gone if stream.released else kept).append(stream)
+            self._streams = kept
+        for stream in gone:  # held until popped: no new token can have its address yet
+            if _STREAMS.get(stream.address) is stream:
+                del _STREAMS[stream.address]
+
+
+_ALL: weakref.WeakSet[Guests] = weakref.WeakSet()
+
+
+def quiesce(timeout: float) -> bool:
+    """Wait at most `timeout` seconds until nothing of any runtime is inside wasmtime.
+
+    True when the interpreter may finalize safely; False when a thread is still inside
+    (a guest in a long host call) or an output stream is still alive: then only
+    `os._exit` ends the process without risking an abort.
+    """
+    deadline = time.monotonic() + timeout
+    return all(g.wait_idle(max(0.0, deadline - time.monotonic())) for g in list(_ALL))
+
+
+atexit.register(quiesce, EXIT_WAIT)
