@@ -46,14 +46,26 @@ from collections.abc import Iterable
 
 from durable.storage.guest import GuestSQLError
 
-__all__ = ["FUNCTIONS", "PRAGMAS", "Authorizer", "check_created", "hidden_tables"]
+__all__ = [
+    "FUNCTIONS",
+    "PRAGMAS",
+    "Authorizer",
+    "check_created",
+    "engine_tables",
+    "explain_unsafe",
+    "hidden_tables",
+    "is_engine_name",
+]
 
 #: Functions workflow SQL may call. Deliberately absent: `load_extension`,
 #: `fts3_tokenizer` (raw pointers), the FTS/R-Tree auxiliaries (`match`, `highlight`,
 #: `rtreenode` ...: they parse blobs as index pages), `sqlite_compileoption_*`,
 #: `sqlite_source_id`, `sqlite_log`, `subtype`, and `total_changes` (it counts durable's
-#: own writes on this connection). `random`/`randomblob` are allowed: their results are
-#: recorded with the transaction, so a replay sees the same values.
+#: own writes on this connection). Also absent, for now: functions whose single call
+#: can take far longer than its input is large and that `_sqlite_functions` does not
+#: guard (`jsonb_patch`; the `percentile` family sorts inside one call).
+#: `random`/`randomblob` are allowed: their results are recorded with the
+#: transaction, so a replay sees the same values.
 FUNCTIONS = frozenset(
     {
         # core scalar functions (lang_corefunc)
@@ -64,8 +76,7 @@ FUNCTIONS = frozenset(
         "soundex", "sqlite_version", "substr", "substring", "trim", "typeof", "unhex",
         "unicode", "unistr", "unistr_quote", "unlikely", "upper", "zeroblob",
         # aggregates (lang_aggfunc)
-        "avg", "count", "group_concat", "string_agg", "sum", "total", "median",
-        "percentile", "percentile_cont", "percentile_disc",
+        "avg", "count", "group_concat", "string_agg", "sum", "total",
         # window functions (windowfunctions)
         "row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag",
         "lead", "first_value", "last_value", "nth_value",
@@ -80,7 +91,7 @@ FUNCTIONS = frozenset(
         "json", "jsonb", "json_array", "jsonb_array", "json_array_length",
         "json_error_position", "json_extract", "jsonb_extract", "->", "->>",
         "json_insert", "jsonb_insert", "json_object", "jsonb_object", "json_patch",
-        "jsonb_patch", "json_pretty", "json_remove", "jsonb_remove", "json_replace",
+        "json_pretty", "json_remove", "jsonb_remove", "json_replace",
         "jsonb_replace", "json_set", "jsonb_set", "json_type", "json_valid", "json_quote",
         "json_group_array", "jsonb_group_array", "json_group_object", "jsonb_group_object",
     }
@@ -409,7 +420,8 @@ def check_created(conn: sqlite3.Connection, auth: Authorizer, engine_names: Iter
     auth.guest = False
     for kind, schema, name in dict.fromkeys(auth.created):
         if kind == "view":
-            _compile(conn, auth, f"SELECT * FROM {_quote(schema)}.{_quote(name)}", name)
+            view = f"SELECT * FROM {_quote(schema)}.{_quote(name)}"
+            _compile(conn, auth, view, name, strict=True)
             continue
         for (parent,) in conn.execute(
             'SELECT DISTINCT "table" FROM pragma_foreign_key_list(?, ?)', (name, schema)
@@ -420,7 +432,7 @@ def check_created(conn: sqlite3.Connection, auth: Authorizer, engine_names: Iter
             "SELECT dflt_value FROM pragma_table_xinfo(?, ?) WHERE dflt_value IS NOT NULL",
             (name, schema),
         ):
-            _compile(conn, auth, f"SELECT ({default})", name)
+            _compile(conn, auth, f"SELECT ({default})", name, strict=False)
     new = engine_tables(conn) - frozenset(engine_names)
     if new:
         raise GuestSQLError(
@@ -428,18 +440,37 @@ def check_created(conn: sqlite3.Connection, auth: Authorizer, engine_names: Iter
         )
 
 
-def _compile(conn: sqlite3.Connection, auth: Authorizer, sql: str, name: str) -> None:
-    """Compile `sql` without running it (EXPLAIN), judging its function calls."""
+def _compile(
+    conn: sqlite3.Connection, auth: Authorizer, sql: str, name: str, *, strict: bool
+) -> None:
+    """Compile `sql` without running it (EXPLAIN), judging its function calls.
+
+    With `strict`, any failure to compile is a refusal: a view must work when it is
+    made (SQLite refuses some functions in views before asking the authorizer, with
+    "unsafe use of ..."). Otherwise only a refused function is: a default that does not
+    compile on its own is SQLite's business, and it judged the DDL already.
+    """
     auth.guest, auth.validating, auth.denied = True, True, None
     try:
         conn.execute(f"EXPLAIN {sql}").fetchall()
-    except sqlite3.Error:
-        if auth.denied is not None:
-            raise GuestSQLError("forbidden", f"{name}: {auth.denied}") from None
-        # Anything else (say, a default that is no expression on its own) is SQLite's
-        # business: it judged the DDL already, and there was no function to refuse.
+    except sqlite3.Error as exc:
+        if auth.denied is not None or strict:
+            reason = auth.denied or str(exc)
+            if reason.startswith("unsafe use of "):
+                reason = explain_unsafe(reason)
+            raise GuestSQLError("forbidden", f"{name}: {reason}") from None
     finally:
         auth.guest, auth.validating = False, False
+
+
+def explain_unsafe(message: str) -> str:
+    """SQLite's "unsafe use of f()", and why workflow SQL meets it."""
+    return (
+        f"{message} (workflow SQL runs with trusted_schema OFF: a function in a view, index, "
+        "default, CHECK or generated column must be marked innocuous, which the guarded "
+        "like, glob, instr, replace, trim, printf, format and json_patch are not, nor, "
+        "before SQLite 3.45, the JSON functions)"
+    )
 
 
 def _quote(identifier: str) -> str:

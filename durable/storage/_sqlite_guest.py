@@ -55,8 +55,10 @@ from durable.storage._sqlite_authorizer import (
     Authorizer,
     check_created,
     engine_tables,
+    explain_unsafe,
     hidden_tables,
 )
+from durable.storage._sqlite_functions import GuardedFunctions
 from durable.storage.guest import (
     GuestResult,
     GuestSQLError,
@@ -96,19 +98,21 @@ def classify(exc: Exception, denied: str | None) -> GuestSQLError | StorageError
     primary = None if code is None else code & 0xFF
     if denied is not None or primary == _AUTH:
         return GuestSQLError("forbidden", denied or message, name)
-    if primary == _NOMEM and hardening.heap_limit() is not None:
-        # The heap limit is there for workflow SQL: running into it is the statement's.
+    if isinstance(exc, MemoryError) or (primary == _NOMEM and hardening.heap_limit()):
+        # Python's sqlite3 raises MemoryError for SQLITE_NOMEM. The heap limit is there
+        # for workflow SQL: running into it is the statement's doing.
         return GuestSQLError(
             "too-large",
-            f"{message}: the statement needed more memory than workflow SQL may use "
-            f"(the worker's SQLite heap is limited to {hardening.heap_limit()} bytes)",
-            name,
+            "the statement needed more memory than workflow SQL may use (the worker's "
+            f"SQLite heap is limited to {hardening.heap_limit()} bytes)",
+            "SQLITE_NOMEM",
         )
+    if message.startswith("unsafe use of "):
+        return GuestSQLError("forbidden", explain_unsafe(message), name)
     if primary in _INFRASTRUCTURE:
         return StorageError(f"workflow SQL: {message}")
     if primary == _TOOBIG:
-        limit = f"workflow SQL values are limited to {hardening.MAX_VALUE_BYTES} bytes"
-        return GuestSQLError("data", f"{message} ({limit})", name)
+        return GuestSQLError("data", f"{message} ({hardening.VALUE_LIMIT_NOTE})", name)
     if code == _CONSTRAINT_DATATYPE or primary in (_MISMATCH, _RANGE):
         return GuestSQLError("data", message, name)  # a value of the wrong type, say
     if primary == _CONSTRAINT:
@@ -182,6 +186,7 @@ class SQLiteGuest:
         self._conn: sqlite3.Connection | None = None
         self.authorizer = Authorizer()
         self.stopwatch = hardening.Stopwatch()
+        self.functions = GuardedFunctions()
         self.engine_names: frozenset[str] = frozenset()  # durable's tables at BEGIN
 
     async def begin(self, lease: Lease) -> SQLiteGuestTransaction:
@@ -229,6 +234,7 @@ class SQLiteGuest:
             hardening.harden(conn)
             hardening.limit_heap()
             conn.set_progress_handler(self.stopwatch, hardening.PROGRESS_OPS)
+            self.functions.install(conn)
             conn.set_authorizer(self.authorizer)
         except BaseException:
             conn.close()
@@ -273,6 +279,7 @@ class SQLiteGuest:
                 conn, self._conn = self._conn, None
                 if conn is not None:
                     await anyio.to_thread.run_sync(conn.close)
+                self.functions.close()
             finally:
                 if acquired:
                     self._lock.release()
@@ -320,6 +327,7 @@ class SQLiteGuestTransaction:
         with _engine_errors(owner.path):
             conn.execute(f"SAVEPOINT {_SAVEPOINT}")
         owner.stopwatch.arm(self._deadline)
+        owner.functions.error = None
         auth.start()
         try:
             cursor = conn.execute(sql, [adapt(v) for v in params])
@@ -332,11 +340,13 @@ class SQLiteGuestTransaction:
             owner.stopwatch.disarm()
             if auth.created:
                 check_created(conn, auth, owner.engine_names)
-        except (sqlite3.Error, sqlite3.Warning, GuestSQLError) as exc:
+        except (sqlite3.Error, sqlite3.Warning, GuestSQLError, MemoryError) as exc:
             auth.guest = False
             owner.stopwatch.disarm()
             if owner.stopwatch.stopped:
                 error: GuestSQLError | StorageError = _over_budget(owner.budget)
+            elif owner.functions.error is not None:  # a guarded function refused
+                error = owner.functions.error
             elif isinstance(exc, GuestSQLError):
                 error = exc
             else:

@@ -44,6 +44,7 @@ __all__ = [
     "LIMITS",
     "MAX_VALUE_BYTES",
     "PROGRESS_OPS",
+    "VALUE_LIMIT_NOTE",
     "Stopwatch",
     "harden",
     "heap_limit",
@@ -54,6 +55,8 @@ __all__ = [
 #: The largest string or blob workflow SQL may make or read: the size of the largest
 #: recorded event (`HostConfig.max_payload_bytes`), which a bigger value could not fit.
 MAX_VALUE_BYTES: Final = 16 * 1024 * 1024
+#: Said with every refusal of a value over the limit.
+VALUE_LIMIT_NOTE: Final = f"workflow SQL values are limited to {MAX_VALUE_BYTES} bytes"
 #: `Connection.setlimit` limits of the workflow SQL connection.
 LIMITS: Final = {
     sqlite3.SQLITE_LIMIT_LENGTH: MAX_VALUE_BYTES,
