@@ -90,6 +90,42 @@ def format_width(args: Sequence[object]) -> int:
     return largest
 
 
+# -- the common LIKE and GLOB patterns, without a round trip ---------------------------------
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _affix_match(pattern: object, text: object, any_run: str, one: str, fold: bool) -> int | None:
+    """`text` LIKE (or GLOB) `pattern` when the pattern is a literal with at most a
+    leading and a trailing `any_run` wildcard, as SQLite answers it; None for every
+    other case (SQLite's own function answers those)."""
+    if not (isinstance(pattern, str) and isinstance(text, str)):
+        return None  # NULL, numbers and blobs: SQLite's conversions apply
+    core = pattern.removeprefix(any_run).removesuffix(any_run)
+    if any_run in core or one in core or "\0" in pattern or "\0" in text:
+        return None  # SQLite reads text up to a NUL; inner wildcards need the matcher
+    if any_run == "*" and "[" in core:
+        return None  # a GLOB character class
+    if fold:  # LIKE folds ASCII letters only
+        core, text = core.translate(_ASCII_LOWER), text.translate(_ASCII_LOWER)
+    if pattern == any_run:
+        return 1
+    head, tail = pattern.startswith(any_run), pattern.endswith(any_run)
+    if head and tail:
+        return int(core in text)
+    if head:
+        return int(text.endswith(core))
+    if tail:
+        return int(text.startswith(core))
+    return int(text == core)
+
+
+_QUICK: Final[dict[str, Callable[[Any, Any], int | None]]] = {
+    "like": lambda pattern, text: _affix_match(pattern, text, "%", "_", fold=True),
+    "glob": lambda pattern, text: _affix_match(pattern, text, "*", "?", fold=False),
+}
+
+
 class GuardedFunctions:
     """The guarded functions of one workflow SQL connection.
 
@@ -119,6 +155,8 @@ class GuardedFunctions:
     def _guard(self, name: str, arity: int, limit: int) -> Callable[..., Any]:
         sql = f"SELECT {name}({', '.join('?' * arity)})"
 
+        quick = _QUICK.get(name) if arity == 2 else None
+
         def call(*args: Any) -> Any:
             work = _size(args[0]) * _size(args[1])
             if work > limit:
@@ -126,6 +164,8 @@ class GuardedFunctions:
                     f"{name}() on inputs of {_size(args[0])} and {_size(args[1])} bytes could "
                     "take minutes (its time grows with the product of the two): refused"
                 )
+            if quick is not None and (answer := quick(args[0], args[1])) is not None:
+                return answer
             return self._run(sql, args)
 
         return call

@@ -188,6 +188,7 @@ class SQLiteGuest:
         self.stopwatch = hardening.Stopwatch()
         self.functions = GuardedFunctions()
         self.engine_names: frozenset[str] = frozenset()  # durable's tables at BEGIN
+        self._schema_version: int | None = None  # the schema those two were read from
 
     async def begin(self, lease: Lease) -> SQLiteGuestTransaction:
         """Wait for the connection, and `BEGIN IMMEDIATE` on it.
@@ -216,8 +217,11 @@ class SQLiteGuest:
                 self._conn = self._open()
             self._conn.execute("BEGIN IMMEDIATE")
             # Under the write lock, nothing else changes the schema until the end.
-            self.authorizer.hidden = hidden_tables(self._conn)
-            self.engine_names = engine_tables(self._conn)
+            version = self._conn.execute("PRAGMA schema_version").fetchone()[0]
+            if version != self._schema_version:
+                self.authorizer.hidden = hidden_tables(self._conn)
+                self.engine_names = engine_tables(self._conn)
+                self._schema_version = version
         return self._conn
 
     def _open(self) -> sqlite3.Connection:
@@ -256,7 +260,7 @@ class SQLiteGuest:
             if conn.execute("SELECT 1 FROM temp.sqlite_master LIMIT 1").fetchone() is not None:
                 raise sqlite3.OperationalError("temporary objects left behind")
         except sqlite3.Error:
-            self._conn = None
+            self._conn, self._schema_version = None, None
             conn.close()
 
     def release(self) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from durable.storage import _sqlite_hardening as hardening
 from durable.storage._sqlite_authorizer import FUNCTIONS, PRAGMAS, Authorizer, is_engine_name
-from durable.storage._sqlite_functions import format_width
+from durable.storage._sqlite_functions import _QUICK, format_width
 
 OK, DENY = sqlite3.SQLITE_OK, sqlite3.SQLITE_DENY
 Call = tuple[int, str | None, str | None, str | None, str | None]
@@ -274,3 +274,26 @@ def test_hardening_settings() -> None:
 )
 def test_printf_width_is_read_as_sqlite_reads_it(args: tuple[object, ...], width: int) -> None:
     assert format_width(args) == width
+
+
+PATTERN_PARTS = ["", "a", "A", "ab", "é", "É", "_", "?", "[a]", "\\", "x\0y"]
+TEXTS = ["", "a", "A", "ab", "AB", "ba", "cab", "é", "É", "a_b", "a?b", "[a]", "x\0y", "xa"]
+
+
+def test_the_quick_like_and_glob_answer_as_sqlite_does() -> None:
+    """The guard answers literal patterns with leading or trailing wildcards itself:
+    compared with SQLite's own LIKE and GLOB on every combination of a grid."""
+    sqlite = sqlite3.connect(":memory:")
+    checked = 0
+    for name, run in (("like", "%"), ("glob", "*")):
+        quick = _QUICK[name]
+        for part in PATTERN_PARTS:
+            for pattern in (part, run + part, part + run, run + part + run, run + run, run):
+                for text in [*TEXTS, None, 12, b"ab"]:
+                    answer = quick(pattern, text)
+                    if answer is None:
+                        continue  # SQLite's own function answers
+                    expected = sqlite.execute(f"SELECT {name}(?, ?)", (pattern, text)).fetchone()
+                    assert answer == expected[0], (name, pattern, text)
+                    checked += 1
+    assert checked > 500
