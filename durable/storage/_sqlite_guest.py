@@ -14,9 +14,12 @@ Design choices, and why:
 * The authorizer (`_sqlite_authorizer`: an allow-list) is switched on only while a
   guest statement is prepared and stepped, and the connection caches no prepared
   statements (a cached engine statement would skip the authorizer). The connection is
-  hardened (`_sqlite_hardening`: settings, limits, a progress handler, a heap limit).
-* A transaction holds the write lock from its BEGIN, so it has a time budget (half the
-  busy timeout). A statement still running at the deadline is stopped; a transaction
+  hardened (`_sqlite_hardening`: settings, limits, a progress handler, a heap limit),
+  and the functions whose one call could outlast any deadline are guarded
+  (`_sqlite_functions`).
+* A transaction holds the write lock from its BEGIN, so it has a time budget: half the
+  busy timeout, and less if the task's lease would lapse sooner (no heartbeat can
+  renew it meanwhile). A statement still running at the deadline is stopped; a transaction
   still open then is rolled back from the event loop and the connection handed to the
   next one, while the workflow (which may be busy in its own code) is told
   "aborted" at its next call. A per-transaction mutex keeps that rollback and the
@@ -73,6 +76,9 @@ __all__ = ["Authorizer", "SQLiteGuest", "SQLiteGuestTransaction", "settings_of"]
 
 _Q = schema.queries()
 _SAVEPOINT = "durable_statement"
+_LEASE_EXPIRY = (
+    "SELECT lease_expires_at FROM durable_task WHERE id = ? AND owner = ? AND lease_token = ?"
+)
 
 
 # -- values and errors ---------------------------------------------------------------------
@@ -145,7 +151,7 @@ def _code_name(code: int | None, name: str | None) -> str | None:
 def _over_budget(budget: float) -> GuestSQLError:
     return GuestSQLError(
         "aborted",
-        f"the transaction held the database for longer than workflow SQL may ({budget:g} s; "
+        f"the transaction held the database for longer than workflow SQL may ({budget:.1f} s; "
         "every other write waits meanwhile), so it was rolled back: keep transactions short",
         "SQLITE_INTERRUPT",
     )
@@ -205,24 +211,31 @@ class SQLiteGuest:
                 "for longer than the busy timeout"
             )
         try:
-            conn = await anyio.to_thread.run_sync(self._begin)
+            conn, seconds = await anyio.to_thread.run_sync(self._begin, lease)
         except BaseException:
             self._lock.release()
             raise
-        return SQLiteGuestTransaction(self, conn, lease, time.monotonic() + self.budget)
+        return SQLiteGuestTransaction(self, conn, lease, time.monotonic() + seconds)
 
-    def _begin(self) -> sqlite3.Connection:
+    def _begin(self, lease: Lease) -> tuple[sqlite3.Connection, float]:
+        """BEGIN IMMEDIATE; return the connection and the seconds the transaction has."""
         with _engine_errors(self.path):
             if self._conn is None:
                 self._conn = self._open()
-            self._conn.execute("BEGIN IMMEDIATE")
-            # Under the write lock, nothing else changes the schema until the end.
-            version = self._conn.execute("PRAGMA schema_version").fetchone()[0]
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            # Under the write lock, nothing else changes the schema until the end ...
+            version = conn.execute("PRAGMA schema_version").fetchone()[0]
             if version != self._schema_version:
-                self.authorizer.hidden = hidden_tables(self._conn)
-                self.engine_names = engine_tables(self._conn)
+                self.authorizer.hidden = hidden_tables(conn)
+                self.engine_names = engine_tables(conn)
                 self._schema_version = version
-        return self._conn
+            # ... and no heartbeat can renew the task's lease: the transaction must end
+            # early enough for the next one to land before the lease lapses, or the
+            # task would be taken from its own worker (and hold the lock again, forever).
+            row = conn.execute(_LEASE_EXPIRY, codec.fence(lease)).fetchone()
+        left = self.budget if row is None or row[0] is None else float(row[0]) - self.clock()
+        return conn, min(self.budget, left - min(hardening.LEASE_MARGIN, left / 2))
 
     def _open(self) -> sqlite3.Connection:
         # No statement cache: SQLite authorizes a statement when it is prepared, so a
@@ -301,6 +314,7 @@ class SQLiteGuestTransaction:
         self._conn = conn
         self._lease = lease
         self._deadline = deadline
+        self._budget = max(deadline - time.monotonic(), 0.0)  # seconds it was given
         self._ended = False  # commit or rollback was called
         self._released = False  # the connection was handed back
         # Held while this transaction uses the connection; `_finished` (set under it)
@@ -348,7 +362,7 @@ class SQLiteGuestTransaction:
             auth.guest = False
             owner.stopwatch.disarm()
             if owner.stopwatch.stopped:
-                error: GuestSQLError | StorageError = _over_budget(owner.budget)
+                error: GuestSQLError | StorageError = _over_budget(self._budget)
             elif owner.functions.error is not None:  # a guarded function refused
                 error = owner.functions.error
             elif isinstance(exc, GuestSQLError):
@@ -447,7 +461,7 @@ class SQLiteGuestTransaction:
         (the stopwatch ends a statement at the same deadline)."""
         with self._mutex:
             if expired and not self._finished:
-                self._aborted = _over_budget(self._owner.budget)
+                self._aborted = _over_budget(self._budget)
             self._finished = True
             self._owner.end()
 
@@ -458,7 +472,7 @@ class SQLiteGuestTransaction:
     def _check_usable(self) -> None:
         """Under the mutex: the transaction still has the connection and its time."""
         if self._finished or time.monotonic() >= self._deadline:
-            raise self._aborted or _over_budget(self._owner.budget)
+            raise self._aborted or _over_budget(self._budget)
 
 
 def _read(cursor: sqlite3.Cursor, budget: RowBudget) -> list[list[Any]]:

@@ -19,7 +19,8 @@ exhaust its memory, or hold the database (and every other task's writes) for lon
   threads.
 * **Time.** A transaction holds SQLite's write lock for its whole life, so it gets a
   budget (`transaction_budget`: half the busy timeout, so that a writer waiting for it
-  is not timed out). `Stopwatch` is the connection's progress handler: every
+  is not timed out; less when the task's lease would lapse first, see
+  `LEASE_MARGIN`). `Stopwatch` is the connection's progress handler: every
   `PROGRESS_OPS` virtual machine steps of a workflow statement it checks the deadline
   and stops the statement once it has passed.
 * **Memory.** A result row, or a chain of expressions, can hold many values of the
@@ -41,6 +42,7 @@ from typing import Final
 
 __all__ = [
     "HEAP_LIMIT",
+    "LEASE_MARGIN",
     "LIMITS",
     "MAX_VALUE_BYTES",
     "PROGRESS_OPS",
@@ -76,6 +78,9 @@ LIMITS: Final = {
 }
 #: The process's SQLite heap limit that `limit_heap` sets, in bytes.
 HEAP_LIMIT: Final = 1024 * 1024 * 1024
+#: Seconds a transaction leaves before its task's lease lapses, for the heartbeat that
+#: renews it once the write lock is free (at most half of what is left).
+LEASE_MARGIN: Final = 1.5
 #: Virtual machine steps between two checks of the deadline.
 PROGRESS_OPS: Final = 1000
 # Python 3.12+ `setconfig` options, by name (absent on 3.11), and the value each gets.

@@ -9,6 +9,7 @@ when it got through), and the last test runs hostile workflows in a real worker.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -73,11 +74,11 @@ async def short_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
         yield opened
 
 
-async def begin(store: SQLiteStore) -> GuestTransaction:
+async def begin(store: SQLiteStore, lease_seconds: float = 60) -> GuestTransaction:
     """A task, claimed, with a workflow transaction open for it."""
     digest = await store.put_workflow(b"\x00asm boundary test")
     await store.create_task(NewTask(name="t", workflow_hash=digest, input="null"))
-    [claim] = await store.claim(worker_id="w", limit=1, lease_seconds=60)
+    [claim] = await store.claim(worker_id="w", limit=1, lease_seconds=lease_seconds)
     return await store.begin_guest_transaction(claim.lease)
 
 
@@ -530,11 +531,22 @@ async def test_memory_is_bounded_by_the_heap_limit(store: SQLiteStore) -> None:
     await tx.rollback()
 
 
+@pytest.mark.parametrize("limit", ["busy-timeout", "lease"])
 async def test_a_transaction_held_open_past_its_budget_is_rolled_back(
-    short_store: SQLiteStore,
+    tmp_path: Path, limit: str
 ) -> None:
-    store = short_store
-    tx = await begin(store)
+    """The budget is half the busy timeout, or less if the task's lease would lapse
+    first: no heartbeat can renew it while the transaction holds the write lock."""
+    busy, lease = (2.0, 60.0) if limit == "busy-timeout" else (40.0, 3.0)
+    async with app_store(tmp_path / "db.sqlite", busy_timeout=busy) as store:
+        message = await held_open(store, lease)
+    given = float(re.search(r"\((\d+\.\d) s;", message).group(1))  # type: ignore[union-attr]
+    assert given <= (1.0 if limit == "busy-timeout" else lease - 1.0), message
+
+
+async def held_open(store: SQLiteStore, lease_seconds: float) -> str:
+    """Hold a transaction open past its budget; return the refusal's message."""
+    tx = await begin(store, lease_seconds)
     assert isinstance(await run(tx, "INSERT INTO accounts (name) VALUES ('late')"), GuestResult)
     assert locked(store.path)
     # The workflow keeps the transaction open without running SQL: the lock is freed.
@@ -547,6 +559,7 @@ async def test_a_transaction_held_open_past_its_budget_is_rolled_back(
         await commit(tx)
     assert read(store, "SELECT count(*) FROM accounts WHERE name = 'late'") == [(0,)]
     await tx.rollback()  # idempotent
+    return message
 
 
 # -- a real worker -------------------------------------------------------------------------------
