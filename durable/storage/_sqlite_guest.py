@@ -11,13 +11,19 @@ Design choices, and why:
   `BEGIN IMMEDIATE` so that it holds the write lock from the start, and committed
   together with the events that record it: `commit` runs the same fenced inserts as
   `SQLiteStore.append` on this connection, in this transaction.
-* The authorizer is switched on only while a guest statement is prepared and stepped,
-  and the connection caches no prepared statements (a cached engine statement would
-  skip the authorizer).
-  It refuses every access to `durable_*` tables (reading, writing, dropping, altering,
-  indexing, triggers, views over them), any use of `sqlite_sequence` (it holds
-  `durable_task`), transaction control and savepoints (durable owns the transaction),
-  ATTACH/DETACH (files outside the sandbox) and all but a few read-only PRAGMAs.
+* The authorizer (`_sqlite_authorizer`: an allow-list) is switched on only while a
+  guest statement is prepared and stepped, and the connection caches no prepared
+  statements (a cached engine statement would skip the authorizer). The connection is
+  hardened (`_sqlite_hardening`: settings, limits, a progress handler, a heap limit),
+  and the functions whose one call could outlast any deadline are guarded
+  (`_sqlite_functions`).
+* A transaction holds the write lock from its BEGIN, so it has a time budget: half the
+  busy timeout, and less if the task's lease would lapse sooner (no heartbeat can
+  renew it meanwhile). A statement still running at the deadline is stopped; a transaction
+  still open then is rolled back from the event loop and the connection handed to the
+  next one, while the workflow (which may be busy in its own code) is told
+  "aborted" at its next call. A per-transaction mutex keeps that rollback and the
+  workflow's own calls from using the connection at once.
 * Each statement runs inside `SAVEPOINT durable_statement`, so a failed (or too large)
   statement is undone whole and the transaction goes on, as on Postgres. A statement
   that ends the transaction itself (`INSERT OR ROLLBACK`) leaves it aborted.
@@ -30,6 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -44,7 +52,16 @@ import anyio.to_thread
 from durable.core.model import Event, Lease, LogChunk
 from durable.errors import ConfigurationError, ConflictError, LeaseLostError, StorageError
 from durable.storage import _sqlite_codec as codec
+from durable.storage import _sqlite_hardening as hardening
 from durable.storage import _sqlite_schema as schema
+from durable.storage._sqlite_authorizer import (
+    Authorizer,
+    check_created,
+    engine_tables,
+    explain_unsafe,
+    hidden_tables,
+)
+from durable.storage._sqlite_functions import GuardedFunctions
 from durable.storage.guest import (
     GuestResult,
     GuestSQLError,
@@ -59,139 +76,8 @@ __all__ = ["Authorizer", "SQLiteGuest", "SQLiteGuestTransaction", "settings_of"]
 
 _Q = schema.queries()
 _SAVEPOINT = "durable_statement"
-#: Read-only PRAGMAs a workflow may use (on its own tables).
-_PRAGMAS = frozenset(
-    {
-        "table_info",
-        "table_xinfo",
-        "table_list",
-        "index_list",
-        "index_info",
-        "index_xinfo",
-        "foreign_key_list",
-        "foreign_key_check",
-        "defer_foreign_keys",  # lasts until the end of the transaction
-    }
-)
-_TX_CONTROL = (
-    "transaction control (BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE) belongs to "
-    "durable.transaction: leave the block to commit, raise to roll back"
-)
-
-
-def _is_engine_table(name: str | None) -> bool:
-    return name is not None and name.lower().startswith("durable_")
-
-
-class Authorizer:
-    """The guest connection's `set_authorizer` callback.
-
-    Allows everything while `guest` is False (the engine's own statements). While it is
-    True, refuses what workflow SQL may not do and remembers why in `denied`, for the
-    error message (SQLite itself only says "not authorized").
-    """
-
-    __slots__ = ("denied", "dropping", "guest")
-
-    def __init__(self) -> None:
-        """Start in engine mode."""
-        self.guest = False
-        self.denied: str | None = None
-        # Set while a guest DROP TABLE runs: SQLite then deletes the table's row of
-        # sqlite_sequence itself, which must not be refused.
-        self.dropping = False
-
-    def start(self) -> None:
-        """Switch to guest mode for the next statement."""
-        self.guest, self.denied, self.dropping = True, None, False
-
-    def __call__(
-        self, action: int, arg1: str | None, arg2: str | None, db: str | None, source: str | None
-    ) -> int:
-        """SQLite's authorizer protocol: SQLITE_OK or SQLITE_DENY."""
-        if not self.guest:
-            return sqlite3.SQLITE_OK
-        if action in (sqlite3.SQLITE_DROP_TABLE, sqlite3.SQLITE_DROP_TEMP_TABLE):
-            self.dropping = not _is_engine_table(arg1)
-        elif self.dropping and (arg1 or "").lower() == "sqlite_sequence":
-            return sqlite3.SQLITE_OK  # the dropped table's own counter
-        reason = self.refusal(action, arg1, arg2)
-        if reason is None:
-            return sqlite3.SQLITE_OK
-        if self.denied is None:
-            self.denied = reason
-        return sqlite3.SQLITE_DENY
-
-    @staticmethod
-    def refusal(action: int, arg1: str | None, arg2: str | None) -> str | None:
-        """Why workflow SQL may not do `action` on `arg1`/`arg2`, or None if it may."""
-        if action in _TABLE_IS_ARG1:
-            table = arg1
-        elif action in _TABLE_IS_ARG2:
-            table = arg2
-        else:
-            table = None
-        if _is_engine_table(table) or (action in _NAMES_ARE_BOTH and _is_engine_table(arg1)):
-            name = table if _is_engine_table(table) else arg1
-            return f"{name} is one of durable's own tables: workflow SQL cannot use it"
-        if action in _TABLE_IS_ARG1 and (arg1 or "").lower() == "sqlite_sequence":
-            return "sqlite_sequence holds durable's own counters too: workflow SQL cannot use it"
-        if action in (sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT):
-            return _TX_CONTROL
-        if action in (sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH):
-            return "ATTACH and DETACH are not available to workflow SQL"
-        if action == sqlite3.SQLITE_PRAGMA:
-            name = (arg1 or "").lower()
-            if name not in _PRAGMAS:
-                return f"PRAGMA {name} is not available to workflow SQL"
-            if _is_engine_table(arg2):
-                return f"{arg2} is one of durable's own tables: workflow SQL cannot use it"
-        if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() == "load_extension":
-            return "load_extension is not available to workflow SQL"
-        return None
-
-
-_TABLE_IS_ARG1 = frozenset(
-    {
-        sqlite3.SQLITE_READ,
-        sqlite3.SQLITE_INSERT,
-        sqlite3.SQLITE_UPDATE,
-        sqlite3.SQLITE_DELETE,
-        sqlite3.SQLITE_CREATE_TABLE,
-        sqlite3.SQLITE_CREATE_TEMP_TABLE,
-        sqlite3.SQLITE_DROP_TABLE,
-        sqlite3.SQLITE_DROP_TEMP_TABLE,
-        sqlite3.SQLITE_CREATE_VIEW,
-        sqlite3.SQLITE_CREATE_TEMP_VIEW,
-        sqlite3.SQLITE_DROP_VIEW,
-        sqlite3.SQLITE_DROP_TEMP_VIEW,
-        sqlite3.SQLITE_ANALYZE,
-        sqlite3.SQLITE_CREATE_VTABLE,
-        sqlite3.SQLITE_DROP_VTABLE,
-    }
-)
-# Index and trigger actions: arg1 names the index or trigger, arg2 its table.
-_TABLE_IS_ARG2 = frozenset(
-    {
-        sqlite3.SQLITE_CREATE_INDEX,
-        sqlite3.SQLITE_CREATE_TEMP_INDEX,
-        sqlite3.SQLITE_DROP_INDEX,
-        sqlite3.SQLITE_DROP_TEMP_INDEX,
-        sqlite3.SQLITE_CREATE_TRIGGER,
-        sqlite3.SQLITE_CREATE_TEMP_TRIGGER,
-        sqlite3.SQLITE_DROP_TRIGGER,
-        sqlite3.SQLITE_DROP_TEMP_TRIGGER,
-        sqlite3.SQLITE_ALTER_TABLE,  # arg1 is the schema
-    }
-)
-# ... and their own names may not look like durable's either.
-_NAMES_ARE_BOTH = frozenset(
-    {
-        sqlite3.SQLITE_CREATE_INDEX,
-        sqlite3.SQLITE_CREATE_TEMP_INDEX,
-        sqlite3.SQLITE_CREATE_TRIGGER,
-        sqlite3.SQLITE_CREATE_TEMP_TRIGGER,
-    }
+_LEASE_EXPIRY = (
+    "SELECT lease_expires_at FROM durable_task WHERE id = ? AND owner = ? AND lease_token = ?"
 )
 
 
@@ -218,9 +104,22 @@ def classify(exc: Exception, denied: str | None) -> GuestSQLError | StorageError
     primary = None if code is None else code & 0xFF
     if denied is not None or primary == _AUTH:
         return GuestSQLError("forbidden", denied or message, name)
+    if isinstance(exc, MemoryError) or (primary == _NOMEM and hardening.heap_limit()):
+        # Python's sqlite3 raises MemoryError for SQLITE_NOMEM. The heap limit is there
+        # for workflow SQL: running into it is the statement's doing.
+        return GuestSQLError(
+            "too-large",
+            "the statement needed more memory than workflow SQL may use (the worker's "
+            f"SQLite heap is limited to {hardening.heap_limit()} bytes)",
+            "SQLITE_NOMEM",
+        )
+    if message.startswith("unsafe use of "):
+        return GuestSQLError("forbidden", explain_unsafe(message), name)
     if primary in _INFRASTRUCTURE:
         return StorageError(f"workflow SQL: {message}")
-    if code == _CONSTRAINT_DATATYPE or primary in (_MISMATCH, _RANGE, _TOOBIG):
+    if primary == _TOOBIG:
+        return GuestSQLError("data", f"{message} ({hardening.VALUE_LIMIT_NOTE})", name)
+    if code == _CONSTRAINT_DATATYPE or primary in (_MISMATCH, _RANGE):
         return GuestSQLError("data", message, name)  # a value of the wrong type, say
     if primary == _CONSTRAINT:
         return GuestSQLError("constraint", message, name)
@@ -234,7 +133,7 @@ def classify(exc: Exception, denied: str | None) -> GuestSQLError | StorageError
 
 
 # SQLite's primary result codes (the low byte of an extended code).
-_ERROR, _CONSTRAINT, _MISMATCH, _AUTH, _RANGE, _TOOBIG = 1, 19, 20, 23, 25, 18
+_ERROR, _NOMEM, _CONSTRAINT, _MISMATCH, _AUTH, _RANGE, _TOOBIG = 1, 7, 19, 20, 23, 25, 18
 _CONSTRAINT_DATATYPE = 3091  # newer than the names Python knows
 # The database or its file failed: PERM, BUSY, LOCKED, NOMEM, READONLY, IOERR, CORRUPT,
 # FULL, CANTOPEN, PROTOCOL, NOTADB.
@@ -247,6 +146,15 @@ def _code_name(code: int | None, name: str | None) -> str | None:
     if name and name != "unknown":
         return name
     return None if code is None else f"SQLITE_{code}"
+
+
+def _over_budget(budget: float) -> GuestSQLError:
+    return GuestSQLError(
+        "aborted",
+        f"the transaction held the database for longer than workflow SQL may ({budget:.1f} s; "
+        "every other write waits meanwhile), so it was rolled back: keep transactions short",
+        "SQLITE_INTERRUPT",
+    )
 
 
 # -- the connection --------------------------------------------------------------------------
@@ -278,9 +186,15 @@ class SQLiteGuest:
         self.clock = clock
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
+        #: Seconds a transaction may hold the database (`hardening.transaction_budget`).
+        self.budget = hardening.transaction_budget(busy_timeout_ms)
         self._lock = asyncio.Lock()
         self._conn: sqlite3.Connection | None = None
         self.authorizer = Authorizer()
+        self.stopwatch = hardening.Stopwatch()
+        self.functions = GuardedFunctions()
+        self.engine_names: frozenset[str] = frozenset()  # durable's tables at BEGIN
+        self._schema_version: int | None = None  # the schema those two were read from
 
     async def begin(self, lease: Lease) -> SQLiteGuestTransaction:
         """Wait for the connection, and `BEGIN IMMEDIATE` on it.
@@ -297,18 +211,31 @@ class SQLiteGuest:
                 "for longer than the busy timeout"
             )
         try:
-            conn = await anyio.to_thread.run_sync(self._begin)
+            conn, seconds = await anyio.to_thread.run_sync(self._begin, lease)
         except BaseException:
             self._lock.release()
             raise
-        return SQLiteGuestTransaction(self, conn, lease)
+        return SQLiteGuestTransaction(self, conn, lease, time.monotonic() + seconds)
 
-    def _begin(self) -> sqlite3.Connection:
+    def _begin(self, lease: Lease) -> tuple[sqlite3.Connection, float]:
+        """BEGIN IMMEDIATE; return the connection and the seconds the transaction has."""
         with _engine_errors(self.path):
             if self._conn is None:
                 self._conn = self._open()
-            self._conn.execute("BEGIN IMMEDIATE")
-        return self._conn
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            # Under the write lock, nothing else changes the schema until the end ...
+            version = conn.execute("PRAGMA schema_version").fetchone()[0]
+            if version != self._schema_version:
+                self.authorizer.hidden = hidden_tables(conn)
+                self.engine_names = engine_tables(conn)
+                self._schema_version = version
+            # ... and no heartbeat can renew the task's lease: the transaction must end
+            # early enough for the next one to land before the lease lapses, or the
+            # task would be taken from its own worker (and hold the lock again, forever).
+            row = conn.execute(_LEASE_EXPIRY, codec.fence(lease)).fetchone()
+        left = self.budget if row is None or row[0] is None else float(row[0]) - self.clock()
+        return conn, min(self.budget, left - min(hardening.LEASE_MARGIN, left / 2))
 
     def _open(self) -> sqlite3.Connection:
         # No statement cache: SQLite authorizes a statement when it is prepared, so a
@@ -321,6 +248,10 @@ class SQLiteGuest:
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_ms)}")
             conn.execute(f"PRAGMA synchronous = {int(self._synchronous)}")
             conn.execute("PRAGMA foreign_keys = ON")
+            hardening.harden(conn)
+            hardening.limit_heap()
+            conn.set_progress_handler(self.stopwatch, hardening.PROGRESS_OPS)
+            self.functions.install(conn)
             conn.set_authorizer(self.authorizer)
         except BaseException:
             conn.close()
@@ -335,13 +266,14 @@ class SQLiteGuest:
         if conn is None:
             return
         self.authorizer.guest = False
+        self.stopwatch.disarm()
         try:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             if conn.execute("SELECT 1 FROM temp.sqlite_master LIMIT 1").fetchone() is not None:
                 raise sqlite3.OperationalError("temporary objects left behind")
         except sqlite3.Error:
-            self._conn = None
+            self._conn, self._schema_version = None, None
             conn.close()
 
     def release(self) -> None:
@@ -364,6 +296,7 @@ class SQLiteGuest:
                 conn, self._conn = self._conn, None
                 if conn is not None:
                     await anyio.to_thread.run_sync(conn.close)
+                self.functions.close()
             finally:
                 if acquired:
                     self._lock.release()
@@ -372,13 +305,26 @@ class SQLiteGuest:
 class SQLiteGuestTransaction:
     """A `GuestTransaction` on the SQLite guest connection."""
 
-    def __init__(self, owner: SQLiteGuest, conn: sqlite3.Connection, lease: Lease) -> None:
-        """Wrap a transaction that `owner.begin` opened."""
+    def __init__(
+        self, owner: SQLiteGuest, conn: sqlite3.Connection, lease: Lease, deadline: float
+    ) -> None:
+        """Wrap a transaction that `owner.begin` opened, and arm its deadline (a
+        `time.monotonic()` reading) on the running event loop."""
         self._owner = owner
         self._conn = conn
         self._lease = lease
+        self._deadline = deadline
+        self._budget = max(deadline - time.monotonic(), 0.0)  # seconds it was given
         self._ended = False  # commit or rollback was called
         self._released = False  # the connection was handed back
+        # Held while this transaction uses the connection; `_finished` (set under it)
+        # means it may not any more, and `_aborted` says why, if the budget ran out.
+        self._mutex = threading.Lock()
+        self._finished = False
+        self._aborted: GuestSQLError | None = None
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(max(deadline - time.monotonic(), 0), self._expire)
+        self._expiring: asyncio.Task[None] | None = None
 
     async def execute(
         self, sql: str, params: Sequence[GuestValue], *, max_bytes: int
@@ -388,39 +334,59 @@ class SQLiteGuestTransaction:
         return await anyio.to_thread.run_sync(self._execute, sql, params, max_bytes)
 
     def _execute(self, sql: str, params: Sequence[GuestValue], max_bytes: int) -> GuestResult:
-        conn, auth = self._conn, self._owner.authorizer
+        with self._mutex:
+            self._check_usable()
+            return self._run(sql, params, max_bytes)
+
+    def _run(self, sql: str, params: Sequence[GuestValue], max_bytes: int) -> GuestResult:
+        owner, conn, auth = self._owner, self._conn, self._owner.authorizer
         if not conn.in_transaction:
             raise GuestSQLError("aborted", "an earlier statement rolled the transaction back")
-        with _engine_errors(self._owner.path):
+        with _engine_errors(owner.path):
             conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+        owner.stopwatch.arm(self._deadline)
+        owner.functions.error = None
         auth.start()
         try:
             cursor = conn.execute(sql, [adapt(v) for v in params])
-            budget = RowBudget(max_bytes)
-            rows: list[list[Any]] = []
-            while batch := cursor.fetchmany(256):
-                for row in batch:
-                    encoded = [encode(v) for v in row]
-                    budget.add(encoded)
-                    rows.append(encoded)
-            columns = [d[0] for d in cursor.description or ()]
-            rowcount = cursor.rowcount
-        except (sqlite3.Error, sqlite3.Warning, GuestSQLError) as exc:
+            try:
+                rows = _read(cursor, RowBudget(max_bytes))
+                columns = [d[0] for d in cursor.description or ()]
+                rowcount = cursor.rowcount
+            finally:
+                cursor.close()  # resets the statement before the engine's next one
+            owner.stopwatch.disarm()
+            if auth.created:
+                check_created(conn, auth, owner.engine_names)
+        except (sqlite3.Error, sqlite3.Warning, GuestSQLError, MemoryError) as exc:
             auth.guest = False
-            error = exc if isinstance(exc, GuestSQLError) else classify(exc, auth.denied)
-            if isinstance(error, GuestSQLError) and not conn.in_transaction:
+            owner.stopwatch.disarm()
+            if owner.stopwatch.stopped:
+                error: GuestSQLError | StorageError = _over_budget(self._budget)
+            elif owner.functions.error is not None:  # a guarded function refused
+                error = owner.functions.error
+            elif isinstance(exc, GuestSQLError):
+                error = exc
+            else:
+                error = classify(exc, auth.denied)
+            if (
+                isinstance(error, GuestSQLError)
+                and error.kind != "aborted"
+                and not conn.in_transaction
+            ):
                 raise GuestSQLError(
                     "aborted", f"{error.message} (and it rolled the whole transaction back)",
                     error.code,
                 ) from exc  # fmt: skip
             if conn.in_transaction:
-                with _engine_errors(self._owner.path):
+                with _engine_errors(owner.path):
                     conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
                     conn.execute(f"RELEASE {_SAVEPOINT}")
             raise error from exc
         finally:
             auth.guest = False
-        with _engine_errors(self._owner.path):
+            owner.stopwatch.disarm()
+        with _engine_errors(owner.path):
             conn.execute(f"RELEASE {_SAVEPOINT}")
         return GuestResult(columns=columns, rows=rows, rowcount=max(rowcount, -1))
 
@@ -443,19 +409,21 @@ class SQLiteGuestTransaction:
         consumed: Sequence[int],
         now: float,
     ) -> None:
-        conn, lease = self._conn, self._lease
-        if not conn.in_transaction:
-            raise GuestSQLError("aborted", "an earlier statement rolled the transaction back")
-        with _engine_errors(self._owner.path):
-            if not codec.consecutive(events):
-                raise self._refusal("the events' indexes are not consecutive")
-            for write in codec.fenced_writes(lease, events, logs, consumed, now):
-                if conn.execute(write.sql, write.params).rowcount != write.rows:
-                    raise self._refusal(write.what)
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:  # a deferred foreign key, say
-            raise classify(exc, None) from exc
+        with self._mutex:
+            self._check_usable()
+            conn, lease = self._conn, self._lease
+            if not conn.in_transaction:
+                raise GuestSQLError("aborted", "an earlier statement rolled the transaction back")
+            with _engine_errors(self._owner.path):
+                if not codec.consecutive(events):
+                    raise self._refusal("the events' indexes are not consecutive")
+                for write in codec.fenced_writes(lease, events, logs, consumed, now):
+                    if conn.execute(write.sql, write.params).rowcount != write.rows:
+                        raise self._refusal(write.what)
+            try:
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:  # a deferred foreign key, say
+                raise classify(exc, None) from exc
 
     def _refusal(self, what: str) -> StorageError:
         """Why a fenced write wrote nothing: the lease is gone, or `what` went wrong."""
@@ -470,20 +438,57 @@ class SQLiteGuestTransaction:
         self._ended = True
         await self._release()
 
-    async def _release(self) -> None:
+    def _expire(self) -> None:
+        """The budget ran out with the transaction open (on the event loop): roll it
+        back and hand the connection on; the workflow hears of it at its next call."""
+        if not self._released:
+            self._expiring = asyncio.get_running_loop().create_task(self._release(expired=True))
+
+    async def _release(self, *, expired: bool = False) -> None:
         if self._released:
             return
         self._released = True
+        self._expiry.cancel()
         owner = self._owner
         with anyio.CancelScope(shield=True):
             try:
-                await anyio.to_thread.run_sync(owner.end)
+                await anyio.to_thread.run_sync(self._finish, expired)
             finally:
                 owner.release()
+
+    def _finish(self, expired: bool) -> None:
+        """Roll back what is open, once the workflow's running call (if any) is over
+        (the stopwatch ends a statement at the same deadline)."""
+        with self._mutex:
+            if expired and not self._finished:
+                self._aborted = _over_budget(self._budget)
+            self._finished = True
+            self._owner.end()
 
     def _check_open(self) -> None:
         if self._ended:
             raise StorageError("this workflow SQL transaction has already ended")
+
+    def _check_usable(self) -> None:
+        """Under the mutex: the transaction still has the connection and its time."""
+        if self._finished or time.monotonic() >= self._deadline:
+            raise self._aborted or _over_budget(self._budget)
+
+
+def _read(cursor: sqlite3.Cursor, budget: RowBudget) -> list[list[Any]]:
+    """The statement's rows in their JSON form, one row at a time, so that no more than
+    one row beyond the budget is ever held."""
+    rows: list[list[Any]] = []
+    for row in cursor:
+        # Measure big values before encoding them (base64 would add a third).
+        raw = sum(len(v) for v in row if isinstance(v, str | bytes))
+        if raw > budget.left:
+            budget.left -= raw
+            budget.add([])  # raises: the row cannot fit
+        encoded = [encode(v) for v in row]
+        budget.add(encoded)
+        rows.append(encoded)
+    return rows
 
 
 @contextmanager
