@@ -3,7 +3,8 @@
 Whatever happens inside, the worker survives: a guest that raises or traps ends as a
 `failed` task; a component that cannot load fails its task; a lost lease drops the
 attempt without a write; a database error drops the attempt, and the task is handed
-back (`ready`) as soon as the database answers again.
+back (`ready`) as soon as the database answers again. A task whose workflow this
+machine has not compiled yet is handed back while it compiles (see `_component`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 from anyio.abc import TaskGroup
+from wasmtime import component as wc
 
 from durable.core.model import (
     Claim,
@@ -40,6 +42,7 @@ from durable.errors import (
     StorageError,
     TaskNotFoundError,
 )
+from durable.host._shared_compile import CompileState
 from durable.host.context import AttemptContext
 from durable.host.runtime import AttemptEnd, Runtime
 from durable.storage.base import GuestTransaction, Store
@@ -49,6 +52,8 @@ log = logging.getLogger("durable.worker")
 
 #: Host failures in a row after which a task fails instead of being retried.
 HOST_FAILURE_RETRIES = 5
+#: How often an attempt waiting for a compile looks whether it has ended.
+_COMPILE_POLL = 0.05
 
 
 class StoreSink:
@@ -178,6 +183,8 @@ class AttemptRunner:
         self._host_failures: dict[int, int] = {}
         # Leases of attempts dropped on a storage error, to hand back (see release_dropped).
         self._dropped: list[Lease] = []
+        # Held while deciding to start a compile (see `_component`).
+        self._compile_gate = anyio.Lock()
 
     @property
     def running(self) -> int:
@@ -252,14 +259,11 @@ class AttemptRunner:
     async def _execute(self, claim: Claim) -> AttemptEnd:
         task = claim.task
         try:
-            wasm = None
-            if not self._runtime.cache.cached(task.workflow_hash):
-                wasm = await self._store.get_workflow(task.workflow_hash)
-            component = await anyio.to_thread.run_sync(
-                self._runtime.cache.load, task.workflow_hash, wasm
-            )
+            component = await self._component(claim)
         except (ComponentError, NotFoundError) as exc:
             return AttemptEnd(outcome=Failed(error=_error("ComponentError", str(exc))))
+        if component is None:
+            return AttemptEnd(outcome=None)  # handed back while its workflow compiles
         history = await self._store.load_history(task.id)
         sink = StoreSink(self._store, claim.lease)
         ctx = AttemptContext(
@@ -278,6 +282,39 @@ class AttemptRunner:
             )
         finally:
             await sink.aclose()  # a guest SQL transaction left open is rolled back
+
+    async def _component(self, claim: Claim) -> wc.Component | None:
+        """The task's compiled workflow, or None if this machine has not compiled it.
+
+        Then a compile starts in a detached process (unless one runs already), the task
+        is handed back (`Released`), and this returns once that compile has ended: the
+        slot stays taken meanwhile, so the worker does not claim the task again and
+        again. Holding no lease during a compile of seconds means a worker killed
+        meanwhile takes no task down with it (nor counts as killed by one), and the
+        compile goes on without it.
+        """
+        cache = self._runtime.cache
+        workflow_hash = claim.task.workflow_hash
+        component = await anyio.to_thread.run_sync(cache.load_compiled, workflow_hash)
+        if component is not None:
+            return component
+        async with self._compile_gate:  # one fetch of the binary per process, not per task
+            if cache.state(workflow_hash) is CompileState.ABSENT:
+                wasm = await self._store.get_workflow(workflow_hash)
+                started = await anyio.to_thread.run_sync(
+                    cache.compile_in_background, workflow_hash, wasm
+                )
+                if not started:  # no usable cache directory: compile here, holding the task
+                    return await anyio.to_thread.run_sync(cache.load, workflow_hash, wasm)
+        await self._store.finish(claim.lease, Released())
+        log.info("task %d: handed back while workflow %.12s compiles", claim.task.id, workflow_hash)
+        with anyio.move_on_after(self._runtime.config.compile_timeout):
+            # Polled: the wait ends with another process's lock, not with an event here.
+            while not self._interrupted:
+                if cache.state(workflow_hash) is not CompileState.RUNNING:
+                    break
+                await anyio.sleep(_COMPILE_POLL)
+        return None
 
     async def _retry_or_fail(self, claim: Claim, message: str) -> None:
         """The task-level retry policy for transient host errors.
