@@ -74,6 +74,7 @@ class Sizes:
     suspended: int  # (h) tasks parked
     failover_trials: int  # (f) SIGKILLs
     lease_seconds: float | None  # (f) the workers' lease; None: the default (10 s)
+    cold_starts: int  # (j) fresh runtimes starting a task from the artifact on disk
 
 
 FULL = Sizes(
@@ -92,6 +93,7 @@ FULL = Sizes(
     suspended=1000,
     failover_trials=5,
     lease_seconds=None,
+    cold_starts=20,
 )
 QUICK = Sizes(
     rounds=2,
@@ -109,6 +111,7 @@ QUICK = Sizes(
     suspended=20,
     failover_trials=1,
     lease_seconds=2.0,
+    cold_starts=3,
 )
 
 

@@ -49,7 +49,7 @@ def main(argv: list[str]) -> int:
     try:
         component = compile_component(engine, wasm)
     except ComponentError as exc:
-        write_atomic(entry.marker, str(exc).encode())
+        entry.mark_failed(str(exc))
         append_log(cache_dir, f"{entry.key} is not a workflow component: {exc}")
         return 0
     data = bytes(component.serialize())

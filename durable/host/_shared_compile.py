@@ -48,6 +48,9 @@ MAX_TRIES = 3
 POLL_SECONDS = 0.05
 
 _SUFFIX = hashlib.sha256(f"{version('wasmtime')}|{ENGINE_SETTINGS}".encode()).hexdigest()[:12]
+#: What a failure marker was decided by: the checks a component must pass.
+_CHECKS = "checks " + hashlib.sha256((Path(__file__).parent / "world.py").read_bytes()).hexdigest()
+
 #: The directory that holds the `durable` package, for the compiler's module path.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -97,15 +100,26 @@ class CompiledEntry:
     def failure(self) -> str | None:
         """The marker's message, if the binary is known not to compile."""
         try:
-            return self.marker.read_text(encoding="utf-8", errors="replace").strip() or None
+            text = self.marker.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return None
+        checks, _, message = text.partition("\n")
+        # A marker from other checks (another durable version) says nothing about these.
+        return message.strip() or None if checks == _CHECKS else None
+
+    def mark_failed(self, message: str) -> None:
+        """Record that the binary does not compile, and why (for everyone waiting).
+
+        Raises:
+            OSError: the marker cannot be written.
+        """
+        write_atomic(self.marker, f"{_CHECKS}\n{message}".encode())
 
     def state(self) -> CompileState:
         """Where the compile stands (a snapshot: it may change at once)."""
         if self.artifact.exists():
             return CompileState.READY
-        if self.marker.exists():
+        if self.failure() is not None:
             return CompileState.FAILED
         if is_locked(self.lock):
             return CompileState.RUNNING
@@ -135,15 +149,14 @@ def start_compile(
         try:
             check_binary(wasm)
         except ComponentError as exc:  # no process needed to tell
-            write_atomic(entry.marker, str(exc).encode())
+            entry.mark_failed(str(exc))
             return True
         tries = _tries(fd)
         if tries >= MAX_TRIES:
-            write_atomic(
-                entry.marker,
+            entry.mark_failed(
                 f"compiling workflow {wasm_hash[:12]} failed: the compiler process died "
                 f"{tries} times without finishing (killed, or out of memory?); see "
-                f"{entry.directory / LOG_NAME}, and delete {entry.marker} to try again".encode(),
+                f"{entry.directory / LOG_NAME}, and delete {entry.marker} to try again"
             )
             return True
         _set_tries(fd, tries + 1)

@@ -160,3 +160,15 @@ def test_the_cache_directory_comes_from_the_environment(
 ) -> None:
     monkeypatch.setenv("DURABLE_CACHE_DIR", str(tmp_path / "here"))
     assert HostConfig().cache_dir == tmp_path / "here"
+
+
+def test_a_failure_marker_holds_for_the_checks_that_made_it_only(tmp_path: Path) -> None:
+    entry = CompiledEntry.of(tmp_path, "cd" * 32)
+    entry.directory.mkdir(parents=True)
+    entry.mark_failed("component does not target the durable:core workflow world")
+    assert entry.state() is CompileState.FAILED
+    assert entry.failure() == "component does not target the durable:core workflow world"
+    # Written by a durable whose world check differed: it may compile now.
+    entry.marker.write_text("checks 0123\ncomponent imports interfaces this host does not provide")
+    assert entry.failure() is None
+    assert entry.state() is CompileState.ABSENT
