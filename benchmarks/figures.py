@@ -445,7 +445,8 @@ def build_and_load_times(cache_dir: Path | None = None) -> list[Figure]:
     """(i) cold and cached build of the workflow, and cold and cached load.
 
     Cold build: componentize-py from scratch. Cached build: the build cache hit.
-    Cold load: compile the component with Cranelift (and write the artifact).
+    Cold load: compile the component (in the detached compiler process, which writes the
+    artifact), then deserialise it: the first use of a workflow on a machine.
     Cached load: deserialise the compiled artifact in a fresh process-wide runtime.
     """
     with tempfile.TemporaryDirectory(prefix="durable-bench-cache-", dir=cache_dir) as tmp:
@@ -480,7 +481,7 @@ def build_and_load_times(cache_dir: Path | None = None) -> list[Figure]:
         Figure(key="i", id="build_cached_s", name="build, cached",
                value=build_cached, unit="s", note="content-hash hit"),
         Figure(key="i", id="load_cold_s", name="load, cold (compile)",
-               value=load_cold, unit="s", note="Cranelift, then cached on disk"),
+               value=load_cold, unit="s", note="compiler process, then cached on disk"),
         Figure(key="i", id="load_cached_s", name="load, cached (deserialise)",
                value=load_cached, unit="s", note="fresh runtime, artifact on disk"),
     ]  # fmt: skip
