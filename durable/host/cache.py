@@ -88,11 +88,6 @@ class ComponentCache:
         self._loading: dict[str, threading.Lock] = {}
         self._warned_unusable = False
 
-    @property
-    def cache_dir(self) -> Path:
-        """The cache directory."""
-        return self._cache_dir
-
     def cached(self, wasm_hash: str) -> bool:
         """Whether loading `wasm_hash` will skip compilation."""
         return self.state(wasm_hash) is CompileState.READY
