@@ -23,8 +23,8 @@ from typing import Any
 
 import anyio
 
+from benchmarks import coldstart, processes
 from benchmarks import figures as f
-from benchmarks import processes
 from benchmarks.backends import Backend, PostgresBackend, SQLiteBackend
 from benchmarks.figures import Bench, Figure, Sizes
 from durable.host import HostConfig, Runtime
@@ -38,6 +38,7 @@ async def run_backend(backend: Backend, bench: Bench, sizes: Sizes, log_dir: Pat
         ("(d) trivial workflows/s", f.trivial_throughput, ()),
         ("(e) start latency", f.start_latency, ()),
         ("(e) start latency, worker process", processes.remote_start_latency, (log_dir,)),
+        ("(j) start from the artifact on disk", coldstart.start_from_disk, ()),
         ("(g) timer lateness", f.timer_lateness, ()),
         ("(h) worker memory", processes.memory, (log_dir,)),
     ]

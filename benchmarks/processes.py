@@ -52,8 +52,10 @@ def worker_command(
 class WorkerProcess:
     """A worker subprocess, its output in a log file, and its memory from /proc."""
 
-    def __init__(self, command: list[str], log_path: Path) -> None:
-        """Start `command`."""
+    def __init__(
+        self, command: list[str], log_path: Path, *, env: dict[str, str] | None = None
+    ) -> None:
+        """Start `command`, with the variables of `env` on top of the defaults."""
         self.command = command
         self.log_path = log_path
         # The worker's defaults, not whatever DURABLE_* settings this shell has (the
@@ -62,7 +64,7 @@ class WorkerProcess:
             k: v
             for k, v in os.environ.items()
             if not k.startswith("DURABLE_") or k == "DURABLE_CACHE_DIR"
-        }
+        } | (env or {})
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
         )

@@ -4,6 +4,11 @@ componentize-py runs in a child process: it prints to stdout, takes seconds, and
 crash in it must not take the caller down. Only the guest SDK, the workflow's own
 directory and a generated top-level module are on its module path, never the host's
 site-packages, so no host-only module can end up in the component.
+
+Builds live in the cache directory's `builds/`, under the same size bound and
+least-recently-used eviction as compiled artifacts (`durable.host._cache_files`).
+A build holds its entry's lock, so processes building the same file wait for one
+build instead of each running componentize-py.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from pathlib import Path
 
 from durable.errors import BuildError
 from durable.guest import sdk_path
-from durable.host.config import default_cache_dir
+from durable.host._cache_files import evict, lock_entry, touch
+from durable.host.config import cache_max_bytes, default_cache_dir
 
 WIT_DIR = Path(__file__).parent / "wit"
 WORLD = "workflow"
@@ -39,24 +45,50 @@ class BuildResult:
     seconds: float  # wall time the build took
 
 
-def build_workflow(source: Path, *, cache_dir: Path | None = None) -> BuildResult:
+def build_workflow(
+    source: Path, *, cache_dir: Path | None = None, max_bytes: int | None = None
+) -> BuildResult:
     """Build `source` into a workflow component, or return the cached build.
 
     The cache key covers the workflow file, the `.py` files beside it (which it may
-    import), the guest SDK, the WIT and the componentize-py version.
+    import), the guest SDK, the WIT and the componentize-py version. After a build,
+    least recently used entries leave the cache directory until it holds at most
+    `max_bytes` (None: `$DURABLE_CACHE_MAX_BYTES`, else 4 GiB).
 
     Raises:
         BuildError: a missing file, a syntax error (with file and line), or a failed build.
+        ConfigurationError: `DURABLE_CACHE_MAX_BYTES` is not a size.
     """
     started = time.perf_counter()
     source = source.resolve()
     text = _read_source(source)
     _check_syntax(source, text)
+    bound = cache_max_bytes(max_bytes)
     key = _cache_key(source)
-    out_dir = (cache_dir or default_cache_dir()) / "builds"
+    root = cache_dir or default_cache_dir()
+    out_dir = root / "builds"
     target = out_dir / f"{key}.wasm"
     if target.exists():
+        touch(target)
         return BuildResult(wasm_path=target, cached=True, seconds=time.perf_counter() - started)
+    lock = out_dir / f"{key}.lock"
+    try:
+        fd: int | None = lock_entry(lock)  # another process building it: wait for it
+    except OSError:
+        fd = None  # an unwritable cache: the write below says so
+    try:
+        if target.exists():  # built while we waited for the lock
+            touch(target)
+            return BuildResult(wasm_path=target, cached=True, seconds=time.perf_counter() - started)
+        _build(source, key, out_dir, target)
+    finally:
+        if fd is not None:
+            os.close(fd)
+    evict(root, bound, keep=lock)
+    return BuildResult(wasm_path=target, cached=False, seconds=time.perf_counter() - started)
+
+
+def _build(source: Path, key: str, out_dir: Path, target: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="durable-build-") as tmp:
         work = Path(tmp)
         module = _module_name(source, work)
@@ -76,7 +108,6 @@ def build_workflow(source: Path, *, cache_dir: Path | None = None) -> BuildResul
             os.replace(partial, target)  # atomic: a reader never sees half a component
         except OSError as exc:
             raise BuildError(f"cannot write the build cache {out_dir}: {exc.strerror}") from exc
-    return BuildResult(wasm_path=target, cached=False, seconds=time.perf_counter() - started)
 
 
 def _read_source(source: Path) -> str:

@@ -30,7 +30,7 @@ from durable.core.model import LogChunk, NewTask, Notification, Task, TaskState
 from durable.errors import ConfigurationError, InputTooLargeError
 from durable.history import TaskHistory
 from durable.host.config import HostConfig
-from durable.loader import read_workflow
+from durable.loader import compile_for_machine, read_workflow
 from durable.replayer import Replayer, ReplayReport
 from durable.storage import Store, open_store
 
@@ -90,22 +90,38 @@ class Client:
     ) -> None:
         await self.close()
 
-    async def register(self, wasm: bytes, *, name: str | None = None) -> str:
-        """Store a workflow binary; return its SHA-256 hex. Idempotent."""
+    async def register(self, wasm: bytes, *, name: str | None = None, compile: bool = True) -> str:
+        """Store a workflow binary; return its SHA-256 hex. Idempotent.
+
+        With `compile` (the default), the binary is first compiled, in a separate
+        process, into this machine's cache (`DURABLE_CACHE_DIR`): workers here then
+        start its tasks in milliseconds, and a binary that is not a workflow component
+        is refused before it is stored. That takes seconds the first time, and waits
+        in a thread. Pass `compile=False` on a machine that runs no workers.
+
+        Raises:
+            ComponentError: `wasm` is not a workflow component (with `compile`).
+        """
+        if compile:
+            await anyio.to_thread.run_sync(compile_for_machine, wasm)
         return await self.store.put_workflow(wasm, name=name)
 
-    async def register_file(self, path: Path, *, name: str | None = None) -> str:
+    async def register_file(
+        self, path: Path, *, name: str | None = None, compile: bool = True
+    ) -> str:
         """Build a `.py` workflow (cached by content) or read a `.wasm` one, and store it.
 
         The build runs in a thread, so the event loop carries on meanwhile. Returns the
-        binary's SHA-256 hex; `name` defaults to the file's stem.
+        binary's SHA-256 hex; `name` defaults to the file's stem. `compile`: as for
+        `register`.
 
         Raises:
             ConfigurationError: the file is missing, or neither Python nor wasm.
             BuildError: the Python workflow does not build.
+            ComponentError: the binary is not a workflow component (with `compile`).
         """
         wasm, _kind = await anyio.to_thread.run_sync(read_workflow, Path(path))
-        return await self.register(wasm, name=name or Path(path).stem)
+        return await self.register(wasm, name=name or Path(path).stem, compile=compile)
 
     async def launch(
         self,

@@ -1,14 +1,26 @@
-"""Turning a path on the command line into a validated workflow binary."""
+"""Turning a path on the command line into a validated, compiled workflow binary.
+
+Every way a workflow enters the system (`durable run`, `durable launch`,
+`Client.register*`) compiles it into the machine's cache on the way in, so that the
+workers on this machine start its tasks in milliseconds instead of compiling first.
+The compile runs in a detached process (`durable.host._shared_compile`): this module
+imports no wasmtime, so neither does an application that only registers workflows.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from durable.builder import build_workflow
 from durable.errors import ComponentError, ConfigurationError
-from durable.host.cache import ComponentCache
+
+if TYPE_CHECKING:
+    from durable.host.cache import ComponentCache
+    from durable.host.config import HostConfig
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -39,7 +51,7 @@ def read_workflow(path: Path) -> tuple[bytes, str]:
     if head.startswith(b"\0asm"):
         return path.read_bytes(), "wasm"
     if path.suffix == ".py":
-        return build_workflow(path).wasm_path.read_bytes(), "python"
+        return _read_build(path), "python"
     raise ConfigurationError(
         f"{path}: neither a Python workflow (.py) nor a WebAssembly component (.wasm)"
     )
@@ -47,6 +59,8 @@ def read_workflow(path: Path) -> tuple[bytes, str]:
 
 def load_workflow(path: Path, cache: ComponentCache) -> WorkflowBinary:
     """Read or build `path`, then compile it (cached) to check it is a workflow component.
+
+    The component is then loaded in `cache` (for a process that runs it next).
 
     Raises:
         ConfigurationError, BuildError: see `read_workflow`.
@@ -59,3 +73,69 @@ def load_workflow(path: Path, cache: ComponentCache) -> WorkflowBinary:
     except ComponentError as exc:
         raise ComponentError(f"{path.name}: {exc}") from None
     return WorkflowBinary(wasm=wasm, hash=digest, name=path.stem)
+
+
+def prepare_workflow(path: Path, config: HostConfig | None = None) -> WorkflowBinary:
+    """Read or build `path`, and compile it into this machine's cache (or find it there).
+
+    For a process that stores the workflow for workers to run (`durable launch`):
+    nothing is loaded here.
+
+    Raises:
+        ConfigurationError, BuildError: see `read_workflow`.
+        ComponentError: the binary does not target the durable:core workflow world.
+    """
+    wasm, _kind = read_workflow(path)
+    try:
+        digest = compile_for_machine(wasm, config)
+    except ComponentError as exc:
+        raise ComponentError(f"{path.name}: {exc}") from None
+    return WorkflowBinary(wasm=wasm, hash=digest, name=path.stem)
+
+
+def compile_for_machine(wasm: bytes, config: HostConfig | None = None) -> str:
+    """Leave `wasm` compiled in the cache of this machine's workers; return its SHA-256.
+
+    Blocks until the compile has ended (seconds, the first time; milliseconds after),
+    at most `config.compile_timeout`. If the cache directory is unusable, the binary
+    is compiled here only to check it, and workers will compile it themselves.
+
+    Raises:
+        ComponentError: `wasm` is not a workflow component, or the compile took too long.
+        ConfigurationError: `DURABLE_CACHE_MAX_BYTES` is not a size.
+    """
+    from durable.host._shared_compile import CompiledEntry, ensure_compiled
+    from durable.host.config import HostConfig, cache_max_bytes
+
+    config = config or HostConfig()
+    digest = hashlib.sha256(wasm).hexdigest()
+    try:
+        ensure_compiled(
+            CompiledEntry.of(config.cache_dir, digest),
+            digest,
+            wasm,
+            deadline=time.monotonic() + config.compile_timeout,
+            max_bytes=cache_max_bytes(config.cache_max_bytes),
+            cpu_seconds=config.compile_timeout,
+        )
+    except OSError:
+        _check_here(wasm)
+    return digest
+
+
+def _check_here(wasm: bytes) -> None:
+    """Compile `wasm` in this process, only to check it (no usable cache directory)."""
+    import wasmtime
+
+    from durable.host.cache import compile_component, engine_config
+
+    compile_component(wasmtime.Engine(engine_config()), wasm)
+
+
+def _read_build(path: Path) -> bytes:
+    """Build `path` (or take its cached build) and read the component."""
+    while True:
+        try:
+            return build_workflow(path).wasm_path.read_bytes()
+        except FileNotFoundError:
+            continue  # evicted between the build and the read (it was the oldest entry)

@@ -27,8 +27,7 @@ from durable.cli._common import (
 )
 from durable.cli._output import describe_end, write_chunk
 from durable.core.model import TaskState
-from durable.host import HostConfig, Runtime
-from durable.loader import WorkflowBinary, load_workflow
+from durable.loader import WorkflowBinary, prepare_workflow
 from durable.storage import parse_url
 
 
@@ -67,12 +66,9 @@ def launch(
     configure_logging()
     value = read_input(input_, input_file, max_bytes=max_payload)
     parse_url(db)  # a malformed URL fails now, before a build that may take seconds
-    runtime = Runtime(HostConfig())
-    try:
-        with progress(f"preparing {workflow.name}"):
-            binary = load_workflow(workflow, runtime.cache)
-    finally:
-        runtime.close()
+    with progress(f"preparing {workflow.name}"):
+        # Built, checked and compiled for this machine's workers (seconds, the first time).
+        binary = prepare_workflow(workflow)
     sys.exit(run_async(_launch, binary, value, name, entry, tail, db, max_payload))
 
 
@@ -86,7 +82,7 @@ async def _launch(
     max_payload: int,
 ) -> int:
     async with await open_client(db, max_input_bytes=max_payload) as client:
-        workflow_hash = await client.register(binary.wasm, name=binary.name)
+        workflow_hash = await client.register(binary.wasm, name=binary.name, compile=False)
         task = await client.launch(workflow_hash, name=name, input=value, entry=entry)
         click.echo(task.id)
         if not tail:

@@ -97,7 +97,7 @@ async def _run(
     store = await open_store(db, migrate=parse_url(db).scheme != "postgres", guest_url=guest_db)
     try:
         client = Client(store, max_input_bytes=runtime.config.max_payload_bytes)
-        workflow_hash = await client.register(binary.wasm, name=binary.name)
+        workflow_hash = await client.register(binary.wasm, name=binary.name, compile=False)
         task = await client.launch(workflow_hash, name=name, input=value, entry=entry)
         click.echo(f"task {task.id}", err=True)
         worker = Worker(store, WorkerConfig(), runtime=runtime)

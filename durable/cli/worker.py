@@ -21,6 +21,7 @@ from durable.cli._common import (
     suspend_after_option,
 )
 from durable.host import HostConfig
+from durable.host.config import cache_max_bytes
 from durable.storage import open_store, parse_url
 from durable.worker import Worker, WorkerConfig
 
@@ -151,6 +152,7 @@ def worker(
             cancel_grace=cancel_grace,
         ),
     )
+    cache_max_bytes(config.host.cache_max_bytes)  # a bad setting fails before the database
 
     async def main() -> None:
         store = await open_store(db, migrate=migrate, guest_url=guest_db)

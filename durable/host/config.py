@@ -1,4 +1,4 @@
-"""Host settings: when to suspend, how often to commit, resource limits."""
+"""Host settings: when to suspend, how often to commit, resource limits, the cache."""
 
 from __future__ import annotations
 
@@ -6,14 +6,62 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from durable.errors import ConfigurationError
+
+#: The cache directory's bound when `DURABLE_CACHE_MAX_BYTES` is not set: about a
+#: hundred compiled workflows (36 MB each) and their builds (19 MB each).
+DEFAULT_CACHE_MAX_BYTES = 4 * 1024**3
+_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
 
 def default_cache_dir() -> Path:
     """`$DURABLE_CACHE_DIR`, else `$XDG_CACHE_HOME/durable`, else `~/.cache/durable`."""
     explicit = os.environ.get("DURABLE_CACHE_DIR")
     if explicit:
-        return Path(explicit)
+        return Path(explicit).expanduser().absolute()
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "durable"
+
+
+def parse_size(text: str) -> int:
+    """`4294967296`, or with a unit: `512M`, `4G`, `4GiB` (powers of 1024).
+
+    Raises:
+        ValueError: not a positive size.
+    """
+    clean = text.strip().upper().removesuffix("B").removesuffix("I")
+    unit = clean[-1:] if clean[-1:] in _UNITS else ""
+    try:
+        size = int(float(clean[: len(clean) - len(unit)]) * _UNITS[unit])
+    except (ValueError, OverflowError):  # OverflowError: "inf"
+        raise ValueError(f"{text!r} is not a size") from None
+    if size <= 0:
+        raise ValueError(f"{text!r} is not a positive size")
+    return size
+
+
+def cache_max_bytes(explicit: int | None = None) -> int:
+    """The cache directory's bound: `explicit`, else `$DURABLE_CACHE_MAX_BYTES`, else 4 GiB.
+
+    Read when a cache is opened, not when settings are made, so that a bad value is
+    one clear error from the command that uses the cache.
+
+    Raises:
+        ConfigurationError: `DURABLE_CACHE_MAX_BYTES` is not a positive size.
+    """
+    if explicit is not None:
+        if explicit <= 0:
+            raise ConfigurationError(f"the cache bound must be positive, not {explicit}")
+        return explicit
+    text = os.environ.get("DURABLE_CACHE_MAX_BYTES", "").strip()
+    if not text:
+        return DEFAULT_CACHE_MAX_BYTES
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise ConfigurationError(
+            f"DURABLE_CACHE_MAX_BYTES={text!r} is not a size (like 4G or 512M)"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,8 +83,14 @@ class HostConfig:
     # After a cancellation reaches a running guest, how long it may take to reach its
     # next durable call (where it is told) before it is stopped where it is.
     cancel_grace: float = 1.0
-    # Where compiled components are cached across processes.
+    # Where compiled components (and builds) are cached across processes.
     cache_dir: Path = field(default_factory=default_cache_dir)
+    # The most bytes the cache directory may hold; the least recently used entries go
+    # first. None: `$DURABLE_CACHE_MAX_BYTES`, else 4 GiB (see `cache_max_bytes`).
+    cache_max_bytes: int | None = None
+    # How long a process waits for a compile (its own, or another process's on this
+    # machine) before giving up; also the compiler's CPU-time limit.
+    compile_timeout: float = 600.0
     # Outbound HTTP (`durable.http`): a response body larger than this many bytes is
     # cut off and recorded as a `too-large` error, so one request cannot bloat the log.
     http_max_response_bytes: int = 10 * 1024 * 1024

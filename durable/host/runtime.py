@@ -33,7 +33,7 @@ from durable.core.model import (
 )
 from durable.core.signals import HistoryExhausted, Release, Suspend, TimedOut
 from durable.errors import HostError, LeaseLostError, NondeterminismError
-from durable.host.cache import ComponentCache
+from durable.host.cache import ComponentCache, engine_config
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
 from durable.host.lifecycle import Guests
@@ -69,11 +69,14 @@ class Runtime:
 
     def __init__(self, config: HostConfig | None = None) -> None:
         self.config = config or HostConfig()
-        engine_config = wasmtime.Config()
-        # Epoch interruption lets a watchdog stop a guest stuck in a loop.
-        engine_config.epoch_interruption = True
-        self.engine = wasmtime.Engine(engine_config)
-        self.cache = ComponentCache(self.engine, self.config.cache_dir)
+        # The settings compiled artifacts are made with: one definition for both.
+        self.engine = wasmtime.Engine(engine_config())
+        self.cache = ComponentCache(
+            self.engine,
+            self.config.cache_dir,
+            max_bytes=self.config.cache_max_bytes,
+            compile_timeout=self.config.compile_timeout,
+        )
         self._local = _Local()
         self.linker = build_linker(self.engine, self._current)
         self._guests = Guests()

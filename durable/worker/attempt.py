@@ -5,12 +5,13 @@ Whatever happens inside, the worker survives: a guest that raises or traps ends 
 attempt without a write (and says who has the task now); a database error drops the
 attempt, and the task is handed back (`ready`) as soon as the database answers again.
 
-A task whose workflow is not compiled on this machine yet is handed back before the
-compile (`Released(started=False)`), which takes seconds: a worker killed meanwhile,
-for whatever reason, then holds no lease on it, so the kill does not count as a death
-the task caused (see `durable.storage.quarantine`). Holding the lease through the
-compile instead would count it; marking the attempt "started" only once its guest ran
-would cost a write on every attempt.
+A task whose workflow is not compiled on this machine yet is handed back while it
+compiles in a detached process (`Released(started=False)`; see `_component`), which
+takes seconds: a worker killed meanwhile, for whatever reason, then holds no lease on
+it, so the kill does not count as a death the task caused (see
+`durable.storage.quarantine`). Holding the lease through the compile instead would
+count it; marking the attempt "started" only once its guest ran would cost a write on
+every attempt.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 from anyio.abc import TaskGroup
+from wasmtime import component as wc
 
 from durable.core.model import (
     Claim,
@@ -48,6 +50,7 @@ from durable.errors import (
     StorageError,
     TaskNotFoundError,
 )
+from durable.host._shared_compile import CompileState
 from durable.host.context import AttemptContext
 from durable.host.runtime import AttemptEnd, Runtime
 from durable.storage.base import GuestTransaction, Store
@@ -58,6 +61,8 @@ log = logging.getLogger("durable.worker")
 
 #: Host failures in a row after which a task fails instead of being retried.
 HOST_FAILURE_RETRIES = 5
+#: How often an attempt waiting for a compile looks whether it has ended.
+_COMPILE_POLL = 0.05
 
 
 class StoreSink:
@@ -184,8 +189,6 @@ class AttemptRunner:
         self._on_last_chance: set[Lease] = set()
         # Attempts whose task this worker claimed again (their lease had lapsed).
         self._superseded: set[Lease] = set()
-        # Workflows whose compile failed here, with the reason: their tasks fail.
-        self._broken: dict[str, str] = {}
         # By lease, not by task: a worker whose lease lapsed (an outage, a stall) may claim
         # the same task again while its first attempt still runs. That attempt is fenced
         # off by the new token; both are tracked until they end.
@@ -197,6 +200,8 @@ class AttemptRunner:
         self._host_failures: dict[int, int] = {}
         # Leases of attempts dropped on a storage error, to hand back (see release_dropped).
         self._dropped: list[Lease] = []
+        # Held while deciding to start a compile (see `_component`).
+        self._compile_gate = anyio.Lock()
 
     @property
     def running(self) -> int:
@@ -324,19 +329,12 @@ class AttemptRunner:
     async def _execute(self, claim: Claim) -> AttemptEnd | None:
         """Run the attempt; None when the task was handed back before its guest started."""
         task = claim.task
-        component = None
-        if self._runtime.cache.cached(task.workflow_hash):
-            with contextlib.suppress(ComponentError):  # a bad artifact: compile it again
-                component = await anyio.to_thread.run_sync(
-                    self._runtime.cache.load, task.workflow_hash, None
-                )
+        try:
+            component = await self._component(claim)
+        except (ComponentError, NotFoundError) as exc:
+            return AttemptEnd(outcome=Failed(error=_error("ComponentError", str(exc))))
         if component is None:
-            broken = self._broken.get(task.workflow_hash)
-            if broken is not None:
-                return AttemptEnd(outcome=Failed(error=_error("ComponentError", broken)))
-            await self._store.finish(claim.lease, Released(started=False))
-            await self._compile(task.workflow_hash)
-            return None
+            return None  # handed back while its workflow compiles
         history = await self._store.load_history(task.id)
         sink = StoreSink(self._store, claim.lease)
         ctx = AttemptContext(
@@ -356,14 +354,38 @@ class AttemptRunner:
         finally:
             await sink.aclose()  # a guest SQL transaction left open is rolled back
 
-    async def _compile(self, workflow_hash: str) -> None:
-        """Compile a workflow into the cache (attempts starting together wait for one
-        compile); remember why, if it cannot be, so that its tasks fail."""
-        try:
-            wasm = await self._store.get_workflow(workflow_hash)
-            await anyio.to_thread.run_sync(self._runtime.cache.load, workflow_hash, wasm)
-        except (ComponentError, NotFoundError) as exc:
-            self._broken[workflow_hash] = str(exc)
+    async def _component(self, claim: Claim) -> wc.Component | None:
+        """The task's compiled workflow, or None if this machine has not compiled it.
+
+        Then a compile starts in a detached process (unless one runs already), the task
+        is handed back (`Released`), and this returns once that compile has ended: the
+        slot stays taken meanwhile, so the worker does not claim the task again and
+        again. Holding no lease during a compile of seconds means a worker killed
+        meanwhile takes no task down with it (nor counts as killed by one), and the
+        compile goes on without it.
+        """
+        cache = self._runtime.cache
+        workflow_hash = claim.task.workflow_hash
+        component = await anyio.to_thread.run_sync(cache.load_compiled, workflow_hash)
+        if component is not None:
+            return component
+        async with self._compile_gate:  # one fetch of the binary per process, not per task
+            if cache.state(workflow_hash) is CompileState.ABSENT:
+                wasm = await self._store.get_workflow(workflow_hash)
+                started = await anyio.to_thread.run_sync(
+                    cache.compile_in_background, workflow_hash, wasm
+                )
+                if not started:  # no usable cache directory: compile here, holding the task
+                    return await anyio.to_thread.run_sync(cache.load, workflow_hash, wasm)
+        await self._store.finish(claim.lease, Released(started=False))
+        log.info("task %d: handed back while workflow %.12s compiles", claim.task.id, workflow_hash)
+        with anyio.move_on_after(self._runtime.config.compile_timeout):
+            # Polled: the wait ends with another process's lock, not with an event here.
+            while not self._interrupted:
+                if cache.state(workflow_hash) is not CompileState.RUNNING:
+                    break
+                await anyio.sleep(_COMPILE_POLL)
+        return None
 
     async def _retry_or_fail(self, claim: Claim, message: str) -> None:
         """The task-level retry policy for transient host errors.

@@ -34,6 +34,8 @@ SQLITE_FIGURES = {
     "start_latency_p99_ms",
     "start_latency_remote_p50_ms",
     "start_latency_remote_p99_ms",
+    "cold_start_p50_ms",
+    "cold_start_p99_ms",
     "timer_lateness_p50_ms",
     "timer_lateness_p99_ms",
     "rss_idle_mib",
@@ -51,6 +53,7 @@ TARGETED = {
         "workflows_per_s_c16",
         "start_latency_p99_ms",
         "start_latency_remote_p99_ms",
+        "cold_start_p99_ms",
         "timer_lateness_p99_ms",
     },
     "postgres": {
@@ -58,6 +61,7 @@ TARGETED = {
         "replay_events_per_s",
         "start_latency_p99_ms",
         "start_latency_remote_p99_ms",
+        "cold_start_p99_ms",
         "timer_lateness_p99_ms",
         "failover_s",
     },
@@ -66,6 +70,7 @@ TARGETED = {
 PERCENTILES = [
     ("start_latency_p50_ms", "start_latency_p99_ms"),
     ("start_latency_remote_p50_ms", "start_latency_remote_p99_ms"),
+    ("cold_start_p50_ms", "cold_start_p99_ms"),
     ("timer_lateness_p50_ms", "timer_lateness_p99_ms"),
 ]
 # Lateness can be a hair below zero (clock granularity); everything else is positive.
