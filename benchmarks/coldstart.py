@@ -61,11 +61,9 @@ class ClaimClock:
         """This wrapper, typed as the `Store` it stands in for."""
         return cast("Store", self)
 
-    async def claim(self, *, worker_id: str, limit: int, lease_seconds: float) -> list[Claim]:
+    async def claim(self, **options: Any) -> list[Claim]:
         """Claim through the wrapped store, and note when the claim returned."""
-        claims = await self._store.claim(
-            worker_id=worker_id, limit=limit, lease_seconds=lease_seconds
-        )
+        claims = await self._store.claim(**options)
         now = time.time()
         for claim in claims:
             self.claimed_at[claim.task.id] = now

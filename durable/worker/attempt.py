@@ -189,6 +189,9 @@ class AttemptRunner:
         self._on_last_chance: set[Lease] = set()
         # Attempts whose task this worker claimed again (their lease had lapsed).
         self._superseded: set[Lease] = set()
+        # Workflows that failed to compile in this process (no usable cache directory
+        # to keep a failure marker in), with the reason: their tasks fail when claimed.
+        self._broken: dict[str, str] = {}
         # By lease, not by task: a worker whose lease lapsed (an outage, a stall) may claim
         # the same task again while its first attempt still runs. That attempt is fenced
         # off by the new token; both are tracked until they end.
@@ -357,8 +360,8 @@ class AttemptRunner:
     async def _component(self, claim: Claim) -> wc.Component | None:
         """The task's compiled workflow, or None if this machine has not compiled it.
 
-        Then a compile starts in a detached process (unless one runs already), the task
-        is handed back (`Released`), and this returns once that compile has ended: the
+        Then the task is handed back (`Released`), a compile starts in a detached
+        process (unless one runs already), and this returns once that compile has ended: the
         slot stays taken meanwhile, so the worker does not claim the task again and
         again. Holding no lease during a compile of seconds means a worker killed
         meanwhile takes no task down with it (nor counts as killed by one), and the
@@ -366,19 +369,29 @@ class AttemptRunner:
         """
         cache = self._runtime.cache
         workflow_hash = claim.task.workflow_hash
+        broken = self._broken.get(workflow_hash)
+        if broken is not None:
+            raise ComponentError(broken)
         component = await anyio.to_thread.run_sync(cache.load_compiled, workflow_hash)
         if component is not None:
             return component
+        # Hand the task back first, before anything slow (fetching the binary takes a
+        # while under load): a worker killed from here on holds no lease on it, so the
+        # kill cannot count as a death the task caused.
+        await self._store.finish(claim.lease, Released(started=False))
+        log.info("task %d: handed back while workflow %.12s compiles", claim.task.id, workflow_hash)
         async with self._compile_gate:  # one fetch of the binary per process, not per task
             if cache.state(workflow_hash) is CompileState.ABSENT:
                 wasm = await self._store.get_workflow(workflow_hash)
                 started = await anyio.to_thread.run_sync(
                     cache.compile_in_background, workflow_hash, wasm
                 )
-                if not started:  # no usable cache directory: compile here, holding the task
-                    return await anyio.to_thread.run_sync(cache.load, workflow_hash, wasm)
-        await self._store.finish(claim.lease, Released(started=False))
-        log.info("task %d: handed back while workflow %.12s compiles", claim.task.id, workflow_hash)
+                if not started:  # no usable cache directory: compile in this process
+                    try:
+                        await anyio.to_thread.run_sync(cache.load, workflow_hash, wasm)
+                    except ComponentError as exc:  # its tasks fail when next claimed
+                        self._broken[workflow_hash] = str(exc)
+                    return None
         with anyio.move_on_after(self._runtime.config.compile_timeout):
             # Polled: the wait ends with another process's lock, not with an event here.
             while not self._interrupted:

@@ -111,7 +111,8 @@ async def test_sqlite_lease_writes_do_not_rewrite_the_input(tmp_path: Path) -> N
 async def test_client_launch_refuses_an_input_over_the_limit() -> None:
     store = MemoryStore()
     client = Client(store, max_input_bytes=1000)
-    workflow_hash = await client.register(b"\0asm\x0d\0\x01\0 limit-test")
+    # Not a real component: stored as is (nothing here runs it).
+    workflow_hash = await client.register(b"\0asm\x0d\0\x01\0 limit-test", compile=False)
     with pytest.raises(InputTooLargeError, match="over the payload limit of 1000 bytes"):
         await client.launch(workflow_hash, name="t", input="x" * 1000)
     assert await store.list_tasks() == []
