@@ -15,6 +15,7 @@ from durable.cli._common import (
     db_option,
     handle_errors,
     max_events_option,
+    max_output_option,
     max_payload_option,
     memory_limit_option,
     parse_json,
@@ -41,6 +42,7 @@ from durable.worker import Worker, WorkerConfig
 @memory_limit_option
 @max_events_option
 @max_payload_option
+@max_output_option
 @handle_errors
 def run(
     workflow: Path,
@@ -52,6 +54,7 @@ def run(
     memory_limit: int,
     max_events: int,
     max_payload: int,
+    max_output: int,
 ) -> None:
     """Run WORKFLOW (.py or .wasm) to its end with an embedded worker.
 
@@ -67,6 +70,7 @@ def run(
             memory_limit=memory_limit,
             max_events=max_events,
             max_payload_bytes=max_payload,
+            max_output_bytes=max_output,
         )
     )
     try:

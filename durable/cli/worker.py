@@ -12,6 +12,7 @@ from durable.cli._common import (
     db_option,
     handle_errors,
     max_events_option,
+    max_output_option,
     max_payload_option,
     memory_limit_option,
     run_async,
@@ -62,6 +63,7 @@ _WORKER = WorkerConfig()
 @memory_limit_option
 @max_events_option
 @max_payload_option
+@max_output_option
 @click.option(
     "--cancel-grace",
     type=click.FloatRange(min=0),
@@ -94,6 +96,7 @@ def worker(
     memory_limit: int,
     max_events: int,
     max_payload: int,
+    max_output: int,
     cancel_grace: float,
     exit_when_idle: bool,
     migrate: bool,
@@ -116,6 +119,7 @@ def worker(
             memory_limit=memory_limit,
             max_events=max_events,
             max_payload_bytes=max_payload,
+            max_output_bytes=max_output,
             cancel_grace=cancel_grace,
         ),
     )
