@@ -246,6 +246,24 @@ async def test_output_before_a_wait_shows_before_the_notification(
     assert b"".join(c.data for c in log) == expected, "each line once, in order"
 
 
+@pytest.mark.timeout(2 * SLOW)
+async def test_one_write_of_twenty_mib_is_logged_whole(
+    live_store: Store, printer: tuple[bytes, str], runtime: Runtime
+) -> None:
+    """A single `write` larger than WASI's 8 KiB per call reaches the log whole (the
+    guest's stdout used to drop all but the first 8 KiB of it, silently)."""
+    client = Client(live_store)
+    lines = 20 * MiB // LINE_BYTES
+    task = await launch(client, printer, "one_write", lines)
+    async with running_worker(live_store, runtime):
+        done = await ended(client, task.id)
+    assert done.state is TaskState.COMPLETE, done.error
+    data = hashlib.sha256()
+    for chunk in await whole_log(live_store, task.id):
+        data.update(chunk.data)
+    assert data.hexdigest() == flood_digest(lines)
+
+
 # -- SIGKILL in the middle of printing ---------------------------------------------------------
 
 

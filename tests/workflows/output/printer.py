@@ -30,6 +30,22 @@ def flood(lines: int) -> int:
 
 
 @durable.workflow
+def flood_blocks(lines: int) -> int:
+    """The same output as `flood`, a hundred lines per write."""
+    write = sys.stdout.write
+    for start in range(0, lines, 100):
+        write("".join(line(i) for i in range(start, min(start + 100, lines))))
+    return lines
+
+
+@durable.workflow
+def one_write(lines: int) -> int:
+    """The same output as `flood`, in a single write."""
+    sys.stdout.write("".join(line(i) for i in range(lines)))
+    return lines
+
+
+@durable.workflow
 def flood_then_wait(lines: int) -> str:
     """Print, then wait for a `go` notification: the output must show before it."""
     for i in range(lines):
