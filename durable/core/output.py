@@ -192,12 +192,12 @@ class OutputBuffer:
     def due(self, now: float) -> bool:
         """Whether output should be committed now.
 
-        A step body's held output is released (and streams from then on) when the
-        buffer is full or it has waited `interval`; it is then part of what is due.
+        A step body's held output is released (and streams from then on) when there
+        is `hold_bytes` of it or it has waited `interval`; it is then part of what is
+        due. So at most `flush_bytes + hold_bytes` (and one write) are ever buffered.
         """
-        if self._held.size and (
-            self.pending_bytes >= self._hold_bytes or now - self._held.oldest >= self._interval
-        ):
+        held = self._held
+        if held.size and (held.size >= self._hold_bytes or now - held.oldest >= self._interval):
             self.release()
         ready = self._ready
         return bool(ready.size) and (
