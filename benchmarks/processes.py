@@ -87,6 +87,10 @@ class WorkerProcess:
                 out[name] = int(rest.split()[0]) / 1024  # kB
         return out
 
+    def reset_peak(self) -> None:
+        """Start `VmHWM` again from the resident set now (Linux `clear_refs`)."""
+        Path(f"/proc/{self.pid}/clear_refs").write_text("5")
+
     def kill(self) -> None:
         """SIGKILL, and reap."""
         if self.proc.poll() is None:

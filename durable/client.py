@@ -36,6 +36,8 @@ from durable.storage import Store, open_store
 
 #: The longest pause between two looks at a task that `wait` and `follow` poll.
 _MAX_POLL = 0.25
+#: Log chunks `follow` reads at a time (a worker commits at most about 1 MiB per chunk).
+_LOG_PAGE = 8
 
 
 def encode_input(value: Any, *, max_bytes: int) -> str:
@@ -261,19 +263,44 @@ class Client:
         await self.store.get_task(task_id)  # a clear error for an unknown id
         return await self.store.read_logs(task_id, after_seq=after_seq)
 
-    async def follow(self, task_id: int, *, poll: float = 0.05) -> AsyncIterator[LogChunk]:
-        """Yield the task's output as it is written, until the task ends."""
-        seq = 0
+    async def follow(
+        self, task_id: int, *, poll: float = 0.05, until_end: bool = True
+    ) -> AsyncIterator[LogChunk]:
+        """Yield the task's output as it is written, until the task ends.
+
+        The log is read a page at a time, so memory stays bounded for a log of any size.
+        While nothing new is logged, the store is asked again after `poll` seconds,
+        backing off to 0.25 s: output shows about that long after a worker commits it
+        (which it does within `HostConfig.output_flush_interval` of the guest's print).
+        With `until_end=False`, stop at the end of what is logged now.
+
+        Raises:
+            TaskNotFoundError: no such task.
+        """
+        await self.store.get_task(task_id)  # a clear error for an unknown id
+        seq, pause, ended = 0, poll, False
         while True:
-            task = await self.store.get_task(task_id)
-            chunks = await self.store.read_logs(task_id, after_seq=seq)
+            chunks = await self.store.read_logs(task_id, after_seq=seq, limit=_LOG_PAGE)
             for chunk in chunks:
                 seq = chunk.seq
                 yield chunk
-            if task.state.is_terminal and not chunks:
+            if chunks:
+                pause = poll
+                continue
+            if ended or not until_end:
                 return
-            if not chunks:
-                await anyio.sleep(poll)
+            if (await self.store.get_task(task_id)).state.is_terminal:
+                ended = True  # its last output commits with its end: one more look
+                continue
+            await self._await_output(task_id, pause)
+            pause = min(pause * 2, _MAX_POLL)
+
+    async def _await_output(self, task_id: int, timeout: float) -> None:  # noqa: ASYNC109
+        """Return when `task_id` may have logged more, or after `timeout` seconds.
+
+        The seam for a store that can announce new output: for now, a plain sleep.
+        """
+        await anyio.sleep(timeout)
 
     async def wait(
         self,

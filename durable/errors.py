@@ -18,6 +18,7 @@ The tree::
     │   └── NondeterminismError    the workflow did something other than what it recorded
     ├── WorkflowError              the workflow raised or trapped (carried as data)
     └── HostError                  a host function failed for a reason outside the guest
+        └── OutputLimitExceeded    a task printed more than the worker's output limit
 
 Control signals (suspend, cancel) are not errors: they live in `durable.core.signals`
 and derive from `BaseException`.
@@ -129,3 +130,10 @@ class WorkflowError(DurableError):
 
 class HostError(DurableError):
     """A host function failed for a reason that is not the guest's fault."""
+
+
+class OutputLimitExceeded(HostError):
+    """A task printed more than the worker's output limit (`max_output_bytes`).
+
+    The task fails with this as its error kind; its log keeps the output up to the limit.
+    """

@@ -152,3 +152,15 @@ async def replay(store: Store, runtime: Runtime, wasm: bytes, task: Task) -> Att
         config=runtime.config,
     )
     return await anyio.to_thread.run_sync(runtime.run, component, ctx)
+
+
+def joined(logs: Sequence[LogChunk]) -> list[tuple[int, str, bytes]]:
+    """A log as (position, stream, data), neighbours of one position and stream joined:
+    where flushes cut output into chunks depends on timing, not on what was printed."""
+    out: list[tuple[int, str, bytes]] = []
+    for c in logs:
+        if out and out[-1][:2] == (c.position, c.stream.value):
+            out[-1] = (c.position, c.stream.value, out[-1][2] + c.data)
+        else:
+            out.append((c.position, c.stream.value, c.data))
+    return out

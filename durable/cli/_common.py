@@ -311,6 +311,14 @@ max_events_option = click.option(
     help="A task that records more events than this fails (a runaway loop).",
     **_env("DURABLE_MAX_EVENTS"),
 )
+max_output_option = click.option(
+    "--max-output",
+    type=ByteSize(),
+    default=f"{_HOST.max_output_bytes // 1024**2}M",
+    metavar="SIZE",
+    help="Output one task may print (stdout and stderr together); past it, the task fails.",
+    **_env("DURABLE_MAX_OUTPUT"),
+)
 max_payload_option = click.option(
     "--max-payload",
     type=ByteSize(),

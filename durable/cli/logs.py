@@ -18,11 +18,8 @@ def logs(task_id: int, follow: bool, db: str | None) -> None:
 
     async def main() -> None:
         async with await open_client(db) as client:
-            if follow:
-                async for chunk in client.follow(task_id):
-                    write_chunk(chunk)
-            else:
-                for chunk in await client.logs(task_id):
-                    write_chunk(chunk)
+            # Page by page either way: a log may be larger than this process should hold.
+            async for chunk in client.follow(task_id, until_end=follow):
+                write_chunk(chunk)
 
     run_async(main)

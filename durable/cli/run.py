@@ -17,6 +17,7 @@ from durable.cli._common import (
     handle_errors,
     input_options,
     max_events_option,
+    max_output_option,
     max_payload_option,
     memory_limit_option,
     progress,
@@ -44,6 +45,7 @@ from durable.worker import Worker, WorkerConfig
 @memory_limit_option
 @max_events_option
 @max_payload_option
+@max_output_option
 @handle_errors
 def run(
     workflow: Path,
@@ -57,6 +59,7 @@ def run(
     memory_limit: int,
     max_events: int,
     max_payload: int,
+    max_output: int,
 ) -> None:
     """Run WORKFLOW (.py or .wasm) to its end with an embedded worker.
 
@@ -72,6 +75,7 @@ def run(
             memory_limit=memory_limit,
             max_events=max_events,
             max_payload_bytes=max_payload,
+            max_output_bytes=max_output,
         )
     )
     try:

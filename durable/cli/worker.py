@@ -15,6 +15,7 @@ from durable.cli._common import (
     handle_errors,
     hard_exit,
     max_events_option,
+    max_output_option,
     max_payload_option,
     memory_limit_option,
     run_async,
@@ -67,6 +68,7 @@ _WORKER = WorkerConfig()
 @memory_limit_option
 @max_events_option
 @max_payload_option
+@max_output_option
 @click.option(
     "--cancel-grace",
     type=click.FloatRange(min=0),
@@ -122,6 +124,7 @@ def worker(
     memory_limit: int,
     max_events: int,
     max_payload: int,
+    max_output: int,
     cancel_grace: float,
     max_worker_deaths: int,
     stop_timeout: float,
@@ -149,6 +152,7 @@ def worker(
             memory_limit=memory_limit,
             max_events=max_events,
             max_payload_bytes=max_payload,
+            max_output_bytes=max_output,
             cancel_grace=cancel_grace,
         ),
     )

@@ -92,11 +92,16 @@ class Event:
     created_at: datetime | None = None  # set by the store when written; None before
 
 
+#: The `position` of a host note: a line of durable's own in a task's log (why it
+#: failed, say). Below every event position, so that no replay counts it as guest output.
+NOTE_POSITION = -1
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogChunk:
     """A piece of guest output, stored once and never printed again on replay."""
 
-    position: int  # number of events recorded before the output was produced
+    position: int  # number of events recorded before the output; NOTE_POSITION for a note
     stream: Stream  # stdout or stderr
     data: bytes  # the bytes the guest wrote
     seq: int = 0  # order within the task, assigned by the store (0 until stored)

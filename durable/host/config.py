@@ -80,6 +80,18 @@ class HostConfig:
     max_events: int = 100_000
     # A single recorded payload (a step's result, a response body...) may not be larger.
     max_payload_bytes: int = 16 * 1024 * 1024
+    # A task that prints more than this many bytes (stdout and stderr together) fails
+    # with `OutputLimitExceeded`.
+    max_output_bytes: int = 64 * 1024 * 1024
+    # Guest output is committed to the log (with the events before it) once this many
+    # bytes are pending ...
+    output_flush_bytes: int = 1024 * 1024
+    # ... or once it has waited this long (seconds): how late `durable logs -f` shows it.
+    output_flush_interval: float = 0.5
+    # A step body's output waits for the step's result, up to this many bytes (and
+    # `output_flush_interval`), so that a body run again after a crash logs once.
+    # With `output_flush_bytes`, the most output a task holds in host memory.
+    output_hold_bytes: int = 1024 * 1024
     # After a cancellation reaches a running guest, how long it may take to reach its
     # next durable call (where it is told) before it is stopped where it is.
     cancel_grace: float = 1.0

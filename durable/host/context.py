@@ -3,6 +3,14 @@
 An `AttemptContext` lives on the thread that runs the guest. It owns the replay cursor,
 the output captured from the guest, the deterministic entropy stream and the commit
 policy. It writes through a `Sink`, which the worker bridges to the async store.
+
+Output (`durable.core.output` has the rule) arrives on wasmtime's I/O threads, one call
+per guest write, while the guest's thread waits for the write to finish. It is
+committed with the events before it, in one `Sink.write`, when enough of it is pending
+or it has waited long enough: checked on each write, at each durable call, and every
+watchdog slice while the guest computes (`on_tick`). A flush made on an I/O thread
+cannot raise into the guest; its failure is deferred to the guest's next durable call
+or slice, before which the guest can make nothing durable or visible.
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ from typing import Protocol, TypeVar
 
 from durable.core.entropy import derive_bytes
 from durable.core.model import Event, LogChunk, NewTask, Notification, Stream, Task
+from durable.core.output import OutputBuffer
 from durable.core.replay import ReplayCursor
 from durable.core.signals import HistoryExhausted, Release, Suspend, TimedOut
-from durable.errors import HostError
+from durable.errors import HostError, OutputLimitExceeded
+from durable.host._sql_cursor import TransactionCursor
 from durable.host.config import HostConfig
 
 T = TypeVar("T")
@@ -28,13 +38,22 @@ def _utc(ns: int) -> datetime:
     return datetime.fromtimestamp(ns / 1e9, tz=UTC)
 
 
+def _size(n: int) -> str:
+    """`n` bytes for a message: "64 MiB", "512 KiB", "100 bytes"."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} bytes"
+
+
 # The panic note componentize-py's runtime prints after an uncaught guest exception:
 # noise for users, who get the Python traceback itself.
 _RUNTIME_NOISE = (b"\nthread '<unnamed>'", b"note: run with `RUST_BACKTRACE")
 
 
 class Sink(Protocol):
-    """The attempt's way to the store. Called on the guest's thread; each call blocks."""
+    """The attempt's way to the store. Each call blocks. Called on the guest's thread,
+    and `write` also on wasmtime's I/O threads (output flushes, while the guest waits)."""
 
     def write(
         self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
@@ -77,7 +96,10 @@ class AttemptContext:
         sink: Sink,
         config: HostConfig,
         replay_only: bool = False,
+        logged: int = 0,
     ) -> None:
+        """Start an attempt from `history`; `logged` is how many bytes of guest output
+        are logged at its end already (`Store.logged_bytes`): the replay skips them."""
         self.task = task
         self.attempt = attempt
         self.cursor = ReplayCursor(history)
@@ -108,7 +130,22 @@ class AttemptContext:
         self.stopped_by: str | None = None
         # Notifications consumed by events not yet committed (written with them).
         self.consumed: list[int] = []
-        self._logs: list[LogChunk] = []
+        self._output = OutputBuffer(
+            frontier=len(history),
+            logged=logged,
+            limit=config.max_output_bytes,
+            flush_bytes=config.output_flush_bytes,
+            interval=config.output_flush_interval,
+            hold_bytes=config.output_hold_bytes,
+        )
+        # Guards `_output`: writes arrive on wasmtime's I/O threads.
+        self._output_lock = threading.Lock()
+        # One flush at a time, so that writes reach the store in the order they were taken.
+        self._flush_lock = threading.Lock()
+        # A failure of a flush made on an I/O thread (or the output limit), raised on the
+        # guest's thread at its next durable call or slice; output is dropped meanwhile.
+        self._deferred: BaseException | None = None
+        self._closed = False
         self._entropy_position = -1
         self._entropy_counter = 0
         self._call_position = -1
@@ -119,6 +156,7 @@ class AttemptContext:
 
     def record(self, label: str, digest: str | None, payload: str) -> Event:
         """Record a new event; it is committed by the next `flush`."""
+        self.raise_deferred()
         if self.replay_only:
             raise HistoryExhausted(self.cursor.position, label)
         if self.cursor.position >= self.config.max_events:
@@ -135,67 +173,125 @@ class AttemptContext:
         return self.cursor.record(label, digest, payload)
 
     def maybe_flush(self) -> None:
-        """Commit if events have waited long enough, or too many are pending."""
+        """Commit if events have waited long enough, or too many are pending, or output
+        is due (see `durable.core.output`)."""
+        self.raise_deferred()
         pending = self.cursor.pending_count
-        if pending and (
+        events_due = pending and (
             pending >= self.config.max_pending_events
             or time.monotonic() - self._oldest_pending >= self.config.flush_interval
-        ):
+        )
+        if events_due or self._output_due():
             self.flush()
 
     def flush(self) -> None:
-        """Commit every recorded event, and the output that happened before the last one.
+        """Commit every recorded event, and the output so far after them.
 
-        Output produced since the last event stays buffered: it is committed with the
-        next event, so a crash before that event loses both and the replay produces the
-        same output again, exactly once.
+        Output at position p is a function of events 0 .. p-1, which this same write
+        (or an earlier one) makes durable: a replay prints it again, and skips what
+        is logged. A step body's output waits for the step (`durable.core.output`).
         """
-        events = self.cursor.take_pending()
-        logs = self.take_logs(frontier=False)
-        consumed, self.consumed = self.consumed, []
-        if not events and not logs and not consumed:
-            return
-        try:
-            self.sink.write(events, logs, consumed)
-        except BaseException:
-            self.cursor.restore_pending(events)
-            self._logs[:0] = logs
-            self.consumed[:0] = consumed
-            raise
+        self.raise_deferred()
+        with self._flush_lock:
+            events = self.cursor.take_pending()
+            with self._output_lock:
+                logs = self._output.take()
+            consumed, self.consumed = self.consumed, []
+            if not events and not logs and not consumed:
+                return
+            try:
+                self.sink.write(events, logs, consumed)
+            except BaseException:
+                self.cursor.restore_pending(events)
+                with self._output_lock:
+                    self._output.restore(logs, time.monotonic())
+                self.consumed[:0] = consumed
+                raise
 
     def take_logs(self, *, frontier: bool) -> list[LogChunk]:
-        """Remove and return buffered output; with `frontier`, also that after the last event."""
-        if frontier:
-            logs, self._logs = self._logs, []
-            return logs
-        cut = self.cursor.position
-        logs = [c for c in self._logs if c.position < cut]
-        self._logs = [c for c in self._logs if c.position >= cut]
-        return logs
+        """Remove and return the buffered output, to be written with the last events.
+
+        With `frontier` (the task has ended, or a commit follows that needs all of it),
+        a running step body's held output too; without (the task will run again), the
+        output of a step body or SQL transaction block still running is dropped: it
+        runs again, and prints again, next time.
+        """
+        with self._output_lock:
+            if frontier:
+                return self._output.take(held=True)
+            self._output.drop_held()
+            logs = self._output.take()
+        # Inside a live SQL transaction (`begin` committed all output before it), all of
+        # it is the block's, which runs again too.
+        return [] if self._holds_transaction() else logs
+
+    def close(self) -> None:
+        """The attempt has ended: ignore any output that still arrives."""
+        self._closed = True
+
+    def raise_deferred(self) -> None:
+        """Raise the failure of an output flush made off the guest's thread (or the
+        output limit), if there was one."""
+        if self._deferred is not None:
+            raise self._deferred
+
+    def on_tick(self) -> None:
+        """Every watchdog slice, on the guest's thread while it runs: commit output
+        that is due, so that a guest computing after a print still shows it."""
+        self.raise_deferred()
+        if self._output_due():
+            self.flush()
+
+    def _output_due(self) -> bool:
+        if not self._may_stream():
+            return False
+        with self._output_lock:
+            return self._output.due(time.monotonic())
+
+    def _may_stream(self) -> bool:
+        # Not while a workflow SQL transaction is open on the store: on SQLite it holds
+        # the write lock, so nothing else may be written until it ends (its output
+        # commits with it). Never in a replay check, which writes nothing.
+        return not self.replay_only and not self._holds_transaction()
+
+    def _holds_transaction(self) -> bool:
+        cursor = self.cursor
+        return isinstance(cursor, TransactionCursor) and cursor.session is not None
 
     # -- output --------------------------------------------------------------------------
 
     def on_output(self, stream: Stream, data: bytes) -> None:
-        """Capture a guest write; drop it if an earlier attempt already logged it.
+        """Take a guest write: drop or skip what is logged already, buffer the rest, and
+        commit when due. Runs on a wasmtime I/O thread while the guest waits.
 
         Must not raise: wasmtime turns an exception here into a failed write.
         """
-        position = self.cursor.position
-        if position < self.cursor.history_length:
-            return  # replaying: this output was committed with event `position`
+        if self.replay_only or self._closed or self._deferred is not None:
+            return
         if stream is Stream.STDERR and data.startswith(_RUNTIME_NOISE):
             return
-        last = self._logs[-1] if self._logs else None
-        if last is not None and last.position == position and last.stream is stream:
-            # Coalesce the many small writes `print` makes into one chunk.
-            self._logs[-1] = LogChunk(position=position, stream=stream, data=last.data + data)
-        else:
-            self._logs.append(LogChunk(position=position, stream=stream, data=bytes(data)))
+        try:
+            now = time.monotonic()
+            with self._output_lock:  # one lock, one clock reading: this runs per write
+                output = self._output
+                output.write(self.cursor.position, stream, data, now)
+                exceeded = output.exceeded
+                due = not exceeded and output.due(now)
+            if exceeded:
+                limit = _size(self.config.max_output_bytes)
+                self._deferred = OutputLimitExceeded(
+                    f"task {self.task.id} printed more than {limit} (the limit, --max-output);"
+                    " its output past the limit is dropped"
+                )
+            elif due and self._may_stream():
+                self.flush()
+        except BaseException as exc:  # raised on the guest's thread, at its next call
+            self._deferred = exc
 
     def note(self, text: str) -> None:
         """Add a host message (e.g. why the task failed) to the task's log."""
-        position = max(self.cursor.position, self.cursor.history_length)
-        self._logs.append(LogChunk(position=position, stream=Stream.STDERR, data=text.encode()))
+        with self._output_lock:
+            self._output.note(text, time.monotonic())
 
     # -- clock and entropy ---------------------------------------------------------------
 
@@ -235,6 +331,7 @@ class AttemptContext:
 
     def step_enter(self, label: str, digest: str | None) -> str | None:
         """Start a recorded step; return its recorded payload when replaying."""
+        self.raise_deferred()
         if self.in_step:
             raise HostError(f"step {label!r} started inside step {self.step_label!r}")
         event = self.cursor.next(label, digest)
@@ -244,6 +341,8 @@ class AttemptContext:
             # A replay check must not run a step's body: it may have effects.
             raise HistoryExhausted(self.cursor.position, label)
         self.in_step, self.step_label, self.step_digest = True, label, digest
+        with self._output_lock:
+            self._output.enter_step()  # the body's output waits for its result
         return None
 
     def step_exit(self, payload: str) -> None:
@@ -252,6 +351,8 @@ class AttemptContext:
             raise HostError("step exit without a step in progress")
         self.in_step = False
         self.record(self.step_label, self.step_digest, payload)
+        with self._output_lock:
+            self._output.exit_step()
         if self.effect_in_step:
             self.effect_in_step = False
             self.flush()
@@ -270,8 +371,11 @@ class AttemptContext:
         effect and that commit repeats the effect once on replay: at least once.
         Inside a step the effect runs unrecorded; the step's own record covers it.
         """
+        self.raise_deferred()
         if self.in_step:
             self.effect_in_step = True
+            if self._may_stream() and self._output.ready_bytes:
+                self.flush()  # the effect may take long: what was printed before shows now
             return perform()
         event = self.cursor.next(label, digest)
         if event is not None:
@@ -335,6 +439,7 @@ class AttemptContext:
         this thread, polling. Cancellation ends the wait early with None, and shutdown
         releases the task.
         """
+        self.raise_deferred()
         interval = 0.01
         while True:
             value = poll()
@@ -377,6 +482,8 @@ class AttemptContext:
                 raise TimedOut()
             if self.interrupt.wait(min(left, 0.05)):
                 raise Release()
+            if self._output_due():  # a sleep inside a step: what came before still shows
+                self.flush()
 
     # -- cancellation --------------------------------------------------------------------
 

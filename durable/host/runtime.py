@@ -32,7 +32,7 @@ from durable.core.model import (
     Suspended,
 )
 from durable.core.signals import HistoryExhausted, Release, Suspend, TimedOut
-from durable.errors import HostError, LeaseLostError, NondeterminismError
+from durable.errors import HostError, LeaseLostError, NondeterminismError, OutputLimitExceeded
 from durable.host.cache import ComponentCache, engine_config
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
@@ -150,6 +150,7 @@ class Runtime:
             finally:
                 del watchdog
         finally:
+            ctx.close()
             self._local.ctx = None
             store.close()  # its output streams go now, or soon on wasmtime's threads
             self._left(ctx)
@@ -184,6 +185,7 @@ class Runtime:
                 if ctx.stopped_by is not None:
                     return self._stopped(ctx, ctx.stopped_by)
                 raise
+            ctx.raise_deferred()  # an output flush failed after the guest's last call
             ctx.cursor.check_finished()
         except Suspend as signal:
             return _end(ctx, Suspended(wakeup_at=signal.wakeup_at, on_event=signal.on_event))
@@ -204,6 +206,8 @@ class Runtime:
                 outcome=Failed(error=_error_json("NondeterminismError", str(exc), "")),
                 logs=ctx.take_logs(frontier=True),
             )
+        except OutputLimitExceeded as exc:
+            return _failed(ctx, "OutputLimitExceeded", str(exc))
         except HostError as exc:
             return _failed(ctx, "HostError", str(exc))
         except wasmtime.WasmtimeError as exc:
@@ -233,8 +237,9 @@ class Runtime:
 
 
 def _end(ctx: AttemptContext, outcome: Outcome, *, frontier: bool = False) -> AttemptEnd:
-    """What is left to write: events, notifications consumed, and output (up to the
-    last event; with `frontier`, all of it, as the task has ended)."""
+    """What is left to write: events, notifications consumed, and output (all of it
+    but a running step body's, which runs again; with `frontier`, as the task has
+    ended, that too)."""
     consumed, ctx.consumed = ctx.consumed, []
     return AttemptEnd(
         outcome=outcome,

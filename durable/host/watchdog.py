@@ -4,8 +4,10 @@ Every store gets a short epoch deadline. When it passes (the engine's epoch tick
 10 ms), wasmtime calls back here on the guest's thread, and we either give the guest
 another slice or trap it, for one of three reasons: the task was cancelled and the
 grace period for reaching its next durable call is over; the worker is shutting down;
-or the task's own timeout has passed. Guests run in parallel on their own threads, so a
-guest in an endless loop costs one thread and one core, never the others' progress.
+or the task's own timeout has passed. A slice that goes on also commits guest output
+that has waited long enough (`AttemptContext.on_tick`). Guests run in parallel on their
+own threads, so a guest in an endless loop costs one thread and one core, never the
+others' progress.
 
 wasmtime-py does not wrap the deadline callback, so it is registered through the
 C API that wasmtime-py ships (`wasmtime._bindings`).
@@ -51,6 +53,12 @@ def interruption(ctx: AttemptContext, now: float | None = None) -> str | None:
     return None
 
 
+def _trap(why: str) -> int:
+    """A trap for wasmtime to raise in the guest (the error's ownership passes to it)."""
+    error = wasmtime.WasmtimeError(f"durable: {why}")
+    return ctypes.cast(error._consume(), ctypes.c_void_p).value or 0
+
+
 def install(store: wasmtime.Store, ctx: AttemptContext) -> object:
     """Arm `store` with the watchdog for `ctx`. Keep the returned object alive as long
     as the store: it owns the callback wasmtime calls."""
@@ -62,8 +70,12 @@ def install(store: wasmtime.Store, ctx: AttemptContext) -> object:
             reason = interruption(ctx)
             if reason is not None:
                 ctx.stopped_by = reason
-                error = wasmtime.WasmtimeError(f"durable: guest stopped ({reason})")
-                return ctypes.cast(error._consume(), ctypes.c_void_p).value or 0
+                return _trap(f"guest stopped ({reason})")
+            try:
+                ctx.on_tick()  # commit output that has waited (durable.host.context)
+            except BaseException as exc:  # parked, like a host function's: the guest traps
+                ctx.unwinding = exc
+                return _trap("unwinding")
         except BaseException:
             pass  # give the guest another slice; the next check may succeed
         delta[0] = SLICE_TICKS  # type: ignore[index]

@@ -7,6 +7,7 @@ from datetime import timedelta
 import anyio
 
 from durable.core.model import (
+    NOTE_POSITION,
     Completed,
     Event,
     Failed,
@@ -128,6 +129,26 @@ async def check_logs_are_numbered_in_order_and_filtered(store: Store) -> None:
     other = await claimed(store)
     await store.append(other.lease, [], [chunk("z")])
     assert [c.seq for c in await store.read_logs(other.task.id)] == [1], "seq counts per task"
+
+
+@check
+async def check_logs_page_and_count_bytes_per_position(store: Store) -> None:
+    claim = await claimed(store)
+    first = [chunk("ab", 0), chunk("cde", 1), LogChunk(position=1, stream=Stream.STDERR, data=b"f")]
+    await store.append(claim.lease, batch(0, 1), first)
+    note = LogChunk(position=NOTE_POSITION, stream=Stream.STDERR, data=b"note\n")
+    await store.append(claim.lease, [], [chunk("gh", 1), note])
+    assert [c.seq for c in await store.read_logs(claim.task.id, limit=2)] == [1, 2]
+    assert [c.seq for c in await store.read_logs(claim.task.id, after_seq=2, limit=2)] == [3, 4]
+    assert [c.seq for c in await store.read_logs(claim.task.id, after_seq=4, limit=9)] == [5]
+    assert await store.read_logs(claim.task.id, limit=0) == []
+    page = await store.read_logs(claim.task.id, after_seq=4)
+    assert [(c.position, c.data) for c in page] == [(NOTE_POSITION, b"note\n")]
+    assert await store.logged_bytes(claim.task.id, 0) == 2
+    assert await store.logged_bytes(claim.task.id, 1) == 6, "both streams, every chunk"
+    assert await store.logged_bytes(claim.task.id, 2) == 0
+    other = await claimed(store)
+    assert await store.logged_bytes(other.task.id, 1) == 0, "per task"
 
 
 # -- finishing ----------------------------------------------------------------------------

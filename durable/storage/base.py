@@ -302,8 +302,21 @@ class Store(Protocol):
         """
         ...
 
-    async def read_logs(self, task_id: int, *, after_seq: int = 0) -> list[LogChunk]:
-        """Return the task's log chunks with `seq > after_seq`, in order."""
+    async def read_logs(
+        self, task_id: int, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[LogChunk]:
+        """Return the task's log chunks with `seq > after_seq`, in order: up to `limit`
+        of them (None: all), so that a reader can page through a large log."""
+        ...
+
+    async def logged_bytes(self, task_id: int, position: int) -> int:
+        """How many bytes of guest output are logged at `position` (>= 0): the total
+        `data` length of the task's chunks with exactly that position, stdout and
+        stderr together (host notes sit below every position, at `NOTE_POSITION`).
+
+        An attempt that starts from a history of `position` events skips that many
+        bytes of what its guest prints there (`durable.core.output`).
+        """
         ...
 
     # -- workflow SQL ---------------------------------------------------------------------

@@ -536,13 +536,22 @@ class MemoryStore:
             state=state, result=result, error=error, owner=None, wakeup_at=None, updated_at=now
         )
 
-    async def read_logs(self, task_id: int, *, after_seq: int = 0) -> list[LogChunk]:
-        """Return the task's log chunks with `seq > after_seq`, in order."""
+    async def read_logs(
+        self, task_id: int, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[LogChunk]:
+        """Return up to `limit` of the task's log chunks with `seq > after_seq`, in order."""
         await self._enter("read_logs")
         row = self._tasks.get(task_id)
-        if row is None:
-            return []
-        return [chunk for chunk in row.logs if chunk.seq > after_seq]
+        start = max(after_seq, 0)  # seq is the chunk's index + 1
+        end = None if limit is None else start + max(limit, 0)
+        return [] if row is None else row.logs[start:end]
+
+    async def logged_bytes(self, task_id: int, position: int) -> int:
+        """Bytes of guest output logged at `position`."""
+        await self._enter("logged_bytes")
+        row = self._tasks.get(task_id)
+        logs = [] if row is None else row.logs
+        return sum(len(c.data) for c in logs if c.position == position)
 
     async def begin_guest_transaction(self, lease: Lease) -> GuestTransaction:
         """Refuse: there is no database here for a workflow's SQL to run on.

@@ -526,11 +526,19 @@ class PostgresStore:
             f"task {lease.task_id}: the notifications to consume are not all pending for it"
         )
 
-    async def read_logs(self, task_id: int, *, after_seq: int = 0) -> list[LogChunk]:
-        """Return the task's log chunks with `seq > after_seq`, in order."""
+    async def read_logs(
+        self, task_id: int, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[LogChunk]:
+        """Return up to `limit` of the task's log chunks with `seq > after_seq`, in order."""
+        count = None if limit is None else max(limit, 0)  # LIMIT NULL: no limit
         with translate("read the logs of task", task_id):
-            rows = await self._pool.fetch(_Q["read_logs"], task_id, after_seq)
+            rows = await self._pool.fetch(_Q["read_logs"], task_id, after_seq, count)
         return [codec.log_chunk(row) for row in rows]
+
+    async def logged_bytes(self, task_id: int, position: int) -> int:
+        """Bytes of guest output logged at `position`."""
+        with translate("read the logs of task", task_id):
+            return int(await self._pool.fetchval(_Q["logged_bytes"], task_id, position))
 
 
 def _brief(indexes: list[int]) -> str:

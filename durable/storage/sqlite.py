@@ -625,11 +625,20 @@ class SQLiteStore:
                         await conn.execute(_Q["wake_parent"], (now, lease.task_id))
             self._notify()
 
-    async def read_logs(self, task_id: int, *, after_seq: int = 0) -> list[LogChunk]:
-        """Return the task's log chunks with `seq > after_seq`, in order."""
+    async def read_logs(
+        self, task_id: int, *, after_seq: int = 0, limit: int | None = None
+    ) -> list[LogChunk]:
+        """Return up to `limit` of the task's log chunks with `seq > after_seq`, in order."""
+        count = -1 if limit is None else max(limit, 0)  # SQLite: a negative LIMIT is none
         async with self._use() as conn:
-            rows = await self._fetch(conn, "read_logs", task_id, after_seq)
+            rows = await self._fetch(conn, "read_logs", task_id, after_seq, count)
         return [codec.log_chunk(row) for row in rows]
+
+    async def logged_bytes(self, task_id: int, position: int) -> int:
+        """Bytes of guest output logged at `position`."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "logged_bytes", task_id, position)
+        return int(rows[0][0])
 
     # -- workflow SQL ---------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from anyio.abc import TaskGroup
 from wasmtime import component as wc
@@ -69,16 +70,22 @@ class StoreSink:
     """The host's `Sink`: reaches the async store from the guest's thread."""
 
     def __init__(self, store: Store, lease: Lease) -> None:
+        """Make it on the event loop: `write` finds its way back there from any thread."""
         self._store = store
         self._lease = lease
         self._transaction: GuestTransaction | None = None  # open workflow SQL, if any
+        self._loop = anyio.lowlevel.current_token()
 
     def write(
         self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
     ) -> None:
-        """Append, fenced by the lease; blocks the guest until durable."""
+        """Append, fenced by the lease; blocks the guest until durable.
+
+        Also called on wasmtime's I/O threads (output flushes), which are not anyio's.
+        """
         anyio.from_thread.run(
-            functools.partial(self._store.append, self._lease, events, logs, consumed=consumed)
+            functools.partial(self._store.append, self._lease, events, logs, consumed=consumed),
+            token=self._loop,
         )
 
     def next_notification(self, task_id: int, event: str | None) -> Notification | None:
@@ -339,6 +346,8 @@ class AttemptRunner:
         if component is None:
             return None  # handed back while its workflow compiles
         history = await self._store.load_history(task.id)
+        # The lease fences out every other writer, so the two reads agree.
+        logged = await self._store.logged_bytes(task.id, len(history))
         sink = StoreSink(self._store, claim.lease)
         ctx = AttemptContext(
             task=task,
@@ -346,6 +355,7 @@ class AttemptRunner:
             history=history,
             sink=sink,
             config=self._runtime.config,
+            logged=logged,
         )
         self._contexts[claim.lease] = ctx
         if self._interrupted:

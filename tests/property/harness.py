@@ -8,6 +8,7 @@ and resuming it the way a real deployment would, and the checks that compare run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import tempfile
@@ -23,6 +24,7 @@ import anyio
 import pytest
 
 from durable.core.model import (
+    NOTE_POSITION,
     Claim,
     Event,
     Lease,
@@ -42,6 +44,7 @@ from durable.storage.memory import MemoryStore
 from durable.storage.sqlite import SQLiteStore
 from durable.testing.faults import CrashingStore, SimulatedCrash, Write
 from durable.worker import Worker, WorkerConfig
+from tests.helpers import joined
 from tests.property.scripts import (
     SUSPEND_AFTER,
     Label,
@@ -59,9 +62,13 @@ RUN_TIMEOUT = 30.0
 #: The in-process backends the property tests run on.
 BACKENDS = ("memory", "sqlite")
 #: The host configurations the in-process properties run under: one write per event
-#: (so there is a crash point at every event index), and the default group commit.
+#: and one per guest write outside a step's body (so there is a crash point at every
+#: event index, and between any two prints: output committed ahead of the next event),
+#: and the default group commit.
 CONFIGS: dict[str, HostConfig] = {
-    "per-event": HostConfig(suspend_after=SUSPEND_AFTER, max_pending_events=1),
+    "per-event": HostConfig(
+        suspend_after=SUSPEND_AFTER, max_pending_events=1, output_flush_bytes=1
+    ),
     "batched": HostConfig(suspend_after=SUSPEND_AFTER),
 }
 #: For Hypothesis tests: a failing property shrinks for up to about five minutes before
@@ -179,8 +186,10 @@ class Snapshot:
         return b"".join(c.data for c in self.logs if c.stream is stream)
 
     def chunks(self) -> list[tuple[int, str, bytes]]:
-        """The log as (position, stream, data): what any two equivalent runs share."""
-        return [(c.position, c.stream.value, c.data) for c in self.logs]
+        """The log as (position, stream, data), with neighbours of the same position and
+        stream joined: what any two equivalent runs share (where a flush cut the output
+        into chunks depends on timing, and on where a replay took over)."""
+        return joined(self.logs)
 
     def describe(self) -> str:
         """A multi-line dump for assertion messages."""
@@ -191,6 +200,27 @@ class Snapshot:
         lines += [f"  event {e.index}: {e.label} [{e.digest}] = {e.payload}" for e in self.history]
         lines += [f"  log {c.seq} @{c.position} {c.stream.value}: {c.data!r}" for c in self.logs]
         return "\n".join(lines)
+
+
+def resumed_log(kept: Snapshot, reference: Snapshot) -> list[tuple[int, str, bytes]]:
+    """The log of a task that ran another script until `kept`, then ran `reference`'s.
+
+    The rule of `durable.core.output`: what `kept` logged stays; of the reference's
+    output, positions below `kept`'s history length are replayed silently, and at that
+    length the first bytes (as many as `kept` logged there, in write order across
+    streams) are skipped.
+    """
+    cut = len(kept.history)
+    skip = sum(len(c.data) for c in kept.logs if c.position == cut)
+    rest: list[LogChunk] = []
+    for c in reference.logs:
+        if c.position == cut and skip:
+            taken = min(skip, len(c.data))
+            skip -= taken
+            c = dataclasses.replace(c, data=c.data[taken:])
+        if c.data and (c.position >= cut or c.position == NOTE_POSITION):
+            rest.append(c)
+    return joined([*kept.logs, *rest])
 
 
 async def snapshot(store: Store, task_id: int) -> Snapshot:
@@ -468,8 +498,8 @@ def check_same_end(
     against each task's own events by `check_matches_model`. Everything else, from the
     step payloads to the log bytes, must be identical. With `kept` (what was durable
     when an earlier attempt of `run` stopped), the log must be `kept`'s log followed by
-    the reference's output from `kept`'s last event on: an earlier attempt may have
-    run another script, and what it printed stays printed, once.
+    the reference's output from `kept`'s last event on (`resumed_log`): an earlier
+    attempt may have run another script, and what it printed stays printed, once.
     """
     dump = f"{where}\n--- reference:\n{reference.describe()}\n--- this run:\n{run.describe()}"
     assert run.task.state is reference.task.state, dump
@@ -481,10 +511,7 @@ def check_same_end(
                     f"event {i} ({p.spec.name}): {dump}"
                 )
     assert run.task.error == reference.task.error, dump
-    expected = reference.chunks()
-    if kept is not None:
-        cut = len(kept.history)
-        expected = [c for c in kept.chunks() if c[0] < cut] + [c for c in expected if c[0] >= cut]
+    expected = reference.chunks() if kept is None else resumed_log(kept, reference)
     assert run.chunks() == expected, f"the log differs: {dump}"
     if reference.task.state is TaskState.COMPLETE:
         for p in prediction.performed:

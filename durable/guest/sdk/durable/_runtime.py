@@ -19,7 +19,7 @@ import wit_world
 from componentize_py_types import Err
 from wit_world.imports.types import WorkflowError
 
-from durable import _info, _state, _timers
+from durable import _info, _state, _stdio, _timers
 from durable._errors import Cancelled
 from durable._workflows import resolve
 
@@ -37,6 +37,7 @@ def _monotonic_ns() -> int:
 
 
 def _patch_stdlib() -> None:
+    _stdio.install()  # a print of more than 8 KiB is written whole
     time.sleep = _timers.sleep
     time.monotonic = _monotonic
     time.perf_counter = _monotonic

@@ -231,10 +231,19 @@ WHERE task_id = $1
 ORDER BY idx;
 
 -- name: read_logs
+-- $3: how many chunks at most (NULL: all).
 SELECT seq, position, stream, data, created_at
 FROM durable.logs
 WHERE task_id = $1 AND seq > $2
-ORDER BY seq;
+ORDER BY seq
+LIMIT $3;
+
+-- name: logged_bytes
+-- Guest output at one position, both streams (host notes sit at position -1).
+-- octet_length of a TOASTed value reads its header, not its data.
+SELECT coalesce(sum(octet_length(data)), 0)::bigint
+FROM durable.logs
+WHERE task_id = $1 AND position = $2;
 
 -- name: append
 -- One statement, one round trip, and no new version of the task row per event.

@@ -171,8 +171,15 @@ WHERE task_id = ? ORDER BY idx;
 SELECT coalesce(max(idx) + 1, 0) FROM durable_event WHERE task_id = ?;
 
 -- name: read_logs
+-- Parameters: task_id, after_seq, limit (-1: no limit).
 SELECT seq, position, stream, data, created_at FROM durable_log
-WHERE task_id = ? AND seq > ? ORDER BY seq;
+WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?;
+
+-- name: logged_bytes
+-- Guest output at one position, both streams (host notes sit at position -1). Only the
+-- task's newest chunks match (positions grow with seq), but the sum reads the lengths
+-- of all of its chunks: one index range, no blob data (length() reads the header).
+SELECT coalesce(sum(length(data)), 0) FROM durable_log WHERE task_id = ? AND position = ?;
 
 -- name: lease_holds
 -- Parameters: task_id, worker_id, lease_token.
