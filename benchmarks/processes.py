@@ -37,6 +37,7 @@ def worker_command(
     concurrency: int | None = None,
     suspend_after: float | None = None,
     lease_seconds: float | None = None,
+    max_worker_deaths: int | None = None,
 ) -> list[str]:
     """The command line of a worker process on `url` (None: the worker's default)."""
     args = ["--db", url]
@@ -46,6 +47,8 @@ def worker_command(
         args += ["--suspend-after", repr(suspend_after)]
     if lease_seconds is not None:
         args += ["--lease-seconds", repr(lease_seconds)]
+    if max_worker_deaths is not None:
+        args += ["--max-worker-deaths", str(max_worker_deaths)]
     return [sys.executable, "-m", "durable", "worker", *args]
 
 

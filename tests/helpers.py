@@ -141,6 +141,16 @@ class NoStoreSink:
         raise AssertionError(f"a replay reached the store ({name})")
 
 
+class DiscardingSink(NoStoreSink):
+    """A first attempt's sink outside any store: writes (events at a durable call, output
+    flushed on a tick) are taken and dropped; any other use of the store fails the test."""
+
+    def write(
+        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+    ) -> None:
+        pass
+
+
 async def replay(store: Store, runtime: Runtime, wasm: bytes, task: Task) -> AttemptEnd:
     """Run `task` again on its stored history, touching nothing outside the guest."""
     component = await anyio.to_thread.run_sync(load_component, runtime, wasm)

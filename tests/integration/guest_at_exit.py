@@ -21,7 +21,7 @@ from durable.core.model import NewTask, Task
 from durable.host import HostConfig, Runtime
 from durable.host.context import AttemptContext
 from durable.storage.memory import MemoryStore
-from tests.helpers import NoStoreSink, built, load_component
+from tests.helpers import DiscardingSink, built, load_component
 
 
 def main(source: Path) -> None:
@@ -43,7 +43,7 @@ def main(source: Path) -> None:
 
     def attempt(task: Task) -> AttemptContext:
         return AttemptContext(
-            task=task, attempt=1, history=[], sink=NoStoreSink(), config=runtime.config
+            task=task, attempt=1, history=[], sink=DiscardingSink(), config=runtime.config
         )
 
     printing = attempt(shout)

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.anyio
 PRINTER = WORKFLOWS / "output" / "printer.py"
 LINE_BYTES = 100  # printer.LINE_BYTES
 MiB = 1024 * 1024
+KILL_TOLERANCE = 10  # worker deaths before quarantine, above the kills a test makes
 #: Generous: this machine may be three times slower in CI.
 SLOW = 600
 
@@ -77,7 +78,9 @@ def workers(tmp_path: Path) -> Iterator[Callable[[str], WorkerProcess]]:
     with worker_processes() as started:
 
         def start(url: str) -> WorkerProcess:
-            proc = WorkerProcess(worker_command(url), tmp_path / f"worker-{len(started)}.log")
+            # The kills here are deliberate: more of them than the default quarantine allows.
+            command = worker_command(url, max_worker_deaths=KILL_TOLERANCE)
+            proc = WorkerProcess(command, tmp_path / f"worker-{len(started)}.log")
             started.append(proc)
             return proc
 
@@ -291,7 +294,12 @@ async def test_workers_killed_mid_print_loop_lose_and_double_no_line(
         # Output committed after the last event: the next attempt must skip it exactly.
         frontier_output.append(await client.store.logged_bytes(task.id, len(history)))
     finish = await anyio.to_thread.run_sync(
-        lambda: run_cli("worker", "--db", db_url, "--exit-when-idle", cwd=ROOT, timeout=SLOW)
+        lambda: run_cli(
+            "worker",
+            *("--db", db_url, "--max-worker-deaths", str(KILL_TOLERANCE), "--exit-when-idle"),
+            cwd=ROOT,
+            timeout=SLOW,
+        )
     )
     assert finish.returncode == 0, finish.stderr
     done = await client.get(task.id)

@@ -5,18 +5,17 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator
 
 import anyio
 import pytest
 
-from durable.core.model import Event, LogChunk, NewTask, Task
+from durable.core.model import NewTask, Task
 from durable.host import HostConfig, Runtime
 from durable.host.context import AttemptContext
 from durable.host.runtime import AttemptEnd
 from durable.storage.memory import MemoryStore
-from tests.helpers import NoStoreSink, built, load_component
+from tests.helpers import DiscardingSink, built, load_component
 from tests.integration.limit_tasks import COORDINATION, LIMITS
 
 
@@ -33,19 +32,14 @@ def _task(source: str, entry: str, value: str) -> tuple[bytes, Task]:
     return wasm, anyio.run(create)
 
 
-class _WriteSink(NoStoreSink):
-    """Takes the attempt's writes (an HTTP call commits before and after itself)."""
-
-    def write(self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Any = ()) -> None:
-        pass
-
-
 def _start(
     runtime: Runtime, wasm: bytes, task: Task
 ) -> tuple[threading.Thread, AttemptContext, list[AttemptEnd]]:
     """Run one attempt on a thread of its own; its end lands in the returned list."""
     component = load_component(runtime, wasm)
-    ctx = AttemptContext(task=task, attempt=1, history=[], sink=_WriteSink(), config=runtime.config)
+    ctx = AttemptContext(
+        task=task, attempt=1, history=[], sink=DiscardingSink(), config=runtime.config
+    )
     ends: list[AttemptEnd] = []
     thread = threading.Thread(target=lambda: ends.append(runtime.run(component, ctx)))
     thread.start()
