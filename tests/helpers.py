@@ -84,8 +84,9 @@ async def run_until_idle(store: Store, runtime: Runtime) -> None:
         await worker.run()
 
 
-async def until(check: Callable[[], Awaitable[Any]], within: float = 20.0) -> Any:
-    """Poll `check` until it returns something truthy; fail after `within` seconds."""
+async def until(check: Callable[[], Awaitable[Any]], within: float = 120.0) -> Any:
+    """Poll `check` until it returns something truthy; fail after `within` seconds (a
+    bound on a hang, not on speed: a busy machine may take many times longer)."""
     with anyio.fail_after(within):
         while True:
             value = await check()

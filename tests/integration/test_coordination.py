@@ -241,12 +241,9 @@ async def test_cancel_a_guest_stuck_in_a_loop(
         await until(lambda: state_is(store, task.id, TaskState.ACTIVE))
         # The loop does not starve the other task.
         assert (await ended(store, other.id)).state is TaskState.COMPLETE
-        asked = time.monotonic()
         await Client(store).cancel(task.id)
-        done = await ended(store, task.id)
-        took = time.monotonic() - asked
+        done = await ended(store, task.id)  # the loop never ends by itself
     assert done.state is TaskState.CANCELLED
-    assert took < 5.0
     assert "Cancelled" in (done.error or "")
 
 
@@ -267,19 +264,16 @@ async def test_cancel_a_suspended_task_without_waking_it(
 async def test_cancel_runs_cleanup_steps(
     store: Store, runtime: Runtime, coordination: tuple[bytes, str]
 ) -> None:
-    task = await launch(store, coordination, "cleanup", 30)
-    patient = Runtime(HostConfig(suspend_after=60))  # the sleep blocks in place
+    task = await launch(store, coordination, "cleanup", 3600)
+    patient = Runtime(HostConfig(suspend_after=7200))  # the sleep blocks in place
     try:
         async with running_worker(store, patient):
             await until(lambda: state_is(store, task.id, TaskState.ACTIVE))
             await anyio.sleep(0.1)
-            asked = time.monotonic()
             await Client(store).cancel(task.id)
-            done = await ended(store, task.id)
-            took = time.monotonic() - asked
+            done = await ended(store, task.id)  # the hour's sleep was cut short
     finally:
         patient.close()
-    assert took < 3.0
     labels = [e.label for e in await store.load_history(task.id)]
     assert done.state is TaskState.CANCELLED
     assert labels[-2:] == ["durable:task.cancelled", "step mark"]
