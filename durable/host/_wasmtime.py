@@ -29,13 +29,12 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable
-from importlib import metadata
 from typing import Any
 
 import wasmtime
 from wasmtime import component as wc
 
-from durable import settings
+from durable import _dist, settings
 
 #: The wasmtime-py release the private uses below were written and checked against.
 WRITTEN_FOR = "50.0.1"
@@ -44,10 +43,7 @@ log = logging.getLogger("durable.host")
 
 
 def installed_version() -> str | None:
-    try:
-        return metadata.version("wasmtime")
-    except metadata.PackageNotFoundError:  # pragma: no cover - not installed as a dist
-        return None
+    return _dist.version("wasmtime")
 
 
 def _choose() -> bool:
