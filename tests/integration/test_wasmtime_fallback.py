@@ -151,9 +151,9 @@ def test_the_pinned_release_takes_the_fast_path() -> None:
 
 def test_another_release_takes_the_fallback_with_one_warning_line() -> None:
     pretend = (
-        "import importlib.metadata as m\n"
-        "real = m.version\n"
-        "m.version = lambda name: '99.0.0' if name == 'wasmtime' else real(name)\n"
+        "import durable._dist as dist\n"
+        "real = dist.version\n"
+        "dist.version = lambda name: '99.0.0' if name == 'wasmtime' else real(name)\n"
     )
     done = _probe(pretend + _REPORT, {})
     assert done.returncode == 0, done.stderr
