@@ -111,7 +111,7 @@ class Runner:
         store = await open_store(db, guest_url=guest_db)
         try:
             client = Client(store, max_input_bytes=self.config.max_payload_bytes)
-            workflow_hash = await client.register(binary.wasm, name=binary.name, compile=False)
+            workflow_hash = await _register(client, binary)
             task = await client.launch(
                 workflow_hash, name=name or binary.name, input=input, entry=entry
             )
@@ -139,3 +139,16 @@ class Runner:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+async def _register(client: Client, binary: WorkflowBinary) -> str:
+    """Store `binary` under its name, unless the name already names this very binary:
+    then a run writes no 19 MB blob (and hashes nothing) again."""
+    from durable.errors import NotFoundError
+
+    try:
+        if await client.store.find_workflow(binary.name) == binary.hash:
+            return binary.hash
+    except NotFoundError:
+        pass
+    return await client.register(binary.wasm, name=binary.name, compile=False)

@@ -32,3 +32,36 @@ def test_run_here_example(tmp_path: Path) -> None:
     assert done.stdout == "task 1 launched\nHello, Ada!\ntask 1 is complete\n"
     listed = run_cli("list", "--db", db, "--json", cwd=tmp_path)
     assert [(t["id"], t["state"]) for t in json.loads(listed.stdout)] == [(1, "complete")]
+
+
+def test_a_run_stores_its_binary_only_when_its_name_names_another() -> None:
+    import hashlib
+
+    import anyio
+
+    from durable.app import _register
+    from durable.client import Client
+    from durable.loader import WorkflowBinary
+    from durable.storage.memory import MemoryStore
+
+    old, new = b"old binary", b"new binary"
+
+    async def main() -> None:
+        store = MemoryStore()
+        puts: list[bytes] = []
+        real_put = store.put_workflow
+
+        async def counting_put(wasm: bytes, *, name: str | None = None) -> str:
+            puts.append(wasm)
+            return await real_put(wasm, name=name)
+
+        store.put_workflow = counting_put  # type: ignore[method-assign]
+        client = Client(store)
+        await client.register(old, name="flow", compile=False)
+        binary = WorkflowBinary(wasm=new, hash=hashlib.sha256(new).hexdigest(), name="flow")
+        assert await _register(client, binary) == binary.hash  # the name moves to it
+        assert await store.find_workflow("flow") == binary.hash
+        assert await _register(client, binary) == binary.hash  # already named: no write
+        assert puts == [old, new]
+
+    anyio.run(main)
