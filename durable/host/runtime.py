@@ -149,7 +149,7 @@ class Runtime:
             )
             store.set_wasi(wasi)
             store.set_limits(memory_size=self.config.memory_limit)
-            watchdog = install_watchdog(store, ctx)
+            watchdog = install_watchdog(store, ctx, self.engine)
             try:
                 return self._call(store, component, ctx, last_words)
             finally:

@@ -48,9 +48,23 @@ PREEMPTED = "preempted"
 #: Whether deadlines call back (else the fallback: see the module docstring).
 CALLBACKS = _wasmtime.FAST
 
-# Fallback: one lock per running attempt, held by its host calls and by a sweep that
-# commits its output, so that a commit never interleaves with a host call's recording.
-_HOST_CALLS: weakref.WeakKeyDictionary[AttemptContext, threading.Lock] = weakref.WeakKeyDictionary()
+
+class _Armed:
+    """Fallback: an attempt whose store is armed, on the engine whose epoch stops it, and
+    a lock held by its host calls and by a sweep that commits its output (so that a
+    commit never interleaves with a host call's recording)."""
+
+    __slots__ = ("engine", "lock")
+
+    def __init__(self, engine: wasmtime.Engine) -> None:
+        self.engine = engine
+        self.lock = threading.Lock()
+
+
+_ARMED: weakref.WeakKeyDictionary[AttemptContext, _Armed] = weakref.WeakKeyDictionary()
+# Fallback: held while a store is armed and while a sweep marks guests and moves the
+# epoch, so that every store armed before a move is marked, and none armed after it.
+_ARMING = threading.Lock()
 
 
 def interruption(ctx: AttemptContext, now: float | None = None) -> str | None:
@@ -72,12 +86,13 @@ def interruption(ctx: AttemptContext, now: float | None = None) -> str | None:
     return None
 
 
-def install(store: wasmtime.Store, ctx: AttemptContext) -> object:
-    """Arm `store` with the watchdog for `ctx`. Keep the returned object alive as long
-    as the store: it owns the callback wasmtime calls."""
+def install(store: wasmtime.Store, ctx: AttemptContext, engine: wasmtime.Engine) -> object:
+    """Arm `store` (of `engine`) with the watchdog for `ctx`. Keep the returned object
+    alive as long as the store: it owns the callback wasmtime calls."""
     if not CALLBACKS:
-        _HOST_CALLS[ctx] = threading.Lock()
-        store.set_epoch_deadline(1)  # trap at the first move of the epoch (see `sweep`)
+        with _ARMING:
+            _ARMED[ctx] = _Armed(engine)
+            store.set_epoch_deadline(1)  # trap at the first move of the epoch (see `sweep`)
         return ctx
 
     def on_deadline(delta: Any, kind: Any) -> int:
@@ -107,20 +122,22 @@ def install(store: wasmtime.Store, ctx: AttemptContext) -> object:
 @contextmanager
 def host_call(ctx: AttemptContext) -> Iterator[None]:
     """Fallback: hold `ctx`'s lock for the length of one host call."""
-    lock = _HOST_CALLS.get(ctx)
-    if lock is None:
+    armed = _ARMED.get(ctx)
+    if armed is None:
         yield
         return
-    with lock:
+    with armed.lock:
         yield
 
 
 def sweep(running: Iterable[AttemptContext], engine: wasmtime.Engine) -> None:
     """Fallback, every slice, off the guests' threads: commit due output, and stop the
     guests that must stop (with every other guest of `engine`, see the module docstring)."""
-    running = list(running)
     stop = False
     for ctx in running:
+        armed = _ARMED.get(ctx)
+        if armed is None or armed.engine is not engine:
+            continue  # its store is not armed yet: the next sweep looks at it
         if ctx.stopped_by is not None:
             continue  # the epoch moved for it already: it traps on its next check
         reason = interruption(ctx)
@@ -128,8 +145,7 @@ def sweep(running: Iterable[AttemptContext], engine: wasmtime.Engine) -> None:
             ctx.stopped_by = reason
             stop = True
             continue
-        lock = _HOST_CALLS.get(ctx)
-        if lock is None or not lock.acquire(blocking=False):
+        if not armed.lock.acquire(blocking=False):
             continue  # in a host call, which commits what is due itself
         try:
             ctx.on_tick()
@@ -137,9 +153,12 @@ def sweep(running: Iterable[AttemptContext], engine: wasmtime.Engine) -> None:
             ctx.unwinding = exc
             stop = True
         finally:
-            lock.release()
+            armed.lock.release()
     if stop:
-        for ctx in running:
-            if ctx.stopped_by is None and ctx.unwinding is None:
-                ctx.stopped_by = PREEMPTED
-        engine.increment_epoch()
+        with _ARMING:
+            # Every guest armed on this engine traps at its next check: say why, where it
+            # has no reason of its own. One armed after the move is not stopped by it.
+            for ctx, armed in list(_ARMED.items()):
+                if armed.engine is engine and ctx.stopped_by is None and ctx.unwinding is None:
+                    ctx.stopped_by = PREEMPTED
+            engine.increment_epoch()
