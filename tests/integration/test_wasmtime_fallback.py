@@ -162,3 +162,27 @@ def test_another_release_takes_the_fallback_with_one_warning_line() -> None:
     assert len(lines) == 1, done.stderr
     assert "wasmtime-py 99.0.0" in lines[0]
     assert "public API" in lines[0]
+
+
+@pytest.mark.usefixtures("fallback")
+def test_a_stop_on_one_runtime_leaves_another_runtimes_guest_alone() -> None:
+    first, second = Runtime(HostConfig(cancel_grace=0.2)), Runtime(HostConfig(cancel_grace=0.2))
+    try:
+        wasm, task = _task("coordination", "spin", "null")
+        one, one_ctx, one_ends, _ = _start(first, wasm, task)
+        two, two_ctx, two_ends, _ = _start(second, wasm, task)
+        _wait(lambda: one_ctx.cursor.position >= 1, "the first guest never started")
+        _wait(lambda: two_ctx.cursor.position >= 1, "the second guest never started")
+        one_ctx.cancel.set()
+        one.join(60)
+        assert [type(end.outcome).__name__ for end in one_ends] == ["Cancelled"]
+        # The other engine's epoch did not move: its guest runs on, unmarked, and its
+        # own cancellation still stops it.
+        assert two.is_alive()
+        assert two_ctx.stopped_by is None
+        two_ctx.cancel.set()
+        two.join(60)
+        assert [type(end.outcome).__name__ for end in two_ends] == ["Cancelled"]
+    finally:
+        assert first.close(timeout=60)
+        assert second.close(timeout=60)
