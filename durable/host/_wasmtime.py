@@ -20,6 +20,13 @@ use: true only for that release, when the private names import, and when
 uses only public API (slower, see each module), and an unexpected release says so in
 one warning line. Nothing outside this module names a private part of wasmtime-py; the
 trampoline calls the C API through `ffi`, the module of C bindings wasmtime-py ships.
+
+What upstream could add to make this module unnecessary: `Store` wrapping
+`wasmtime_store_epoch_deadline_callback` (a Python callback returning "continue for N
+ticks" or an error to trap with); custom WASI output whose release runs no Python (or
+is observable, or happens at `Store.close()`); and, for component host functions, a
+callback that reuses its lifted types per function type, converts `list<u8>` as bytes
+in one copy, and public accessors for variant-like types' cases.
 """
 
 from __future__ import annotations
