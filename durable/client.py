@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -31,8 +31,10 @@ from durable.errors import ConfigurationError, InputTooLargeError
 from durable.history import TaskHistory
 from durable.host.config import HostConfig
 from durable.loader import compile_for_machine, read_workflow
-from durable.replayer import Replayer, ReplayReport
 from durable.storage import Store, open_store
+
+if TYPE_CHECKING:  # the replayer loads wasmtime: only for `replay`, when it is called
+    from durable.replayer import Replayer, ReplayReport
 
 #: The longest pause between two looks at a task that `wait` and `follow` poll.
 _MAX_POLL = 0.25
@@ -226,6 +228,8 @@ class Client:
             NotFoundError: the task's own binary is not in the store (and no `wasm`).
             ComponentError: `wasm` is not a workflow component.
         """
+        from durable.replayer import Replayer
+
         history = task if isinstance(task, TaskHistory) else await self.history(task)
         own = replayer is None
         active = replayer or Replayer()

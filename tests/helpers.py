@@ -29,8 +29,10 @@ WORKFLOWS = Path(__file__).resolve().parent / "workflows"
 
 
 def durable_cmd(*args: str) -> list[str]:
-    """The argv that runs the `durable` CLI of this checkout."""
-    return [sys.executable, "-m", "durable", *args]
+    """The argv that runs the `durable` CLI of this checkout, with the test harness's
+    hooks installed (`durable.testing.cli`: fault injection, when a test's environment
+    asks for it)."""
+    return [sys.executable, "-m", "durable.testing.cli", *args]
 
 
 def cli_env(**extra: str) -> dict[str, str]:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from durable.builder import build_workflow
 from durable.cli._common import fail, handle_errors, progress
 
 
@@ -23,6 +22,8 @@ def build(workflow: Path, output: Path | None) -> None:
     if workflow.suffix != ".py":
         fail(f"{workflow}: durable build takes a Python workflow (.py)")
     with progress(f"building {workflow.name}"):
+        from durable.builder import build_workflow  # here: `durable --help` loads less
+
         result = build_workflow(workflow)
     target = result.wasm_path
     if output is not None:

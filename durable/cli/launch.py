@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -27,8 +27,9 @@ from durable.cli._common import (
 )
 from durable.cli._output import describe_end, write_chunk
 from durable.core.model import TaskState
-from durable.loader import WorkflowBinary, prepare_workflow
-from durable.storage import parse_url
+
+if TYPE_CHECKING:
+    from durable.loader import WorkflowBinary
 
 
 @click.command()
@@ -65,6 +66,9 @@ def launch(
     """
     configure_logging()
     value = read_input(input_, input_file, max_bytes=max_payload)
+    from durable.loader import prepare_workflow  # here: `durable --help` loads less
+    from durable.storage import parse_url
+
     parse_url(db)  # a malformed URL fails now, before a build that may take seconds
     with progress(f"preparing {workflow.name}"):
         # Built, checked and compiled for this machine's workers (seconds, the first time).

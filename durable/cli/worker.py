@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import signal
+from typing import TYPE_CHECKING
 
-import anyio
 import click
 
 from durable.cli._common import (
@@ -21,10 +21,11 @@ from durable.cli._common import (
     run_async,
     suspend_after_option,
 )
-from durable.host import HostConfig
-from durable.host.config import cache_max_bytes
-from durable.storage import open_store, parse_url
-from durable.worker import Worker, WorkerConfig
+from durable.host.config import HostConfig, cache_max_bytes
+from durable.worker.config import WorkerConfig
+
+if TYPE_CHECKING:
+    from durable.worker.worker import Worker
 
 _WORKER = WorkerConfig()
 
@@ -140,7 +141,6 @@ def worker(
     Every setting can also come from its DURABLE_* environment variable.
     """
     configure_logging(verbose)
-    migrate = migrate or parse_url(db).scheme != "postgres"
     config = WorkerConfig(
         concurrency=concurrency,
         lease_seconds=lease_seconds,
@@ -157,9 +157,14 @@ def worker(
         ),
     )
     cache_max_bytes(config.host.cache_max_bytes)  # a bad setting fails before the database
+    import anyio  # here, not at the top: `durable --help` loads no more than it needs
+
+    from durable.app import open_store
+    from durable.worker.worker import Worker
 
     async def main() -> None:
-        store = await open_store(db, migrate=migrate, guest_url=guest_db)
+        # --migrate: upgrade any database; without it, the rule of every command.
+        store = await open_store(db, migrate=migrate or None, guest_url=guest_db)
         try:
             w = Worker(store, config)
             async with anyio.create_task_group() as tg:
@@ -180,6 +185,8 @@ async def _stop_on_signals(w: Worker, stop_timeout: float) -> None:
     Exiting without waiting leaves the tasks still running to their leases: another
     worker resumes them when those lapse, as after a kill.
     """
+    import anyio
+
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
             w.stop()

@@ -9,7 +9,7 @@ from typing import Any
 import wasmtime
 from wasmtime import component as wc
 
-from durable.host import trampoline
+from durable.host import trampoline, watchdog
 from durable.host.context import AttemptContext
 
 #: How host functions find the attempt they serve (a thread-local lookup).
@@ -30,7 +30,10 @@ def guarded(current: Callable[[], AttemptContext], fn: Callable[..., Any]) -> Ca
 
     def host_call(store: object, *args: Any) -> Any:
         try:
-            return fn(store, *args)
+            if watchdog.CALLBACKS:
+                return fn(store, *args)
+            with watchdog.host_call(current()):  # the fallback's sweeps must wait
+                return fn(store, *args)
         except BaseException as exc:
             with contextlib.suppress(BaseException):  # no attempt: only through a host bug
                 current().unwinding = exc

@@ -33,6 +33,7 @@ from durable.core.model import (
 )
 from durable.core.signals import HistoryExhausted, Release, Suspend, TimedOut
 from durable.errors import HostError, LeaseLostError, NondeterminismError, OutputLimitExceeded
+from durable.host import watchdog
 from durable.host.cache import ComponentCache, engine_config
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
@@ -108,6 +109,10 @@ class Runtime:
         return True
 
     def _tick(self) -> None:
+        if not watchdog.CALLBACKS:  # the fallback moves the epoch only to stop guests
+            while not self._stop.wait(watchdog.SLICE_SECONDS):
+                watchdog.sweep(list(self._running), self.engine)
+            return
         while not self._stop.wait(_EPOCH_TICK):
             self.engine.increment_epoch()
 
@@ -144,7 +149,7 @@ class Runtime:
             )
             store.set_wasi(wasi)
             store.set_limits(memory_size=self.config.memory_limit)
-            watchdog = install_watchdog(store, ctx)
+            watchdog = install_watchdog(store, ctx, self.engine)
             try:
                 return self._call(store, component, ctx, last_words)
             finally:
@@ -231,7 +236,7 @@ class Runtime:
         """The watchdog stopped a guest that was running without host calls."""
         if reason == "cancelled":
             return _cancelled(ctx, "stopped while running: it did not reach a durable call")
-        if reason == "shutdown":
+        if reason in ("shutdown", watchdog.PREEMPTED):  # runs again, from its history
             return _end(ctx, Released())
         return _timed_out(ctx)
 

@@ -23,8 +23,10 @@ transaction after the process is dead.
 With `crash_at=None` the wrapper only counts and records the writes (`writes`), which
 is how a test learns how many crash points a run has.
 
-`from_environment` is the test-only hook behind `durable.storage.open_store`: it wraps
-a store only when `DURABLE_TEST_CRASH_AT` is set, and then kills the process at that
+`from_environment` is the test-only hook a test harness installs around
+`durable.storage.open_store` (`install`; the harness's CLI entry point,
+`python -m durable.testing.cli`, does it first thing): it wraps a store only when
+`DURABLE_TEST_CRASH_AT` is set, and then kills the process at that
 write (`DURABLE_TEST_CRASH_POINT` = `before` or `after`, default `before`), reporting
 each counted write on stderr first. With `DURABLE_TEST_CRASH_TASK` set to a task id,
 only that task's writes count: every worker that runs it dies, and only there.
@@ -56,6 +58,7 @@ __all__ = [
     "SimulatedCrash",
     "Write",
     "from_environment",
+    "install",
     "kill_self",
     "report_write",
 ]
@@ -330,3 +333,15 @@ def report_write(write: Write) -> None:
     """
     sys.stderr.write(f"{WRITE_REPORT}{write.number}: {write.describe()}\n")
     sys.stderr.flush()
+
+
+def install() -> Callable[[], None]:
+    """Have every store `open_store` opens from now on pass through `from_environment`
+    (the environment is read at each open). Returns the remover."""
+    from durable.storage.open import add_store_wrapper
+
+    return add_store_wrapper(_from_environment_now)
+
+
+def _from_environment_now(store: Store) -> Store:
+    return from_environment(store)
