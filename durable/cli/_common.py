@@ -17,6 +17,7 @@ from typing import Any, NoReturn, ParamSpec, TypeVar
 import anyio
 import click
 
+from durable.cli._hints import require_database
 from durable.client import Client, encode_input
 from durable.errors import DurableError, InputTooLargeError
 from durable.host.config import HostConfig
@@ -102,13 +103,18 @@ class Group(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-async def open_client(db: str | None, *, max_input_bytes: int | None = None) -> Client:
+async def open_client(
+    db: str | None, *, max_input_bytes: int | None = None, create: bool = False
+) -> Client:
     """Open the database for a command, upgrading the schema only where that is safe.
 
     A SQLite file (zero setup) is migrated on first use; a Postgres database is shared
     by processes of several versions, so it is upgraded only on purpose, with
-    `durable migrate` or `durable worker --migrate`.
+    `durable migrate` or `durable worker --migrate`. Only a command that writes work
+    (`create`) may create a SQLite file: the others say there is none, and exit.
     """
+    if not create:
+        require_database(db)
     migrate = parse_url(db).scheme != "postgres"
     return await Client.open(db, migrate=migrate, max_input_bytes=max_input_bytes)
 

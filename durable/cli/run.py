@@ -25,6 +25,7 @@ from durable.cli._common import (
     run_async,
     suspend_after_option,
 )
+from durable.cli._hints import check_before_build, timeout_option
 from durable.cli._output import describe_end, write_chunk
 from durable.client import Client
 from durable.core.model import TaskState
@@ -39,6 +40,7 @@ from durable.worker import Worker, WorkerConfig
 @input_options
 @click.option("--name", help="A label for the task [default: the file's name].")
 @click.option("--entry", default="", help="The entry function [default: the workflow's].")
+@timeout_option
 @db_option
 @guest_db_option
 @suspend_after_option
@@ -53,6 +55,7 @@ def run(
     input_file: str | None,
     name: str | None,
     entry: str,
+    timeout: float | None,
     db: str | None,
     guest_db: str | None,
     suspend_after: float,
@@ -69,6 +72,7 @@ def run(
     """
     configure_logging()
     value = read_input(input_, input_file, max_bytes=max_payload)
+    check_before_build(workflow, entry, name)  # before a build that may take a minute
     runtime = Runtime(
         HostConfig(
             suspend_after=suspend_after,
@@ -81,7 +85,9 @@ def run(
     try:
         with progress(f"preparing {workflow.name}"):
             binary = load_workflow(workflow, runtime.cache)
-        code = run_async(_run, binary, value, name or binary.name, entry, db, guest_db, runtime)
+        code = run_async(
+            _run, binary, value, name or binary.name, entry, timeout, db, guest_db, runtime
+        )
     finally:
         runtime.close()
     sys.exit(code)
@@ -92,6 +98,7 @@ async def _run(
     value: Any,
     name: str,
     entry: str,
+    timeout: float | None,  # noqa: ASYNC109 - the task's own timeout, stored
     db: str | None,
     guest_db: str | None,
     runtime: Runtime,
@@ -102,7 +109,9 @@ async def _run(
     try:
         client = Client(store, max_input_bytes=runtime.config.max_payload_bytes)
         workflow_hash = await client.register(binary.wasm, name=binary.name, compile=False)
-        task = await client.launch(workflow_hash, name=name, input=value, entry=entry)
+        task = await client.launch(
+            workflow_hash, name=name, input=value, entry=entry, timeout=timeout
+        )
         click.echo(f"task {task.id}", err=True)
         worker = Worker(store, WorkerConfig(), runtime=runtime)
         async with anyio.create_task_group() as tg:

@@ -151,6 +151,7 @@ def test_list_json_has_the_task_objects_of_the_history_format(module_db: Path) -
 
 
 def test_list_of_an_empty_database(tmp_path: Path) -> None:
+    assert invoke("migrate", "--db", str(tmp_path / "empty.db")).exit_code == 0
     result = invoke("list", "--db", str(tmp_path / "empty.db"))
     assert result.exit_code == 0
     assert result.stdout == ""

@@ -1,0 +1,62 @@
+"""Checks and one-line hints the CLI gives before it builds or writes anything."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from durable.errors import ConfigurationError
+from durable.preflight import check_entry
+from durable.storage import parse_url
+from durable.task_names import name_problem
+
+
+def check_before_build(workflow: Path, entry: str, name: str | None) -> None:
+    """Refuse a bad task name, or an unknown `--entry` (or no entry), before a build.
+
+    Only a `.py` source can be read this way; a `.wasm` component is checked when its
+    task starts. A choice the user did not make explicitly is said in one line.
+
+    Raises:
+        ConfigurationError: see `durable.task_names` and `durable.preflight.check_entry`.
+    """
+    problem = None if name is None else name_problem(name)
+    if name is not None and problem is not None:
+        raise ConfigurationError(f"{problem}: {name[:60]!r}")
+    if workflow.suffix != ".py" or not workflow.is_file():
+        return  # a missing file: the build says so
+    note = check_entry(workflow, entry)
+    if note:
+        click.echo(f"durable: {note}", err=True)
+
+
+def require_database(db: str | None) -> None:
+    """Refuse, in one line, a `db` that names a SQLite file that does not exist.
+
+    A read-only command (`durable list` in any directory) must not leave a new
+    database behind; it says there is none instead.
+
+    Raises:
+        ConfigurationError: no such database file.
+    """
+    url = parse_url(db)
+    if url.scheme != "sqlite" or url.path is None or url.path.exists():
+        return
+    default = not db and not os.environ.get("DURABLE_DATABASE_URL")
+    where = " (the default: --db or DURABLE_DATABASE_URL chooses another)" if default else ""
+    raise ConfigurationError(
+        f"no database at {url.path}{where}: nothing has been launched here yet "
+        "(`durable run` or `durable launch` creates it)"
+    )
+
+
+timeout_option = click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Fail the task if it has not ended this many seconds after launch "
+    "(TimeoutError) [default: no limit].",
+)
