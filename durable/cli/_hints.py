@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from durable.core.model import Task
 from durable.errors import ConfigurationError
 from durable.preflight import check_entry
 from durable.storage import parse_url
@@ -60,3 +61,30 @@ timeout_option = click.option(
     help="Fail the task if it has not ended this many seconds after launch "
     "(TimeoutError) [default: no limit].",
 )
+
+
+class OthersReporter:
+    """Says, once per task, when `durable run`'s embedded worker runs a task not its own.
+
+    The embedded worker claims whatever is runnable in the database, oldest first: the
+    task `durable run` launched, its children, and any task queued there by someone
+    else. Those others run to their end too, so the user is told which they are.
+    """
+
+    def __init__(self, own: int) -> None:
+        """`own`: the id of the task `durable run` launched."""
+        self._ours = {own}
+        self._told: set[int] = set()
+
+    def __call__(self, task: Task) -> None:
+        """Note `task`, just claimed; say so if it is neither ours nor our descendant."""
+        if task.id in self._ours or task.parent_id in self._ours:
+            self._ours.add(task.id)
+            return
+        if task.id not in self._told:
+            self._told.add(task.id)
+            click.echo(
+                f"durable: the embedded worker also runs task {task.id} ({task.name}), "
+                "found in this database (--db chooses a database of its own)",
+                err=True,
+            )

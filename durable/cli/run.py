@@ -25,7 +25,7 @@ from durable.cli._common import (
     run_async,
     suspend_after_option,
 )
-from durable.cli._hints import check_before_build, timeout_option
+from durable.cli._hints import OthersReporter, check_before_build, timeout_option
 from durable.cli._output import describe_end, write_chunk
 from durable.client import Client
 from durable.core.model import TaskState
@@ -113,7 +113,7 @@ async def _run(
             workflow_hash, name=name, input=value, entry=entry, timeout=timeout
         )
         click.echo(f"task {task.id}", err=True)
-        worker = Worker(store, WorkerConfig(), runtime=runtime)
+        worker = Worker(store, WorkerConfig(), runtime=runtime, on_claim=OthersReporter(task.id))
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
             async for chunk in client.follow(task.id):
