@@ -150,6 +150,8 @@ def _scan(source: Path) -> _Scan:
             sibling = folder / f"{module}.py"
             if sibling.is_file():
                 queue.append(sibling)
+            elif (folder / module).is_dir():
+                scan.uncertain = True  # a package's entries are not read: check nothing
     return scan
 
 
@@ -189,6 +191,8 @@ class _Visitor(ast.NodeVisitor):
         if node.level or not node.module:
             return  # relative: the workflow is a top-level module, the build says so
         self._record(node, node.module.split(".")[0])
+        if self.is_workflow and any((a.asname or a.name) in {"main", "*"} for a in node.names):
+            self.scan.uncertain = True  # a `main` from elsewhere, decorated or not
         if node.module == "durable":
             for alias in node.names:
                 if alias.name == "workflow":

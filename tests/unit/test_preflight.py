@@ -81,6 +81,17 @@ def test_what_the_scan_cannot_follow_is_not_refused(tmp_path: Path, body: str) -
     assert check_entry(_write(tmp_path, HEADER + body), "anything") is None
 
 
+@pytest.mark.parametrize(
+    "body", ["from lib import main\n", "from lib import *\n", "from pkg.flows import run\n"]
+)
+def test_entries_from_elsewhere_are_not_refused(tmp_path: Path, body: str) -> None:
+    _write(tmp_path, "def main(x):\n    return x\n", "lib.py")
+    (tmp_path / "pkg").mkdir()
+    _write(tmp_path / "pkg", "", "__init__.py")
+    _write(tmp_path / "pkg", "import durable\n@durable.workflow\ndef run(x): ...\n", "flows.py")
+    assert check_entry(_write(tmp_path, HEADER + body), "") is None
+
+
 def test_every_example_passes(tmp_path: Path) -> None:
     for example in sorted(EXAMPLES.glob("*.py")):
         check_imports(example)
