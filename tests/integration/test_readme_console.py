@@ -1,12 +1,15 @@
 """The README's console transcripts, run: what they show is what durable prints.
 
 Every ```console block of the README is preceded by a marker: `<!-- console: checked
--->`, or `<!-- console: not checked: WHY -->`. A checked block runs here, command by
-command, in a fresh directory (with `examples/` and the input files it names), and each
-command's output (stdout and stderr, as a terminal shows them) must match the lines
-below it. In the documented lines, `...` stands for any number of lines, and readings
-that differ per run (decimal numbers, clock times, long hex digests) match any reading
-of their kind; whole numbers (task ids, versions, counts) must match exactly.
+-->`, `<!-- console: checked in the ops session -->`, or `<!-- console: not checked:
+WHY -->`. A checked block runs here, command by command, in a fresh directory (with
+`examples/` and the input files it names); the blocks of the ops session run one after
+the other in one directory, after `OPS_SETUP` made the tasks they show. Each command's
+output (stdout and stderr, as a terminal shows them) must match the lines below it. In
+the documented lines, `...` stands for any number of lines, and readings that differ
+per run (decimal numbers, durations, clock times and zones, nanosecond timestamps and
+seeds, long hex digests) match any reading of their kind; other whole numbers (task
+ids, versions, counts) must match exactly.
 """
 
 from __future__ import annotations
@@ -36,14 +39,26 @@ FIXTURES = {
     "fetch.py": "import durable\nimport requests\n\n\n@durable.workflow\n"
     "def main(url):\n    return requests.get(url).text\n",
 }
+#: What the ops session's blocks show: 1 hello_world, 2 countdown (input 3), both
+#: complete, and 3 approval, suspended in its one-day wait.
+OPS_SETUP = [
+    """durable run examples/hello_world.py --input '"world"'""",
+    "durable run examples/countdown.py --input 3",
+    """durable launch approval examples/approval.py --input '{"request": "deploy v3"}'""",
+    "durable worker --exit-when-idle",
+]
+OPS = "checked in the ops session"
 #: Readings that differ per run, and what they become before comparing.
 _VARYING = [
+    (re.compile(r"\(times in [A-Z]{2,5}\)"), "(times in <zone>)"),
     (
         re.compile(r"\b\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d| [A-Z]{2,5})?"),
         "<time>",
     ),
     (re.compile(r"\b\d\d:\d\d:\d\d\.\d+\b"), "<time>"),
     (re.compile(r"\b[0-9a-f]{12,}\b"), "<hex>"),
+    (re.compile(r"\b\d{13,}\b"), "<big>"),  # nanoseconds since 1970, seeds
+    (re.compile(r"\b\d+(\.\d+)?(ms|s)$"), "<duration>"),  # a table's last column
     (re.compile(r"\d+\.\d+"), "<decimal>"),
 ]
 
@@ -59,6 +74,10 @@ class Block:
     @property
     def checked(self) -> bool:
         return self.marker == "checked"
+
+    @property
+    def in_session(self) -> bool:
+        return self.marker == OPS
 
     def steps(self) -> list[tuple[str, list[str]]]:
         """(command, documented output lines) for each `$ ` line."""
@@ -116,26 +135,34 @@ def _prebuild(command: str) -> None:
                 prepare_workflow(source)
 
 
-def _run_block(block: Block, where: Path) -> None:
+def _prepare(where: Path) -> None:
     (where / "examples").symlink_to(EXAMPLES)
     for name, text in FIXTURES.items():
         (where / name).write_text(text)
+
+
+def _run(command: str, where: Path) -> list[str]:
+    """Run one documented command in `where`; its output lines, as a terminal shows them."""
+    _prebuild(command)
     env = {**cli_env(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        _argv(command),
+        cwd=where,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # interleaved, as on a terminal
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    return proc.stdout.splitlines()
+
+
+def _run_block(block: Block, where: Path) -> None:
     for command, documented in block.steps():
         if command.startswith(_NOT_RUN):
             continue
-        _prebuild(command)
-        proc = subprocess.run(
-            _argv(command),
-            cwd=where,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,  # interleaved, as on a terminal
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        actual = proc.stdout.splitlines()
+        actual = _run(command, where)
         assert _matches(documented, actual), (
             f"README line {block.line}: `{command}` printed\n"
             + "\n".join(actual)
@@ -152,10 +179,11 @@ def test_every_console_block_is_checked_or_says_why_not() -> None:
             f"README line {block.line}: a console block without a marker; put "
             "`<!-- console: checked -->` or `<!-- console: not checked: WHY -->` above it"
         )
-        assert block.checked or re.fullmatch(r"not checked: .{10,}", block.marker), (
-            f"README line {block.line}: {block.marker!r} (say why it is not checked)"
-        )
+        assert (
+            block.checked or block.in_session or re.fullmatch(r"not checked: .{10,}", block.marker)
+        ), f"README line {block.line}: {block.marker!r} (say why it is not checked)"
     assert sum(b.checked for b in blocks) >= 5
+    assert sum(b.in_session for b in blocks) >= 5
 
 
 def test_the_matcher_can_fail() -> None:
@@ -170,4 +198,13 @@ def test_the_matcher_can_fail() -> None:
     "block", [b for b in _blocks() if b.checked], ids=lambda b: f"README-line-{b.line}"
 )
 def test_a_checked_block_prints_what_it_shows(block: Block, tmp_path: Path) -> None:
+    _prepare(tmp_path)
     _run_block(block, tmp_path)
+
+
+def test_the_ops_session_prints_what_it_shows(tmp_path: Path) -> None:
+    _prepare(tmp_path)
+    for command in OPS_SETUP:
+        _run(command, tmp_path)
+    for block in [b for b in _blocks() if b.in_session]:
+        _run_block(block, tmp_path)
