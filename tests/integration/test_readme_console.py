@@ -48,6 +48,15 @@ OPS_SETUP = [
     "durable worker --exit-when-idle",
 ]
 OPS = "checked in the ops session"
+#: What the replay session's block shows: 2 countdown (input 3), 4 approval waiting,
+#: and edited copies of the two examples.
+REPLAY_SETUP = [*OPS_SETUP[:3], OPS_SETUP[2], OPS_SETUP[3]]
+REPLAY = "checked in the replay session"
+EDITS = {  # copy name: (example, text replaced, replacement)
+    "countdown_reworded.py": ("countdown.py", 'f"{i:2d} at', 'f"T-{i} at'),
+    "countdown_slower.py": ("countdown.py", "time.sleep(1)", "time.sleep(2)"),
+    "approval_two_days.py": ("approval.py", "ONE_DAY = 24 * 60 * 60", "ONE_DAY = 48 * 60 * 60"),
+}
 #: Readings that differ per run, and what they become before comparing.
 _VARYING = [
     (re.compile(r"\(times in [A-Z]{2,5}\)"), "(times in <zone>)"),
@@ -77,7 +86,7 @@ class Block:
 
     @property
     def in_session(self) -> bool:
-        return self.marker == OPS
+        return self.marker in (OPS, REPLAY)
 
     def steps(self) -> list[tuple[str, list[str]]]:
         """(command, documented output lines) for each `$ ` line."""
@@ -115,7 +124,7 @@ def _matches(documented: list[str], actual: list[str]) -> bool:
 
 def _argv(command: str) -> list[str]:
     words = shlex.split(command, comments=True)
-    assert not {"|", "&", ">", ">>", "&&", ";"} & set(words), (
+    assert not {"|", "&", ">>", "&&", ";"} & set(words), (
         f"a checked block runs `{command}`: pipes, redirections and background jobs "
         "cannot be checked; mark the block `not checked: WHY`"
     )
@@ -141,8 +150,17 @@ def _prepare(where: Path) -> None:
         (where / name).write_text(text)
 
 
-def _run(command: str, where: Path) -> list[str]:
-    """Run one documented command in `where`; its output lines, as a terminal shows them."""
+def _run(command: str, where: Path, last: list[int]) -> list[str]:
+    """Run one documented command in `where`; its output lines, as a terminal shows them.
+
+    `echo $?` shows the previous command's status (`last`, updated here), and
+    `COMMAND > FILE` writes the command's stdout to FILE, as a shell would.
+    """
+    if command.strip() == "echo $?":
+        return [str(last[0])]
+    target = None
+    if " > " in command:
+        command, target = (part.strip() for part in command.split(" > "))
     _prebuild(command)
     env = {**cli_env(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(
@@ -150,19 +168,24 @@ def _run(command: str, where: Path) -> list[str]:
         cwd=where,
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,  # interleaved, as on a terminal
+        stderr=subprocess.PIPE if target else subprocess.STDOUT,  # as on a terminal
         text=True,
         timeout=300,
         check=False,
     )
+    last[0] = proc.returncode
+    if target:
+        (where / target).write_text(proc.stdout)
+        return proc.stderr.splitlines()
     return proc.stdout.splitlines()
 
 
 def _run_block(block: Block, where: Path) -> None:
+    last = [0]
     for command, documented in block.steps():
         if command.startswith(_NOT_RUN):
             continue
-        actual = _run(command, where)
+        actual = _run(command, where, last)
         assert _matches(documented, actual), (
             f"README line {block.line}: `{command}` printed\n"
             + "\n".join(actual)
@@ -202,9 +225,18 @@ def test_a_checked_block_prints_what_it_shows(block: Block, tmp_path: Path) -> N
     _run_block(block, tmp_path)
 
 
-def test_the_ops_session_prints_what_it_shows(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("session", "setup"), [(OPS, OPS_SETUP), (REPLAY, REPLAY_SETUP)])
+def test_a_session_prints_what_it_shows(session: str, setup: list[str], tmp_path: Path) -> None:
     _prepare(tmp_path)
-    for command in OPS_SETUP:
-        _run(command, tmp_path)
-    for block in [b for b in _blocks() if b.in_session]:
+    for command in setup:
+        _run(command, tmp_path, [0])
+    for copy, (example, old, new) in EDITS.items():
+        text = (EXAMPLES / example).read_text()
+        assert old in text, f"{example} no longer has {old!r}"
+        (tmp_path / copy).write_text(text.replace(old, new))
+    for copy in EDITS:  # once all are written: the files beside a workflow are in its hash
+        prepare_workflow(tmp_path / copy)  # no build's progress lines in the transcript
+    blocks = [b for b in _blocks() if b.marker == session]
+    assert blocks
+    for block in blocks:
         _run_block(block, tmp_path)
