@@ -8,8 +8,9 @@ the other in one directory, after `OPS_SETUP` made the tasks they show. Each com
 output (stdout and stderr, as a terminal shows them) must match the lines below it. In
 the documented lines, `...` stands for any number of lines, and readings that differ
 per run (decimal numbers, durations, clock times and zones, nanosecond timestamps and
-seeds, long hex digests) match any reading of their kind; other whole numbers (task
-ids, versions, counts) must match exactly.
+seeds, long hex digests, worker ids) match any reading of their kind; other whole numbers (task
+ids, versions, counts) must match exactly. A command commented `# killed with kill -9
+after line N` is SIGKILLed once it has printed N lines.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ _VARYING = [
         "<time>",
     ),
     (re.compile(r"\b\d\d:\d\d:\d\d\.\d+\b"), "<time>"),
+    (re.compile(r"\b[\w.-]+:\d+:[0-9a-f]{8}\b"), "<worker>"),  # HOST:PID:ID
     (re.compile(r"\b[0-9a-f]{12,}\b"), "<hex>"),
     (re.compile(r"\b\d{13,}\b"), "<big>"),  # nanoseconds since 1970, seeds
     (re.compile(r"\b\d+(\.\d+)?(ms|s)$"), "<duration>"),  # a table's last column
@@ -158,6 +160,9 @@ def _run(command: str, where: Path, last: list[int]) -> list[str]:
     """
     if command.strip() == "echo $?":
         return [str(last[0])]
+    killed = re.search(r"#\s*killed with kill -9 after line (\d+)", command)
+    if killed:
+        return _kill_after(command, int(killed.group(1)), where)
     target = None
     if " > " in command:
         command, target = (part.strip() for part in command.split(" > "))
@@ -178,6 +183,22 @@ def _run(command: str, where: Path, last: list[int]) -> list[str]:
         (where / target).write_text(proc.stdout)
         return proc.stderr.splitlines()
     return proc.stdout.splitlines()
+
+
+def _kill_after(command: str, lines: int, where: Path) -> list[str]:
+    """Run `command`, SIGKILL it once it has printed `lines` lines; show no output."""
+    _prebuild(command)
+    env = {**cli_env(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    with subprocess.Popen(
+        _argv(command), cwd=where, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            for _ in range(lines):
+                assert proc.stdout.readline(), f"`{command}` ended before line {lines}"
+        finally:
+            proc.kill()  # SIGKILL
+    return []
 
 
 def _run_block(block: Block, where: Path) -> None:
