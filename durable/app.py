@@ -97,14 +97,19 @@ class Runner:
         entry: str = "",
         db: str | None = None,
         guest_db: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the task's own timeout, stored
         on_launch: Callable[[Task], None] | None = None,
         on_output: Callable[[LogChunk], None] | None = None,
+        on_claim: Callable[[Task], None] | None = None,
     ) -> Task:
         """Launch `binary` and run the task to its end on a worker embedded here.
 
-        `on_launch` sees the new task, and `on_output` each chunk of its output as it
-        is committed. Returns the task as it ended (complete, failed or cancelled). If
-        this process dies meanwhile, any worker on the database resumes the task.
+        `timeout` is the task's (see `Client.launch`). `on_launch` sees the new task,
+        `on_output` each chunk of its output as it is committed, and `on_claim` each
+        task the embedded worker claims: it runs whatever is runnable in the database,
+        not only this task and its children. Returns the task as it ended (complete,
+        failed or cancelled). If this process dies meanwhile, any worker on the
+        database resumes the task.
         """
         from durable.worker import Worker, WorkerConfig
 
@@ -113,11 +118,11 @@ class Runner:
             client = Client(store, max_input_bytes=self.config.max_payload_bytes)
             workflow_hash = await _register(client, binary)
             task = await client.launch(
-                workflow_hash, name=name or binary.name, input=input, entry=entry
+                workflow_hash, name=name or binary.name, input=input, entry=entry, timeout=timeout
             )
             if on_launch is not None:
                 on_launch(task)
-            worker = Worker(store, WorkerConfig(), runtime=self.runtime)
+            worker = Worker(store, WorkerConfig(), runtime=self.runtime, on_claim=on_claim)
             async with anyio.create_task_group() as tg:
                 tg.start_soon(worker.run)
                 # Polled quickly at first: a short task's end shows within about its own

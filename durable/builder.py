@@ -28,6 +28,7 @@ from durable.errors import BuildError
 from durable.guest import sdk_path
 from durable.host._cache_files import evict, lock_entry, touch
 from durable.host.config import cache_max_bytes, default_cache_dir
+from durable.preflight import check_imports
 
 WIT_DIR = Path(__file__).parent / "wit"
 WORLD = "workflow"
@@ -56,13 +57,15 @@ def build_workflow(
     `max_bytes` (None: `$DURABLE_CACHE_MAX_BYTES`, else 4 GiB).
 
     Raises:
-        BuildError: a missing file, a syntax error (with file and line), or a failed build.
+        BuildError: a missing file, a syntax error (with file and line), an import the
+            sandbox cannot provide (checked before the build), or a failed build.
         ConfigurationError: `DURABLE_CACHE_MAX_BYTES` is not a size.
     """
     started = time.perf_counter()
     source = source.resolve()
     text = _read_source(source)
     _check_syntax(source, text)
+    check_imports(source)  # milliseconds, instead of a failed build a minute later
     bound = cache_max_bytes(max_bytes)
     key = _cache_key(source)
     root = cache_dir or default_cache_dir()

@@ -32,6 +32,7 @@ from durable.history import TaskHistory
 from durable.host.config import HostConfig
 from durable.loader import compile_for_machine, read_workflow
 from durable.storage import Store, open_store
+from durable.task_names import name_problem
 
 if TYPE_CHECKING:  # the replayer loads wasmtime: only for `replay`, when it is called
     from durable.replayer import Replayer, ReplayReport
@@ -149,10 +150,15 @@ class Client:
             timeout: seconds from now after which the task fails if it has not ended.
 
         Raises:
+            ConfigurationError: `name` is empty, too long, or not one line of printable
+                text (see `durable.task_names`); nothing is written.
             InputTooLargeError: `input` as JSON is over `max_input_bytes`; nothing is
                 written.
             NotFoundError: no binary with this hash is stored.
         """
+        problem = name_problem(name)
+        if problem is not None:
+            raise ConfigurationError(f"{problem}: {name[:60]!r}")
         spec = NewTask(
             name=name,
             workflow_hash=workflow_hash,

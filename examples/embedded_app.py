@@ -5,17 +5,22 @@ loop, launches a workflow through the client, waits for the result and stops the
 worker cleanly. Other processes (`durable worker`, `durable list`) can share the same
 database meanwhile.
 
-    python examples/embedded_app.py --db sqlite:///app.db Ada
+    python examples/embedded_app.py Ada
 
-The launch carries an idempotency key made from the name, so running the program twice
-with the same name and database finds the first task instead of starting another.
+Its database is `--db`, else `$DURABLE_DATABASE_URL`, else `app.db` in a directory of
+its own under the system's temporary directory (printed), so that trying it leaves
+nothing in the current directory. The launch carries an idempotency key made from the
+name, so running the program twice with the same name and database finds the first
+task instead of starting another.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 import durable
@@ -23,7 +28,16 @@ import durable
 WORKFLOW = Path(__file__).resolve().parent / "hello_world.py"
 
 
-async def greet(db: str | None, name: str) -> int:
+def default_db() -> str:
+    """`$DURABLE_DATABASE_URL`, else a SQLite file in a directory of this example's own."""
+    if os.environ.get("DURABLE_DATABASE_URL"):
+        return os.environ["DURABLE_DATABASE_URL"]
+    folder = Path(tempfile.gettempdir()) / "durable-embedded-app"
+    folder.mkdir(exist_ok=True)
+    return f"sqlite:///{folder / 'app.db'}"
+
+
+async def greet(db: str, name: str) -> int:
     """Run the hello-world workflow for `name` on an embedded worker; return an exit code."""
     async with await durable.Client.open(db) as client:
         worker = durable.Worker(client.store, durable.WorkerConfig(concurrency=4))
@@ -48,9 +62,14 @@ def main() -> None:
     """Parse the command line and run the application."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("name", nargs="?", default="world", help="who to greet")
-    parser.add_argument("--db", help="database URL [default: $DURABLE_DATABASE_URL or local]")
+    parser.add_argument(
+        "--db", help="database URL [default: $DURABLE_DATABASE_URL, else a temporary app.db]"
+    )
     args = parser.parse_args()
-    sys.exit(asyncio.run(greet(args.db, args.name)))
+    db = args.db or default_db()
+    if not args.db:
+        print(f"database: {db}", file=sys.stderr)
+    sys.exit(asyncio.run(greet(db, args.name)))
 
 
 if __name__ == "__main__":

@@ -105,15 +105,21 @@ class Group(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-async def open_client(db: str | None, *, max_input_bytes: int | None = None) -> Client:
+async def open_client(
+    db: str | None, *, max_input_bytes: int | None = None, create: bool = False
+) -> Client:
     """Open the database for a command, upgrading the schema only where that is safe.
 
     A SQLite file (zero setup) is migrated on first use; a Postgres database is shared
     by processes of several versions, so it is upgraded only on purpose, with
-    `durable migrate` or `durable worker --migrate`.
+    `durable migrate` or `durable worker --migrate`. Only a command that writes work
+    (`create`) may create a SQLite file: the others say there is none, and exit.
     """
     from durable.app import open_client as open_app_client
+    from durable.cli._hints import require_database
 
+    if not create:
+        require_database(db)
     return await open_app_client(db, max_input_bytes=max_input_bytes)
 
 
@@ -238,9 +244,14 @@ def configure_logging(verbose: bool = False) -> None:
 
 @contextmanager
 def progress(message: str) -> Iterator[None]:
-    """Show `message` with a spinner on a terminal if the work takes over a second."""
+    """Show `message` with a spinner on a terminal if the work takes over a second.
+
+    Piped (CI logs, scripts), work that takes over a second gets one line when it
+    starts and one when it ends, so a first build is never tens of silent seconds.
+    """
     if not sys.stderr.isatty():
-        yield
+        with _progress_lines(message):
+            yield
         return
     done = threading.Event()
 
@@ -265,6 +276,30 @@ def progress(message: str) -> Iterator[None]:
     finally:
         done.set()
         thread.join()
+
+
+@contextmanager
+def _progress_lines(message: str) -> Iterator[None]:
+    """`progress` for a pipe: a line after a second, and then a line at the end."""
+    done = threading.Event()
+    started = time.monotonic()
+    announced: list[bool] = []
+
+    def announce() -> None:
+        if not done.wait(1.0):
+            announced.append(True)
+            click.echo(f"durable: {message} (a first build takes a while)...", err=True)
+
+    thread = threading.Thread(target=announce, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()  # after this, `announced` says whether the first line went out
+    # Only on success: a failure says so itself, in the error line that follows.
+    if announced:
+        click.echo(f"durable: {message}: done in {time.monotonic() - started:.0f} s", err=True)
 
 
 _HOST = HostConfig()

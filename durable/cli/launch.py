@@ -25,6 +25,7 @@ from durable.cli._common import (
     read_input,
     run_async,
 )
+from durable.cli._hints import check_before_build, timeout_option
 from durable.cli._output import describe_end, write_chunk
 from durable.core.model import TaskState
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 @click.option(
     "--entry", default="", metavar="NAME", help="The entry function [default: the workflow's]."
 )
+@timeout_option
 @click.option(
     "--tail",
     is_flag=True,
@@ -54,6 +56,7 @@ def launch(
     input_: str | None,
     input_file: str | None,
     entry: str,
+    timeout: float | None,
     tail: bool,
     db: str | None,
     max_payload: int,
@@ -69,11 +72,12 @@ def launch(
     from durable.loader import prepare_workflow  # here: `durable --help` loads less
     from durable.storage import parse_url
 
+    check_before_build(workflow, entry, name)  # before a build that may take a minute
     parse_url(db)  # a malformed URL fails now, before a build that may take seconds
     with progress(f"preparing {workflow.name}"):
         # Built, checked and compiled for this machine's workers (seconds, the first time).
         binary = prepare_workflow(workflow)
-    sys.exit(run_async(_launch, binary, value, name, entry, tail, db, max_payload))
+    sys.exit(run_async(_launch, binary, value, name, entry, timeout, tail, db, max_payload))
 
 
 async def _launch(
@@ -81,13 +85,16 @@ async def _launch(
     value: Any,
     name: str,
     entry: str,
+    timeout: float | None,  # noqa: ASYNC109 - the task's own timeout, stored
     tail: bool,
     db: str | None,
     max_payload: int,
 ) -> int:
-    async with await open_client(db, max_input_bytes=max_payload) as client:
+    async with await open_client(db, max_input_bytes=max_payload, create=True) as client:
         workflow_hash = await client.register(binary.wasm, name=binary.name, compile=False)
-        task = await client.launch(workflow_hash, name=name, input=value, entry=entry)
+        task = await client.launch(
+            workflow_hash, name=name, input=value, entry=entry, timeout=timeout
+        )
         click.echo(task.id)
         if not tail:
             return 0

@@ -24,6 +24,7 @@ from durable.cli._common import (
     run_async,
     suspend_after_option,
 )
+from durable.cli._hints import OthersReporter, check_before_build, timeout_option
 
 
 @click.command()
@@ -31,6 +32,7 @@ from durable.cli._common import (
 @input_options
 @click.option("--name", help="A label for the task [default: the file's name].")
 @click.option("--entry", default="", help="The entry function [default: the workflow's].")
+@timeout_option
 @db_option
 @guest_db_option
 @suspend_after_option
@@ -45,6 +47,7 @@ def run(
     input_file: str | None,
     name: str | None,
     entry: str,
+    timeout: float | None,
     db: str | None,
     guest_db: str | None,
     suspend_after: float,
@@ -61,10 +64,11 @@ def run(
     """
     configure_logging()
     value = read_input(input_, input_file, max_bytes=max_payload)
+    check_before_build(workflow, entry, name)  # before a build that may take a minute
     # Here, not at the top: `durable --help` does not load the library (or wasmtime).
     from durable.app import Runner
     from durable.cli._output import describe_end, write_chunk
-    from durable.core.model import TaskState
+    from durable.core.model import Task, TaskState
     from durable.host.config import HostConfig
 
     config = HostConfig(
@@ -74,6 +78,12 @@ def run(
         max_payload_bytes=max_payload,
         max_output_bytes=max_output,
     )
+    others = OthersReporter()
+
+    def launched(task: Task) -> None:
+        click.echo(f"task {task.id}", err=True)
+        others.launched(task)
+
     with Runner(config) as runner:
         with progress(f"preparing {workflow.name}"):
             binary = runner.load(workflow)
@@ -84,10 +94,12 @@ def run(
                 input=value,
                 name=name,
                 entry=entry,
+                timeout=timeout,
                 db=db,
                 guest_db=guest_db,
-                on_launch=lambda task: click.echo(f"task {task.id}", err=True),
+                on_launch=launched,
                 on_output=write_chunk,
+                on_claim=others,
             )
         )
     if final.state is TaskState.COMPLETE:

@@ -146,7 +146,9 @@ def _summary(task: Task, children: list[Task]) -> str:
     if task.state is TaskState.COMPLETE:
         pairs.append(("result", fmt.short(task.result, 200)))
     if task.error is not None:
-        hint = f"  (`durable logs {task.id}` shows the traceback)"
+        # Only a workflow that raised left a traceback in the log; a task cancelled
+        # or timed out while it waited, or quarantined, has none to point to.
+        hint = f"  (`durable logs {task.id}` shows the traceback)" if _traceback(task) else ""
         pairs.append(("error", fmt.style(fmt.describe_error(task.error), fg="red") + hint))
     if task.parent_id is not None:
         pairs.append(("parent", str(task.parent_id)))
@@ -158,3 +160,12 @@ def _summary(task: Task, children: list[Task]) -> str:
         pairs.append(("key", task.idempotency_key))
     header = fmt.style(f"task {task.id}", bold=True) + f"  {task.name}"
     return header + "\n" + fmt.fields(pairs)
+
+
+def _traceback(task: Task) -> str:
+    """The traceback the task's error carries ("" when none, or unreadable)."""
+    try:
+        error = json.loads(task.error or "{}")
+    except ValueError:
+        return ""
+    return str(error.get("traceback") or "") if isinstance(error, dict) else ""

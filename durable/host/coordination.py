@@ -20,6 +20,7 @@ from durable.core.model import NewTask, Notification, TaskState
 from durable.host._wit import Current, add_funcs, record
 from durable.host.context import AttemptContext
 from durable.host.world import DURABLE_VERSION
+from durable.task_names import name_problem
 
 
 def _digest(*parts: object) -> str:
@@ -109,6 +110,9 @@ def spawn_child(
         else:
             workflow_hash = ctx.task.workflow_hash
         label = name or f"{ctx.task.name}/{entry or workflow or 'child'}"
+        problem = name_problem(label)  # the guest chose it: check as a launch would
+        if problem is not None:
+            return json.dumps({"error": ["other", f"cannot spawn the child: {problem}"]})
         spec = NewTask(
             name=label,
             workflow_hash=workflow_hash,

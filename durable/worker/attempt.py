@@ -38,6 +38,7 @@ from durable.core.model import (
     LogChunk,
     NewTask,
     Notification,
+    Outcome,
     Released,
     Suspended,
     Task,
@@ -232,6 +233,7 @@ class AttemptRunner:
     def start(self, tg: TaskGroup, claim: Claim) -> None:
         """Begin running `claim` in the background."""
         task = claim.task
+        log.info("task %d (%s): attempt %d started", task.id, task.name, task.attempts)
         if task.deaths:
             log.warning(
                 "task %d: resumed after %d worker death(s) in a row while running it "
@@ -291,6 +293,7 @@ class AttemptRunner:
                 await self._store.finish(
                     claim.lease, end.outcome, end.events, end.logs, consumed=end.consumed
                 )
+                log.info("task %d: attempt %d %s", task.id, task.attempts, _ended(end.outcome))
         except LeaseLostError:
             await self._lease_lost(claim)
         except StorageError as exc:
@@ -442,3 +445,12 @@ class AttemptRunner:
 
 def _error(kind: str, message: str) -> str:
     return json.dumps({"kind": kind, "message": message, "traceback": ""})
+
+
+def _ended(outcome: Outcome) -> str:
+    """How an attempt ended, for `durable worker -v`: `completed`, `failed (ValueError)`..."""
+    word = type(outcome).__name__.lower()
+    if isinstance(outcome, Failed):
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            return f"{word} ({json.loads(outcome.error)['kind']})"
+    return word

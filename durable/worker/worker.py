@@ -21,13 +21,14 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup
 
-from durable.core.model import WorkerInfo
+from durable.core.model import Task, WorkerInfo
 from durable.errors import StorageError
 from durable.host.runtime import Runtime
 from durable.host.watchdog import SHUTDOWN_GRACE
@@ -52,6 +53,7 @@ class Worker:
         config: WorkerConfig | None = None,
         *,
         runtime: Runtime | None = None,
+        on_claim: Callable[[Task], None] | None = None,
     ) -> None:
         """A worker on `store`.
 
@@ -62,6 +64,8 @@ class Worker:
                 its compiled-component cache and its host settings, which then stand
                 in for `config.host`. By default the worker makes its own from
                 `config.host` and closes it when `run` returns.
+            on_claim: called with each task this worker claims, before it runs it
+                (`durable run` says which tasks besides its own it runs).
         """
         self.store = store
         config = config or WorkerConfig()
@@ -75,6 +79,7 @@ class Worker:
         self._reaped = False
         self._database_down = False  # said "database unavailable", not yet "reachable"
         self._changed = anyio.Event()
+        self._on_claim = on_claim
         self._attempts = AttemptRunner(
             store=store,
             runtime=self.runtime,
@@ -180,6 +185,8 @@ class Worker:
                     worker_id=self.id, lease_seconds=self.config.lease_seconds
                 )
             for claim in claims:
+                if self._on_claim is not None:
+                    self._on_claim(claim.task)
                 self._attempts.start(tg, claim)
         if claimed and claimed == free:
             return False  # there may be more: claim again at once

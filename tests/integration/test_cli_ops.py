@@ -151,6 +151,7 @@ def test_list_json_has_the_task_objects_of_the_history_format(module_db: Path) -
 
 
 def test_list_of_an_empty_database(tmp_path: Path) -> None:
+    assert invoke("migrate", "--db", str(tmp_path / "empty.db")).exit_code == 0
     result = invoke("list", "--db", str(tmp_path / "empty.db"))
     assert result.exit_code == 0
     assert result.stdout == ""
@@ -362,6 +363,10 @@ def test_cancel_a_waiting_task_then_again(db: str) -> None:
     assert states[WAITING] == "cancelled"
     one_line_error(invoke("cancel", str(WAITING), "--db", db), "task 3 is already cancelled")
     one_line_error(invoke("cancel", str(GREETED), "--db", db), "task 1 is already complete")
+    # Cancelled while it waited: there is no traceback in its log to point to.
+    shown = invoke("show", str(WAITING), "--db", db).stdout
+    assert re.search(r"^error +Cancelled", shown, re.M), shown
+    assert "durable logs" not in shown
 
 
 def test_notify_wakes_a_waiting_task(db: str, runtime: Runtime) -> None:
@@ -513,3 +518,19 @@ def test_embedded_app_example(tmp_path: Path) -> None:
     assert again.stdout == first.stdout
     listed = run_cli("list", "--db", db, "--json", cwd=tmp_path)
     assert [(t["id"], t["state"]) for t in json.loads(listed.stdout)] == [(1, "complete")]
+
+
+def test_embedded_app_example_writes_nothing_where_it_runs(tmp_path: Path) -> None:
+    here = tmp_path / "checkout"
+    here.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path / "tmp")}
+    env.pop("DURABLE_DATABASE_URL", None)
+    (tmp_path / "tmp").mkdir()
+    command = [sys.executable, str(EXAMPLES / "embedded_app.py"), "Ada"]
+    proc = subprocess.run(command, cwd=here, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    db = tmp_path / "tmp" / "durable-embedded-app" / "app.db"
+    assert proc.stderr == f"database: sqlite:///{db}\n"
+    assert proc.stdout == "launched task 1\nHello, Ada!\ntask 1 is complete\n"
+    assert db.exists()
+    assert list(here.iterdir()) == []

@@ -564,6 +564,13 @@ async def test_the_memory_store_refuses_sql(runtime: Runtime, wasm: bytes) -> No
 
 def test_example_bank_transfer_through_the_cli(tmp_path: Path) -> None:
     example = str(EXAMPLES / "bank_transfer.py")
+    # Without its tables, a transfer fails and changes nothing: they are made once, first.
+    early = run_cli("run", example, "--input", '{"cents": 2500}', cwd=tmp_path)
+    assert early.returncode == 1
+    assert "no such table: bank_accounts" in early.stderr
+    setup = run_cli("run", example, "--entry", "setup", cwd=tmp_path)
+    assert setup.returncode == 0, setup.stderr
+    assert setup.stdout == '"ready"\n'
     first = run_cli("run", example, "--input", '{"cents": 2500}', cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout.splitlines()[-1]) == {"alice": 7500, "bob": 12500}
@@ -571,12 +578,12 @@ def test_example_bank_transfer_through_the_cli(tmp_path: Path) -> None:
     assert json.loads(second.stdout.splitlines()[-1]) == {"alice": 5000, "bob": 15000}
     broke = run_cli("run", example, "--input", '{"cents": 99999}', cwd=tmp_path)
     assert broke.returncode == 1
-    assert "task 3 failed: InsufficientFunds: alice cannot cover 99999 cents" in broke.stderr
+    assert "task 5 failed: InsufficientFunds: alice cannot cover 99999 cents" in broke.stderr
     with sqlite3.connect(tmp_path / ".durable" / "durable.db") as conn:
         balances = conn.execute("SELECT name, balance_cents FROM bank_accounts ORDER BY name")
         assert balances.fetchall() == [("alice", 5000), ("bob", 15000)]
         journal = conn.execute("SELECT task_id, cents FROM bank_transfers ORDER BY task_id")
-        assert journal.fetchall() == [(1, 2500), (2, 2500)]
+        assert journal.fetchall() == [(3, 2500), (4, 2500)]
 
 
 def _locked(db: Path) -> bool:

@@ -12,7 +12,6 @@ import os
 import random
 import sys
 import time
-import traceback
 from typing import Any
 
 import wit_world
@@ -21,6 +20,7 @@ from wit_world.imports.types import WorkflowError
 
 from durable import _info, _state, _stdio, _timers
 from durable._errors import Cancelled
+from durable._tracebacks import format_failure
 from durable._workflows import resolve
 
 _module: Any = None
@@ -72,7 +72,7 @@ class WitWorld(wit_world.WitWorld):
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"workflow result is not JSON-serialisable: {exc}") from None
         except (Exception, Cancelled) as exc:
-            text = "".join(traceback.format_exception(exc))
+            text = format_failure(exc)  # the user's paths, no SDK frames, a hint
             sys.stderr.write(text)
             sys.stderr.flush()
             raise Err(
