@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from durable.builder import build_workflow
+from durable.component_check import check_component
 from durable.errors import ComponentError, ConfigurationError
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ def load_workflow(path: Path, cache: ComponentCache) -> WorkflowBinary:
     wasm, _kind = read_workflow(path)
     digest = hashlib.sha256(wasm).hexdigest()
     try:
+        check_component(wasm)  # in a tenth of a second, before a compile of many
         cache.load(digest, wasm)
     except ComponentError as exc:
         raise ComponentError(f"{path.name}: {exc}") from None
@@ -109,6 +111,7 @@ def compile_for_machine(wasm: bytes, config: HostConfig | None = None) -> str:
 
     config = config or HostConfig()
     digest = hashlib.sha256(wasm).hexdigest()
+    check_component(wasm)  # refuse a mismatch before anything is compiled or written
     try:
         ensure_compiled(
             CompiledEntry.of(config.cache_dir, digest),

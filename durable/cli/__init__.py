@@ -15,6 +15,7 @@ from durable.cli.migrate import migrate
 from durable.cli.replay import replay
 from durable.cli.run import run
 from durable.cli.tasks import list_tasks, show
+from durable.cli.wit import wit
 from durable.cli.worker import worker
 
 
@@ -39,6 +40,7 @@ cli.add_command(list_tasks)
 cli.add_command(show)
 cli.add_command(replay)
 cli.add_command(migrate)
+cli.add_command(wit)
 
 
 def main() -> None:
