@@ -104,9 +104,14 @@ def wasm_tools(*args: str | Path) -> None:
 
 def build_hello_wat(out_dir: Path, wit: Path = WIT_DIR) -> Path:
     """The hand-written WAT workflow, as a component (~2 KB), against the WIT in `wit`."""
-    core = out_dir / "hello.core.wasm"
-    target = out_dir / "hello_wat.wasm"
-    wasm_tools("component", "embed", wit, "-w", "workflow", HERE / "hello.wat", "-o", core)
+    return build_wat("hello", out_dir, wit)
+
+
+def build_wat(name: str, out_dir: Path, wit: Path = WIT_DIR) -> Path:
+    """`tests/guests/NAME.wat` as a workflow component, against the WIT in `wit`."""
+    core = out_dir / f"{name}.core.wasm"
+    target = out_dir / f"{name}_wat.wasm"
+    wasm_tools("component", "embed", wit, "-w", "workflow", HERE / f"{name}.wat", "-o", core)
     wasm_tools("component", "new", core, "-o", target)
     return target
 

@@ -14,10 +14,13 @@ import pytest
 
 from durable.client import Client
 from durable.component_check import check_component
+from durable.core.model import Task, TaskState
 from durable.errors import ComponentError
+from durable.host import HostConfig, Runtime, cancel_gate
 from durable.storage import open_store
-from tests.guests.wat import MISMATCHES, build_hello_wat, build_mismatch
-from tests.helpers import run_cli
+from durable.worker import Worker, WorkerConfig
+from tests.guests.wat import MISMATCHES, build_hello_wat, build_mismatch, build_wat
+from tests.helpers import launch_task, run_cli, running, until
 
 
 @pytest.mark.parametrize("name", sorted(MISMATCHES))
@@ -89,3 +92,35 @@ def test_a_wat_guest_runs_its_step_once(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / ".durable" / "durable.db") as db:
         events = db.execute("SELECT label, payload FROM durable_event ORDER BY idx").fetchall()
     assert events == [("greet", '"hello from wat"')]
+
+
+@pytest.mark.anyio
+async def test_a_guest_that_ignores_cancellation_is_stopped_at_its_next_durable_call(
+    tmp_path: Path,
+) -> None:
+    wasm = build_wat("sleeper", tmp_path).read_bytes()
+    store = await open_store(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    runtime = Runtime(HostConfig(suspend_after=60, cache_dir=tmp_path / "cache"))
+    try:
+        task = await launch_task(store, wasm, "", None, workflow_name="sleeper")
+
+        async def sleeping() -> bool:
+            return len(await store.load_history(task.id)) >= 2
+
+        worker = Worker(store, WorkerConfig(host=runtime.config), runtime=runtime)
+        async with running(worker):
+            await until(sleeping, within=120)
+            await Client(store).cancel(task.id)
+
+            async def ended() -> Task | None:
+                found = await store.get_task(task.id)
+                return found if found.state.is_terminal else None
+
+            done = await until(ended, within=60)
+        history = await store.load_history(task.id)
+    finally:
+        runtime.close()
+        await store.close()
+    assert done.state is TaskState.CANCELLED, (done.state, done.error)
+    assert cancel_gate.MESSAGE in (done.error or "")
+    assert len(history) < 100  # it did not sleep its way to the end
