@@ -136,30 +136,110 @@ export function workflow(entries) {
       }
       return JSON.stringify(value === undefined ? null : value);
     } catch (e) {
+      // As the Python SDK prints its traceback: the log says why the task failed.
+      const err = errorRecord(e);
+      console.error(`${err.kind}: ${err.message}` + (err.traceback ? `\n${err.traceback}` : ""));
       // componentize-js turns a thrown workflow-error record into `err`; anything
       // else would trap.
-      throw errorRecord(e);
+      throw err;
     }
   };
 }
 
 // -- steps ----------------------------------------------------------------------------
 
-// FNV-1a, 64 bits: a short digest of a step's arguments (no crypto in the guest).
+// A step's digest is the Python SDK's: the first 16 hex digits of the SHA-256 of
+// `json.dumps([args, kwargs], sort_keys=True)` (kwargs: {}), so one history checks
+// the same in either language. No JSON value (a function, NaN): no digest.
 function digestOf(args) {
-  let text;
-  try {
-    text = JSON.stringify(args);
-  } catch {
-    return undefined;
+  const text = pyJson([args, {}]);
+  return text === undefined ? undefined : sha256Hex(new TextEncoder().encode(text)).slice(0, 16);
+}
+
+// JSON as Python's json.dumps writes it: ", " and ": " separators, sorted keys,
+// non-ASCII escaped. Undefined for what Python would refuse.
+function pyJson(v) {
+  if (v === null) return "null";
+  if (v === true) return "true";
+  if (v === false) return "false";
+  if (typeof v === "number") {
+    if (!Number.isFinite(v)) return undefined;
+    return Number.isInteger(v) ? String(v) : pyFloat(v);
   }
-  if (text === undefined) return undefined;
-  let h = 0xcbf29ce484222325n;
-  for (const byte of new TextEncoder().encode(text)) {
-    h ^= BigInt(byte);
-    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  if (typeof v === "string") {
+    return '"' + v.replace(/[\\"\u0000-\u001f\u007f-\uffff]/g, (c) => {
+      const short = { '"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f" }[c];
+      return short ?? "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0");
+    }) + '"';
   }
-  return h.toString(16).padStart(16, "0");
+  if (Array.isArray(v)) {
+    const items = v.map(pyJson);
+    return items.includes(undefined) ? undefined : "[" + items.join(", ") + "]";
+  }
+  if (typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    const items = Object.keys(v).sort().map((k) => {
+      const item = pyJson(v[k]);
+      return item === undefined ? undefined : pyJson(k) + ": " + item;
+    });
+    return items.includes(undefined) ? undefined : "{" + items.join(", ") + "}";
+  }
+  return undefined;
+}
+
+function pyFloat(v) {
+  // Python's repr: shortest round-trip digits, like JS, but "1e+21" is "1e+21" in
+  // both and "1e-7" is "1e-07" in Python.
+  return String(v).replace(/e([+-])(\d)$/, (_, sign, digit) => `e${sign}0${digit}`);
+}
+
+// SHA-256 (FIPS 180-4), for step digests: the guest has no crypto module to trust.
+const K256 = new Uint32Array([
+  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+]);
+
+function sha256Hex(bytes) {
+  const h = new Uint32Array([
+    0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+  ]);
+  const padded = new Uint8Array(((bytes.length + 9 + 63) >> 6) << 6);
+  padded.set(bytes);
+  padded[bytes.length] = 0x80;
+  const view = new DataView(padded.buffer);
+  view.setUint32(padded.length - 8, Math.floor(bytes.length / 0x20000000));
+  view.setUint32(padded.length - 4, (bytes.length << 3) >>> 0);
+  const w = new Uint32Array(64);
+  const rotr = (x, n) => (x >>> n) | (x << (32 - n));
+  for (let off = 0; off < padded.length; off += 64) {
+    for (let i = 0; i < 16; i++) w[i] = view.getUint32(off + i * 4);
+    for (let i = 16; i < 64; i++) {
+      const s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >>> 3);
+      const s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >>> 10);
+      w[i] = (w[i - 16] + s0 + w[i - 7] + s1) >>> 0;
+    }
+    let [a, b, c, d, e, f, g, hh] = h;
+    for (let i = 0; i < 64; i++) {
+      const t1 = (hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i]) >>> 0;
+      const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) >>> 0;
+      hh = g;
+      g = f;
+      f = e;
+      e = (d + t1) >>> 0;
+      d = c;
+      c = b;
+      b = a;
+      a = (t1 + t2) >>> 0;
+    }
+    const next = [a, b, c, d, e, f, g, hh];
+    for (let i = 0; i < 8; i++) h[i] = (h[i] + next[i]) >>> 0;
+  }
+  return Array.from(h, (x) => x.toString(16).padStart(8, "0")).join("");
 }
 
 // Error types every run can rebuild: a step that threw one throws the same type again
