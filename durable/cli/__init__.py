@@ -18,7 +18,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "build": (
         "durable.cli.build",
         "build",
-        "Build WORKFLOW.py into a WebAssembly component (cached by content).",
+        "Build WORKFLOW (.py, or .js with componentize-js) into a component (cached).",
     ),
     "run": (
         "durable.cli.run",
@@ -65,6 +65,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "durable.cli.migrate",
         "migrate",
         "Apply every pending schema migration, then print the schema version.",
+    ),
+    "wit": (
+        "durable.cli.wit",
+        "wit",
+        "Write the durable:core WIT package (world `workflow`), with the WASI it uses.",
     ),
 }
 

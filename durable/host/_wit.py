@@ -10,6 +10,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from durable.host import trampoline, watchdog
+from durable.host.cancel_gate import gate
 from durable.host.context import AttemptContext
 
 #: How host functions find the attempt they serve (a thread-local lookup).
@@ -47,9 +48,13 @@ def add_funcs(
     current: Callable[[], AttemptContext],
     funcs: dict[str, Callable[..., Any]],
 ) -> None:
-    """Define each host function of an interface instance, guarded, on the fast trampoline."""
+    """Define each host function of an interface instance, guarded, on the fast trampoline.
+
+    A function that starts something new stops a guest that ignores a cancellation
+    (`durable.host.cancel_gate`).
+    """
     for name, fn in funcs.items():
-        trampoline.add_func(inst, name, guarded(current, fn))
+        trampoline.add_func(inst, name, guarded(current, gate(name, current, fn)))
 
 
 def record(**fields: Any) -> wc.Record:

@@ -33,8 +33,9 @@ from durable.core.model import (
 )
 from durable.core.signals import HistoryExhausted, Release, Suspend, TimedOut
 from durable.errors import HostError, LeaseLostError, NondeterminismError, OutputLimitExceeded
-from durable.host import watchdog
+from durable.host import cancel_gate, watchdog
 from durable.host.cache import ComponentCache, engine_config
+from durable.host.cancel_gate import CancelledAtCall
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
 from durable.host.lifecycle import Guests
@@ -198,6 +199,8 @@ class Runtime:
             return _end(ctx, Released())
         except TimedOut:
             return _timed_out(ctx)
+        except CancelledAtCall:
+            return _cancelled(ctx, cancel_gate.MESSAGE)
         except HistoryExhausted as signal:
             return AttemptEnd(outcome=None, exhausted=signal)
         except LeaseLostError:
