@@ -12,7 +12,6 @@ needs to stop a guest that runs without host calls.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +31,7 @@ from durable.core.model import (
     Suspended,
 )
 from durable.core.signals import HistoryExhausted, Release, Suspend, TimedOut
+from durable.core.task_error import TaskError
 from durable.errors import HostError, LeaseLostError, NondeterminismError, OutputLimitExceeded
 from durable.host.cache import ComponentCache, engine_config
 from durable.host.config import HostConfig
@@ -266,4 +266,4 @@ def _failed(ctx: AttemptContext, kind: str, message: str) -> AttemptEnd:
 
 
 def _error_json(kind: str, message: str, traceback: str) -> str:
-    return json.dumps({"kind": kind, "message": message, "traceback": traceback})
+    return TaskError(kind=kind, message=message, traceback=traceback).to_json()

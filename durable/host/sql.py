@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from wasmtime import component as wc
 
+from durable.core import ops
 from durable.core.model import Event, LogChunk
 from durable.core.signals import HistoryExhausted
 from durable.errors import ConfigurationError, HostError
@@ -82,7 +83,7 @@ def begin(ctx: AttemptContext, label: str) -> None:
             f"SQL transaction {label!r} inside step {ctx.step_label!r}: a transaction must "
             "be recorded on its own, outside steps"
         )
-    name = f"sql {label}"
+    name = ops.sql_label(label)
     outer = ctx.cursor
     event = outer.next(name)
     if event is not None:

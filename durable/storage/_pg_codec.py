@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -23,11 +22,10 @@ from durable.core.model import (
     Task,
     TaskState,
 )
+from durable.core.task_error import CANCELLED_ON_REQUEST
 
 #: The error a task gets when `request_cancel` ends it before any worker saw it.
-CANCELLED_ERROR = json.dumps(
-    {"kind": "Cancelled", "message": "cancelled on request", "traceback": ""}
-)
+CANCELLED_ERROR = CANCELLED_ON_REQUEST.to_json()
 
 
 def task(row: asyncpg.Record) -> Task:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import hashlib
-import json
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -45,6 +44,7 @@ from durable.core.model import (
     TaskState,
     WorkerInfo,
 )
+from durable.core.task_error import CANCELLED_ON_REQUEST
 from durable.errors import (
     ConfigurationError,
     ConflictError,
@@ -63,7 +63,7 @@ __all__ = ["MemoryStore"]
 
 #: MemoryStore has no migrations; its schema is always the newest.
 _SCHEMA_VERSION = 1
-_CANCELLED = json.dumps({"kind": "Cancelled", "message": "cancelled on request", "traceback": ""})
+_CANCELLED = CANCELLED_ON_REQUEST.to_json()
 
 
 def _utcnow() -> datetime:

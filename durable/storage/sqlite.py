@@ -41,7 +41,6 @@ import asyncio
 import dataclasses
 import fnmatch
 import hashlib
-import json
 import secrets
 import sqlite3
 import time
@@ -72,6 +71,7 @@ from durable.core.model import (
     TaskState,
     WorkerInfo,
 )
+from durable.core.task_error import CANCELLED_ON_REQUEST
 from durable.errors import (
     ConfigurationError,
     ConflictError,
@@ -94,7 +94,7 @@ _Q = schema.queries()
 _SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 #: How often `wait_for_work` looks for commits by other connections, in seconds.
 _POLL = 0.05
-_CANCELLED = json.dumps({"kind": "Cancelled", "message": "cancelled on request", "traceback": ""})
+_CANCELLED = CANCELLED_ON_REQUEST.to_json()
 
 
 @contextmanager

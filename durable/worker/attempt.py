@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -43,6 +42,7 @@ from durable.core.model import (
     Task,
     TaskState,
 )
+from durable.core.task_error import TaskError
 from durable.errors import (
     ComponentError,
     InvalidStateError,
@@ -441,4 +441,4 @@ class AttemptRunner:
 
 
 def _error(kind: str, message: str) -> str:
-    return json.dumps({"kind": kind, "message": message, "traceback": ""})
+    return TaskError(kind=kind, message=message).to_json()
