@@ -49,6 +49,7 @@ from durable.core.model import (
     Task,
     TaskState,
 )
+from durable.core.side_writes import SideWrite
 from durable.core.signals import HistoryExhausted
 from durable.core.task_error import TaskError
 from durable.errors import NondeterminismError, ReplayError
@@ -214,7 +215,7 @@ class _RefusingSink:
         return HistoryExhausted(position, operation)
 
     def write(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+        self, events: Sequence[Event], logs: Sequence[LogChunk], writes: Sequence[SideWrite] = ()
     ) -> None:
         raise ReplayError(
             f"a replay check tried to write {len(events)} events and {len(logs)} log "

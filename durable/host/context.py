@@ -26,6 +26,7 @@ from durable.core.entropy import derive_bytes
 from durable.core.model import Event, LogChunk, NewTask, Notification, Stream, Task
 from durable.core.output import OutputBuffer
 from durable.core.replay import ReplayCursor
+from durable.core.side_writes import SideWrite
 from durable.core.signals import HistoryExhausted, Release, Suspend, TimedOut
 from durable.errors import HostError, OutputLimitExceeded
 from durable.host._sql_cursor import TransactionCursor
@@ -56,10 +57,10 @@ class Sink(Protocol):
     and `write` also on wasmtime's I/O threads (output flushes, while the guest waits)."""
 
     def write(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+        self, events: Sequence[Event], logs: Sequence[LogChunk], writes: Sequence[SideWrite] = ()
     ) -> None:
-        """Durably append events and log chunks, and mark notifications consumed, in one
-        transaction fenced by the attempt's lease."""
+        """Durably append events and log chunks, and apply the side-writes that go with
+        the events, in one transaction fenced by the attempt's lease."""
         ...
 
     def next_notification(self, task_id: int, event: str | None) -> Notification | None:
@@ -128,8 +129,8 @@ class AttemptContext:
         self.cancel_seen_at: float | None = None
         self.interrupt_seen_at: float | None = None
         self.stopped_by: str | None = None
-        # Notifications consumed by events not yet committed (written with them).
-        self.consumed: list[int] = []
+        # Side-writes of events not yet committed (written with them).
+        self.side_writes: list[SideWrite] = []
         self._output = OutputBuffer(
             frontier=len(history),
             logged=logged,
@@ -196,16 +197,16 @@ class AttemptContext:
             events = self.cursor.take_pending()
             with self._output_lock:
                 logs = self._output.take()
-            consumed, self.consumed = self.consumed, []
-            if not events and not logs and not consumed:
+            writes, self.side_writes = self.side_writes, []
+            if not events and not logs and not writes:
                 return
             try:
-                self.sink.write(events, logs, consumed)
+                self.sink.write(events, logs, writes)
             except BaseException:
                 self.cursor.restore_pending(events)
                 with self._output_lock:
                     self._output.restore(logs, time.monotonic())
-                self.consumed[:0] = consumed
+                self.side_writes[:0] = writes
                 raise
 
     def take_logs(self, *, frontier: bool) -> list[LogChunk]:

@@ -18,6 +18,7 @@ from wasmtime import component as wc
 from durable.core import ops
 from durable.core.limits import input_too_large
 from durable.core.model import NewTask, Notification, TaskState
+from durable.core.side_writes import ConsumeNotification
 from durable.host._wit import Current, add_funcs, record
 from durable.host.context import AttemptContext
 from durable.host.world import DURABLE_VERSION
@@ -70,7 +71,7 @@ def wait_notification(
         "seq": found.seq,
     }
     ctx.record(op.label, digest, op.encode(payload))
-    ctx.consumed.append(found.seq)
+    ctx.side_writes.append(ConsumeNotification(seq=found.seq))
     ctx.maybe_flush()
     return payload
 
