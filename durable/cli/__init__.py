@@ -14,6 +14,7 @@ from durable.cli.logs import logs
 from durable.cli.migrate import migrate
 from durable.cli.replay import replay
 from durable.cli.run import run
+from durable.cli.status import status
 from durable.cli.tasks import list_tasks, show
 from durable.cli.worker import worker
 
@@ -37,6 +38,7 @@ cli.add_command(notify)
 cli.add_command(cancel)
 cli.add_command(list_tasks)
 cli.add_command(show)
+cli.add_command(status)
 cli.add_command(replay)
 cli.add_command(migrate)
 
