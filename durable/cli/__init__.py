@@ -54,7 +54,14 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "show": (
         "durable.cli.tasks",
         "show",
-        "Show TASK: its state, times, input, result or error, and its event history.",
+        "Show TASK: its state, times, input, result or error, its status values, and its"
+        " event history.",
+    ),
+    "status": (
+        "durable.cli.status",
+        "status",
+        "Print TASK's status values: the latest value of each key its workflow set with"
+        " `durable.set_status` (only KEY's, if given).",
     ),
     "replay": (
         "durable.cli.replay",

@@ -12,7 +12,6 @@ needs to stop a guest that runs without host calls.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +30,9 @@ from durable.core.model import (
     Stream,
     Suspended,
 )
+from durable.core.side_writes import SideWrite
 from durable.core.signals import HistoryExhausted, Release, Suspend, TimedOut
+from durable.core.task_error import TaskError
 from durable.errors import HostError, LeaseLostError, NondeterminismError, OutputLimitExceeded
 from durable.host import cancel_gate, watchdog
 from durable.host.cache import ComponentCache, engine_config
@@ -57,7 +58,7 @@ class AttemptEnd:
     outcome: Outcome | None  # None: the lease was lost; write nothing at all
     events: list[Event] = field(default_factory=list)  # recorded, not yet committed
     logs: list[LogChunk] = field(default_factory=list)  # output not yet committed
-    consumed: list[int] = field(default_factory=list)  # notifications consumed by `events`
+    writes: list[SideWrite] = field(default_factory=list)  # side-writes of `events`
     # Set when a replay-only attempt ran past its history (the `durable replay` check).
     exhausted: HistoryExhausted | None = None
 
@@ -208,7 +209,7 @@ class Runtime:
         except NondeterminismError as exc:
             # The history stays as it was: nothing recorded in this attempt is written.
             ctx.cursor.take_pending()
-            ctx.consumed.clear()
+            ctx.side_writes.clear()
             ctx.note(f"NondeterminismError: {exc}\n")
             return AttemptEnd(
                 outcome=Failed(error=_error_json("NondeterminismError", str(exc), "")),
@@ -245,15 +246,15 @@ class Runtime:
 
 
 def _end(ctx: AttemptContext, outcome: Outcome, *, frontier: bool = False) -> AttemptEnd:
-    """What is left to write: events, notifications consumed, and output (all of it
+    """What is left to write: events, their side-writes, and output (all of it
     but a running step body's, which runs again; with `frontier`, as the task has
     ended, that too)."""
-    consumed, ctx.consumed = ctx.consumed, []
+    writes, ctx.side_writes = ctx.side_writes, []
     return AttemptEnd(
         outcome=outcome,
         events=ctx.cursor.take_pending(),
         logs=ctx.take_logs(frontier=frontier),
-        consumed=consumed,
+        writes=writes,
     )
 
 
@@ -274,4 +275,4 @@ def _failed(ctx: AttemptContext, kind: str, message: str) -> AttemptEnd:
 
 
 def _error_json(kind: str, message: str, traceback: str) -> str:
-    return json.dumps({"kind": kind, "message": message, "traceback": traceback})
+    return TaskError(kind=kind, message=message, traceback=traceback).to_json()

@@ -27,6 +27,7 @@ import pytest
 
 from durable.client import Client
 from durable.core.model import Event, Lease, LogChunk, TaskState
+from durable.core.side_writes import SideWrite
 from durable.errors import StorageError
 from durable.host import HostConfig, Runtime
 from durable.storage import _pg_admin as pg_admin
@@ -565,12 +566,12 @@ class _FailOneAppend:
         events: Sequence[Event],
         logs: Sequence[LogChunk],
         *,
-        consumed: Sequence[int] = (),
+        writes: Sequence[SideWrite] = (),
     ) -> None:
         if lease.task_id == self._task_id and not self.failed:
             self.failed = True
             raise StorageError(f"append to task {lease.task_id}: connection lost (injected)")
-        await self._inner.append(lease, events, logs, consumed=consumed)
+        await self._inner.append(lease, events, logs, writes=writes)
 
 
 async def test_attempt_dropped_on_storage_error_is_handed_back(store: Store) -> None:
