@@ -1,8 +1,9 @@
 """The calls the CLI makes, for an application to make too.
 
 The CLI is a layer over this module: each command parses its options and prints, and
-what it does is one of these calls. So `durable run` is `Runner.run`, and the rule for
-when opening a database may upgrade its schema is `migrates_on_open`, written once.
+what it does is one of these calls. So `durable run` is `Runner.run`, `durable worker`
+is `serve`, and the rule for when opening a database may upgrade its schema is
+`migrates_on_open`, written once.
 
     runner = Runner(HostConfig(memory_limit=512 * 1024**2))
     try:
@@ -17,7 +18,7 @@ launches tasks (`open_client`, `durable.Client`) does not load it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,8 @@ from durable.storage import open_store as _open_store
 if TYPE_CHECKING:
     from durable.host.runtime import Runtime
     from durable.loader import WorkflowBinary
+    from durable.worker.config import WorkerConfig
+    from durable.worker.worker import Worker
 
 
 #: `Runner.run`'s first pause between looks at its task (it backs off from there).
@@ -63,6 +66,34 @@ async def open_client(
     """A `Client` on the database at `url`, with the CLI's migrate rule by default."""
     store = await open_store(url, migrate=migrate)
     return Client(store, max_input_bytes=max_input_bytes)
+
+
+async def serve(
+    url: str | None,
+    config: WorkerConfig | None = None,
+    *,
+    migrate: bool | None = None,
+    guest_url: str | None = None,
+    alongside: Callable[[Worker], Coroutine[Any, Any, None]] | None = None,
+) -> None:
+    """Run a worker on the database at `url` until it stops: `durable worker`.
+
+    It stops when `Worker.stop()` is called (by `alongside`, which runs beside it and
+    is given it: the CLI's signal handler) or, with `exit_when_idle`, when no task is
+    left to run. `migrate`: as for `open_store`.
+    """
+    from durable.worker.worker import Worker
+
+    store = await open_store(url, migrate=migrate, guest_url=guest_url)
+    try:
+        worker = Worker(store, config)
+        async with anyio.create_task_group() as tg:
+            if alongside is not None:
+                tg.start_soon(alongside, worker)
+            await worker.run()
+            tg.cancel_scope.cancel()
+    finally:
+        await store.close()
 
 
 class Runner:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import signal
 from typing import TYPE_CHECKING
 
@@ -157,24 +158,19 @@ def worker(
         ),
     )
     cache_max_bytes(config.host.cache_max_bytes)  # a bad setting fails before the database
-    import anyio  # here, not at the top: `durable --help` loads no more than it needs
+    from durable.app import serve  # here, not at the top: `durable --help` loads less
 
-    from durable.app import open_store
-    from durable.worker.worker import Worker
-
-    async def main() -> None:
-        # --migrate: upgrade any database; without it, the rule of every command.
-        store = await open_store(db, migrate=migrate or None, guest_url=guest_db)
-        try:
-            w = Worker(store, config)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_stop_on_signals, w, stop_timeout)
-                await w.run()
-                tg.cancel_scope.cancel()
-        finally:
-            await store.close()
-
-    run_async(main)
+    # --migrate: upgrade any database; without it, the rule of every command.
+    run_async(
+        functools.partial(
+            serve,
+            db,
+            config,
+            migrate=migrate or None,
+            guest_url=guest_db,
+            alongside=functools.partial(_stop_on_signals, stop_timeout=stop_timeout),
+        )
+    )
 
 
 async def _stop_on_signals(w: Worker, stop_timeout: float) -> None:
