@@ -117,6 +117,7 @@ def compile_for_machine(wasm: bytes, config: HostConfig | None = None) -> str:
 
     config = config or HostConfig()
     digest = hashlib.sha256(wasm).hexdigest()
+    max_bytes = cache_max_bytes(config.cache_max_bytes)  # a bad setting is said first
     check_component(wasm)  # refuse a mismatch before anything is compiled or written
     try:
         ensure_compiled(
@@ -124,7 +125,7 @@ def compile_for_machine(wasm: bytes, config: HostConfig | None = None) -> str:
             digest,
             wasm,
             deadline=time.monotonic() + config.compile_timeout,
-            max_bytes=cache_max_bytes(config.cache_max_bytes),
+            max_bytes=max_bytes,
             cpu_seconds=config.compile_timeout,
         )
     except OSError:
