@@ -30,10 +30,12 @@ def test_a_pass_is_checked_once(tmp_path: Path) -> None:
         return wasm
 
     check_once(cache, digest, read)
-    assert component_verdict.checks_run == before + 1 and reads == [1]
+    assert component_verdict.checks_run == before + 1
+    assert reads == [1]
     assert passed(cache, digest)
     check_once(cache, digest, read)  # known to pass: neither read nor checked
-    assert component_verdict.checks_run == before + 1 and reads == [1]
+    assert component_verdict.checks_run == before + 1
+    assert reads == [1]
 
 
 def test_a_verdict_of_another_check_counts_for_nothing(tmp_path: Path) -> None:
