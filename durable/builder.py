@@ -13,6 +13,7 @@ build instead of each running componentize-py.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -26,7 +27,7 @@ from pathlib import Path
 from durable._dist import version
 from durable.errors import BuildError
 from durable.guest import sdk_path
-from durable.host._cache_files import evict, lock_entry, touch
+from durable.host._cache_files import evict, lock_entry, touch, write_atomic
 from durable.host.config import cache_max_bytes, default_cache_dir
 from durable.preflight import check_imports
 
@@ -108,9 +109,53 @@ def _build(source: Path, key: str, out_dir: Path, target: Path) -> None:
             out_dir.mkdir(parents=True, exist_ok=True)
             partial = out_dir / f".{key}.{os.getpid()}.tmp"
             shutil.copyfile(output, partial)
+            with partial.open("rb") as fh:  # kept first: a reader finds it with the file
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+                _keep_digest(target, digest, _stamp(os.fstat(fh.fileno())))
             os.replace(partial, target)  # atomic: a reader never sees half a component
         except OSError as exc:
             raise BuildError(f"cannot write the build cache {out_dir}: {exc.strerror}") from exc
+
+
+def digest_path(wasm_path: Path) -> Path:
+    """Where the SHA-256 of the built component `wasm_path` is kept."""
+    return wasm_path.with_suffix(".sha256")
+
+
+def component_digest(wasm_path: Path) -> str:
+    """The SHA-256 (hex) of the built component `wasm_path`, from the file beside it.
+
+    A cached `durable run` needs the component's name, not its 19 MB: reading and
+    hashing it took a tenth of its start-up. The kept digest names the file it was
+    taken of (inode and size), so a component replaced since (evicted and built
+    again, by any version of durable) is hashed again, as is a build from before
+    these files existed; the digest is then kept for next time.
+
+    Raises:
+        FileNotFoundError: the component was evicted (build it again).
+    """
+    stamp = _stamp(os.stat(wasm_path))
+    try:
+        text = digest_path(wasm_path).read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    digest, _, kept = text.strip().partition(" ")
+    if kept == stamp and len(digest) == 64:
+        return digest
+    with wasm_path.open("rb") as fh:
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        stamp = _stamp(os.fstat(fh.fileno()))  # of the file hashed, whatever is there now
+    _keep_digest(wasm_path, digest, stamp)
+    return digest
+
+
+def _stamp(st: os.stat_result) -> str:
+    return f"{st.st_ino}:{st.st_size}"
+
+
+def _keep_digest(wasm_path: Path, digest: str, stamp: str) -> None:
+    with contextlib.suppress(OSError):  # a read-only cache: hashed each time
+        write_atomic(digest_path(wasm_path), f"{digest} {stamp}\n".encode())
 
 
 def _read_source(source: Path) -> str:

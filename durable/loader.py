@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from durable.builder import build_workflow
-from durable.component_check import check_component
+from durable.builder import build_workflow, component_digest
+from durable.component_verdict import check_once
 from durable.errors import ComponentError, ConfigurationError
 
 #: File names taken as JavaScript workflows (ES modules).
@@ -27,13 +28,51 @@ if TYPE_CHECKING:
     from durable.host.config import HostConfig
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkflowBinary:
-    """A workflow component, checked against the workflow world and ready to store."""
+    """A workflow component, checked against the workflow world and ready to store.
 
-    wasm: bytes  # the component
-    hash: str  # its SHA-256, hex
-    name: str  # the file's stem, a default task name
+    Its bytes are read when first asked for: a cached `durable run` on a database that
+    has the binary already needs only its hash, not 19 MB read from the build cache.
+    """
+
+    __slots__ = ("_read", "_wasm", "hash", "name")
+
+    def __init__(
+        self,
+        *,
+        hash: str,
+        name: str,
+        wasm: bytes | None = None,
+        read: Callable[[], bytes] | None = None,
+    ) -> None:
+        """`hash`: the binary's SHA-256 (hex); `name`: the file's stem, a default task
+        name; `wasm`: the component, or `read`: a function that reads it."""
+        if wasm is None and read is None:
+            raise TypeError("WorkflowBinary needs wasm or read")
+        self.hash = hash
+        self.name = name
+        self._wasm = wasm
+        self._read = read
+
+    @property
+    def wasm(self) -> bytes:
+        """The component."""
+        if self._wasm is None:
+            assert self._read is not None  # one of them was given
+            self._wasm = self._read()
+        return self._wasm
+
+    def __repr__(self) -> str:
+        return f"WorkflowBinary(name={self.name!r}, hash={self.hash[:12]!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """A workflow file, resolved to its component's hash and a way to read it."""
+
+    digest: str
+    read: Callable[[], bytes]
+    kind: str
 
 
 def read_workflow(path: Path) -> tuple[bytes, str]:
@@ -42,6 +81,16 @@ def read_workflow(path: Path) -> tuple[bytes, str]:
     Raises:
         ConfigurationError: the file is missing, unreadable, or neither Python nor wasm.
         BuildError: the Python workflow does not build.
+    """
+    found = _find(path)
+    return found.read(), found.kind
+
+
+def _find(path: Path) -> _Found:
+    """Build `path` (or find its build) or read it: its component's hash, not its bytes.
+
+    Raises:
+        ConfigurationError, BuildError: see `read_workflow`.
     """
     if not path.exists():
         raise ConfigurationError(f"{path}: no such file")
@@ -53,34 +102,54 @@ def read_workflow(path: Path) -> tuple[bytes, str]:
     except OSError as exc:
         raise ConfigurationError(f"{path}: {exc.strerror}") from None
     if head.startswith(b"\0asm"):
-        return path.read_bytes(), "wasm"
+        try:
+            wasm = path.read_bytes()
+        except OSError as exc:
+            raise ConfigurationError(f"{path}: {exc.strerror}") from None
+        return _Found(hashlib.sha256(wasm).hexdigest(), lambda: wasm, "wasm")
     if path.suffix == ".py":
-        return _read_build(path), "python"
+        return _found_build(lambda: build_workflow(path).wasm_path, "python")
     if path.suffix in JS_SUFFIXES:
-        return _read_js_build(path), "javascript"
+        from durable.js_build import build_js_workflow
+
+        return _found_build(lambda: build_js_workflow(path).wasm_path, "javascript")
     raise ConfigurationError(
         f"{path}: neither a Python workflow (.py) nor a WebAssembly component (.wasm) "
         "nor a JavaScript workflow (.js)"
     )
 
 
+def _found_build(build: Callable[[], Path], kind: str) -> _Found:
+    """The build `build()` makes or finds, named by the digest kept beside it."""
+    while True:
+        wasm_path = build()
+        try:
+            digest = component_digest(wasm_path)
+        except FileNotFoundError:
+            continue  # evicted between the build and now (it was the oldest entry)
+        return _Found(digest, lambda: _read_build(build), kind)
+
+
 def load_workflow(path: Path, cache: ComponentCache) -> WorkflowBinary:
     """Read or build `path`, then compile it (cached) to check it is a workflow component.
 
-    The component is then loaded in `cache` (for a process that runs it next).
+    The component is then loaded in `cache` (for a process that runs it next). When
+    its build, check and compile are all cached, the component's bytes are not read.
 
     Raises:
         ConfigurationError, BuildError: see `read_workflow`.
         ComponentError: the binary does not target the durable:core workflow world.
     """
-    wasm, _kind = read_workflow(path)
-    digest = hashlib.sha256(wasm).hexdigest()
+    found = _find(path)
+    binary = WorkflowBinary(hash=found.digest, name=path.stem, read=found.read)
     try:
-        check_component(wasm)  # in a tenth of a second, before a compile of many
-        cache.load(digest, wasm)
+        # In a tenth of a second (or, known to pass, none), before a compile of many.
+        check_once(cache.cache_dir, binary.hash, lambda: binary.wasm)
+        if cache.load_compiled(binary.hash) is None:
+            cache.load(binary.hash, binary.wasm)
     except ComponentError as exc:
         raise ComponentError(f"{path.name}: {exc}") from None
-    return WorkflowBinary(wasm=wasm, hash=digest, name=path.stem)
+    return binary
 
 
 def prepare_workflow(path: Path, config: HostConfig | None = None) -> WorkflowBinary:
@@ -118,7 +187,8 @@ def compile_for_machine(wasm: bytes, config: HostConfig | None = None) -> str:
     config = config or HostConfig()
     digest = hashlib.sha256(wasm).hexdigest()
     max_bytes = cache_max_bytes(config.cache_max_bytes)  # a bad setting is said first
-    check_component(wasm)  # refuse a mismatch before anything is compiled or written
+    # Refuse a mismatch before anything is compiled or written.
+    check_once(config.cache_dir, digest, wasm)
     try:
         ensure_compiled(
             CompiledEntry.of(config.cache_dir, digest),
@@ -142,21 +212,10 @@ def _check_here(wasm: bytes) -> None:
     compile_component(wasmtime.Engine(engine_config()), wasm)
 
 
-def _read_js_build(path: Path) -> bytes:
-    """Build the JavaScript workflow `path` (or take its cached build) and read it."""
-    from durable.js_build import build_js_workflow
-
+def _read_build(build: Callable[[], Path]) -> bytes:
+    """The component `build()` makes or finds, read."""
     while True:
         try:
-            return build_js_workflow(path).wasm_path.read_bytes()
-        except FileNotFoundError:
-            continue  # evicted between the build and the read
-
-
-def _read_build(path: Path) -> bytes:
-    """Build `path` (or take its cached build) and read the component."""
-    while True:
-        try:
-            return build_workflow(path).wasm_path.read_bytes()
+            return build().read_bytes()
         except FileNotFoundError:
             continue  # evicted between the build and the read (it was the oldest entry)

@@ -4,9 +4,11 @@ The cache directory (`HostConfig.cache_dir`) holds entries of two kinds, each a 
 files that share one key::
 
     builds/KEY.wasm        a built component (`durable.builder`)
+    builds/KEY.sha256      its SHA-256, so a cached build is not read to be named
     builds/KEY.lock
     compiled/KEY.cwasm     a compiled artifact (`durable.host.cache`)
     compiled/KEY.error     ... or why the binary cannot be compiled
+    compiled/KEY.checked   ... the binary passed `durable.component_check` (by whom)
     compiled/KEY.lock
     compiled/compile.log   one line per compile, for the operator
 
@@ -40,7 +42,7 @@ from pathlib import Path
 #: The subdirectories that hold entries.
 ENTRY_DIRS = ("builds", "compiled")
 #: The files of an entry besides its lock.
-DATA_SUFFIXES = (".cwasm", ".error", ".wasm")
+DATA_SUFFIXES = (".cwasm", ".error", ".wasm", ".sha256", ".checked")
 LOG_NAME = "compile.log"
 #: A log larger than this is rotated (to `compile.log.1`) before the next line.
 LOG_MAX_BYTES = 1024 * 1024

@@ -89,6 +89,11 @@ class ComponentCache:
         self._loading: dict[str, threading.Lock] = {}
         self._warned_unusable = False
 
+    @property
+    def cache_dir(self) -> Path:
+        """The machine's cache directory this cache reads and writes."""
+        return self._cache_dir
+
     def cached(self, wasm_hash: str) -> bool:
         """Whether loading `wasm_hash` will skip compilation."""
         return self.state(wasm_hash) is CompileState.READY
