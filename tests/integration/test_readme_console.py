@@ -150,6 +150,7 @@ def _prebuild(command: str) -> None:
 
 
 def _prepare(where: Path) -> None:
+    (where / "tmp").mkdir()
     (where / "examples").symlink_to(EXAMPLES)
     for name, text in FIXTURES.items():
         (where / name).write_text(text)
@@ -210,6 +211,7 @@ def _run(command: str, where: Path, last: list[int]) -> list[str]:
         command, target = (part.strip() for part in command.split(" > "))
     _prebuild(command)
     env = {**cli_env(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env["TMPDIR"] = str(where / "tmp")  # shown as /tmp: nothing goes to the real one
     proc = subprocess.run(
         _argv(command),
         cwd=where,
@@ -223,8 +225,8 @@ def _run(command: str, where: Path, last: list[int]) -> list[str]:
     last[0] = proc.returncode
     if target:
         (where / target).write_text(proc.stdout)
-        return proc.stderr.splitlines()
-    return proc.stdout.splitlines()
+        return proc.stderr.replace(str(where), "").splitlines()
+    return proc.stdout.replace(str(where), "").splitlines()
 
 
 def _kill_after(command: str, lines: int, where: Path) -> list[str]:
