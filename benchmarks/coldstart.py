@@ -167,6 +167,7 @@ async def kill_loop(
     backlog: int = 0,
     enough: Callable[[KillLoopResult], bool] | None = None,
     seed: int = 7,
+    max_worker_deaths: int = 1000,
 ) -> KillLoopResult:
     """Run `tasks` short tasks of `wasm` (stored, not compiled) on a fleet of `workers`
     `durable worker` processes over `cache_dir`, SIGKILLing one at random (and starting
@@ -174,6 +175,10 @@ async def kill_loop(
 
     With `backlog`, more tasks are launched whenever fewer than that are waiting, so the
     fleet always has work (a throughput run).
+
+    The kills come from outside, at random: a task that happens to be running each time
+    would be quarantined at the workers' default `--max-worker-deaths`, so the fleet runs
+    with `max_worker_deaths` (a bound no loop reaches) unless told otherwise.
     """
     workflow_hash = await store.put_workflow(wasm, name="coldstart")
     launched = await _launch(store, workflow_hash, tasks)
@@ -189,7 +194,9 @@ async def kill_loop(
 
         def spawn(i: int) -> WorkerProcess:
             proc = WorkerProcess(
-                worker_command(url), log_dir / f"kill-loop-worker-{i}.log", env=env
+                worker_command(url, max_worker_deaths=max_worker_deaths),
+                log_dir / f"kill-loop-worker-{i}.log",
+                env=env,
             )
             procs.append(proc)
             return proc

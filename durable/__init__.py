@@ -7,20 +7,22 @@ also says `import durable`, but inside its component that name is the guest SDK
 
 from __future__ import annotations
 
-from importlib.metadata import version as _version
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from durable.client import Client as Client
-from durable.core.model import Task as Task
-from durable.core.model import TaskState as TaskState
-from durable.errors import DurableError as DurableError
-from durable.errors import NondeterminismError as NondeterminismError
-from durable.history import TaskHistory as TaskHistory
-from durable.replayer import Replayer as Replayer
-from durable.replayer import ReplayReport as ReplayReport
-from durable.worker import Worker as Worker
-from durable.worker import WorkerConfig as WorkerConfig
+from durable._version import __version__ as __version__
 
-__version__ = _version("durable")
+if TYPE_CHECKING:
+    from durable.client import Client as Client
+    from durable.core.model import Task as Task
+    from durable.core.model import TaskState as TaskState
+    from durable.errors import DurableError as DurableError
+    from durable.errors import NondeterminismError as NondeterminismError
+    from durable.history import TaskHistory as TaskHistory
+    from durable.replayer import Replayer as Replayer
+    from durable.replayer import ReplayReport as ReplayReport
+    from durable.worker.config import WorkerConfig as WorkerConfig
+    from durable.worker.worker import Worker as Worker
 
 __all__ = [
     "Client",
@@ -35,3 +37,33 @@ __all__ = [
     "WorkerConfig",
     "__version__",
 ]
+
+# Each name is loaded when first used (PEP 562), so that `import durable` costs next to
+# nothing: the CLI imports this package before it knows what it will do, and only
+# `Worker` and `Replayer` run guests, which loads wasmtime. An application that only
+# launches and inspects tasks (`durable.Client`) never loads it.
+_LAZY = {
+    "Client": "durable.client",
+    "DurableError": "durable.errors",
+    "NondeterminismError": "durable.errors",
+    "ReplayReport": "durable.replayer",
+    "Replayer": "durable.replayer",
+    "Task": "durable.core.model",
+    "TaskHistory": "durable.history",
+    "TaskState": "durable.core.model",
+    "Worker": "durable.worker.worker",
+    "WorkerConfig": "durable.worker.config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -21,9 +21,9 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 
+from durable._dist import version
 from durable.errors import BuildError
 from durable.guest import sdk_path
 from durable.host._cache_files import evict, lock_entry, touch

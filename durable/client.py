@@ -20,20 +20,23 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
 from durable.core.limits import input_too_large
 from durable.core.model import LogChunk, NewTask, Notification, Task, TaskState
+from durable.core.status import StatusValue
 from durable.errors import ConfigurationError, InputTooLargeError
 from durable.history import TaskHistory
 from durable.host.config import HostConfig
 from durable.loader import compile_for_machine, read_workflow
-from durable.replayer import Replayer, ReplayReport
 from durable.storage import Store, open_store
 from durable.task_names import name_problem
+
+if TYPE_CHECKING:  # the replayer loads wasmtime: only for `replay`, when it is called
+    from durable.replayer import Replayer, ReplayReport
 
 #: The longest pause between two looks at a task that `wait` and `follow` poll.
 _MAX_POLL = 0.25
@@ -232,6 +235,8 @@ class Client:
             NotFoundError: the task's own binary is not in the store (and no `wasm`).
             ComponentError: `wasm` is not a workflow component.
         """
+        from durable.replayer import Replayer
+
         history = task if isinstance(task, TaskHistory) else await self.history(task)
         own = replayer is None
         active = replayer or Replayer()
@@ -268,6 +273,60 @@ class Client:
         """Return the task's output so far."""
         await self.store.get_task(task_id)  # a clear error for an unknown id
         return await self.store.read_logs(task_id, after_seq=after_seq)
+
+    async def status(self, task_id: int) -> dict[str, Any]:
+        """The task's status values (`durable.set_status` in the workflow): the latest
+        value of each key, decoded from JSON, by key.
+
+        A value shows as soon as the event that set it is committed, while the task
+        runs, and stays after it ends.
+
+        Raises:
+            TaskNotFoundError: no such task.
+        """
+        return {v.key: json.loads(v.value) for v in await self.status_values(task_id)}
+
+    async def status_values(self, task_id: int) -> builtins.list[StatusValue]:
+        """The task's status values as stored (JSON text, position, time), by key.
+
+        Raises:
+            TaskNotFoundError: no such task.
+        """
+        await self.store.get_task(task_id)  # a clear error for an unknown id
+        return await self.store.read_status(task_id)
+
+    async def follow_status(
+        self, task_id: int, *, key: str | None = None, poll: float = 0.05
+    ) -> AsyncIterator[StatusValue]:
+        """Yield each status value (only `key`'s, if given) as it is set, until the
+        task ends: first the values set so far, then every later change.
+
+        Polled, from every `poll` seconds up to every 0.25 s. Values set between two
+        looks show only as the last one of them (what is kept is the latest value).
+
+        Raises:
+            TaskNotFoundError: no such task.
+        """
+        seen: dict[str, int] = {}
+        pause, ended = poll, False
+        while True:
+            changed = [
+                v
+                for v in await self.status_values(task_id)
+                if (key is None or v.key == key) and seen.get(v.key) != v.position
+            ]
+            for value in sorted(changed, key=lambda v: v.position):
+                seen[value.key] = value.position
+                yield value
+            if changed:
+                pause = poll
+            if ended:
+                return
+            if (await self.store.get_task(task_id)).state.is_terminal:
+                ended = True  # its last values commit with its end: one more look
+                continue
+            await anyio.sleep(pause)
+            pause = min(pause * 2, _MAX_POLL)
 
     async def follow(
         self, task_id: int, *, poll: float = 0.05, until_end: bool = True

@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from durable.builder import build_workflow
+from durable.component_check import check_component
 from durable.errors import ComponentError, ConfigurationError
+
+#: File names taken as JavaScript workflows (ES modules).
+JS_SUFFIXES = (".js", ".mjs")
 
 if TYPE_CHECKING:
     from durable.host.cache import ComponentCache
@@ -33,7 +37,7 @@ class WorkflowBinary:
 
 
 def read_workflow(path: Path) -> tuple[bytes, str]:
-    """Build a `.py` workflow or read a `.wasm` one. Returns `(bytes, kind)`.
+    """Build a `.py` or `.js` workflow or read a `.wasm` one. Returns `(bytes, kind)`.
 
     Raises:
         ConfigurationError: the file is missing, unreadable, or neither Python nor wasm.
@@ -52,8 +56,11 @@ def read_workflow(path: Path) -> tuple[bytes, str]:
         return path.read_bytes(), "wasm"
     if path.suffix == ".py":
         return _read_build(path), "python"
+    if path.suffix in JS_SUFFIXES:
+        return _read_js_build(path), "javascript"
     raise ConfigurationError(
-        f"{path}: neither a Python workflow (.py) nor a WebAssembly component (.wasm)"
+        f"{path}: neither a Python workflow (.py) nor a WebAssembly component (.wasm) "
+        "nor a JavaScript workflow (.js)"
     )
 
 
@@ -69,6 +76,7 @@ def load_workflow(path: Path, cache: ComponentCache) -> WorkflowBinary:
     wasm, _kind = read_workflow(path)
     digest = hashlib.sha256(wasm).hexdigest()
     try:
+        check_component(wasm)  # in a tenth of a second, before a compile of many
         cache.load(digest, wasm)
     except ComponentError as exc:
         raise ComponentError(f"{path.name}: {exc}") from None
@@ -109,6 +117,7 @@ def compile_for_machine(wasm: bytes, config: HostConfig | None = None) -> str:
 
     config = config or HostConfig()
     digest = hashlib.sha256(wasm).hexdigest()
+    check_component(wasm)  # refuse a mismatch before anything is compiled or written
     try:
         ensure_compiled(
             CompiledEntry.of(config.cache_dir, digest),
@@ -130,6 +139,17 @@ def _check_here(wasm: bytes) -> None:
     from durable.host.cache import compile_component, engine_config
 
     compile_component(wasmtime.Engine(engine_config()), wasm)
+
+
+def _read_js_build(path: Path) -> bytes:
+    """Build the JavaScript workflow `path` (or take its cached build) and read it."""
+    from durable.js_build import build_js_workflow
+
+    while True:
+        try:
+            return build_js_workflow(path).wasm_path.read_bytes()
+        except FileNotFoundError:
+            continue  # evicted between the build and the read
 
 
 def _read_build(path: Path) -> bytes:

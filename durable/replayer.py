@@ -36,6 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from durable.core import ops
 from durable.core.model import (
     Cancelled,
     Completed,
@@ -48,7 +49,9 @@ from durable.core.model import (
     Task,
     TaskState,
 )
+from durable.core.side_writes import SideWrite
 from durable.core.signals import HistoryExhausted
+from durable.core.task_error import TaskError
 from durable.errors import NondeterminismError, ReplayError
 from durable.history import TaskHistory
 from durable.host.config import HostConfig
@@ -212,7 +215,7 @@ class _RefusingSink:
         return HistoryExhausted(position, operation)
 
     def write(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+        self, events: Sequence[Event], logs: Sequence[LogChunk], writes: Sequence[SideWrite] = ()
     ) -> None:
         raise ReplayError(
             f"a replay check tried to write {len(events)} events and {len(logs)} log "
@@ -220,19 +223,19 @@ class _RefusingSink:
         )
 
     def next_notification(self, task_id: int, event: str | None) -> Notification | None:
-        raise self._past_history("durable:notify.wait")
+        raise self._past_history(ops.NOTIFY_WAIT.label)
 
     def notify(self, task_id: int, event: str, data: str, key: str) -> str | None:
-        raise self._past_history("durable:notify.send")
+        raise self._past_history(ops.NOTIFY_SEND.label)
 
     def spawn(self, spec: NewTask) -> int:
-        raise self._past_history("durable:children.spawn")
+        raise self._past_history(ops.CHILDREN_SPAWN.label)
 
     def find_workflow(self, name: str) -> str | None:
-        raise self._past_history("durable:children.spawn")
+        raise self._past_history(ops.CHILDREN_SPAWN.label)
 
     def get_task(self, task_id: int) -> Task:
-        raise self._past_history("durable:children.join")
+        raise self._past_history(ops.CHILDREN_JOIN.label)
 
 
 def _report(history: TaskHistory, ctx: AttemptContext, end: AttemptEnd) -> ReplayReport:
@@ -293,15 +296,14 @@ def _same_end(task: Task, how: ReplayEnd, result: str | None, error: str | None)
         return how is ReplayEnd.CANCELLED
     if how is not ReplayEnd.FAILED:
         return False
-    recorded, now = _json(task.error) or {}, _json(error) or {}
-    return bool(
-        recorded.get("kind") == now.get("kind") and recorded.get("message") == now.get("message")
-    )
+    if task.error is None or error is None:
+        return task.error is None and error is None
+    recorded, now = TaskError.from_json(task.error), TaskError.from_json(error)
+    return (recorded.kind, recorded.message) == (now.kind, now.message)
 
 
-def _kind(error: str) -> str | None:
-    value = _json(error)
-    return value.get("kind") if isinstance(value, dict) else None
+def _kind(error: str) -> str:
+    return TaskError.from_json(error).kind
 
 
 def _json(text: str | None) -> Any:

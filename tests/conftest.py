@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from durable.storage import _pg_admin as pg_admin
 from durable.storage import open_store
@@ -24,9 +24,12 @@ from durable.testing.postgres import ServerHandle, fresh_database, postgres_serv
 
 # Hypothesis: "ci" is bounded, "dev" the default, "thorough" for a long local hunt.
 # Choose with HYPOTHESIS_PROFILE; CI=true selects "ci". Failures print a reproduction blob.
-settings.register_profile("ci", max_examples=25, deadline=None, print_blob=True)
-settings.register_profile("dev", max_examples=100, deadline=None, print_blob=True)
-settings.register_profile("thorough", max_examples=2000, deadline=None, print_blob=True)
+# No deadline and no too-slow health check: on a busy machine an example (or generating
+# one) may take many times longer, and neither says anything about replay.
+_PATIENT = settings(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", _PATIENT, max_examples=25)
+settings.register_profile("dev", _PATIENT, max_examples=100)
+settings.register_profile("thorough", _PATIENT, max_examples=2000)
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE")
     or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev")

@@ -29,8 +29,10 @@ WORKFLOWS = Path(__file__).resolve().parent / "workflows"
 
 
 def durable_cmd(*args: str) -> list[str]:
-    """The argv that runs the `durable` CLI of this checkout."""
-    return [sys.executable, "-m", "durable", *args]
+    """The argv that runs the `durable` CLI of this checkout, with the test harness's
+    hooks installed (`durable.testing.cli`: fault injection, when a test's environment
+    asks for it)."""
+    return [sys.executable, "-m", "durable.testing.cli", *args]
 
 
 def cli_env(**extra: str) -> dict[str, str]:
@@ -48,7 +50,7 @@ def cli_env(**extra: str) -> dict[str, str]:
 
 
 def run_cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     """Run `durable ARGS` in a subprocess and capture its output as text."""
     return subprocess.run(
@@ -84,8 +86,9 @@ async def run_until_idle(store: Store, runtime: Runtime) -> None:
         await worker.run()
 
 
-async def until(check: Callable[[], Awaitable[Any]], within: float = 20.0) -> Any:
-    """Poll `check` until it returns something truthy; fail after `within` seconds."""
+async def until(check: Callable[[], Awaitable[Any]], within: float = 120.0) -> Any:
+    """Poll `check` until it returns something truthy; fail after `within` seconds (a
+    bound on a hang, not on speed: a busy machine may take many times longer)."""
     with anyio.fail_after(within):
         while True:
             value = await check()

@@ -12,17 +12,19 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
-import anyio
 import click
 
-from durable.cli._hints import require_database
-from durable.client import Client, encode_input
 from durable.errors import DurableError, InputTooLargeError
 from durable.host.config import HostConfig
-from durable.host.lifecycle import quiesce
-from durable.storage import parse_url
+
+if TYPE_CHECKING:
+    from durable.client import Client
+
+# The library is imported inside the functions that use it, not here: every command
+# module imports this one, and `durable --help` or `--version` should load neither the
+# client, nor a database driver, nor wasmtime (issue 15, item 19).
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -113,10 +115,12 @@ async def open_client(
     `durable migrate` or `durable worker --migrate`. Only a command that writes work
     (`create`) may create a SQLite file: the others say there is none, and exit.
     """
+    from durable.app import open_client as open_app_client
+    from durable.cli._hints import require_database
+
     if not create:
         require_database(db)
-    migrate = parse_url(db).scheme != "postgres"
-    return await Client.open(db, migrate=migrate, max_input_bytes=max_input_bytes)
+    return await open_app_client(db, max_input_bytes=max_input_bytes)
 
 
 def settle(code: int | str | None) -> None:
@@ -128,8 +132,9 @@ def settle(code: int | str | None) -> None:
     workflow in a long host call), end the process now with `os._exit`, as a kill
     would: its task resumes elsewhere once its lease lapses.
     """
-    if quiesce(SETTLE_TIMEOUT):
-        return
+    lifecycle = sys.modules.get("durable.host.lifecycle")
+    if lifecycle is None or lifecycle.quiesce(SETTLE_TIMEOUT):
+        return  # (not imported: no guest ever ran in this process)
     status = code if isinstance(code, int) else (0 if code is None else EXIT_FAILED)
     hard_exit(status, "a workflow is still running on a thread: exiting without it")
 
@@ -167,6 +172,8 @@ def handle_errors(fn: Callable[P, T]) -> Callable[P, T]:
 
 def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
     """Run a coroutine function to completion on a fresh event loop."""
+    import anyio
+
     return anyio.run(fn, *args)
 
 
@@ -204,6 +211,8 @@ def read_input(input_: str | None, input_file: str | None, *, max_bytes: int) ->
         value = parse_json("null" if input_ is None else input_, "--input")
     else:
         value = parse_json(_read_text(input_file), f"--input-file {input_file}")
+    from durable.client import encode_input
+
     try:
         encode_input(value, max_bytes=max_bytes)
     except InputTooLargeError as exc:

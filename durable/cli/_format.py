@@ -7,13 +7,13 @@ computed on the plain text, so styled cells line up.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime
 
 import click
 
+from durable import settings
 from durable.core.model import Task, TaskState
 
 _STATE_COLOURS = {
@@ -28,7 +28,7 @@ _STATE_COLOURS = {
 
 def colour_enabled() -> bool:
     """Whether to style output: stdout is a terminal and NO_COLOR is unset."""
-    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    return sys.stdout.isatty() and not settings.no_color()
 
 
 def style(text: str, **styles: object) -> str:

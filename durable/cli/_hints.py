@@ -71,10 +71,13 @@ class OthersReporter:
     else. Those others run to their end too, so the user is told which they are.
     """
 
-    def __init__(self, own: int) -> None:
-        """`own`: the id of the task `durable run` launched."""
-        self._ours = {own}
+    def __init__(self) -> None:
+        self._ours: set[int] = set()
         self._told: set[int] = set()
+
+    def launched(self, task: Task) -> None:
+        """`task` is the one `durable run` launched: it and its descendants are ours."""
+        self._ours.add(task.id)
 
     def __call__(self, task: Task) -> None:
         """Note `task`, just claimed; say so if it is neither ours nor our descendant."""

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from durable.builder import build_workflow
 from durable.cli._common import fail, handle_errors, progress
 
 
@@ -16,14 +15,24 @@ from durable.cli._common import fail, handle_errors, progress
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the component here.")
 @handle_errors
 def build(workflow: Path, output: Path | None) -> None:
-    """Build WORKFLOW.py into a WebAssembly component (cached by content).
+    """Build WORKFLOW (.py, or .js with componentize-js) into a component (cached).
 
     Prints the component's path on stdout.
     """
-    if workflow.suffix != ".py":
-        fail(f"{workflow}: durable build takes a Python workflow (.py)")
-    with progress(f"building {workflow.name}"):
-        result = build_workflow(workflow)
+    from durable.loader import JS_SUFFIXES
+
+    if workflow.suffix in JS_SUFFIXES:
+        from durable.js_build import build_js_workflow  # here: `durable --help` loads less
+
+        with progress(f"building {workflow.name}"):
+            result = build_js_workflow(workflow)
+    elif workflow.suffix != ".py":
+        fail(f"{workflow}: durable build takes a Python (.py) or JavaScript (.js) workflow")
+    else:
+        from durable.builder import build_workflow  # here: `durable --help` loads less
+
+        with progress(f"building {workflow.name}"):
+            result = build_workflow(workflow)
     target = result.wasm_path
     if output is not None:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -28,8 +28,9 @@ from durable.cli._common import (
 from durable.cli._hints import check_before_build, timeout_option
 from durable.cli._output import describe_end, write_chunk
 from durable.core.model import TaskState
-from durable.loader import WorkflowBinary, prepare_workflow
-from durable.storage import parse_url
+
+if TYPE_CHECKING:
+    from durable.loader import WorkflowBinary
 
 
 @click.command()
@@ -68,6 +69,9 @@ def launch(
     """
     configure_logging()
     value = read_input(input_, input_file, max_bytes=max_payload)
+    from durable.loader import prepare_workflow  # here: `durable --help` loads less
+    from durable.storage import parse_url
+
     check_before_build(workflow, entry, name)  # before a build that may take a minute
     parse_url(db)  # a malformed URL fails now, before a build that may take seconds
     with progress(f"preparing {workflow.name}"):

@@ -5,8 +5,6 @@ from __future__ import annotations
 import click
 
 from durable.cli._common import db_option, handle_errors, run_async
-from durable.client import Client
-from durable.storage import parse_url
 
 
 @click.command()
@@ -19,10 +17,13 @@ def migrate(db: str | None) -> None:
     migration is applied exactly once. Postgres needs it before the first worker starts
     (or start that worker with --migrate); a SQLite file is migrated on first use.
     """
+    from durable.app import open_client
+    from durable.storage import parse_url
+
     url = parse_url(db).display()
 
     async def main() -> int:
-        async with await Client.open(db, migrate=True) as client:  # opening migrates
+        async with await open_client(db, migrate=True) as client:  # opening migrates
             return await client.migrate()
 
     click.echo(f"{url}: schema version {run_async(main)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -18,8 +19,9 @@ from durable.cli._common import (
     progress,
     run_async,
 )
-from durable.history import TaskHistory
-from durable.replayer import ReplayEnd, Replayer, ReplayReport
+
+if TYPE_CHECKING:
+    from durable.replayer import ReplayReport
 
 
 @click.command()
@@ -60,6 +62,9 @@ def replay(
     --history to keep golden histories as regression tests.
     """
     task_id, workflow = _parse(args, wasm, history_file)
+    from durable.history import TaskHistory  # here: `durable --help` loads no wasmtime
+    from durable.replayer import Replayer
+
     with Replayer() as replayer:
         new_wasm = None
         if workflow is not None:
@@ -137,6 +142,8 @@ def _describe(report: ReplayReport) -> str:
 
 
 def _then(report: ReplayReport) -> str:
+    from durable.replayer import ReplayEnd
+
     if report.end is ReplayEnd.COMPLETE:
         line = f"then it completes: {fmt.short(report.result, 80)}"
     elif report.end is ReplayEnd.FAILED:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
-from typing import Any
 
-import anyio
 import click
 
 from durable.cli._common import (
@@ -26,13 +25,6 @@ from durable.cli._common import (
     suspend_after_option,
 )
 from durable.cli._hints import OthersReporter, check_before_build, timeout_option
-from durable.cli._output import describe_end, write_chunk
-from durable.client import Client
-from durable.core.model import TaskState
-from durable.host import HostConfig, Runtime
-from durable.loader import WorkflowBinary, load_workflow
-from durable.storage import open_store, parse_url
-from durable.worker import Worker, WorkerConfig
 
 
 @click.command()
@@ -73,58 +65,46 @@ def run(
     configure_logging()
     value = read_input(input_, input_file, max_bytes=max_payload)
     check_before_build(workflow, entry, name)  # before a build that may take a minute
-    runtime = Runtime(
-        HostConfig(
-            suspend_after=suspend_after,
-            memory_limit=memory_limit,
-            max_events=max_events,
-            max_payload_bytes=max_payload,
-            max_output_bytes=max_output,
-        )
+    # Here, not at the top: `durable --help` does not load the library (or wasmtime).
+    from durable.app import Runner
+    from durable.cli._output import describe_end, write_chunk
+    from durable.core.model import Task, TaskState
+    from durable.host.config import HostConfig
+
+    config = HostConfig(
+        suspend_after=suspend_after,
+        memory_limit=memory_limit,
+        max_events=max_events,
+        max_payload_bytes=max_payload,
+        max_output_bytes=max_output,
     )
-    try:
-        with progress(f"preparing {workflow.name}"):
-            binary = load_workflow(workflow, runtime.cache)
-        code = run_async(
-            _run, binary, value, name or binary.name, entry, timeout, db, guest_db, runtime
-        )
-    finally:
-        runtime.close()
-    sys.exit(code)
+    others = OthersReporter()
 
-
-async def _run(
-    binary: WorkflowBinary,
-    value: Any,
-    name: str,
-    entry: str,
-    timeout: float | None,  # noqa: ASYNC109 - the task's own timeout, stored
-    db: str | None,
-    guest_db: str | None,
-    runtime: Runtime,
-) -> int:
-    # As for every command but `migrate` and `worker --migrate`: a shared Postgres
-    # database is upgraded only on purpose (a SQLite file is migrated on first use).
-    store = await open_store(db, migrate=parse_url(db).scheme != "postgres", guest_url=guest_db)
-    try:
-        client = Client(store, max_input_bytes=runtime.config.max_payload_bytes)
-        workflow_hash = await client.register(binary.wasm, name=binary.name, compile=False)
-        task = await client.launch(
-            workflow_hash, name=name, input=value, entry=entry, timeout=timeout
-        )
+    def launched(task: Task) -> None:
         click.echo(f"task {task.id}", err=True)
-        worker = Worker(store, WorkerConfig(), runtime=runtime, on_claim=OthersReporter(task.id))
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(worker.run)
-            async for chunk in client.follow(task.id):
-                write_chunk(chunk)
-            worker.stop()
-        final = await client.get(task.id)
-    finally:
-        await store.close()
+        others.launched(task)
+
+    with Runner(config) as runner:
+        with progress(f"preparing {workflow.name}"):
+            binary = runner.load(workflow)
+        final = run_async(
+            functools.partial(
+                runner.run,
+                binary,
+                input=value,
+                name=name,
+                entry=entry,
+                timeout=timeout,
+                db=db,
+                guest_db=guest_db,
+                on_launch=launched,
+                on_output=write_chunk,
+                on_claim=others,
+            )
+        )
     if final.state is TaskState.COMPLETE:
         if final.result is not None and final.result != "null":
             click.echo(final.result)
-        return 0
+        sys.exit(0)
     click.echo(describe_end(final), err=True)
-    return EXIT_FAILED
+    sys.exit(EXIT_FAILED)

@@ -9,6 +9,7 @@ import click
 from durable.cli import _format as fmt
 from durable.cli._common import db_option, handle_errors, open_client, run_async
 from durable.core.model import Task, TaskState
+from durable.core.status import StatusValue
 from durable.history import TaskHistory, task_to_dict
 
 _STATES = [s.value for s in TaskState]
@@ -83,31 +84,41 @@ def list_tasks(
     "as_json",
     is_flag=True,
     help="Export the task and its full history as JSON (the format `durable replay "
-    "--history` reads).",
+    "--history` reads), with its status values, if it has any.",
 )
 @db_option
 @handle_errors
 def show(task_id: int, as_json: bool, db: str | None) -> None:
-    """Show TASK: its state, times, input, result or error, and its event history.
+    """Show TASK: its state, times, input, result or error, its status values, and its
+    event history.
 
     Each event is shown with its index, its label (the operation it records), a short
     form of its payload and the local time it was committed.
     """
 
-    async def main() -> tuple[TaskHistory, list[Task]]:
+    async def main() -> tuple[TaskHistory, list[Task], list[StatusValue]]:
         async with await open_client(db) as client:
             history = await client.history(task_id)
+            values = await client.status_values(task_id)
             if as_json:
-                return history, []
+                return history, [], values
             children = await client.list(parent_id=task_id, limit=_CHILDREN_SHOWN + 1)
-            return history, children
+            return history, children, values
 
-    history, children = run_async(main)
+    history, children, values = run_async(main)
     if as_json:
-        click.echo(history.dumps(), nl=False)
+        document = history.to_dict()
+        if values:  # only then: a task without status exports exactly as before
+            document["status"] = {v.key: v.to_json() for v in values}
+        click.echo(json.dumps(document, indent=2))
         return
     click.echo(_summary(history.task, children))
     click.echo()
+    if values:
+        click.echo("status:")
+        rows = [[v.key, fmt.short(v.value, 60), fmt.local_time(v.updated_at)] for v in values]
+        click.echo(fmt.table(["KEY", "VALUE", "UPDATED"], rows))
+        click.echo()
     events = history.events
     if not events:
         click.echo("no events recorded")

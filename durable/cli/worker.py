@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import signal
+from typing import TYPE_CHECKING
 
-import anyio
 import click
 
 from durable.cli._common import (
@@ -21,10 +22,11 @@ from durable.cli._common import (
     run_async,
     suspend_after_option,
 )
-from durable.host import HostConfig
-from durable.host.config import cache_max_bytes
-from durable.storage import open_store, parse_url
-from durable.worker import Worker, WorkerConfig
+from durable.host.config import HostConfig, cache_max_bytes
+from durable.worker.config import WorkerConfig
+
+if TYPE_CHECKING:
+    from durable.worker.worker import Worker
 
 _WORKER = WorkerConfig()
 
@@ -140,7 +142,6 @@ def worker(
     Every setting can also come from its DURABLE_* environment variable.
     """
     configure_logging(verbose)
-    migrate = migrate or parse_url(db).scheme != "postgres"
     config = WorkerConfig(
         concurrency=concurrency,
         lease_seconds=lease_seconds,
@@ -157,19 +158,19 @@ def worker(
         ),
     )
     cache_max_bytes(config.host.cache_max_bytes)  # a bad setting fails before the database
+    from durable.app import serve  # here, not at the top: `durable --help` loads less
 
-    async def main() -> None:
-        store = await open_store(db, migrate=migrate, guest_url=guest_db)
-        try:
-            w = Worker(store, config)
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_stop_on_signals, w, stop_timeout)
-                await w.run()
-                tg.cancel_scope.cancel()
-        finally:
-            await store.close()
-
-    run_async(main)
+    # --migrate: upgrade any database; without it, the rule of every command.
+    run_async(
+        functools.partial(
+            serve,
+            db,
+            config,
+            migrate=migrate or None,
+            guest_url=guest_db,
+            alongside=functools.partial(_stop_on_signals, stop_timeout=stop_timeout),
+        )
+    )
 
 
 async def _stop_on_signals(w: Worker, stop_timeout: float) -> None:
@@ -180,6 +181,8 @@ async def _stop_on_signals(w: Worker, stop_timeout: float) -> None:
     Exiting without waiting leaves the tasks still running to their leases: another
     worker resumes them when those lapse, as after a kill.
     """
+    import anyio
+
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
             w.stop()

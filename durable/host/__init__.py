@@ -11,9 +11,30 @@ interval, never later.
 
 from __future__ import annotations
 
-from durable.host.cache import ComponentCache
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from durable.host.config import HostConfig
-from durable.host.context import AttemptContext, Sink
-from durable.host.runtime import Runtime
+
+if TYPE_CHECKING:
+    from durable.host.cache import ComponentCache
+    from durable.host.context import AttemptContext, Sink
+    from durable.host.runtime import Runtime
 
 __all__ = ["AttemptContext", "ComponentCache", "HostConfig", "Runtime", "Sink"]
+
+# Loaded when first named: `durable.host.config` (settings, no wasmtime) is imported by
+# processes that never run a guest, and importing it runs this file.
+_LAZY = {
+    "AttemptContext": "durable.host.context",
+    "ComponentCache": "durable.host.cache",
+    "Runtime": "durable.host.runtime",
+    "Sink": "durable.host.context",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(module), name)

@@ -34,9 +34,9 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 
+from durable._dist import version
 from durable.errors import ComponentError
 from durable.host._cache_files import LOG_NAME, is_locked, lock_entry, write_atomic
 

@@ -23,12 +23,13 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from durable.core import ops
 from durable.core.model import Event
 from durable.core.replay import ReplayCursor
 from durable.errors import HostError, NondeterminismError
 
 #: The label of wall-clock readings (`AttemptContext.now_ns`).
-CLOCK = "wasi:clocks/wall-clock.now"
+CLOCK = ops.CLOCK_NOW.label
 
 Entry = dict[str, Any]  # {"digest", "ok"|"error"} for a statement, {"clock"} for a reading
 

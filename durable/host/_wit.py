@@ -9,7 +9,8 @@ from typing import Any
 import wasmtime
 from wasmtime import component as wc
 
-from durable.host import trampoline
+from durable.host import trampoline, watchdog
+from durable.host.cancel_gate import gate
 from durable.host.context import AttemptContext
 
 #: How host functions find the attempt they serve (a thread-local lookup).
@@ -30,7 +31,10 @@ def guarded(current: Callable[[], AttemptContext], fn: Callable[..., Any]) -> Ca
 
     def host_call(store: object, *args: Any) -> Any:
         try:
-            return fn(store, *args)
+            if watchdog.CALLBACKS:
+                return fn(store, *args)
+            with watchdog.host_call(current()):  # the fallback's sweeps must wait
+                return fn(store, *args)
         except BaseException as exc:
             with contextlib.suppress(BaseException):  # no attempt: only through a host bug
                 current().unwinding = exc
@@ -44,9 +48,13 @@ def add_funcs(
     current: Callable[[], AttemptContext],
     funcs: dict[str, Callable[..., Any]],
 ) -> None:
-    """Define each host function of an interface instance, guarded, on the fast trampoline."""
+    """Define each host function of an interface instance, guarded, on the fast trampoline.
+
+    A function that starts something new stops a guest that ignores a cancellation
+    (`durable.host.cancel_gate`).
+    """
     for name, fn in funcs.items():
-        trampoline.add_func(inst, name, guarded(current, fn))
+        trampoline.add_func(inst, name, guarded(current, gate(name, current, fn)))
 
 
 def record(**fields: Any) -> wc.Record:

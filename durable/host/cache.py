@@ -24,6 +24,7 @@ from pathlib import Path
 import wasmtime
 from wasmtime import component as wc
 
+from durable.component_check import check_component
 from durable.errors import ComponentError
 from durable.host._cache_files import lock_entry, touch
 from durable.host._shared_compile import (
@@ -246,6 +247,7 @@ def compile_component(engine: wasmtime.Engine, wasm: bytes) -> wc.Component:
         ComponentError: not a component, or not one that targets the workflow world.
     """
     check_binary(wasm)
+    check_component(wasm)  # full function types, before the compile
     try:
         component = wc.Component(engine, wasm)
     except wasmtime.WasmtimeError as exc:

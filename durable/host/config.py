@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from durable import settings
 from durable.errors import ConfigurationError
 
 #: The cache directory's bound when `DURABLE_CACHE_MAX_BYTES` is not set: about a
@@ -16,10 +16,10 @@ _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 def default_cache_dir() -> Path:
     """`$DURABLE_CACHE_DIR`, else `$XDG_CACHE_HOME/durable`, else `~/.cache/durable`."""
-    explicit = os.environ.get("DURABLE_CACHE_DIR")
+    explicit = settings.cache_dir()
     if explicit:
         return Path(explicit).expanduser().absolute()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = settings.xdg_cache_home() or str(Path.home() / ".cache")
     return Path(base) / "durable"
 
 
@@ -53,7 +53,7 @@ def cache_max_bytes(explicit: int | None = None) -> int:
         if explicit <= 0:
             raise ConfigurationError(f"the cache bound must be positive, not {explicit}")
         return explicit
-    text = os.environ.get("DURABLE_CACHE_MAX_BYTES", "").strip()
+    text = settings.cache_max_bytes() or ""
     if not text:
         return DEFAULT_CACHE_MAX_BYTES
     try:

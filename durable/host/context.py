@@ -15,17 +15,18 @@ or slice, before which the guest can make nothing durable or visible.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
+from durable.core import ops
 from durable.core.entropy import derive_bytes
 from durable.core.model import Event, LogChunk, NewTask, Notification, Stream, Task
 from durable.core.output import OutputBuffer
 from durable.core.replay import ReplayCursor
+from durable.core.side_writes import SideWrite
 from durable.core.signals import HistoryExhausted, Release, Suspend, TimedOut
 from durable.errors import HostError, OutputLimitExceeded
 from durable.host._sql_cursor import TransactionCursor
@@ -56,10 +57,10 @@ class Sink(Protocol):
     and `write` also on wasmtime's I/O threads (output flushes, while the guest waits)."""
 
     def write(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+        self, events: Sequence[Event], logs: Sequence[LogChunk], writes: Sequence[SideWrite] = ()
     ) -> None:
-        """Durably append events and log chunks, and mark notifications consumed, in one
-        transaction fenced by the attempt's lease."""
+        """Durably append events and log chunks, and apply the side-writes that go with
+        the events, in one transaction fenced by the attempt's lease."""
         ...
 
     def next_notification(self, task_id: int, event: str | None) -> Notification | None:
@@ -128,8 +129,8 @@ class AttemptContext:
         self.cancel_seen_at: float | None = None
         self.interrupt_seen_at: float | None = None
         self.stopped_by: str | None = None
-        # Notifications consumed by events not yet committed (written with them).
-        self.consumed: list[int] = []
+        # Side-writes of events not yet committed (written with them).
+        self.side_writes: list[SideWrite] = []
         self._output = OutputBuffer(
             frontier=len(history),
             logged=logged,
@@ -196,16 +197,16 @@ class AttemptContext:
             events = self.cursor.take_pending()
             with self._output_lock:
                 logs = self._output.take()
-            consumed, self.consumed = self.consumed, []
-            if not events and not logs and not consumed:
+            writes, self.side_writes = self.side_writes, []
+            if not events and not logs and not writes:
                 return
             try:
-                self.sink.write(events, logs, consumed)
+                self.sink.write(events, logs, writes)
             except BaseException:
                 self.cursor.restore_pending(events)
                 with self._output_lock:
                     self._output.restore(logs, time.monotonic())
-                self.consumed[:0] = consumed
+                self.side_writes[:0] = writes
                 raise
 
     def take_logs(self, *, frontier: bool) -> list[LogChunk]:
@@ -299,11 +300,11 @@ class AttemptContext:
         """The wall clock as the guest sees it: recorded outside steps, live inside."""
         if self.in_step:
             return time.time_ns()
-        event = self.cursor.next("wasi:clocks/wall-clock.now")
+        event = self.cursor.next(ops.CLOCK_NOW.label)
         if event is not None:
-            return int(json.loads(event.payload))
+            return ops.CLOCK_NOW.decode(event.payload)
         value = time.time_ns()
-        self.record("wasi:clocks/wall-clock.now", None, str(value))
+        self.record(ops.CLOCK_NOW.label, None, ops.CLOCK_NOW.encode(value))
         self.maybe_flush()
         return value
 
@@ -395,13 +396,13 @@ class AttemptContext:
         if self.in_step:
             self._block(duration_ns / 1e9)
             return
-        label, digest = "durable:timer.sleep", str(duration_ns)
-        event = self.cursor.next(label, digest)
+        op, digest = ops.TIMER_SLEEP, str(duration_ns)
+        event = self.cursor.next(op.label, digest)
         if event is not None:
-            deadline = int(json.loads(event.payload))
+            deadline = op.decode(event.payload)
         else:
             deadline = time.time_ns() + duration_ns
-            self.record(label, digest, str(deadline))
+            self.record(op.label, digest, op.encode(deadline))
         self._wait_until(deadline)
 
     def sleep_until(self, deadline_ns: int) -> None:
@@ -409,24 +410,24 @@ class AttemptContext:
         if self.in_step:
             self._block(max(0.0, (deadline_ns - time.time_ns()) / 1e9))
             return
-        label, digest = "durable:timer.sleep-until", str(deadline_ns)
-        if self.cursor.next(label, digest) is None:
-            self.record(label, digest, str(deadline_ns))
+        op, digest = ops.TIMER_SLEEP_UNTIL, str(deadline_ns)
+        if self.cursor.next(op.label, digest) is None:
+            self.record(op.label, digest, op.encode(deadline_ns))
         self._wait_until(deadline_ns)
 
     def _wait_until(self, deadline_ns: int) -> None:
         self.await_condition(lambda: None, deadline_ns, on_event=False)
 
-    def recorded_deadline(self, label: str, digest: str, timeout_ns: int | None) -> int | None:
+    def recorded_deadline(self, op: ops.Op[int], digest: str, timeout_ns: int | None) -> int | None:
         """Record (or replay) `now + timeout_ns` once, so that a wait's deadline survives
         suspensions and crashes instead of restarting from zero."""
         if timeout_ns is None:
             return None
-        event = self.cursor.next(label, digest)
+        event = self.cursor.next(op.label, digest)
         if event is not None:
-            return int(json.loads(event.payload))
+            return op.decode(event.payload)
         deadline = time.time_ns() + timeout_ns
-        self.record(label, digest, str(deadline))
+        self.record(op.label, digest, op.encode(deadline))
         return deadline
 
     def await_condition(
@@ -495,7 +496,7 @@ class AttemptContext:
         True once the task is being cancelled, and that delivery is recorded, so a crash
         during cleanup replays the same path.
         """
-        label = "durable:task.cancelled"
+        label = ops.TASK_CANCELLED.label
         if self.cursor.replaying:
             if self.cursor.peek_label() == label:
                 self.cursor.next(label)
@@ -503,7 +504,7 @@ class AttemptContext:
                 return True
             return False
         if self.cancel.is_set() and not self.cancel_delivered and not self.in_step:
-            self.record(label, None, "true")
+            self.record(label, None, ops.TASK_CANCELLED.encode(True))
             self.cancel_delivered = True
             self.flush()
             return True

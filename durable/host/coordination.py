@@ -15,8 +15,10 @@ from typing import Any
 
 from wasmtime import component as wc
 
+from durable.core import ops
 from durable.core.limits import input_too_large
 from durable.core.model import NewTask, Notification, TaskState
+from durable.core.side_writes import ConsumeNotification
 from durable.host._wit import Current, add_funcs, record
 from durable.host.context import AttemptContext
 from durable.host.world import DURABLE_VERSION
@@ -46,14 +48,13 @@ def wait_notification(
 ) -> dict[str, Any] | None:
     """The guest's `notify.wait`: the next notification, or None at the deadline."""
     digest = _digest(event, timeout_ns)
-    deadline = ctx.recorded_deadline("durable:notify.deadline", digest, timeout_ns)
-    label = "durable:notify.wait"
-    recorded = ctx.cursor.next(label, digest)
+    deadline = ctx.recorded_deadline(ops.NOTIFY_DEADLINE, digest, timeout_ns)
+    op = ops.NOTIFY_WAIT
+    recorded = ctx.cursor.next(op.label, digest)
     if recorded is not None:
-        value: dict[str, Any] | None = json.loads(recorded.payload)
-        return value
+        return op.decode(recorded.payload)
     if ctx.replay_only:
-        ctx.record(label, digest, "null")  # raises HistoryExhausted
+        ctx.record(op.label, digest, op.encode(None))  # raises HistoryExhausted
     ctx.flush()  # notifications consumed earlier are marked before we look again
 
     def poll() -> Notification | None:
@@ -61,7 +62,7 @@ def wait_notification(
 
     found = ctx.await_condition(poll, deadline, on_event=True)
     if found is None:
-        ctx.record(label, digest, "null")
+        ctx.record(op.label, digest, op.encode(None))
         ctx.maybe_flush()
         return None
     payload = {
@@ -70,8 +71,8 @@ def wait_notification(
         "created_at": found.created_at.timestamp(),
         "seq": found.seq,
     }
-    ctx.record(label, digest, json.dumps(payload))
-    ctx.consumed.append(found.seq)
+    ctx.record(op.label, digest, op.encode(payload))
+    ctx.side_writes.append(ConsumeNotification(seq=found.seq))
     ctx.maybe_flush()
     return payload
 
@@ -80,11 +81,13 @@ def send_notification(ctx: AttemptContext, task_id: int, event: str, data: str) 
     """The guest's `notify.send`: None, or why it was refused. Exactly once."""
     key = _key(ctx, "notify")
 
-    def perform() -> str:
-        return json.dumps({"refused": ctx.sink.notify(task_id, event, data, key)})
+    op = ops.NOTIFY_SEND
 
-    payload = ctx.effect("durable:notify.send", _digest(task_id, event, data), perform)
-    refused: str | None = json.loads(payload)["refused"]
+    def perform() -> str:
+        return op.encode({"refused": ctx.sink.notify(task_id, event, data, key)})
+
+    payload = ctx.effect(op.label, _digest(task_id, event, data), perform)
+    refused: str | None = op.decode(payload)["refused"]
     return refused
 
 
@@ -96,17 +99,18 @@ def spawn_child(
 ) -> dict[str, Any]:
     """The guest's `children.spawn`: {"id": n} or {"error": [kind, detail]}."""
     key = _key(ctx, "spawn")
+    op = ops.CHILDREN_SPAWN
 
     def perform() -> str:
         # Checked here, inside the recorded effect: the outcome is replayed as recorded
         # even if the limit changes between attempts.
         too_large = input_too_large(input_, ctx.config.max_payload_bytes)
         if too_large is not None:
-            return json.dumps({"error": ["other", f"cannot spawn the child: {too_large}"]})
+            return op.encode({"error": ["other", f"cannot spawn the child: {too_large}"]})
         if workflow:
             workflow_hash = ctx.sink.find_workflow(workflow)
             if workflow_hash is None:
-                return json.dumps({"error": ["workflow-not-found", workflow]})
+                return op.encode({"error": ["workflow-not-found", workflow]})
         else:
             workflow_hash = ctx.task.workflow_hash
         label = name or f"{ctx.task.name}/{entry or workflow or 'child'}"
@@ -121,25 +125,21 @@ def spawn_child(
             parent_id=ctx.task.id,
             idempotency_key=key,
         )
-        return json.dumps({"id": ctx.sink.spawn(spec)})
+        return op.encode({"id": ctx.sink.spawn(spec)})
 
-    result: dict[str, Any] = json.loads(
-        ctx.effect("durable:children.spawn", _digest(workflow, entry, input_, name), perform)
-    )
-    return result
+    return op.decode(ctx.effect(op.label, _digest(workflow, entry, input_, name), perform))
 
 
 def join_child(ctx: AttemptContext, child_id: int, timeout_ns: int | None) -> dict[str, Any] | None:
     """The guest's `children.join`: the child's outcome, or None at the deadline."""
     digest = _digest(child_id, timeout_ns)
-    deadline = ctx.recorded_deadline("durable:children.deadline", digest, timeout_ns)
-    label = "durable:children.join"
-    recorded = ctx.cursor.next(label, digest)
+    deadline = ctx.recorded_deadline(ops.CHILDREN_DEADLINE, digest, timeout_ns)
+    op = ops.CHILDREN_JOIN
+    recorded = ctx.cursor.next(op.label, digest)
     if recorded is not None:
-        value: dict[str, Any] | None = json.loads(recorded.payload)
-        return value
+        return op.decode(recorded.payload)
     if ctx.replay_only:
-        ctx.record(label, digest, "null")  # raises HistoryExhausted
+        ctx.record(op.label, digest, op.encode(None))  # raises HistoryExhausted
     ctx.flush()
 
     def poll() -> dict[str, Any] | None:
@@ -153,7 +153,7 @@ def join_child(ctx: AttemptContext, child_id: int, timeout_ns: int | None) -> di
         }
 
     outcome = ctx.await_condition(poll, deadline, on_event=True)
-    ctx.record(label, digest, json.dumps(outcome))
+    ctx.record(op.label, digest, op.encode(outcome))
     ctx.maybe_flush()
     return outcome
 

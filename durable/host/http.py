@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 from wasmtime import component as wc
 
+from durable.core import ops
 from durable.host._wit import add_funcs
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
@@ -73,7 +74,7 @@ class Request:
 
     def label(self) -> str:
         """`http METHOD scheme://host[:port]/path`: readable, and free of query secrets."""
-        return f"http {self.method} {_display_url(self.url)}"
+        return f"{ops.HTTP_PREFIX}{self.method} {_display_url(self.url)}"
 
     def digest(self) -> str:
         """A short hash of everything that makes the request what it is."""

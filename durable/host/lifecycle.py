@@ -31,71 +31,27 @@ Rejected: keeping wasmtime-py's `stdout_custom` and waiting for its Python final
 (the finalizer's own return still needs the GIL, so a race remains); closing the
 interpreter with `os._exit` always (it would skip flushing and `atexit` for everyone).
 
-Written against wasmtime-py 50.0.1 (pinned), whose private `_bindings` and `_ffi` it
-uses, as `watchdog.py` and `trampoline.py` do.
+The streams themselves are made in `durable.host._wasmtime`: with wasmtime-py's private
+C bindings when they are in use, else with its public `stdout_custom` (whose finalizer is
+Python: the race above remains on that path).
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
-import errno
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from typing import Any
 
 import wasmtime
-from wasmtime import _bindings, _ffi
 
-#: Receives each write of the guest to one of its output streams.
-Write = Callable[[bytes], None]
+from durable.host import _wasmtime
+from durable.host._wasmtime import OutputStream, Write
+
+__all__ = ["EXIT_WAIT", "Guests", "Write", "quiesce"]
 
 #: How long the `atexit` hook waits for guests and their output streams to go.
 EXIT_WAIT = 2.0
-
-_WRITE_TYPE = _bindings._wasi_config_set_stdout_custom.argtypes[1]
-_FINALIZER_TYPE = _bindings._wasi_config_set_stdout_custom.argtypes[3]
-# The finalizer: wasmtime's own C function, which empties the token it is given.
-_RELEASE = _FINALIZER_TYPE(ctypes.cast(_ffi.dll.wasm_byte_vec_delete, ctypes.c_void_p).value or 0)
-
-
-class _Stream:
-    """One output stream handed to wasmtime: where its writes go, and its token.
-
-    wasmtime passes the token's address to every write and, once, to the finalizer,
-    which frees the token's one-byte buffer and sets its size to 0.
-    """
-
-    __slots__ = ("token", "write")
-
-    def __init__(self, write: Write) -> None:
-        self.write = write
-        self.token = _bindings.wasm_byte_vec_t()
-        _bindings.wasm_byte_vec_new_uninitialized(ctypes.byref(self.token), 1)
-
-    @property
-    def address(self) -> int:
-        return ctypes.addressof(self.token)
-
-    @property
-    def released(self) -> bool:
-        return self.token.size == 0
-
-
-# Streams not yet released, by token address: the write callback finds its own here.
-_STREAMS: dict[int, _Stream] = {}
-
-
-@_WRITE_TYPE  # type: ignore[untyped-decorator]
-def _on_write(data: int | None, ptr: Any, size: int) -> int:
-    # Runs on a tokio thread of wasmtime's; it must never raise into it.
-    try:
-        _STREAMS[data or 0].write(ctypes.string_at(ptr, size))
-    except BaseException:
-        return -errno.EIO
-    return size
 
 
 class Guests:
@@ -104,7 +60,7 @@ class Guests:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._inside = 0
-        self._streams: list[_Stream] = []
+        self._streams: list[OutputStream] = []
         _ALL.add(self)
 
     def enter(self) -> None:
@@ -125,15 +81,9 @@ class Guests:
         must not block for long; an exception fails the guest's write.
         """
         self._sweep()
-        for attach, write in (
-            (_bindings.wasi_config_set_stdout_custom, stdout),
-            (_bindings.wasi_config_set_stderr_custom, stderr),
-        ):
-            stream = _Stream(write)
-            with self._changed:
-                self._streams.append(stream)
-            _STREAMS[stream.address] = stream
-            attach(wasi.ptr(), _on_write, stream.address, _RELEASE)
+        streams = _wasmtime.attach_output(wasi, stdout=stdout, stderr=stderr)
+        with self._changed:
+            self._streams.extend(streams)
 
     def idle(self) -> bool:
         """Whether no thread is inside and every output stream is gone."""
@@ -157,16 +107,9 @@ class Guests:
         return True
 
     def _sweep(self) -> None:
-        """Forget the streams wasmtime has released (each is looked at once)."""
+        """Forget the streams wasmtime has released."""
         with self._changed:
-            kept: list[_Stream] = []
-            gone: list[_Stream] = []
-            for stream in self._streams:
-                (gone if stream.released else kept).append(stream)
-            self._streams = kept
-        for stream in gone:  # held until popped: no new token can have its address yet
-            if _STREAMS.get(stream.address) is stream:
-                del _STREAMS[stream.address]
+            self._streams = [stream for stream in self._streams if not stream.released]
 
 
 _ALL: weakref.WeakSet[Guests] = weakref.WeakSet()

@@ -25,6 +25,7 @@ from durable.host.context import AttemptContext
 from durable.host.coordination import define_coordination
 from durable.host.http import define_http
 from durable.host.sql import define_sql
+from durable.host.status import define_status
 from durable.host.world import DURABLE_VERSION
 
 # Components built by different componentize-py releases import different WASI 0.2.x
@@ -116,4 +117,10 @@ def _define_core(root: wc.LinkerInstance, current: Current) -> None:
 
 #: Each durable interface's host functions. An interface with its own module (HTTP,
 #: SQL, ...) adds its definer here.
-INTERFACES: list[Definer] = [_define_core, define_http, define_coordination, define_sql]
+INTERFACES: list[Definer] = [
+    _define_core,
+    define_http,
+    define_coordination,
+    define_sql,
+    define_status,
+]

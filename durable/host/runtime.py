@@ -12,7 +12,6 @@ needs to stop a guest that runs without host calls.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,9 +30,13 @@ from durable.core.model import (
     Stream,
     Suspended,
 )
+from durable.core.side_writes import SideWrite
 from durable.core.signals import HistoryExhausted, Release, Suspend, TimedOut
+from durable.core.task_error import TaskError
 from durable.errors import HostError, LeaseLostError, NondeterminismError, OutputLimitExceeded
+from durable.host import cancel_gate, watchdog
 from durable.host.cache import ComponentCache, engine_config
+from durable.host.cancel_gate import CancelledAtCall
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
 from durable.host.lifecycle import Guests
@@ -55,7 +58,7 @@ class AttemptEnd:
     outcome: Outcome | None  # None: the lease was lost; write nothing at all
     events: list[Event] = field(default_factory=list)  # recorded, not yet committed
     logs: list[LogChunk] = field(default_factory=list)  # output not yet committed
-    consumed: list[int] = field(default_factory=list)  # notifications consumed by `events`
+    writes: list[SideWrite] = field(default_factory=list)  # side-writes of `events`
     # Set when a replay-only attempt ran past its history (the `durable replay` check).
     exhausted: HistoryExhausted | None = None
 
@@ -108,6 +111,10 @@ class Runtime:
         return True
 
     def _tick(self) -> None:
+        if not watchdog.CALLBACKS:  # the fallback moves the epoch only to stop guests
+            while not self._stop.wait(watchdog.SLICE_SECONDS):
+                watchdog.sweep(list(self._running), self.engine)
+            return
         while not self._stop.wait(_EPOCH_TICK):
             self.engine.increment_epoch()
 
@@ -144,7 +151,7 @@ class Runtime:
             )
             store.set_wasi(wasi)
             store.set_limits(memory_size=self.config.memory_limit)
-            watchdog = install_watchdog(store, ctx)
+            watchdog = install_watchdog(store, ctx, self.engine)
             try:
                 return self._call(store, component, ctx, last_words)
             finally:
@@ -193,6 +200,8 @@ class Runtime:
             return _end(ctx, Released())
         except TimedOut:
             return _timed_out(ctx)
+        except CancelledAtCall:
+            return _cancelled(ctx, cancel_gate.MESSAGE)
         except HistoryExhausted as signal:
             return AttemptEnd(outcome=None, exhausted=signal)
         except LeaseLostError:
@@ -200,7 +209,7 @@ class Runtime:
         except NondeterminismError as exc:
             # The history stays as it was: nothing recorded in this attempt is written.
             ctx.cursor.take_pending()
-            ctx.consumed.clear()
+            ctx.side_writes.clear()
             ctx.note(f"NondeterminismError: {exc}\n")
             return AttemptEnd(
                 outcome=Failed(error=_error_json("NondeterminismError", str(exc), "")),
@@ -231,21 +240,21 @@ class Runtime:
         """The watchdog stopped a guest that was running without host calls."""
         if reason == "cancelled":
             return _cancelled(ctx, "stopped while running: it did not reach a durable call")
-        if reason == "shutdown":
+        if reason in ("shutdown", watchdog.PREEMPTED):  # runs again, from its history
             return _end(ctx, Released())
         return _timed_out(ctx)
 
 
 def _end(ctx: AttemptContext, outcome: Outcome, *, frontier: bool = False) -> AttemptEnd:
-    """What is left to write: events, notifications consumed, and output (all of it
+    """What is left to write: events, their side-writes, and output (all of it
     but a running step body's, which runs again; with `frontier`, as the task has
     ended, that too)."""
-    consumed, ctx.consumed = ctx.consumed, []
+    writes, ctx.side_writes = ctx.side_writes, []
     return AttemptEnd(
         outcome=outcome,
         events=ctx.cursor.take_pending(),
         logs=ctx.take_logs(frontier=frontier),
-        consumed=consumed,
+        writes=writes,
     )
 
 
@@ -266,4 +275,4 @@ def _failed(ctx: AttemptContext, kind: str, message: str) -> AttemptEnd:
 
 
 def _error_json(kind: str, message: str, traceback: str) -> str:
-    return json.dumps({"kind": kind, "message": message, "traceback": traceback})
+    return TaskError(kind=kind, message=message, traceback=traceback).to_json()

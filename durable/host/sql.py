@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from wasmtime import component as wc
 
+from durable.core import ops
 from durable.core.model import Event, LogChunk
 from durable.core.signals import HistoryExhausted
 from durable.errors import ConfigurationError, HostError
@@ -61,6 +62,7 @@ class SqlSession(Protocol):
         ...
 
 
+@runtime_checkable
 class SqlSink(Protocol):
     """A sink that can open guest transactions (the worker's `StoreSink` can)."""
 
@@ -82,7 +84,7 @@ def begin(ctx: AttemptContext, label: str) -> None:
             f"SQL transaction {label!r} inside step {ctx.step_label!r}: a transaction must "
             "be recorded on its own, outside steps"
         )
-    name = f"sql {label}"
+    name = ops.sql_label(label)
     outer = ctx.cursor
     event = outer.next(name)
     if event is not None:
@@ -175,11 +177,15 @@ def _close(ctx: AttemptContext) -> TransactionCursor:
 
 
 def _open_session(ctx: AttemptContext) -> SqlSession:
-    begin_transaction = getattr(ctx.sink, "begin_transaction", None)
-    if begin_transaction is None:
-        raise HostError("this worker's store cannot run workflow SQL")
+    sink = ctx.sink
+    if not isinstance(sink, SqlSink):
+        # By type: of the stores, only the memory store lacks the `WorkflowSQL` role.
+        raise HostError(
+            f"task {ctx.task.id} uses durable.transaction, but the memory store has no SQL "
+            "database: run it on SQLite or Postgres"
+        )
     try:
-        session: SqlSession = begin_transaction()
+        session: SqlSession = sink.begin_transaction()
     except ConfigurationError as exc:
         raise HostError(str(exc)) from exc
     return session

@@ -32,8 +32,9 @@ does. A Python exception still becomes a trap through wasmtime-py's `catch_excep
 Shapes this module does not convert itself (flags, resources, streams, futures) make the
 plan call wasmtime-py's converters on the cached types instead.
 
-Written against wasmtime-py 50.0.1, whose private modules (`_ffi`, `_enter`, `_types`) it
-uses. On any other version, `add_func` falls back to `LinkerInstance.add_func`.
+It needs wasmtime-py's private parts, which `durable.host._wasmtime` holds behind its
+version check; when they are not in use (`_wasmtime.FAST` is false), `add_func` falls
+back to the public `LinkerInstance.add_func`.
 """
 
 from __future__ import annotations
@@ -44,35 +45,20 @@ import operator
 import threading
 from collections.abc import Callable
 from ctypes import byref, string_at
-from importlib import metadata
 from typing import Any
 
-import wasmtime
 from wasmtime import component as wc
 
-#: The wasmtime-py release this module was written and checked against.
-WRITTEN_FOR = "50.0.1"
+from durable.host import _wasmtime
+from durable.host._wasmtime import WRITTEN_FOR as WRITTEN_FOR
 
 Lift = Callable[[Any], Any]  # a C value (a view, not taken) -> its Python value
 Lower = Callable[[Any, Any], None]  # (Python value, C value to fill)
 HostFunc = Callable[..., Any]
 
-
-def _installed_version() -> str | None:
-    try:
-        return metadata.version("wasmtime")
-    except metadata.PackageNotFoundError:  # pragma: no cover - not installed as a dist
-        return None
-
-
-FAST = _installed_version() == WRITTEN_FOR
-if FAST:
-    try:
-        from wasmtime import _ffi as ffi
-        from wasmtime.component._enter import catch_exceptions
-        from wasmtime.component._types import valtype_from_ptr
-    except ImportError:  # pragma: no cover - a layout we do not know
-        FAST = False
+#: Whether `add_func` uses this trampoline (else wasmtime-py's public `add_func`).
+FAST = _wasmtime.FAST
+ffi: Any = _wasmtime.ffi  # wasmtime-py's C bindings, when FAST
 
 
 def add_func(inst: wc.LinkerInstance, name: str, fn: HostFunc) -> None:
@@ -80,7 +66,7 @@ def add_func(inst: wc.LinkerInstance, name: str, fn: HostFunc) -> None:
     if not FAST:
         inst.add_func(name, fn)
         return
-    inst._assert_not_locked()
+    _wasmtime.assert_not_locked(inst)
     idx = next(_ids)
     _ENTRIES[idx] = _Entry(fn)
     name_bytes = name.encode("utf-8")
@@ -90,7 +76,7 @@ def add_func(inst: wc.LinkerInstance, name: str, fn: HostFunc) -> None:
     )
     if err:
         _ENTRIES.pop(idx, None)
-        raise wasmtime.WasmtimeError._from_ptr(err)
+        raise _wasmtime.error_from_ptr(err)
 
 
 class _Entry:
@@ -151,8 +137,7 @@ class _Plan:
         key = ffi.wasmtime_component_valtype_t()
         ffi.wasmtime_component_valtype_clone(raw, key)
         self.keys.append(key)
-        ty: wc.ValType = valtype_from_ptr(raw)  # takes `raw`
-        return ty
+        return _wasmtime.valtype_from_ptr(raw)  # takes `raw`
 
     def matches(self, ty_raw: Any, nargs: int, nresults: int) -> bool:
         """Whether `ty_raw` is the function type this plan was built from."""
@@ -280,8 +265,8 @@ def _lift(ty: wc.ValType) -> Lift:
 
 
 def _lift_variant_like(ty: wc.VariantType | wc.OptionType | wc.ResultType) -> Lift:
-    tagged = ty._tagged()
-    cases = {name: None if t is None else _lift(t) for name, t in ty._cases()}
+    tagged, all_cases = _wasmtime.variant_cases(ty)
+    cases = {name: None if t is None else _lift(t) for name, t in all_cases}
 
     def finish(tag: str, payload: Any) -> Any:
         lift = cases[tag]
@@ -416,9 +401,9 @@ def _lower_text(field: str, kind: int, message: str) -> Lower:
 
 def _lower_variant_like(ty: wc.VariantType | wc.OptionType | wc.ResultType) -> Lower:
     """As wasmtime-py's `VariantLikeType._lower`: the first case that fits, in order."""
-    tagged = ty._tagged()
+    tagged, all_cases = _wasmtime.variant_cases(ty)
     cases: list[tuple[str, Lower | None, tuple[type, ...]]] = []
-    for name, t in ty._cases():
+    for name, t in all_cases:
         classes: set[type] = set()
         if t is not None:
             t.add_classes(classes)
@@ -612,7 +597,7 @@ if FAST:
         def run(store: Any) -> None:
             _ENTRIES[idx or 0].call(store, ty_raw, args, nargs, results, nresults)
 
-        return catch_exceptions(context, run)
+        return _wasmtime.catch_exceptions(context, run)
 
     @ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]
     def _finalize(idx: int | None) -> None:

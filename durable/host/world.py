@@ -17,6 +17,7 @@ DURABLE_INTERFACES = (
     "durable:core/notify",
     "durable:core/children",
     "durable:core/sql",
+    "durable:core/status",
 )
 #: The package version this host implements. Components built against an older minor
 #: version still link, because interfaces only ever gain functions.

@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from durable.storage._url import DEFAULT_URL, StoreURL, parse_url
 from durable.storage.base import Store
-from durable.storage.open import open_store
+from durable.storage.open import add_store_wrapper, open_store
 
-__all__ = ["DEFAULT_URL", "Store", "StoreURL", "open_store", "parse_url"]
+__all__ = ["DEFAULT_URL", "Store", "StoreURL", "add_store_wrapper", "open_store", "parse_url"]

@@ -15,6 +15,7 @@ from durable.core.model import (
     Suspended,
     TaskState,
 )
+from durable.core.side_writes import ConsumeNotification
 from durable.errors import (
     ConflictError,
     InvalidStateError,
@@ -110,7 +111,7 @@ async def check_notify_with_a_key_queues_once(store: Store) -> None:
     assert again == first, "a second notify with the same key must return the first"
     (claim,) = await store.claim(worker_id="w", limit=1, lease_seconds=3600)
     assert claim.task.id == task.id
-    await store.append(claim.lease, [], [], consumed=[first.seq])
+    await store.append(claim.lease, [], [], writes=[ConsumeNotification(seq=first.seq)])
     assert await store.next_notification(task.id) is None, "the key queued only one"
     elsewhere = await store.notify(other.id, "go", "3", key="k")
     assert elsewhere.seq != first.seq, "keys are per recipient"
@@ -130,9 +131,11 @@ async def check_consumed_notifications_go_with_the_events(store: Store) -> None:
     claim = await claimed(store)
     a = await store.notify(claim.task.id, "a", "1")
     b = await store.notify(claim.task.id, "b", "2")
-    await store.append(claim.lease, batch(0, 1), [], consumed=[a.seq])
+    await store.append(claim.lease, batch(0, 1), [], writes=[ConsumeNotification(seq=a.seq)])
     assert await store.next_notification(claim.task.id) == b
-    await store.finish(claim.lease, Completed(result="1"), batch(1, 1), consumed=[b.seq])
+    await store.finish(
+        claim.lease, Completed(result="1"), batch(1, 1), writes=[ConsumeNotification(seq=b.seq)]
+    )
     assert await store.next_notification(claim.task.id) is None
     assert len(await store.load_history(claim.task.id)) == 2
 
@@ -143,12 +146,13 @@ async def check_bad_consumption_writes_nothing(store: Store) -> None:
     other = await new_task(store)
     mine = await store.notify(claim.task.id, "a", "1")
     theirs = await store.notify(other.id, "a", "1")
-    await store.append(claim.lease, batch(0, 1), [], consumed=[mine.seq])
+    await store.append(claim.lease, batch(0, 1), [], writes=[ConsumeNotification(seq=mine.seq)])
     later = await store.notify(claim.task.id, "b", "2")
-    for bad in ([mine.seq], [theirs.seq], [later.seq, later.seq], [later.seq + 1000]):
-        await assert_raises(ConflictError, store.append(claim.lease, batch(1, 1), [], consumed=bad))
+    for seqs in ([mine.seq], [theirs.seq], [later.seq, later.seq], [later.seq + 1000]):
+        bad = [ConsumeNotification(seq=seq) for seq in seqs]
+        await assert_raises(ConflictError, store.append(claim.lease, batch(1, 1), [], writes=bad))
         await assert_raises(
-            ConflictError, store.finish(claim.lease, Completed(result="1"), consumed=bad)
+            ConflictError, store.finish(claim.lease, Completed(result="1"), writes=bad)
         )
     lease = claim.lease
     for stale in (
@@ -156,7 +160,9 @@ async def check_bad_consumption_writes_nothing(store: Store) -> None:
         Lease(task_id=lease.task_id, worker_id=lease.worker_id, token=lease.token + 1),
         Lease(task_id=lease.task_id, worker_id="someone-else", token=lease.token),
     ):
-        await assert_raises(LeaseLostError, store.append(stale, [], [], consumed=[later.seq]))
+        await assert_raises(
+            LeaseLostError, store.append(stale, [], [], writes=[ConsumeNotification(seq=later.seq)])
+        )
     assert len(await store.load_history(claim.task.id)) == 1, "a refused write wrote events"
     assert await store.next_notification(claim.task.id) == later, "a refused write consumed"
     assert await store.next_notification(other.id) == theirs

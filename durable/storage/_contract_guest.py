@@ -1,8 +1,9 @@
 """Contract checks: guest transactions (`Store.begin_guest_transaction`).
 
-A backend either runs workflow SQL or refuses with `ConfigurationError` (the memory
-store); the checks below pass at once for one that refuses. Table names are fresh per
-check: a Postgres database may be shared between test runs.
+A backend either has the `WorkflowSQL` role or not (the memory store), and one that
+has it may still refuse with `ConfigurationError` (a database not set up for it); the
+checks below pass at once for a backend without the role, or one that refuses. Table
+names are fresh per check: a Postgres database may be shared between test runs.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Awaitable
 from durable.core.model import Lease
 from durable.errors import ConfigurationError, ConflictError, LeaseLostError
 from durable.storage._contract import assert_raises, batch, check, chunk, claimed, shape
-from durable.storage.base import GuestTransaction, Store
+from durable.storage.base import GuestTransaction, Store, WorkflowSQL
 from durable.storage.guest import GuestSQLError, GuestValue
 
 MAX = 1 << 20  # bytes a result may take in these checks
@@ -32,7 +33,7 @@ async def _failure(awaitable: Awaitable[object], what: str) -> str:
     raise AssertionError(f"{what} did not fail")
 
 
-async def _begin(store: Store, lease: Lease) -> GuestTransaction | None:
+async def _begin(store: WorkflowSQL, lease: Lease) -> GuestTransaction | None:
     """A guest transaction, or None when the backend refuses workflow SQL as promised."""
     try:
         return await store.begin_guest_transaction(lease)
@@ -42,6 +43,8 @@ async def _begin(store: Store, lease: Lease) -> GuestTransaction | None:
 
 @check
 async def check_guest_transaction_commits_rows_with_its_events(store: Store) -> None:
+    if not isinstance(store, WorkflowSQL):
+        return
     claim = await claimed(store)
     tx = await _begin(store, claim.lease)
     if tx is None:
@@ -65,6 +68,8 @@ async def check_guest_transaction_commits_rows_with_its_events(store: Store) -> 
 
 @check
 async def check_guest_transaction_rollback_leaves_nothing(store: Store) -> None:
+    if not isinstance(store, WorkflowSQL):
+        return
     claim = await claimed(store)
     tx = await _begin(store, claim.lease)
     if tx is None:
@@ -85,6 +90,8 @@ async def check_guest_transaction_rollback_leaves_nothing(store: Store) -> None:
 
 @check
 async def check_guest_statement_failure_is_typed_and_undone(store: Store) -> None:
+    if not isinstance(store, WorkflowSQL):
+        return
     claim = await claimed(store)
     tx = await _begin(store, claim.lease)
     if tx is None:
@@ -111,6 +118,8 @@ async def check_guest_statement_failure_is_typed_and_undone(store: Store) -> Non
 
 @check
 async def check_guest_temporary_tables_end_with_their_transaction(store: Store) -> None:
+    if not isinstance(store, WorkflowSQL):
+        return
     claim = await claimed(store)
     tx = await _begin(store, claim.lease)
     if tx is None:
@@ -130,6 +139,8 @@ async def check_guest_temporary_tables_end_with_their_transaction(store: Store) 
 
 @check
 async def check_guest_result_over_the_limit_is_refused(store: Store) -> None:
+    if not isinstance(store, WorkflowSQL):
+        return
     claim = await claimed(store)
     tx = await _begin(store, claim.lease)
     if tx is None:
@@ -145,6 +156,8 @@ async def check_guest_result_over_the_limit_is_refused(store: Store) -> None:
 
 @check
 async def check_guest_commit_is_fenced(store: Store) -> None:
+    if not isinstance(store, WorkflowSQL):
+        return
     stale = await claimed(store, lease_seconds=0)
     (taken,) = await store.claim(worker_id="w2", limit=1, lease_seconds=3600)
     assert taken.lease.token > stale.lease.token
@@ -166,6 +179,8 @@ async def check_guest_commit_is_fenced(store: Store) -> None:
 
 @check
 async def check_guest_commit_refuses_a_gap(store: Store) -> None:
+    if not isinstance(store, WorkflowSQL):
+        return
     claim = await claimed(store)
     tx = await _begin(store, claim.lease)
     if tx is None:
@@ -185,6 +200,8 @@ async def check_guest_commit_refuses_a_gap(store: Store) -> None:
 
 @check
 async def check_guest_sql_cannot_read_the_engine_tables(store: Store) -> None:
+    if not isinstance(store, WorkflowSQL):
+        return
     claim = await claimed(store)
     await store.append(claim.lease, batch(0, 1), [])
     tx = await _begin(store, claim.lease)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from durable.core import side_writes
 from durable.core.model import (
     Cancelled,
     Completed,
@@ -23,11 +23,12 @@ from durable.core.model import (
     Task,
     TaskState,
 )
+from durable.core.side_writes import SideWrite
+from durable.core.status import StatusValue
+from durable.core.task_error import CANCELLED_ON_REQUEST
 
 #: The error a task gets when `request_cancel` ends it before any worker saw it.
-CANCELLED_ERROR = json.dumps(
-    {"kind": "Cancelled", "message": "cancelled on request", "traceback": ""}
-)
+CANCELLED_ERROR = CANCELLED_ON_REQUEST.to_json()
 
 
 def task(row: asyncpg.Record) -> Task:
@@ -89,7 +90,7 @@ def notification(row: asyncpg.Record) -> Notification:
 
 
 def write_args(
-    events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int]
+    events: Sequence[Event], logs: Sequence[LogChunk], writes: Sequence[SideWrite]
 ) -> list[Any]:
     """The array parameters $4..$11 shared by the `append` and `finish` statements."""
     return [
@@ -100,8 +101,22 @@ def write_args(
         [chunk.position for chunk in logs],
         [str(chunk.stream) for chunk in logs],
         [bytes(chunk.data) for chunk in logs],
-        list(consumed),
+        side_writes.consumed(writes),
     ]
+
+
+def status_args(writes: Sequence[SideWrite]) -> list[Any]:
+    """The status arrays (key, value, position) of the `append` and `finish` statements:
+    one entry per key, the last set, as one statement cannot upsert a row twice."""
+    statuses = side_writes.statuses(writes)
+    return [[s.key for s in statuses], [s.value for s in statuses], [s.position for s in statuses]]
+
+
+def status_value(row: asyncpg.Record) -> StatusValue:
+    """A `StatusValue` from a `durable.task_status` row."""
+    return StatusValue(
+        key=row["key"], value=row["value"], position=row["position"], updated_at=row["updated_at"]
+    )
 
 
 def consecutive(events: Sequence[Event]) -> bool:

@@ -166,9 +166,7 @@ class PgGuestTransaction:
             await conn.execute(_NEXT)
         return GuestResult(columns=columns, rows=rows, rowcount=rowcount)
 
-    async def commit(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
-    ) -> None:
+    async def commit(self, events: Sequence[Event], logs: Sequence[LogChunk]) -> None:
         """Record the events through the fenced record function, in this transaction,
         and COMMIT; on any failure, roll everything back."""
         if self._ended:
@@ -184,7 +182,7 @@ class PgGuestTransaction:
                     matched = await conn.fetchval(
                         _Q["record_sql_transaction"],
                         lease.task_id, lease.worker_id, lease.token, self._secret,
-                        *codec.write_args(events, logs, consumed),
+                        *codec.write_args(events, logs, ()),
                     )  # fmt: skip
                 if not matched:
                     await conn.execute("ROLLBACK")

@@ -39,13 +39,13 @@ import base64
 import hashlib
 import hmac
 import logging
-import os
 import secrets
 from dataclasses import dataclass
 
 import anyio
 import asyncpg
 
+from durable import settings
 from durable.errors import ConfigurationError
 from durable.storage import _pg_schema
 from durable.storage._pg_errors import connect_error, one_line, translate
@@ -202,7 +202,7 @@ class GuestLogin:
     ) -> None:
         """Prepare (but open nothing): `guest_dsn` names the login, or None for the
         zero-configuration one (`DURABLE_GUEST_DATABASE_URL` is read here)."""
-        guest_dsn = guest_dsn or os.environ.get(GUEST_URL_ENV) or None
+        guest_dsn = guest_dsn or settings.guest_database_url()
         if guest_dsn is not None and parse_url(guest_dsn).scheme != "postgres":
             raise ConfigurationError(
                 f"the guest database URL {parse_url(guest_dsn).display()} is not a "

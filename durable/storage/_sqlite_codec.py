@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from durable.core import side_writes
 from durable.core.model import Event, Lease, LogChunk, Notification, Stream, Task, TaskState
+from durable.core.side_writes import SideWrite
 from durable.storage._sqlite_schema import TASK_COLUMNS, queries
 
 #: Rows per INSERT statement; keeps each statement well under SQLite's 32,766 variables.
@@ -138,10 +140,10 @@ def fenced_writes(
     lease: Lease,
     events: Sequence[Event],
     logs: Sequence[LogChunk],
-    consumed: Sequence[int],
+    side: Sequence[SideWrite],
     now: float,
 ) -> list[Write]:
-    """The statements that append `events` and `logs` and consume notifications.
+    """The statements that append `events` and `logs` and apply the side-writes.
 
     Each carries the fence (task active, same owner, same token); the event inserts
     also carry the gap check. A statement that changes fewer rows than it should was
@@ -164,10 +166,13 @@ def fenced_writes(
         ]
         params = (task_id, task_id, now, *values, *fence(lease))
         writes.append(Write(_batch_sql("insert_logs", len(part)), params, len(part), "logs"))
-    if consumed:
-        seqs = list(consumed)
+    seqs = side_writes.consumed(side)
+    if seqs:
         params = (now, task_id, *seqs, *fence(lease))
         what = f"notifications {seqs} are not all pending for task {task_id}"
         # A repeated seq can only be consumed once: asking for len(seqs) rows refuses it.
         writes.append(Write(_batch_sql("consume", len(seqs)), params, len(seqs), what))
+    for status in side_writes.statuses(side):
+        params = (task_id, status.key, status.value, status.position, now, *fence(lease))
+        writes.append(Write(queries()["set_status"], params, 1, f"status {status.key!r}"))
     return writes

@@ -390,15 +390,13 @@ class SQLiteGuestTransaction:
             conn.execute(f"RELEASE {_SAVEPOINT}")
         return GuestResult(columns=columns, rows=rows, rowcount=max(rowcount, -1))
 
-    async def commit(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
-    ) -> None:
+    async def commit(self, events: Sequence[Event], logs: Sequence[LogChunk]) -> None:
         """Append the events (fenced), then COMMIT; roll everything back on any failure."""
         self._check_open()
         self._ended = True
         now = self._owner.clock()
         try:
-            await anyio.to_thread.run_sync(self._commit, events, logs, consumed, now)
+            await anyio.to_thread.run_sync(self._commit, events, logs, now)
         finally:
             await self._release()  # rolls back, unless the COMMIT went through
 
@@ -406,7 +404,6 @@ class SQLiteGuestTransaction:
         self,
         events: Sequence[Event],
         logs: Sequence[LogChunk],
-        consumed: Sequence[int],
         now: float,
     ) -> None:
         with self._mutex:
@@ -417,7 +414,7 @@ class SQLiteGuestTransaction:
             with _engine_errors(self._owner.path):
                 if not codec.consecutive(events):
                     raise self._refusal("the events' indexes are not consecutive")
-                for write in codec.fenced_writes(lease, events, logs, consumed, now):
+                for write in codec.fenced_writes(lease, events, logs, (), now):
                     if conn.execute(write.sql, write.params).rowcount != write.rows:
                         raise self._refusal(write.what)
             try:

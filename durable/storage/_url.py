@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from durable import settings
 from durable.errors import ConfigurationError
 
 #: Used when neither --db nor DURABLE_DATABASE_URL is given: a file in the current directory.
 DEFAULT_URL = "sqlite:///.durable/durable.db"
 #: Names the login workflow SQL runs as on Postgres (a URL of the same database).
-GUEST_URL_ENV = "DURABLE_GUEST_DATABASE_URL"
+GUEST_URL_ENV = settings.GUEST_DATABASE_URL
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -43,7 +43,7 @@ def parse_url(url: str | None) -> StoreURL:
         ConfigurationError: the URL has an unknown scheme or no path.
     """
     if not url:
-        url = os.environ.get("DURABLE_DATABASE_URL") or DEFAULT_URL
+        url = settings.database_url() or DEFAULT_URL
     if url.startswith("memory:"):
         return StoreURL(scheme="memory", path=None, dsn=None)
     if url.startswith(("postgres://", "postgresql://")):

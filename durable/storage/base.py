@@ -1,4 +1,9 @@
-"""The `Store` protocol: everything the engine asks of a database.
+"""The `Store` protocols: everything the engine asks of a database, by role.
+
+`Store` is split by role (the queue and its leases, history, notifications, status,
+and workflow SQL), so that a backend that lacks a capability says so in its type: the
+memory store is a `Store` but not a `WorkflowSQL`, and the host checks for that role
+with `isinstance` instead of meeting a refusal at run time.
 
 It is about rows and events, not SQL. A `typing.Protocol` (not a base class) because the
 in-memory store shares no code with the SQL ones, and structural typing keeps
@@ -16,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from durable.core.model import (
     Claim,
@@ -30,6 +35,8 @@ from durable.core.model import (
     TaskState,
     WorkerInfo,
 )
+from durable.core.side_writes import SideWrite
+from durable.core.status import StatusValue
 from durable.storage.guest import GuestResult, GuestValue
 
 
@@ -56,12 +63,11 @@ class GuestTransaction(Protocol):
         """
         ...
 
-    async def commit(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
-    ) -> None:
+    async def commit(self, events: Sequence[Event], logs: Sequence[LogChunk]) -> None:
         """Append `events` and `logs` as `append` does, fenced by the transaction's
         lease, in this transaction, and commit it: the workflow's changes and the events
-        that record them are durable together, or not at all.
+        that record them are durable together, or not at all. (No side-write rides on
+        it: the host commits everything recorded before a transaction begins.)
 
         Raises:
             GuestSQLError: the database refused the commit (a deferred constraint, or a
@@ -76,8 +82,8 @@ class GuestTransaction(Protocol):
         ...
 
 
-class Store(Protocol):
-    """Async storage for workflow binaries, tasks, events, logs and leases."""
+class TaskQueue(Protocol):
+    """The queue role: workflow binaries, tasks, workers, leases and the schema."""
 
     @property
     def url(self) -> str:
@@ -87,8 +93,6 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release connections. Idempotent."""
         ...
-
-    # -- schema ---------------------------------------------------------------------------
 
     async def migrate(self) -> int:
         """Apply every pending migration, each in its own transaction.
@@ -102,8 +106,6 @@ class Store(Protocol):
         """Return `(current, latest)`: the database's version and this code's newest."""
         ...
 
-    # -- workflow binaries ----------------------------------------------------------------
-
     async def put_workflow(self, wasm: bytes, *, name: str | None = None) -> str:
         """Store a binary under its SHA-256 and return the hex digest. Idempotent."""
         ...
@@ -111,8 +113,6 @@ class Store(Protocol):
     async def get_workflow(self, workflow_hash: str) -> bytes:
         """Return the binary with this SHA-256 hex digest, or raise `NotFoundError`."""
         ...
-
-    # -- tasks ----------------------------------------------------------------------------
 
     async def create_task(self, spec: NewTask) -> Task:
         """Insert a `ready` task and return it.
@@ -150,29 +150,6 @@ class Store(Protocol):
         """
         ...
 
-    # -- notifications and cancellation ----------------------------------------------------
-
-    async def notify(
-        self, task_id: int, event: str, data: str, *, key: str | None = None
-    ) -> Notification:
-        """Queue a notification (`data` is JSON text) for the task and return it.
-
-        A task suspended with `on_event` becomes runnable at once. With a `key`, a
-        second call with the same key for the same task queues nothing and returns the
-        first notification (workflows send with a key, so a replay never sends twice).
-
-        Raises:
-            TaskNotFoundError: no such task.
-            InvalidStateError: the task has ended (message: "task 7 is already complete").
-        """
-        ...
-
-    async def next_notification(
-        self, task_id: int, *, event: str | None = None
-    ) -> Notification | None:
-        """The oldest notification not yet consumed, optionally only with this `event`."""
-        ...
-
     async def request_cancel(self, task_id: int) -> Task:
         """Ask for the task and all its unfinished descendants to be cancelled.
 
@@ -186,8 +163,6 @@ class Store(Protocol):
             InvalidStateError: the task has already ended ("task 7 is already complete").
         """
         ...
-
-    # -- workers and leases ---------------------------------------------------------------
 
     async def register_worker(self, info: WorkerInfo) -> None:
         """Record a live worker. Idempotent for the same id."""
@@ -255,7 +230,9 @@ class Store(Protocol):
         """
         ...
 
-    # -- history and output ---------------------------------------------------------------
+
+class HistoryStore(Protocol):
+    """The history role: events, output and the end of attempts, fenced by a lease."""
 
     async def load_history(self, task_id: int) -> list[Event]:
         """Return the task's events in index order."""
@@ -267,15 +244,17 @@ class Store(Protocol):
         events: Sequence[Event],
         logs: Sequence[LogChunk],
         *,
-        consumed: Sequence[int] = (),
+        writes: Sequence[SideWrite] = (),
     ) -> None:
         """Durably append events and log chunks in one transaction, fenced by `lease`.
 
         Event indexes must continue the history with no gap; a duplicate index raises
         `ConflictError` and writes nothing. A stale lease raises `LeaseLostError` and
-        writes nothing. Log chunks get the next `seq` numbers. The notifications whose
-        `seq` is in `consumed` are marked consumed in the same transaction (one already
-        consumed, or of another task, raises `ConflictError` and writes nothing).
+        writes nothing. Log chunks get the next `seq` numbers. Every side-write in
+        `writes` (`durable.core.side_writes`) is applied in the same transaction: a
+        `ConsumeNotification` of one already consumed, or of another task, raises
+        `ConflictError` and writes nothing; a `SetStatus` sets the task's value for its
+        key.
         """
         ...
 
@@ -286,7 +265,7 @@ class Store(Protocol):
         events: Sequence[Event] = (),
         logs: Sequence[LogChunk] = (),
         *,
-        consumed: Sequence[int] = (),
+        writes: Sequence[SideWrite] = (),
     ) -> None:
         """End an attempt: append the last events and logs and apply `outcome`, atomically.
 
@@ -298,7 +277,7 @@ class Store(Protocol):
         pending" mark (cleared by `claim`), and a later `Suspended(on_event=True)` then
         leaves the task runnable at once. `Released` makes it `ready` for any worker.
         Every outcome resets the task's `deaths` to 0, except `Released(started=False)`,
-        which keeps it. Fenced like `append`; `consumed` as in `append`.
+        which keeps it. Fenced like `append`; `writes` as in `append`.
         """
         ...
 
@@ -319,7 +298,57 @@ class Store(Protocol):
         """
         ...
 
-    # -- workflow SQL ---------------------------------------------------------------------
+
+class NotificationStore(Protocol):
+    """The notification role: messages queued for a task, consumed exactly once."""
+
+    async def notify(
+        self, task_id: int, event: str, data: str, *, key: str | None = None
+    ) -> Notification:
+        """Queue a notification (`data` is JSON text) for the task and return it.
+
+        A task suspended with `on_event` becomes runnable at once. With a `key`, a
+        second call with the same key for the same task queues nothing and returns the
+        first notification (workflows send with a key, so a replay never sends twice).
+
+        Raises:
+            TaskNotFoundError: no such task.
+            InvalidStateError: the task has ended (message: "task 7 is already complete").
+        """
+        ...
+
+    async def next_notification(
+        self, task_id: int, *, event: str | None = None
+    ) -> Notification | None:
+        """The oldest notification not yet consumed, optionally only with this `event`."""
+        ...
+
+
+class StatusStore(Protocol):
+    """The status role: the latest status value per key of each task."""
+
+    async def read_status(self, task_id: int) -> list[StatusValue]:
+        """The task's status values (`durable.core.status`), ordered by key.
+
+        A value appears exactly when the event that set it is committed (it is applied
+        as a `SetStatus` side-write of `append` or `finish`). No values, or no such
+        task: an empty list.
+        """
+        ...
+
+
+class Store(TaskQueue, HistoryStore, NotificationStore, StatusStore, Protocol):
+    """Async storage for workflow binaries, tasks, events, logs, leases and status.
+
+    Every backend has these roles. Workflow SQL is a role of its own
+    (`WorkflowSQL`), which the memory store does not have: the host checks for it by
+    type, and a workflow that asks for it there fails with a clear error.
+    """
+
+
+@runtime_checkable
+class WorkflowSQL(Protocol):
+    """The workflow SQL role: transactions in which a workflow runs its own SQL."""
 
     async def begin_guest_transaction(self, lease: Lease) -> GuestTransaction:
         """Open a transaction for the SQL of the task that `lease` holds.
@@ -329,9 +358,13 @@ class Store(Protocol):
         caller must end it (`commit` or `rollback`), whatever happens to the attempt.
 
         Raises:
-            ConfigurationError: the backend cannot run workflow SQL (the memory store),
-                or the database is not set up for it (Postgres: the `durable_guest` role
-                is missing).
+            ConfigurationError: the database is not set up for workflow SQL (Postgres:
+                the `durable_guest` role is missing).
             StorageError: no transaction could be opened (the database is locked, say).
         """
         ...
+
+
+@runtime_checkable
+class SqlStore(Store, WorkflowSQL, Protocol):
+    """A store with every role, workflow SQL included (SQLite, Postgres)."""

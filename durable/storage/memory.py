@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import hashlib
-import json
 import secrets
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from typing import assert_never
 import anyio
 import anyio.lowlevel
 
+from durable.core import side_writes
 from durable.core.model import (
     Cancelled,
     Claim,
@@ -45,8 +45,10 @@ from durable.core.model import (
     TaskState,
     WorkerInfo,
 )
+from durable.core.side_writes import ConsumeNotification, SetStatus, SideWrite
+from durable.core.status import StatusValue
+from durable.core.task_error import CANCELLED_ON_REQUEST
 from durable.errors import (
-    ConfigurationError,
     ConflictError,
     InvalidStateError,
     LeaseLostError,
@@ -57,13 +59,12 @@ from durable.storage import quarantine
 from durable.storage._memory_rows import NotificationRow as _NotificationRow
 from durable.storage._memory_rows import TaskRow as _TaskRow
 from durable.storage._memory_rows import aware as _aware
-from durable.storage.base import GuestTransaction
 
 __all__ = ["MemoryStore"]
 
 #: MemoryStore has no migrations; its schema is always the newest.
 _SCHEMA_VERSION = 1
-_CANCELLED = json.dumps({"kind": "Cancelled", "message": "cancelled on request", "traceback": ""})
+_CANCELLED = CANCELLED_ON_REQUEST.to_json()
 
 
 def _utcnow() -> datetime:
@@ -97,6 +98,7 @@ class MemoryStore:
         self._tasks: dict[int, _TaskRow] = {}
         self._keys: dict[str, int] = {}  # idempotency key -> task id
         self._notifications: dict[int, _NotificationRow] = {}  # by seq
+        self._statuses: dict[int, dict[str, StatusValue]] = {}  # by task, then key
         self._workers: dict[str, WorkerInfo] = {}
         self._last_id = 0
         self._last_seq = 0
@@ -469,13 +471,13 @@ class MemoryStore:
         events: Sequence[Event],
         logs: Sequence[LogChunk],
         *,
-        consumed: Sequence[int] = (),
+        writes: Sequence[SideWrite] = (),
     ) -> None:
         """Append events and log chunks and consume notifications, fenced, all or nothing."""
         await self._enter("append")
         row = self._fenced(lease)
-        self._check_writes(row, events, consumed)
-        self._write(row, events, logs, consumed, self._now())
+        self._check_writes(row, events, writes)
+        self._write(row, events, logs, writes, self._now())
 
     async def finish(
         self,
@@ -484,7 +486,7 @@ class MemoryStore:
         events: Sequence[Event] = (),
         logs: Sequence[LogChunk] = (),
         *,
-        consumed: Sequence[int] = (),
+        writes: Sequence[SideWrite] = (),
     ) -> None:
         """Append the last events and logs and apply `outcome`, all or nothing.
 
@@ -494,9 +496,9 @@ class MemoryStore:
         """
         await self._enter("finish")
         row = self._fenced(lease)
-        self._check_writes(row, events, consumed)
+        self._check_writes(row, events, writes)
         now = self._now()
-        self._write(row, events, logs, consumed, now)
+        self._write(row, events, logs, writes, now)
         if outcome != Released(started=False):  # a finished attempt: its worker lived
             row.change(deaths=0)
         match outcome:
@@ -553,17 +555,11 @@ class MemoryStore:
         logs = [] if row is None else row.logs
         return sum(len(c.data) for c in logs if c.position == position)
 
-    async def begin_guest_transaction(self, lease: Lease) -> GuestTransaction:
-        """Refuse: there is no database here for a workflow's SQL to run on.
-
-        Raises:
-            ConfigurationError: always.
-        """
-        await self._enter("begin_guest_transaction")
-        raise ConfigurationError(
-            f"task {lease.task_id} uses durable.transaction, but the memory store has no SQL "
-            "database: run it on SQLite or Postgres"
-        )
+    async def read_status(self, task_id: int) -> list[StatusValue]:
+        """The task's status values, ordered by key."""
+        await self._enter("read_status")
+        values = self._statuses.get(task_id, {})
+        return [values[key] for key in sorted(values)]
 
     def _fenced(self, lease: Lease) -> _TaskRow:
         """The task row, if `lease` is still the one in force; else `LeaseLostError`."""
@@ -578,7 +574,7 @@ class MemoryStore:
         return row
 
     def _check_writes(
-        self, row: _TaskRow, events: Sequence[Event], consumed: Sequence[int]
+        self, row: _TaskRow, events: Sequence[Event], writes: Sequence[SideWrite]
     ) -> None:
         """Refuse, before changing anything, a gap, a repeat or a notification not pending."""
         start = len(row.events)
@@ -588,6 +584,7 @@ class MemoryStore:
                 f"events {indexes} do not continue the history of task {row.task.id} "
                 f"(next event index is {start})"
             )
+        consumed = side_writes.consumed(writes)
         pending = {
             seq
             for seq in consumed
@@ -605,7 +602,7 @@ class MemoryStore:
         row: _TaskRow,
         events: Sequence[Event],
         logs: Sequence[LogChunk],
-        consumed: Sequence[int],
+        writes: Sequence[SideWrite],
         now: datetime,
     ) -> None:
         row.events.extend(dataclasses.replace(event, created_at=now) for event in events)
@@ -613,5 +610,14 @@ class MemoryStore:
         for offset, chunk in enumerate(logs, start=1):
             data = bytes(chunk.data)
             row.logs.append(dataclasses.replace(chunk, data=data, seq=seq + offset, created_at=now))
-        for seq in consumed:
-            self._notifications[seq].consumed = True
+        for write in writes:
+            match write:
+                case ConsumeNotification(seq=seq):
+                    self._notifications[seq].consumed = True
+                case SetStatus():
+                    statuses = self._statuses.setdefault(row.task.id, {})
+                    statuses[write.key] = StatusValue(
+                        key=write.key, value=write.value, position=write.position, updated_at=now
+                    )
+                case _:
+                    assert_never(write)

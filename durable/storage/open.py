@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from durable import settings
 from durable.errors import ConfigurationError
-from durable.storage._url import GUEST_URL_ENV, parse_url
+from durable.storage._url import parse_url
 from durable.storage.base import Store
 
 if TYPE_CHECKING:
     from durable.storage.postgres import PostgresStore
+
+#: Takes an opened store and returns the store to use (itself, or a wrapper around it).
+StoreWrapper = Callable[[Store], Store]
+
+# Installed by whoever embeds durable: instrumentation, or a test harness's fault
+# injection (`durable.testing.faults.install`). Production code installs none.
+_WRAPPERS: list[StoreWrapper] = []
+
+
+def add_store_wrapper(wrapper: StoreWrapper) -> Callable[[], None]:
+    """Pass every store `open_store` opens from now on through `wrapper`, in the order
+    wrappers were added (each wraps the last one's result). Returns its remover."""
+    _WRAPPERS.append(wrapper)
+
+    def remove() -> None:
+        if wrapper in _WRAPPERS:
+            _WRAPPERS.remove(wrapper)
+
+    return remove
 
 
 async def open_store(
@@ -57,18 +77,14 @@ async def open_store(
         except ImportError as exc:
             raise ConfigurationError("Postgres needs asyncpg: pip install asyncpg") from exc
         store = await PostgresStore.open(parsed.dsn, guest_dsn=guest_url)
-        if guest_url or os.environ.get(GUEST_URL_ENV):
+        if guest_url or settings.guest_database_url():
             named_guest = store
     try:
         await _ensure_schema(store, migrate=migrate)
         if named_guest is not None:
             await named_guest.check_guest_login()
-        if os.environ.get("DURABLE_TEST_CRASH_AT"):
-            # Test-only fault injection, off unless the variable is set: the process
-            # kills itself at a chosen write. See `durable.testing.faults`.
-            from durable.testing.faults import from_environment
-
-            store = from_environment(store)
+        for wrapper in list(_WRAPPERS):
+            store = wrapper(store)
     except BaseException:
         await store.close()
         raise

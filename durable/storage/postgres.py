@@ -57,6 +57,8 @@ from durable.core.model import (
     TaskState,
     WorkerInfo,
 )
+from durable.core.side_writes import SideWrite
+from durable.core.status import StatusValue
 from durable.errors import (
     ConflictError,
     InvalidStateError,
@@ -449,14 +451,14 @@ class PostgresStore:
         events: Sequence[Event],
         logs: Sequence[LogChunk],
         *,
-        consumed: Sequence[int] = (),
+        writes: Sequence[SideWrite] = (),
     ) -> None:
-        """Durably append events and log chunks, and consume notifications, in one
-        fenced statement."""
+        """Durably append events and log chunks, and apply side-writes, in one fenced
+        statement."""
         with translate("append to task", lease.task_id):
             if not codec.consecutive(events):
                 await self._refuse(lease, events)
-            if len(events) == 1 and not logs and not consumed:  # the hot path
+            if len(events) == 1 and not logs and not writes:  # the hot path
                 (event,) = events
                 status = await self._pool.execute(
                     _Q["append_one"], lease.task_id, lease.worker_id, lease.token,
@@ -466,7 +468,7 @@ class PostgresStore:
             else:
                 matched = await self._pool.fetchval(
                     _Q["append"], lease.task_id, lease.worker_id, lease.token,
-                    *codec.write_args(events, logs, consumed),
+                    *codec.write_args(events, logs, writes), *codec.status_args(writes),
                 )  # fmt: skip
             if not matched:
                 await self._refuse(lease, events)
@@ -478,7 +480,7 @@ class PostgresStore:
         events: Sequence[Event] = (),
         logs: Sequence[LogChunk] = (),
         *,
-        consumed: Sequence[int] = (),
+        writes: Sequence[SideWrite] = (),
     ) -> None:
         """Append the last events and logs and apply `outcome`, in one fenced statement.
 
@@ -491,10 +493,17 @@ class PostgresStore:
                 await self._refuse(lease, events)
             matched = await self._pool.fetchval(
                 _Q["finish"], lease.task_id, lease.worker_id, lease.token,
-                *codec.write_args(events, logs, consumed), *codec.outcome_args(outcome),
+                *codec.write_args(events, logs, writes), *codec.outcome_args(outcome),
+                *codec.status_args(writes),
             )  # fmt: skip
             if not matched:
                 await self._refuse(lease, events)
+
+    async def read_status(self, task_id: int) -> list[StatusValue]:
+        """The task's status values, ordered by key."""
+        with translate("read the status of task", task_id):
+            rows = await self._pool.fetch(_Q["read_status"], task_id)
+        return [codec.status_value(row) for row in rows]
 
     async def begin_guest_transaction(self, lease: Lease) -> _pg_guest.PgGuestTransaction:
         """Open a transaction for workflow SQL on a connection of the guest login

@@ -26,8 +26,9 @@ everywhere. `Task.error` is the usual `{"kind", "message", "traceback"}` JSON te
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
+
+from durable.core.task_error import TaskError
 
 __all__ = ["KIND", "TIME_FORMAT", "error_json", "last_chance", "message_template"]
 
@@ -52,7 +53,7 @@ def message_template(max_deaths: int) -> str:
 def error_json(task_id: int, max_deaths: int, noticed: datetime) -> str:
     """The error JSON text of a quarantined task (what the SQL backends build in SQL)."""
     message = message_template(max_deaths) % (task_id, noticed.strftime(TIME_FORMAT))
-    return json.dumps({"kind": KIND, "message": message, "traceback": ""})
+    return TaskError(kind=KIND, message=message).to_json()
 
 
 def last_chance(max_deaths: int | None) -> int | None:

@@ -41,7 +41,6 @@ import asyncio
 import dataclasses
 import fnmatch
 import hashlib
-import json
 import secrets
 import sqlite3
 import time
@@ -72,6 +71,9 @@ from durable.core.model import (
     TaskState,
     WorkerInfo,
 )
+from durable.core.side_writes import SideWrite
+from durable.core.status import StatusValue
+from durable.core.task_error import CANCELLED_ON_REQUEST
 from durable.errors import (
     ConfigurationError,
     ConflictError,
@@ -94,7 +96,7 @@ _Q = schema.queries()
 _SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 #: How often `wait_for_work` looks for commits by other connections, in seconds.
 _POLL = 0.05
-_CANCELLED = json.dumps({"kind": "Cancelled", "message": "cancelled on request", "traceback": ""})
+_CANCELLED = CANCELLED_ON_REQUEST.to_json()
 
 
 @contextmanager
@@ -557,23 +559,23 @@ class SQLiteStore:
         events: Sequence[Event],
         logs: Sequence[LogChunk],
         *,
-        consumed: Sequence[int] = (),
+        writes: Sequence[SideWrite] = (),
     ) -> None:
-        """Append events and log chunks and consume notifications, fenced, all or nothing."""
-        writes = codec.fenced_writes(lease, events, logs, consumed, self._clock())
+        """Append events and log chunks and apply side-writes, fenced, all or nothing."""
+        statements = codec.fenced_writes(lease, events, logs, writes, self._clock())
         async with self._use() as conn:
             if not codec.consecutive(events):
                 raise await self._refusal(conn, lease, "the events' indexes are not consecutive")
-            if not writes:
+            if not statements:
                 # Nothing to write; still say whether the lease holds.
                 if not (await self._fetch(conn, "lease_holds", *fence(lease)))[0][0]:
                     raise LeaseLostError(lease.task_id)
-            elif len(writes) == 1:
-                await self._run(conn, lease, writes[0])  # autocommit: its own transaction
+            elif len(statements) == 1:
+                await self._run(conn, lease, statements[0])  # autocommit: its own transaction
             else:
                 async with self._transaction(conn):
-                    for write in writes:
-                        await self._run(conn, lease, write)
+                    for statement in statements:
+                        await self._run(conn, lease, statement)
 
     async def finish(
         self,
@@ -582,7 +584,7 @@ class SQLiteStore:
         events: Sequence[Event] = (),
         logs: Sequence[LogChunk] = (),
         *,
-        consumed: Sequence[int] = (),
+        writes: Sequence[SideWrite] = (),
     ) -> None:
         """Append the last events and logs and apply `outcome`, all or nothing.
 
@@ -591,7 +593,7 @@ class SQLiteStore:
         becomes `ready` instead, so it runs again at once.
         """
         now = self._clock()
-        writes = codec.fenced_writes(lease, events, logs, consumed, now)
+        statements = codec.fenced_writes(lease, events, logs, writes, now)
         ends = isinstance(outcome, Completed | Failed | Cancelled)
         values: tuple[Any, ...]
         match outcome:
@@ -612,13 +614,13 @@ class SQLiteStore:
         async with self._use() as conn:
             if not codec.consecutive(events):
                 raise await self._refusal(conn, lease, "the events' indexes are not consecutive")
-            if not writes and not ends:
+            if not statements and not ends:
                 if (await conn.execute(sql, params)).rowcount != 1:  # autocommit
                     raise LeaseLostError(lease.task_id)
             else:
                 async with self._transaction(conn):
-                    for write in writes:
-                        await self._run(conn, lease, write)
+                    for statement in statements:
+                        await self._run(conn, lease, statement)
                     if (await conn.execute(sql, params)).rowcount != 1:
                         raise LeaseLostError(lease.task_id)
                     if ends:
@@ -639,6 +641,15 @@ class SQLiteStore:
         async with self._use() as conn:
             rows = await self._fetch(conn, "logged_bytes", task_id, position)
         return int(rows[0][0])
+
+    async def read_status(self, task_id: int) -> list[StatusValue]:
+        """The task's status values, ordered by key."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "read_status", task_id)
+        return [
+            StatusValue(key=key, value=value, position=position, updated_at=to_dt(at))
+            for key, value, position, at in rows
+        ]
 
     # -- workflow SQL ---------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ sleeping by claiming with `lease_seconds=0` (the lease lapses at once).
 The checks live in `_contract_basics` (schema, binaries, tasks, workers, claims),
 `_contract_history` (events, logs, outcomes, timers, waiting), `_contract_events`
 (notifications, cancellation, children, names and filters), `_contract_guest`
-(transactions for workflow SQL) and `_contract_deaths` (worker deaths, quarantine).
+(transactions for workflow SQL), `_contract_deaths` (worker deaths, quarantine) and
+`_contract_status` (task status values).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from durable.storage import (
     _contract_events,
     _contract_guest,
     _contract_history,
+    _contract_status,
 )
 from durable.storage._contract import STORE_CHECKS, StoreCheck
 from durable.storage.base import Store
@@ -45,6 +47,7 @@ _MODULES = (
     _contract_events,
     _contract_guest,
     _contract_deaths,
+    _contract_status,
 )
 
 StoreFactory = Callable[[], AbstractAsyncContextManager[Store]]

@@ -23,8 +23,10 @@ transaction after the process is dead.
 With `crash_at=None` the wrapper only counts and records the writes (`writes`), which
 is how a test learns how many crash points a run has.
 
-`from_environment` is the test-only hook behind `durable.storage.open_store`: it wraps
-a store only when `DURABLE_TEST_CRASH_AT` is set, and then kills the process at that
+`from_environment` is the test-only hook a test harness installs around
+`durable.storage.open_store` (`install`; the harness's CLI entry point,
+`python -m durable.testing.cli`, does it first thing): it wraps a store only when
+`DURABLE_TEST_CRASH_AT` is set, and then kills the process at that
 write (`DURABLE_TEST_CRASH_POINT` = `before` or `after`, default `before`), reporting
 each counted write on stderr first. With `DURABLE_TEST_CRASH_TASK` set to a task id,
 only that task's writes count: every worker that runs it dies, and only there.
@@ -43,7 +45,7 @@ from typing import Any, NoReturn
 
 from durable.core.model import Event, Lease, LogChunk
 from durable.errors import ConfigurationError
-from durable.storage.base import GuestTransaction, Store
+from durable.storage.base import GuestTransaction, Store, WorkflowSQL
 from durable.storage.guest import GuestResult, GuestValue
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "SimulatedCrash",
     "Write",
     "from_environment",
+    "install",
     "kill_self",
     "report_write",
 ]
@@ -168,15 +171,18 @@ class CrashingStore:
     def __getattr__(self, name: str) -> Any:
         """The wrapped store's attribute; its methods check first that we are alive."""
         attr = getattr(self.inner, name)
+        if name == "begin_guest_transaction":  # only if the inner store has workflow SQL
+            return self._begin_guest_transaction
         if name.startswith("_") or not callable(attr) or name == "close":
             return attr  # closing only releases resources, even after a crash
         if name in self.counted:
             return functools.partial(self._write, name, attr)
         return functools.partial(self._call, attr)
 
-    async def begin_guest_transaction(self, lease: Lease) -> GuestTransaction:
+    async def _begin_guest_transaction(self, lease: Lease) -> GuestTransaction:
         """Open a guest transaction whose commit may be a counted write."""
         self._alive()
+        assert isinstance(self.inner, WorkflowSQL)
         inner = await self.inner.begin_guest_transaction(lease)
         return _DyingTransaction(self, inner, lease, counted=GUEST_COMMIT in self.counted)
 
@@ -234,28 +240,23 @@ class _DyingTransaction:
         await self._alive()
         return await self._inner.execute(sql, params, max_bytes=max_bytes)
 
-    async def commit(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
-    ) -> None:
+    async def commit(self, events: Sequence[Event], logs: Sequence[LogChunk]) -> None:
         """Commit: a counted write, at which the process may die."""
         await self._alive()
         if not self._counted:
-            await self._inner.commit(events, logs, consumed)
+            await self._inner.commit(events, logs)
             return
         try:
-            await self._owner._write(
-                GUEST_COMMIT, self._guest_commit, self._lease, events, logs, consumed
-            )
+            await self._owner._write(GUEST_COMMIT, self._guest_commit, self._lease, events, logs)
         except SimulatedCrash:
             await self.rollback()  # a no-op if the commit went through
             raise
 
     async def _guest_commit(
-        self, lease: Lease, events: Sequence[Event], logs: Sequence[LogChunk],
-        consumed: Sequence[int],
-    ) -> None:  # fmt: skip
+        self, lease: Lease, events: Sequence[Event], logs: Sequence[LogChunk]
+    ) -> None:
         # Named like `append`'s parameters, so that `_describe_write` reads them.
-        await self._inner.commit(events, logs, consumed)
+        await self._inner.commit(events, logs)
 
     async def rollback(self) -> None:
         """Roll back: allowed even when dead, as it only releases the transaction."""
@@ -330,3 +331,15 @@ def report_write(write: Write) -> None:
     """
     sys.stderr.write(f"{WRITE_REPORT}{write.number}: {write.describe()}\n")
     sys.stderr.flush()
+
+
+def install() -> Callable[[], None]:
+    """Have every store `open_store` opens from now on pass through `from_environment`
+    (the environment is read at each open). Returns the remover."""
+    from durable.storage.open import add_store_wrapper
+
+    return add_store_wrapper(_from_environment_now)
+
+
+def _from_environment_now(store: Store) -> Store:
+    return from_environment(store)

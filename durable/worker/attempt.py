@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -44,6 +43,8 @@ from durable.core.model import (
     Task,
     TaskState,
 )
+from durable.core.side_writes import SideWrite
+from durable.core.task_error import TaskError
 from durable.errors import (
     ComponentError,
     InvalidStateError,
@@ -55,7 +56,7 @@ from durable.errors import (
 from durable.host._shared_compile import CompileState
 from durable.host.context import AttemptContext
 from durable.host.runtime import AttemptEnd, Runtime
-from durable.storage.base import GuestTransaction, Store
+from durable.storage.base import GuestTransaction, SqlStore, Store
 from durable.storage.guest import GuestResult, GuestValue
 from durable.storage.quarantine import last_chance
 
@@ -78,14 +79,14 @@ class StoreSink:
         self._loop = anyio.lowlevel.current_token()
 
     def write(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+        self, events: Sequence[Event], logs: Sequence[LogChunk], writes: Sequence[SideWrite] = ()
     ) -> None:
         """Append, fenced by the lease; blocks the guest until durable.
 
         Also called on wasmtime's I/O threads (output flushes), which are not anyio's.
         """
         anyio.from_thread.run(
-            functools.partial(self._store.append, self._lease, events, logs, consumed=consumed),
+            functools.partial(self._store.append, self._lease, events, logs, writes=writes),
             token=self._loop,
         )
 
@@ -122,12 +123,6 @@ class StoreSink:
         """The task as stored now."""
         return anyio.from_thread.run(self._store.get_task, task_id)
 
-    def begin_transaction(self) -> _SyncTransaction:
-        """Open a transaction for the guest's SQL (`durable.host.sql`)."""
-        transaction = anyio.from_thread.run(self._store.begin_guest_transaction, self._lease)
-        self._transaction = transaction
-        return _SyncTransaction(self, transaction)
-
     async def aclose(self) -> None:
         """Roll back a guest transaction the attempt left open (it trapped, say).
 
@@ -142,6 +137,29 @@ class StoreSink:
     def _ended(self, transaction: GuestTransaction) -> None:
         if self._transaction is transaction:
             self._transaction = None
+
+
+class SqlStoreSink(StoreSink):
+    """The sink of a store with workflow SQL: it can also open guest transactions (the
+    host's `SqlSink`, found by its type)."""
+
+    def __init__(self, store: SqlStore, lease: Lease) -> None:
+        """Make it on the event loop, like `StoreSink`."""
+        super().__init__(store, lease)
+        self._sql_store = store
+
+    def begin_transaction(self) -> _SyncTransaction:
+        """Open a transaction for the guest's SQL (`durable.host.sql`)."""
+        transaction = anyio.from_thread.run(self._sql_store.begin_guest_transaction, self._lease)
+        self._transaction = transaction
+        return _SyncTransaction(self, transaction)
+
+
+def store_sink(store: Store, lease: Lease) -> StoreSink:
+    """The sink for an attempt on `store`: with workflow SQL if the store has that role."""
+    if isinstance(store, SqlStore):
+        return SqlStoreSink(store, lease)
+    return StoreSink(store, lease)
 
 
 class _SyncTransaction:
@@ -291,7 +309,7 @@ class AttemptRunner:
                 await self._lease_lost(claim)  # a write from the guest's thread was refused
             else:
                 await self._store.finish(
-                    claim.lease, end.outcome, end.events, end.logs, consumed=end.consumed
+                    claim.lease, end.outcome, end.events, end.logs, writes=end.writes
                 )
                 log.info("task %d: attempt %d %s", task.id, task.attempts, _ended(end.outcome))
         except LeaseLostError:
@@ -351,7 +369,7 @@ class AttemptRunner:
         history = await self._store.load_history(task.id)
         # The lease fences out every other writer, so the two reads agree.
         logged = await self._store.logged_bytes(task.id, len(history))
-        sink = StoreSink(self._store, claim.lease)
+        sink = store_sink(self._store, claim.lease)
         ctx = AttemptContext(
             task=task,
             attempt=task.attempts,
@@ -444,13 +462,12 @@ class AttemptRunner:
 
 
 def _error(kind: str, message: str) -> str:
-    return json.dumps({"kind": kind, "message": message, "traceback": ""})
+    return TaskError(kind=kind, message=message).to_json()
 
 
 def _ended(outcome: Outcome) -> str:
     """How an attempt ended, for `durable worker -v`: `completed`, `failed (ValueError)`..."""
     word = type(outcome).__name__.lower()
     if isinstance(outcome, Failed):
-        with contextlib.suppress(ValueError, TypeError, AttributeError):
-            return f"{word} ({json.loads(outcome.error)['kind']})"
+        return f"{word} ({TaskError.from_json(outcome.error).kind})"
     return word

@@ -479,8 +479,11 @@ def test_worker_settings_from_flags_and_environment(
         def stop(self) -> None:
             return None
 
-    # `durable.cli.worker` is the command; the module is shadowed by it in `durable.cli`.
-    monkeypatch.setattr(sys.modules["durable.cli.worker"], "Worker", FakeWorker)
+    # The command imports `Worker` when it runs (not at the top: `durable --help` loads
+    # no engine), so the class is replaced where it is defined.
+    import durable.worker.worker
+
+    monkeypatch.setattr(durable.worker.worker, "Worker", FakeWorker)
     env = {
         "DURABLE_MEMORY_LIMIT": "64M",
         "DURABLE_MAX_EVENTS": "500",

@@ -77,7 +77,9 @@ async def test_long_sleep_suspends_and_wakes_at_its_deadline(
     store: Store, runtime: Runtime, coordination: tuple[bytes, str]
 ) -> None:
     task = await launch(store, coordination, "nap", 1.0)
-    async with running_worker(store, runtime) as worker:
+    # No idle polling: only the timer's own wake-up can bring the task back in time.
+    config = WorkerConfig(concurrency=8, lease_seconds=5, poll_interval=3600, host=FAST)
+    async with running_worker(store, runtime, config) as worker:
         suspended = await until(lambda: state_is(store, task.id, TaskState.SUSPENDED))
         assert suspended.wakeup_at is not None
         assert worker.running == 0  # no thread or instance held for it
@@ -86,8 +88,7 @@ async def test_long_sleep_suspends_and_wakes_at_its_deadline(
     deadline = int(history[0].payload) / 1e9
     woke = json.loads(done.result or "0")
     assert done.state is TaskState.COMPLETE
-    assert woke >= deadline
-    assert woke - deadline < 1.0  # woken at the deadline, not deadline plus a margin
+    assert woke >= deadline  # not woken early; not late either: no poll could wake it
     logs = b"".join(c.data for c in await store.read_logs(task.id))
     assert logs == b"going to sleep\nwoke up\n"  # printed once each across the replay
 
@@ -126,20 +127,26 @@ async def test_wait_suspends_then_wakes_on_notification(
 async def test_wait_timeout_deadline_is_recorded(
     store: Store, runtime: Runtime, coordination: tuple[bytes, str]
 ) -> None:
-    timeout = 2.0
+    """The deadline is recorded by the attempt that starts waiting, before it suspends,
+    and the wake-up replays it rather than counting the timeout again."""
+    timeout = 6.0  # the window in which the test must see the suspension
     started = time.time()
     task = await launch(store, coordination, "inbox", {"count": 1, "timeout": timeout})
+    async with running_worker(store, runtime):
+        suspended = await until(lambda: state_is(store, task.id, TaskState.SUSPENDED))
+    before = await store.load_history(task.id)
+    assert [e.label for e in before] == ["durable:notify.deadline"]
+    deadline = int(before[0].payload) / 1e9
+    assert deadline - timeout >= started  # counted from the attempt, after the launch
+    assert suspended.wakeup_at is not None
+    assert abs(suspended.wakeup_at.timestamp() - deadline) < 0.01  # wakes at that deadline
     async with running_worker(store, runtime):
         done = await ended(store, task.id)
     assert json.loads(done.result or "null") == [None]
     history = await store.load_history(task.id)
-    labels = [e.label for e in history]
-    assert labels == ["durable:notify.deadline", "durable:notify.wait"]
-    deadline = int(history[0].payload) / 1e9
-    # Counted from the first attempt, not from the wake-up after the suspension (which
-    # would put it a whole timeout later). The margins absorb a loaded machine's lag.
-    assert timeout - 0.01 <= deadline - started < timeout * 1.75
-    assert done.updated_at.timestamp() - deadline < timeout
+    assert [e.label for e in history] == ["durable:notify.deadline", "durable:notify.wait"]
+    assert history[0] == before[0]  # replayed, not counted again from the wake-up
+    assert done.updated_at.timestamp() >= deadline
 
 
 async def test_each_notification_is_consumed_exactly_once(
@@ -234,12 +241,9 @@ async def test_cancel_a_guest_stuck_in_a_loop(
         await until(lambda: state_is(store, task.id, TaskState.ACTIVE))
         # The loop does not starve the other task.
         assert (await ended(store, other.id)).state is TaskState.COMPLETE
-        asked = time.monotonic()
         await Client(store).cancel(task.id)
-        done = await ended(store, task.id)
-        took = time.monotonic() - asked
+        done = await ended(store, task.id)  # the loop never ends by itself
     assert done.state is TaskState.CANCELLED
-    assert took < 5.0
     assert "Cancelled" in (done.error or "")
 
 
@@ -260,19 +264,16 @@ async def test_cancel_a_suspended_task_without_waking_it(
 async def test_cancel_runs_cleanup_steps(
     store: Store, runtime: Runtime, coordination: tuple[bytes, str]
 ) -> None:
-    task = await launch(store, coordination, "cleanup", 30)
-    patient = Runtime(HostConfig(suspend_after=60))  # the sleep blocks in place
+    task = await launch(store, coordination, "cleanup", 3600)
+    patient = Runtime(HostConfig(suspend_after=7200))  # the sleep blocks in place
     try:
         async with running_worker(store, patient):
             await until(lambda: state_is(store, task.id, TaskState.ACTIVE))
             await anyio.sleep(0.1)
-            asked = time.monotonic()
             await Client(store).cancel(task.id)
-            done = await ended(store, task.id)
-            took = time.monotonic() - asked
+            done = await ended(store, task.id)  # the hour's sleep was cut short
     finally:
         patient.close()
-    assert took < 3.0
     labels = [e.label for e in await store.load_history(task.id)]
     assert done.state is TaskState.CANCELLED
     assert labels[-2:] == ["durable:task.cancelled", "step mark"]

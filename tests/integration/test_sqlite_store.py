@@ -273,7 +273,7 @@ async def test_wait_for_work_sees_another_connections_commit(tmp_path: Path) -> 
             await anyio.sleep(0.1)
             assert not woke.is_set()
             await add_tasks(writer, 1)
-            with anyio.fail_after(5):
+            with anyio.fail_after(50):  # before the wait's own 60 s: it was woken
                 await woke.wait()
 
 
@@ -317,7 +317,7 @@ async def test_closing_with_a_guest_transaction_left_open_rolls_it_back(tmp_path
     (claim,) = await store.claim(worker_id="w", limit=1, lease_seconds=60)
     tx = await store.begin_guest_transaction(claim.lease)
     await tx.execute("CREATE TABLE t (v INTEGER)", [], max_bytes=1024)
-    with anyio.fail_after(5):
+    with anyio.fail_after(30):  # a hang, not slowness: close would wait for ever
         await store.close()
     with closing(sqlite3.connect(db, timeout=1, isolation_level=None)) as conn:
         conn.execute("BEGIN IMMEDIATE")  # the write lock is free

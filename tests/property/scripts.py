@@ -11,7 +11,8 @@ the workflow's result is checked:
   the same seed and script must observe the same value (and, with
   `stable_payloads`, record the same payloads).
 
-Operations with effects: `http` (a GET to the session's counting server; `bind` fills
+Operations with effects: `status` (a status value, which commits with its event),
+`http` (a GET to the session's counting server; `bind` fills
 in its URL at launch), `notify_wait` (the task notifies itself, then waits), `wait` (for
 a notification the harness sends at launch), `spawn` (a child task running this
 binary's `child` entry, joined), and `sql_insert` (a row in the store's own database,
@@ -53,6 +54,7 @@ NOTIFY_SEND = "durable:notify.send"
 NOTIFY_WAIT = "durable:notify.wait"
 SPAWN = "durable:children.spawn"
 JOIN = "durable:children.join"
+STATUS = "durable:status.set"
 
 #: In a predicted (label, digest): a digest that depends on the task (its id, or its
 #: child's id). `OpSpec.digests` computes the real one from the task's own history;
@@ -77,6 +79,24 @@ def step_digest(*args: Any, **kwargs: Any) -> str:
 def coordination_digest(*parts: object) -> str:
     """The digest the host gives notifications and child tasks (`host/coordination.py`)."""
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
+
+
+def status_digest(key: str, value: Any) -> str:
+    """The digest the host gives a status value (`host/status.py`): of the key and the
+    value's JSON text, as the SDK sends it."""
+    text = json.dumps(value, allow_nan=False)
+    return hashlib.sha256(json.dumps([key, text]).encode()).hexdigest()[:16]
+
+
+def expected_status(prediction: Prediction, events: int) -> dict[str, tuple[str, int]]:
+    """The status values a task must have when its first `events` events are durable:
+    by key, the value's JSON text and the index of the event that set it. A value
+    commits with its event, so exactly the `status` ops among those events count."""
+    out: dict[str, tuple[str, int]] = {}
+    for p in prediction.performed:
+        if p.spec.name == "status" and p.first_event < events:
+            out[p.op["key"]] = (json.dumps(p.op["value"], allow_nan=False), p.first_event)
+    return out
 
 
 def http_digest(method: str, url: str) -> str:
@@ -226,6 +246,11 @@ SPECS: dict[str, OpSpec] = {
             events=lambda i, op: [(f"sql insert {i}", None)],
             stable_payloads=False,  # statement digests cover the task id parameter
             needs_sql=True,
+        ),
+        OpSpec(
+            name="status",
+            args=st.fixed_dictionaries({"key": st.sampled_from(["a", "b"]), "value": _ARG}),
+            events=lambda i, op: [(STATUS, status_digest(op["key"], op["value"]))],
         ),
         OpSpec(name="raise", raises=True),
     ]

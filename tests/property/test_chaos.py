@@ -125,7 +125,6 @@ def _start_workers(url: str, logs: Path) -> list[subprocess.Popen[bytes]]:
     return workers
 
 
-@pytest.mark.timeout(240)
 async def test_workers_survive_immediate_restarts_and_every_task_completes_once(
     component: Component,
     http_server: CountingServer,

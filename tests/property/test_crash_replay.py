@@ -16,7 +16,8 @@ and resumed by a fresh worker after the dead one is removed. The resumed task mu
 * have sent each HTTP request (`http` op, to the session's counting server) at least
   once, and at most once more per crash;
 * have left each `sql_insert` row exactly once (SQLite; the memory store has no SQL,
-  so there those ops become steps).
+  so there those ops become steps);
+* have, at the crash and at the end, exactly the status values its durable events set.
 
 Runs with one write per event (a crash point at every event index) and with the
 default group commit, on the memory, SQLite and Postgres stores; and with several tasks sharing
@@ -41,6 +42,7 @@ from tests.property.harness import (
     check_prefix_kept,
     check_same_end,
     check_sql_once,
+    check_status,
     count_writes,
     crash_and_resume,
     labels_prefix_ok,
@@ -75,6 +77,7 @@ EVERY_OP: Script = [
     {"op": "wait"},
     {"op": "spawn", "arg": 6},
     {"op": "sql_insert", "arg": 7},
+    {"op": "status", "key": "a", "value": 8},
     {"op": "now"},
     {"op": "raise"},
 ]
@@ -183,6 +186,7 @@ async def _check_every_crash_point(
                 f"{where}: the pre-crash history is not a prefix of the model's\n"
                 f"{run.pre.describe()}"
             )
+            check_status(run.pre, prediction, f"{where}, at the crash")
             check_prefix_kept(run.pre, run.final, where)
             check_matches_model(run.final, prediction, where)
             check_same_end(reference, run.final, prediction, where)

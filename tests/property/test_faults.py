@@ -23,6 +23,7 @@ from durable.core.model import (
     WorkerInfo,
 )
 from durable.errors import ConfigurationError
+from durable.storage import open as open_module
 from durable.storage import open_store
 from durable.storage.memory import MemoryStore
 from durable.storage.sqlite import SQLiteStore
@@ -34,6 +35,7 @@ from durable.testing.faults import (
     CrashingStore,
     SimulatedCrash,
     from_environment,
+    install,
     kill_self,
     report_write,
 )
@@ -245,6 +247,12 @@ def test_the_hook_refuses_values_that_make_no_sense(env: dict[str, str]) -> None
 
 
 async def test_open_store_wraps_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(open_module, "_WRAPPERS", [])
+    monkeypatch.setenv(CRASH_AT_ENV, "2")
+    bare = await open_store("memory://")  # the hook is not installed: production
+    assert not isinstance(bare, CrashingStore)
+    await bare.close()
+    install()  # as the harness's entry point does (`durable.testing.cli`)
     monkeypatch.delenv(CRASH_AT_ENV, raising=False)
     plain = await open_store("memory://")
     assert not isinstance(plain, CrashingStore)

@@ -47,6 +47,7 @@ from durable.core.model import (
     Suspended,
     TaskState,
 )
+from durable.core.side_writes import ConsumeNotification
 from durable.errors import ConflictError, InvalidStateError, LeaseLostError, StorageError
 from durable.storage.base import Store
 from durable.storage.memory import MemoryStore
@@ -345,7 +346,9 @@ class StoreMachine(RuleBasedStateMachine):
         logs = [LogChunk(position=start, stream=Stream.STDOUT, data=b"%d" % start)] if log else []
         consumed, consume_ok = self.consumption(lease.task_id, consume)
         error = self.expected_error(lease, skew, count, consume_ok)
-        self.expect_error(error, lambda: self.store.append(lease, events, logs, consumed=consumed))
+        self.expect_error(
+            error, lambda: self.store.append(lease, events, logs, writes=_consume(consumed))
+        )
         if error is None:
             model.events.extend(e.label for e in events)
             model.logs.extend(c.data for c in logs)
@@ -372,7 +375,7 @@ class StoreMachine(RuleBasedStateMachine):
         consumed, consume_ok = self.consumption(lease.task_id, consume)
         error = self.expected_error(lease, 0, count, consume_ok)
         self.expect_error(
-            error, lambda: self.store.finish(lease, outcome, events, consumed=consumed)
+            error, lambda: self.store.finish(lease, outcome, events, writes=_consume(consumed))
         )
         if error is not None:
             return
@@ -461,3 +464,7 @@ def test_store_state_machine(backend: str, portal: BlockingPortal, tmp_path: Pat
     Machine.portal = portal
     Machine.make_store = staticmethod(_makers(tmp_path)[backend])
     run_state_machine_as_test(Machine)
+
+
+def _consume(seqs: list[int]) -> list[ConsumeNotification]:
+    return [ConsumeNotification(seq=seq) for seq in seqs]

@@ -144,6 +144,11 @@ def _sql_insert(i: int, op: Op) -> Any:
         return tx.execute("SELECT count(*) AS n FROM prop_rows WHERE task = ?", [task]).scalar()
 
 
+def _status(i: int, op: Op) -> Any:
+    durable.set_status(op["key"], op["value"])
+    return None
+
+
 def _raise(i: int, op: Op) -> Any:
     raise ScriptRaised(f"script raised at op {i}")
 
@@ -165,6 +170,7 @@ OPS: dict[str, Callable[[int, Op], Any]] = {
     "wait": _wait,
     "spawn": _spawn,
     "sql_insert": _sql_insert,
+    "status": _status,
     "raise": _raise,
 }
 

@@ -17,6 +17,8 @@ and returns its result::
 
 `durable.http` sends HTTP requests at least once and records their outcomes.
 `durable.transaction` runs SQL on the worker's own database exactly once (`durable.sql`).
+`durable.set_status(key, value)` publishes a value that anyone outside can read while
+the task runs.
 
 `time.time()`, `time.sleep()`, `datetime.now()`, `random` and `uuid.uuid4()` are safe
 in a workflow: the host records the clock and derives randomness from the task's seed,
@@ -38,6 +40,7 @@ from durable._errors import (
 )
 from durable._info import TaskInfo, info
 from durable._notify import Notification, notify, wait
+from durable._status import set_status
 from durable._steps import Retry, step, step_attempt
 from durable._timers import sleep, sleep_until
 from durable._workflows import workflow
@@ -57,6 +60,7 @@ __all__ = [
     "http",
     "info",
     "notify",
+    "set_status",
     "sleep",
     "sleep_until",
     "spawn",

@@ -35,6 +35,7 @@ from urllib.parse import urlencode, urlsplit
 from componentize_py_types import Err
 from wit_world.imports import http as _wit
 
+from durable import _cancel
 from durable._errors import DurableGuestError
 
 __all__ = [
@@ -282,6 +283,7 @@ def request(
     req = _wit.Request(
         method=method, url=full_url, headers=header_list, body=body, timeout_ms=_timeout_ms(timeout)
     )
+    _cancel.check()  # else the host stops a cancelled task at the fetch (no cleanup)
     try:
         raw = _wit.fetch(req)
     except Err as err:

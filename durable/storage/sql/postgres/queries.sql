@@ -255,7 +255,8 @@ WHERE task_id = $1 AND position = $2;
 -- check writes nothing. (The events' foreign key takes the same lock anyway.)
 -- $1 task, $2 worker, $3 token; events as arrays $4 idx, $5 label, $6 digest,
 -- $7 payload; logs as arrays $8 position, $9 stream, $10 data; $11 the notification
--- seqs to mark consumed.
+-- seqs to mark consumed; status values to set as arrays $12 key, $13 value, $14
+-- position (one per key: `_pg_codec.status_args`).
 WITH t AS (
     SELECT id FROM durable.tasks
     WHERE id = $1 AND owner = $2 AND lease_token = $3 AND state = 'active'
@@ -285,6 +286,12 @@ WITH t AS (
     SET consumed_at = now()
     FROM t
     WHERE n.task_id = t.id AND n.seq = ANY ($11::bigint[]) AND n.consumed_at IS NULL
+), st AS (
+    INSERT INTO durable.task_status AS s (task_id, key, value, position, updated_at)
+    SELECT t.id, v.key, v.value, v.position, now()
+    FROM t, unnest($12::text[], $13::text[], $14::integer[]) AS v (key, value, position)
+    ON CONFLICT (task_id, key) DO UPDATE
+    SET value = excluded.value, position = excluded.position, updated_at = excluded.updated_at
 )
 SELECT count(*) FROM t;
 
@@ -309,6 +316,7 @@ SELECT t.id, $4, $5, $6, $7 FROM t;
 -- The owner and lease are cleared; the token stays, so it keeps increasing. A task
 -- that ends wakes its parent (`parent`), which is another row: no double update.
 -- The worker deaths are reset, unless $17 (an attempt that never started its guest).
+-- Status values to set: $18 key, $19 value, $20 position, as in `append`.
 WITH t AS (
     UPDATE durable.tasks AS t
     SET state = CASE WHEN $12::text = 'suspended'
@@ -352,6 +360,12 @@ WITH t AS (
     SET consumed_at = now()
     FROM t
     WHERE n.task_id = t.id AND n.seq = ANY ($11::bigint[]) AND n.consumed_at IS NULL
+), st AS (
+    INSERT INTO durable.task_status AS s (task_id, key, value, position, updated_at)
+    SELECT t.id, v.key, v.value, v.position, now()
+    FROM t, unnest($18::text[], $19::text[], $20::integer[]) AS v (key, value, position)
+    ON CONFLICT (task_id, key) DO UPDATE
+    SET value = excluded.value, position = excluded.position, updated_at = excluded.updated_at
 ), parent AS (
     UPDATE durable.tasks AS p
     SET state = CASE WHEN p.state = 'suspended' THEN 'ready' ELSE p.state END,
@@ -443,3 +457,7 @@ SELECT has_schema_privilege($1::name, 'durable_api', 'USAGE')
 SELECT EXISTS (SELECT 1 FROM pg_db_role_setting AS s
                JOIN pg_roles AS r ON r.oid = s.setrole
                WHERE r.rolname = $1::name);
+
+-- name: read_status
+SELECT key, value, position, updated_at FROM durable.task_status
+WHERE task_id = $1 ORDER BY key;

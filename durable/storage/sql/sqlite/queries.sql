@@ -309,3 +309,19 @@ WHERE id IN tree AND state = 'active';
 -- name: data_version
 -- Changes whenever another connection commits to the file (not for our own commits).
 PRAGMA data_version;
+
+-- name: set_status
+-- Sets one status value, fenced like the inserts: one row changes while the lease
+-- holds, none otherwise. Parameters: task_id, key, value, position, updated_at,
+-- task_id, worker_id, lease_token.
+INSERT INTO durable_task_status (task_id, key, value, position, updated_at)
+SELECT ?, ?, ?, ?, ?
+WHERE EXISTS (SELECT 1 FROM durable_task
+              WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?)
+ON CONFLICT (task_id, key) DO UPDATE
+SET value = excluded.value, position = excluded.position, updated_at = excluded.updated_at;
+
+-- name: read_status
+-- Parameters: task_id.
+SELECT key, value, position, updated_at FROM durable_task_status
+WHERE task_id = ? ORDER BY key;

@@ -1,0 +1,1 @@
+"""Guests written in languages other than Python, built from source by the tests."""
