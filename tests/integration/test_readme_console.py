@@ -142,11 +142,12 @@ def _argv(command: str) -> list[str]:
 
 def _prebuild(command: str) -> None:
     # A first build and compile print progress lines no transcript shows: do them first.
-    for word in shlex.split(command, comments=True):
-        if word.startswith("examples/") and word.endswith(".py"):
-            source = ROOT / word
-            if source.name != "embedded_app.py":
-                prepare_workflow(source)
+    words = shlex.split(command, comments=True)
+    if words[:1] != ["durable"]:
+        return  # `python examples/APP.py`: an application, not a workflow
+    for word in words:
+        if word.startswith("examples/") and word.endswith((".py", ".js")):
+            prepare_workflow(ROOT / word)
 
 
 def _prepare(where: Path) -> None:
