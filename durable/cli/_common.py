@@ -302,7 +302,7 @@ def _progress_lines(message: str) -> Iterator[None]:
     def announce() -> None:
         if not done.wait(1.0):
             announced.append(True)
-            click.echo(f"durable: {message} (a first build takes a while)...", err=True)
+            click.echo(f"durable: {message}...", err=True)
 
     thread = threading.Thread(target=announce, daemon=True)
     thread.start()

@@ -10,7 +10,8 @@ the documented lines, `...` stands for any number of lines, and readings that di
 per run (decimal numbers, durations, clock times and zones, nanosecond timestamps and
 seeds, long hex digests, worker ids) match any reading of their kind; other whole numbers (task
 ids, versions, counts) must match exactly. A command commented `# killed with kill -9
-after line N` is SIGKILLed once it has printed N lines.
+after line N` is SIGKILLed once it has printed N lines; a command ending in `&` runs in
+the background, and what it prints meanwhile completes the next commands' output.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,7 +129,7 @@ def _matches(documented: list[str], actual: list[str]) -> bool:
 
 def _argv(command: str) -> list[str]:
     words = shlex.split(command, comments=True)
-    assert not {"|", "&", ">>", "&&", ";"} & set(words), (
+    assert not {"|", ">>", "&&", ";"} & set(words), (
         f"a checked block runs `{command}`: pipes, redirections and background jobs "
         "cannot be checked; mark the block `not checked: WHY`"
     )
@@ -139,17 +142,58 @@ def _argv(command: str) -> list[str]:
 
 def _prebuild(command: str) -> None:
     # A first build and compile print progress lines no transcript shows: do them first.
-    for word in shlex.split(command, comments=True):
-        if word.startswith("examples/") and word.endswith(".py"):
-            source = ROOT / word
-            if source.name != "embedded_app.py":
-                prepare_workflow(source)
+    words = shlex.split(command, comments=True)
+    if words[:1] != ["durable"]:
+        return  # `python examples/APP.py`: an application, not a workflow
+    for word in words:
+        if word.startswith("examples/") and word.endswith((".py", ".js")):
+            prepare_workflow(ROOT / word)
 
 
 def _prepare(where: Path) -> None:
+    (where / "tmp").mkdir()
     (where / "examples").symlink_to(EXAMPLES)
     for name, text in FIXTURES.items():
         (where / name).write_text(text)
+
+
+class _Background:
+    """A command run with `&`: its output lines, as they come, read by a thread."""
+
+    def __init__(self, command: str, where: Path) -> None:
+        env = {**cli_env(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            _argv(command), cwd=where, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        self.lines: list[str] = []
+        self.taken = 0
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def take(self, count: int) -> list[str]:
+        """Up to `count` new lines: waits for them while the command still runs."""
+        deadline = time.monotonic() + 120  # a bound on a hang, not on speed
+        while len(self.lines) - self.taken < count and time.monotonic() < deadline:
+            if not self._reader.is_alive():
+                break
+            time.sleep(0.02)
+        new = self.lines[self.taken : self.taken + count]
+        self.taken += len(new)
+        return new
+
+    def end(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self._reader.join()
+        assert self.proc.stdout is not None
+        self.proc.stdout.close()
 
 
 def _run(command: str, where: Path, last: list[int]) -> list[str]:
@@ -168,6 +212,7 @@ def _run(command: str, where: Path, last: list[int]) -> list[str]:
         command, target = (part.strip() for part in command.split(" > "))
     _prebuild(command)
     env = {**cli_env(), "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env["TMPDIR"] = str(where / "tmp")  # shown as /tmp: nothing goes to the real one
     proc = subprocess.run(
         _argv(command),
         cwd=where,
@@ -181,8 +226,8 @@ def _run(command: str, where: Path, last: list[int]) -> list[str]:
     last[0] = proc.returncode
     if target:
         (where / target).write_text(proc.stdout)
-        return proc.stderr.splitlines()
-    return proc.stdout.splitlines()
+        return proc.stderr.replace(str(where), "").splitlines()
+    return proc.stdout.replace(str(where), "").splitlines()
 
 
 def _kill_after(command: str, lines: int, where: Path) -> list[str]:
@@ -203,16 +248,33 @@ def _kill_after(command: str, lines: int, where: Path) -> list[str]:
 
 def _run_block(block: Block, where: Path) -> None:
     last = [0]
-    for command, documented in block.steps():
-        if command.startswith(_NOT_RUN):
-            continue
-        actual = _run(command, where, last)
-        assert _matches(documented, actual), (
-            f"README line {block.line}: `{command}` printed\n"
-            + "\n".join(actual)
-            + "\n-- but the README shows --\n"
-            + "\n".join(documented)
-        )
+    background: _Background | None = None
+    try:
+        for command, documented in block.steps():
+            if command.startswith(_NOT_RUN):
+                continue
+            if command.rstrip().endswith("&"):
+                _prebuild(command)
+                background = _Background(command.rstrip().removesuffix("&"), where)
+                actual = background.take(len(documented))
+            else:
+                actual = _run(command, where, last)
+                if background is not None and len(actual) < len(documented):
+                    # The rest is what the background command printed meanwhile.
+                    actual += background.take(len(documented) - len(actual))
+            _check(block, command, documented, actual)
+    finally:
+        if background is not None:
+            background.end()
+
+
+def _check(block: Block, command: str, documented: list[str], actual: list[str]) -> None:
+    assert _matches(documented, actual), (
+        f"README line {block.line}: `{command}` printed\n"
+        + "\n".join(actual)
+        + "\n-- but the README shows --\n"
+        + "\n".join(documented)
+    )
 
 
 def test_every_console_block_is_checked_or_says_why_not() -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from durable.cli._common import progress
 
-START = "durable: building wf.py (a first build takes a while)...\n"
+START = "durable: building wf.py...\n"
 
 
 def _wait_for_start(capsys: pytest.CaptureFixture[str]) -> str:
