@@ -21,6 +21,7 @@ import anyio
 import anyio.to_thread
 
 from durable.core.model import Cancelled, Completed, Event, Failed, Lease, LogChunk, Outcome
+from durable.core.side_writes import SideWrite
 from durable.storage import open_store
 from durable.storage.base import Store
 from durable.testing.postgres import ServerHandle
@@ -157,10 +158,10 @@ class MeteredStore:
         events: Sequence[Event],
         logs: Sequence[LogChunk],
         *,
-        consumed: Sequence[int] = (),
+        writes: Sequence[SideWrite] = (),
     ) -> None:
         """Append through the wrapped store, and count it."""
-        await self._store.append(lease, events, logs, consumed=consumed)
+        await self._store.append(lease, events, logs, writes=writes)
         self.appends += 1
         self.events += len(events)
 
@@ -171,10 +172,10 @@ class MeteredStore:
         events: Sequence[Event] = (),
         logs: Sequence[LogChunk] = (),
         *,
-        consumed: Sequence[int] = (),
+        writes: Sequence[SideWrite] = (),
     ) -> None:
         """Finish through the wrapped store, count it and wake `wait_ended`."""
-        await self._store.finish(lease, outcome, events, logs, consumed=consumed)
+        await self._store.finish(lease, outcome, events, logs, writes=writes)
         self.finishes += 1
         self.events += len(events)
         if isinstance(outcome, Completed | Failed | Cancelled):

@@ -30,6 +30,7 @@ from benchmarks.backends import Backend, MeteredStore, within
 from durable.builder import build_workflow
 from durable.client import Client
 from durable.core.model import Completed, Event, LogChunk, Task, TaskState
+from durable.core.side_writes import SideWrite
 from durable.host import AttemptContext, HostConfig, Runtime
 from durable.worker import Worker, WorkerConfig
 
@@ -231,7 +232,7 @@ class _NoWrites:
     """A sink for replay-only attempts: they must not write anything."""
 
     def write(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+        self, events: Sequence[Event], logs: Sequence[LogChunk], writes: Sequence[SideWrite] = ()
     ) -> None:
         raise AssertionError("a replay must not write")
 

@@ -17,6 +17,7 @@ from wasmtime import component as wc
 
 from durable.builder import build_workflow
 from durable.core.model import Event, LogChunk, NewTask, Task, TaskState
+from durable.core.side_writes import SideWrite
 from durable.host import Runtime
 from durable.host.context import AttemptContext
 from durable.host.runtime import AttemptEnd
@@ -136,7 +137,7 @@ class NoStoreSink:
     """The sink of a replay: any use of the store (a write, SQL, a lookup) fails the test."""
 
     def write(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+        self, events: Sequence[Event], logs: Sequence[LogChunk], writes: Sequence[SideWrite] = ()
     ) -> None:
         raise AssertionError(f"a replay wrote {len(events)} events")
 
@@ -149,7 +150,7 @@ class DiscardingSink(NoStoreSink):
     flushed on a tick) are taken and dropped; any other use of the store fails the test."""
 
     def write(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+        self, events: Sequence[Event], logs: Sequence[LogChunk], writes: Sequence[SideWrite] = ()
     ) -> None:
         pass
 

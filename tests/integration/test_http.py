@@ -27,6 +27,7 @@ import anyio.to_thread
 import pytest
 
 from durable.core.model import Completed, Event, Failed, LogChunk, Task
+from durable.core.side_writes import SideWrite
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
 from durable.host.http import Request
@@ -329,11 +330,11 @@ class CrashOnHttpEvent:
         self.inner = inner
 
     def write(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+        self, events: Sequence[Event], logs: Sequence[LogChunk], writes: Sequence[SideWrite] = ()
     ) -> None:
         if any(e.label.startswith("http ") for e in events):
             raise Crash("killed between the request and its commit")
-        self.inner.write(events, logs, consumed)
+        self.inner.write(events, logs, writes)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -25,6 +25,7 @@ import anyio.to_thread
 import pytest
 
 from durable.core.model import Completed, Event, Failed, LogChunk, NewTask, Task, TaskState
+from durable.core.side_writes import SideWrite
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
 from durable.host.runtime import AttemptEnd, Runtime
@@ -147,11 +148,11 @@ class CrashAfterCommit:
         return Session()
 
     def write(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+        self, events: Sequence[Event], logs: Sequence[LogChunk], writes: Sequence[SideWrite] = ()
     ) -> None:
         if self.committed:
             raise Crash("killed after the transaction committed")
-        self.inner.write(events, logs, consumed)
+        self.inner.write(events, logs, writes)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

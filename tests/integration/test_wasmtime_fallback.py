@@ -19,6 +19,7 @@ import anyio
 import pytest
 
 from durable.core.model import Event, LogChunk, NewTask, Stream, Task
+from durable.core.side_writes import SideWrite
 from durable.host import HostConfig, Runtime, _wasmtime, trampoline, watchdog
 from durable.host.context import AttemptContext
 from durable.host.runtime import AttemptEnd
@@ -57,7 +58,7 @@ class _Sink(DiscardingSink):
         self.output = bytearray()
 
     def write(
-        self, events: Sequence[Event], logs: Sequence[LogChunk], consumed: Sequence[int] = ()
+        self, events: Sequence[Event], logs: Sequence[LogChunk], writes: Sequence[SideWrite] = ()
     ) -> None:
         for chunk in logs:
             if chunk.stream is Stream.STDOUT:
