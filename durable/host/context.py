@@ -21,14 +21,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
+from durable.core import machine as m
 from durable.core import ops
-from durable.core.entropy import derive_bytes
 from durable.core.model import Event, LogChunk, NewTask, Notification, Stream, Task
 from durable.core.output import OutputBuffer
 from durable.core.replay import ReplayCursor
 from durable.core.side_writes import SideWrite
-from durable.core.signals import HistoryExhausted, Release, Suspend, TimedOut
-from durable.errors import HostError, OutputLimitExceeded
+from durable.core.signals import Release, Suspend, TimedOut
+from durable.errors import OutputLimitExceeded
 from durable.host._sql_cursor import TransactionCursor
 from durable.host.config import HostConfig
 
@@ -103,17 +103,28 @@ class AttemptContext:
         are logged at its end already (`Store.logged_bytes`): the replay skips them."""
         self.task = task
         self.attempt = attempt
-        self.cursor = ReplayCursor(history)
         self.config = config
+        # Every decision about the history: replay or record, when to commit, positions,
+        # entropy, steps, deadlines, cancellation (`durable.core.machine`).
+        deadline = task.deadline_at
+        self.machine = m.ReplayMachine(
+            history,
+            seed=task.seed,
+            task_id=task.id,
+            limits=m.Limits(
+                max_events=config.max_events,
+                max_payload_bytes=config.max_payload_bytes,
+                max_pending_events=config.max_pending_events,
+                flush_interval=config.flush_interval,
+                suspend_after=config.suspend_after,
+            ),
+            replay_only=replay_only,
+            task_deadline_ns=None if deadline is None else int(deadline.timestamp() * 1e9),
+            before_record=self.raise_deferred,
+        )
         # Replay-only attempts (`durable replay`) must not perform or record anything.
         self.replay_only = replay_only
         self.sink = sink
-        self.in_step = False
-        # Set when a step's body performed an external effect: its outcome is then
-        # committed as soon as the step ends, to keep the repeat window small.
-        self.effect_in_step = False
-        self.step_label = ""
-        self.step_digest: str | None = None
         # The exception a host function raised, parked while the guest unwinds.
         self.unwinding: BaseException | None = None
         # Set by the worker to stop a blocking sleep at once (shutdown).
@@ -123,14 +134,11 @@ class AttemptContext:
         self.cancel = threading.Event()
         if task.cancel_requested:
             self.cancel.set()
-        self.cancel_delivered = False
         # When the watchdog first saw the cancellation or the shutdown (monotonic), and
         # why it stopped the guest, if it did.
         self.cancel_seen_at: float | None = None
         self.interrupt_seen_at: float | None = None
         self.stopped_by: str | None = None
-        # Side-writes of events not yet committed (written with them).
-        self.side_writes: list[SideWrite] = []
         self._output = OutputBuffer(
             frontier=len(history),
             logged=logged,
@@ -147,42 +155,58 @@ class AttemptContext:
         # guest's thread at its next durable call or slice; output is dropped meanwhile.
         self._deferred: BaseException | None = None
         self._closed = False
-        self._entropy_position = -1
-        self._entropy_counter = 0
-        self._call_position = -1
-        self._call_counter = 0
-        self._oldest_pending = 0.0
+
+    # -- the machine's state, as host functions see it -------------------------------------
+
+    @property
+    def cursor(self) -> ReplayCursor:
+        """The replay cursor (a SQL transaction's stands in for it while its body runs)."""
+        return self.machine.cursor
+
+    @cursor.setter
+    def cursor(self, cursor: ReplayCursor) -> None:
+        self.machine.cursor = cursor
+
+    @property
+    def side_writes(self) -> list[SideWrite]:
+        """Side-writes of events not yet committed (written with them)."""
+        return self.machine.side_writes
+
+    @side_writes.setter
+    def side_writes(self, writes: list[SideWrite]) -> None:
+        self.machine.side_writes = writes
+
+    @property
+    def in_step(self) -> bool:
+        """Whether a step's body is running."""
+        return self.machine.in_step
+
+    @in_step.setter
+    def in_step(self, value: bool) -> None:
+        self.machine.in_step = value
+
+    @property
+    def step_label(self) -> str:
+        """The label of the running step."""
+        return self.machine.step_label
+
+    @property
+    def cancel_delivered(self) -> bool:
+        """Whether the guest has been told that its task is being cancelled."""
+        return self.machine.cancel_delivered
 
     # -- recording and committing --------------------------------------------------------
 
     def record(self, label: str, digest: str | None, payload: str) -> Event:
-        """Record a new event; it is committed by the next `flush`."""
-        self.raise_deferred()
-        if self.replay_only:
-            raise HistoryExhausted(self.cursor.position, label)
-        if self.cursor.position >= self.config.max_events:
-            raise HostError(
-                f"task {self.task.id} reached the limit of {self.config.max_events} events"
-            )
-        if len(payload) > self.config.max_payload_bytes:
-            raise HostError(
-                f"{label}: recorded payload of {len(payload)} bytes is over the limit of "
-                f"{self.config.max_payload_bytes} bytes"
-            )
-        if self.cursor.pending_count == 0:
-            self._oldest_pending = time.monotonic()
-        return self.cursor.record(label, digest, payload)
+        """Record a new event; it is committed by the next `flush` (a failure deferred
+        from an output flush is raised first: `before_record`)."""
+        return self.machine.record(label, digest, payload)
 
     def maybe_flush(self) -> None:
         """Commit if events have waited long enough, or too many are pending, or output
         is due (see `durable.core.output`)."""
         self.raise_deferred()
-        pending = self.cursor.pending_count
-        events_due = pending and (
-            pending >= self.config.max_pending_events
-            or time.monotonic() - self._oldest_pending >= self.config.flush_interval
-        )
-        if events_due or self._output_due():
+        if self.machine.commit_due() or self._output_due():
             self.flush()
 
     def flush(self) -> None:
@@ -194,19 +218,17 @@ class AttemptContext:
         """
         self.raise_deferred()
         with self._flush_lock:
-            events = self.cursor.take_pending()
+            events, writes = self.machine.take()
             with self._output_lock:
                 logs = self._output.take()
-            writes, self.side_writes = self.side_writes, []
             if not events and not logs and not writes:
                 return
             try:
                 self.sink.write(events, logs, writes)
             except BaseException:
-                self.cursor.restore_pending(events)
+                self.machine.restore(events, writes)
                 with self._output_lock:
                     self._output.restore(logs, time.monotonic())
-                self.side_writes[:0] = writes
                 raise
 
     def take_logs(self, *, frontier: bool) -> list[LogChunk]:
@@ -298,14 +320,9 @@ class AttemptContext:
 
     def now_ns(self) -> int:
         """The wall clock as the guest sees it: recorded outside steps, live inside."""
-        if self.in_step:
-            return time.time_ns()
-        event = self.cursor.next(ops.CLOCK_NOW.label)
-        if event is not None:
-            return ops.CLOCK_NOW.decode(event.payload)
-        value = time.time_ns()
-        self.record(ops.CLOCK_NOW.label, None, ops.CLOCK_NOW.encode(value))
-        self.maybe_flush()
+        value, recorded = self.machine.now_ns()
+        if recorded:
+            self.maybe_flush()
         return value
 
     def next_call_number(self) -> int:
@@ -314,48 +331,30 @@ class AttemptContext:
         With the position, this names a call the same way on every replay, which is
         what idempotency keys for sends and spawns are made of.
         """
-        position = self.cursor.position
-        if position != self._call_position:
-            self._call_position, self._call_counter = position, 0
-        self._call_counter += 1
-        return self._call_counter
+        return self.machine.call_number()
 
     def random_bytes(self, length: int) -> bytes:
         """Bytes derived from the task's seed and the current event position."""
-        position = self.cursor.position
-        if position != self._entropy_position:
-            self._entropy_position, self._entropy_counter = position, 0
-        self._entropy_counter += 1
-        return derive_bytes(self.task.seed, position, self._entropy_counter, length)
+        return self.machine.random_bytes(length)
 
     # -- steps ---------------------------------------------------------------------------
 
     def step_enter(self, label: str, digest: str | None) -> str | None:
         """Start a recorded step; return its recorded payload when replaying."""
         self.raise_deferred()
-        if self.in_step:
-            raise HostError(f"step {label!r} started inside step {self.step_label!r}")
-        event = self.cursor.next(label, digest)
-        if event is not None:
-            return event.payload
-        if self.replay_only:
-            # A replay check must not run a step's body: it may have effects.
-            raise HistoryExhausted(self.cursor.position, label)
-        self.in_step, self.step_label, self.step_digest = True, label, digest
+        payload = self.machine.step_enter(label, digest)
+        if payload is not None:
+            return payload
         with self._output_lock:
             self._output.enter_step()  # the body's output waits for its result
         return None
 
     def step_exit(self, payload: str) -> None:
         """Record the outcome of the step started by the last `step_enter`."""
-        if not self.in_step:
-            raise HostError("step exit without a step in progress")
-        self.in_step = False
-        self.record(self.step_label, self.step_digest, payload)
+        commit_now = self.machine.step_exit(payload)
         with self._output_lock:
             self._output.exit_step()
-        if self.effect_in_step:
-            self.effect_in_step = False
+        if commit_now:
             self.flush()
         else:
             self.maybe_flush()
@@ -373,16 +372,13 @@ class AttemptContext:
         Inside a step the effect runs unrecorded; the step's own record covers it.
         """
         self.raise_deferred()
-        if self.in_step:
-            self.effect_in_step = True
+        decision = self.machine.effect(label, digest)
+        if isinstance(decision, m.Replayed):
+            return decision.payload
+        if isinstance(decision, m.Unrecorded):
             if self._may_stream() and self._output.ready_bytes:
                 self.flush()  # the effect may take long: what was printed before shows now
             return perform()
-        event = self.cursor.next(label, digest)
-        if event is not None:
-            return event.payload
-        if self.replay_only:
-            raise HistoryExhausted(self.cursor.position, label)
         self.flush()
         payload = perform()
         self.record(label, digest, payload)
@@ -396,24 +392,14 @@ class AttemptContext:
         if self.in_step:
             self._block(duration_ns / 1e9)
             return
-        op, digest = ops.TIMER_SLEEP, str(duration_ns)
-        event = self.cursor.next(op.label, digest)
-        if event is not None:
-            deadline = op.decode(event.payload)
-        else:
-            deadline = time.time_ns() + duration_ns
-            self.record(op.label, digest, op.encode(deadline))
-        self._wait_until(deadline)
+        self._wait_until(self.machine.sleep_deadline(duration_ns))
 
     def sleep_until(self, deadline_ns: int) -> None:
         """Durable absolute sleep. Recorded, so replay takes the same path."""
         if self.in_step:
             self._block(max(0.0, (deadline_ns - time.time_ns()) / 1e9))
             return
-        op, digest = ops.TIMER_SLEEP_UNTIL, str(deadline_ns)
-        if self.cursor.next(op.label, digest) is None:
-            self.record(op.label, digest, op.encode(deadline_ns))
-        self._wait_until(deadline_ns)
+        self._wait_until(self.machine.sleep_until(deadline_ns))
 
     def _wait_until(self, deadline_ns: int) -> None:
         self.await_condition(lambda: None, deadline_ns, on_event=False)
@@ -421,14 +407,7 @@ class AttemptContext:
     def recorded_deadline(self, op: ops.Op[int], digest: str, timeout_ns: int | None) -> int | None:
         """Record (or replay) `now + timeout_ns` once, so that a wait's deadline survives
         suspensions and crashes instead of restarting from zero."""
-        if timeout_ns is None:
-            return None
-        event = self.cursor.next(op.label, digest)
-        if event is not None:
-            return op.decode(event.payload)
-        deadline = time.time_ns() + timeout_ns
-        self.record(op.label, digest, op.encode(deadline))
-        return deadline
+        return self.machine.recorded_deadline(op, digest, timeout_ns)
 
     def await_condition(
         self, poll: Callable[[], T | None], deadline_ns: int | None, *, on_event: bool
@@ -446,22 +425,27 @@ class AttemptContext:
             value = poll()
             if value is not None:
                 return value
-            now = time.time_ns()
-            if deadline_ns is not None and now >= deadline_ns:
-                return None
-            task_deadline = self.task.deadline_at
-            if task_deadline is not None and now >= task_deadline.timestamp() * 1e9:
-                raise TimedOut()
-            if self.replay_only or self.cancel.is_set():
+            decision = self.machine.wait(
+                deadline_ns, cancelling=self.cancel.is_set(), on_event=on_event, interval=interval
+            )
+            if isinstance(decision, m.Expired | m.GiveUp):
                 return None  # a replay check never waits; a cancelled task stops waiting
-            remaining = None if deadline_ns is None else (deadline_ns - now) / 1e9
-            if remaining is None or remaining > self.config.suspend_after:
-                wakeup = None if deadline_ns is None else _utc(deadline_ns)
-                raise Suspend(self.cap_at_task_deadline(wakeup), on_event=on_event)
+            if isinstance(decision, m.TaskTimedOut):
+                raise TimedOut()
+            if isinstance(decision, m.SuspendTask):
+                raise Suspend(self._wakeup(decision.wakeup_ns), on_event=on_event)
             self.flush()  # what happened before the wait is durable before we block
-            step = remaining if not on_event else min(remaining, interval)
             interval = min(interval * 2, 0.2)
-            self._block(step)
+            self._block(decision.seconds)
+
+    def _wakeup(self, wakeup_ns: int | None) -> datetime | None:
+        """The machine's wake-up time as a datetime (the task's own deadline exactly,
+        when it is that)."""
+        if wakeup_ns is None:
+            return None
+        if wakeup_ns == self.machine.task_deadline_ns:
+            return self.task.deadline_at
+        return _utc(wakeup_ns)
 
     def cap_at_task_deadline(self, wakeup: datetime | None) -> datetime | None:
         """A suspended task wakes at its own timeout at the latest."""
@@ -496,16 +480,7 @@ class AttemptContext:
         True once the task is being cancelled, and that delivery is recorded, so a crash
         during cleanup replays the same path.
         """
-        label = ops.TASK_CANCELLED.label
-        if self.cursor.replaying:
-            if self.cursor.peek_label() == label:
-                self.cursor.next(label)
-                self.cancel_delivered = True
-                return True
-            return False
-        if self.cancel.is_set() and not self.cancel_delivered and not self.in_step:
-            self.record(label, None, ops.TASK_CANCELLED.encode(True))
-            self.cancel_delivered = True
+        deliver, commit_now = self.machine.cancelled(self.cancel.is_set())
+        if commit_now:
             self.flush()
-            return True
-        return False
+        return deliver
