@@ -80,14 +80,19 @@ async def launch_task(
     return await store.create_task(spec)
 
 
+#: How long a worker may take to run a test's tasks: a bound on a hang, not on speed.
+#: It includes compiling a workflow new to this machine, minutes on a busy one.
+IDLE_WITHIN = 600.0
+
+
 async def run_until_idle(store: Store, runtime: Runtime) -> None:
     """Run every runnable task with a real worker until it is idle."""
     worker = Worker(store, WorkerConfig(exit_when_idle=True, host=runtime.config), runtime=runtime)
-    with anyio.fail_after(60):
+    with anyio.fail_after(IDLE_WITHIN):
         await worker.run()
 
 
-async def until(check: Callable[[], Awaitable[Any]], within: float = 120.0) -> Any:
+async def until(check: Callable[[], Awaitable[Any]], within: float = 300.0) -> Any:
     """Poll `check` until it returns something truthy; fail after `within` seconds (a
     bound on a hang, not on speed: a busy machine may take many times longer)."""
     with anyio.fail_after(within):

@@ -29,7 +29,7 @@ from durable.history import TaskHistory
 from durable.host import HostConfig, Runtime
 from durable.storage import open_store
 from durable.worker import Worker, WorkerConfig
-from tests.helpers import EXAMPLES, ROOT, WORKFLOWS, built, run_cli
+from tests.helpers import EXAMPLES, IDLE_WITHIN, ROOT, WORKFLOWS, built, run_cli
 
 HISTORIES = ROOT / "tests" / "fixtures" / "histories"
 FAST = HostConfig(suspend_after=0.3)
@@ -43,7 +43,7 @@ async def _run_until_idle(db: str, runtime: Runtime) -> None:
     store = await open_store(db)
     try:
         config = WorkerConfig(exit_when_idle=True, lease_seconds=5, host=FAST)
-        with anyio.fail_after(60):
+        with anyio.fail_after(IDLE_WITHIN):
             await Worker(store, config, runtime=runtime).run()
     finally:
         await store.close()

@@ -24,7 +24,7 @@ from durable.host import HostConfig, Runtime
 from durable.replayer import ReplayEnd, Replayer
 from durable.storage.base import Store
 from durable.worker import Worker, WorkerConfig
-from tests.helpers import WORKFLOWS, built
+from tests.helpers import IDLE_WITHIN, WORKFLOWS, built
 
 pytestmark = pytest.mark.anyio
 
@@ -78,7 +78,7 @@ class ReadOnlyStore:
 async def run_until_idle(store: Store, runtime: Runtime) -> None:
     """Run a worker until nothing is runnable (suspended tasks stay suspended)."""
     config = WorkerConfig(exit_when_idle=True, lease_seconds=5, host=FAST)
-    with anyio.fail_after(60):
+    with anyio.fail_after(IDLE_WITHIN):
         await Worker(store, config, runtime=runtime).run()
 
 
