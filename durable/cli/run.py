@@ -68,85 +68,53 @@ def run(
     # collection until the run starts, and then none among them (`gc.freeze`).
     gc.disable()
     try:
-        _run(
-            workflow,
-            input_,
-            input_file,
-            name,
-            entry,
-            timeout,
-            db,
-            guest_db,
-            suspend_after,
-            memory_limit,
-            max_events,
-            max_payload,
-            max_output,
+        configure_logging()
+        value = read_input(input_, input_file, max_bytes=max_payload)
+        check_before_build(workflow, entry, name)  # before a build that may take a minute
+        # Here, not at the top: `durable --help` does not load the library (or wasmtime).
+        from durable.app import Runner
+        from durable.cli._output import describe_end, write_chunk
+        from durable.core.model import Task, TaskState
+        from durable.host.config import HostConfig
+
+        config = HostConfig(
+            suspend_after=suspend_after,
+            memory_limit=memory_limit,
+            max_events=max_events,
+            max_payload_bytes=max_payload,
+            max_output_bytes=max_output,
         )
+        others = OthersReporter()
+
+        def launched(task: Task) -> None:
+            click.echo(f"task {task.id}", err=True)
+            others.launched(task)
+
+        with Runner(config) as runner:
+            with progress(f"preparing {workflow.name}"):
+                binary = runner.load(workflow)
+            gc.freeze()  # what was made so far lives until exit
+            gc.enable()  # a run may take days: its garbage is collected as usual
+            final = run_async(
+                functools.partial(
+                    runner.run,
+                    binary,
+                    input=value,
+                    name=name,
+                    entry=entry,
+                    timeout=timeout,
+                    db=db,
+                    guest_db=guest_db,
+                    on_launch=launched,
+                    on_output=write_chunk,
+                    on_claim=others,
+                )
+            )
+        if final.state is TaskState.COMPLETE:
+            if final.result is not None and final.result != "null":
+                click.echo(final.result)
+            sys.exit(0)
+        click.echo(describe_end(final), err=True)
+        sys.exit(EXIT_FAILED)
     finally:
         gc.enable()  # (if the run never started: a refusal, an interrupted build)
-
-
-def _run(
-    workflow: Path,
-    input_: str | None,
-    input_file: str | None,
-    name: str | None,
-    entry: str,
-    timeout: float | None,
-    db: str | None,
-    guest_db: str | None,
-    suspend_after: float,
-    memory_limit: int,
-    max_events: int,
-    max_payload: int,
-    max_output: int,
-) -> None:
-    configure_logging()
-    value = read_input(input_, input_file, max_bytes=max_payload)
-    check_before_build(workflow, entry, name)  # before a build that may take a minute
-    # Here, not at the top: `durable --help` does not load the library (or wasmtime).
-    from durable.app import Runner
-    from durable.cli._output import describe_end, write_chunk
-    from durable.core.model import Task, TaskState
-    from durable.host.config import HostConfig
-
-    config = HostConfig(
-        suspend_after=suspend_after,
-        memory_limit=memory_limit,
-        max_events=max_events,
-        max_payload_bytes=max_payload,
-        max_output_bytes=max_output,
-    )
-    others = OthersReporter()
-
-    def launched(task: Task) -> None:
-        click.echo(f"task {task.id}", err=True)
-        others.launched(task)
-
-    with Runner(config) as runner:
-        with progress(f"preparing {workflow.name}"):
-            binary = runner.load(workflow)
-        gc.freeze()  # what was made so far lives until exit
-        gc.enable()  # a run may take days: its garbage is collected as usual
-        final = run_async(
-            functools.partial(
-                runner.run,
-                binary,
-                input=value,
-                name=name,
-                entry=entry,
-                timeout=timeout,
-                db=db,
-                guest_db=guest_db,
-                on_launch=launched,
-                on_output=write_chunk,
-                on_claim=others,
-            )
-        )
-    if final.state is TaskState.COMPLETE:
-        if final.result is not None and final.result != "null":
-            click.echo(final.result)
-        sys.exit(0)
-    click.echo(describe_end(final), err=True)
-    sys.exit(EXIT_FAILED)
