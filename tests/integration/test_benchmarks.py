@@ -44,6 +44,7 @@ SQLITE_FIGURES = {
     "wait_p50_ms",
     "wait_workflows_per_s_c16",
     "wait_remote_p50_ms",
+    "pss_per_active_task_mib",
     "workflows_per_s_processes_1",
     "workflows_per_s_processes_2",
 }
