@@ -163,7 +163,7 @@ async def remote_start_latency(
 
     The in-process figure is what `durable run` and an embedded worker see; this is an
     application launching into a separate `durable worker`, which learns of the task
-    from the database: LISTEN/NOTIFY on Postgres, `PRAGMA data_version` polling on SQLite.
+    from the database: LISTEN/NOTIFY on Postgres, the wake-up sockets on SQLite.
     """
     warmup = 3
     latencies: list[float] = []
