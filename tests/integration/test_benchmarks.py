@@ -132,7 +132,7 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=360,  # a bound on a hang: (k) and (l) start worker processes too
         check=False,
     )  # fmt: skip
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"

@@ -17,7 +17,7 @@ import pytest
 from durable import client as client_module
 from durable.client import Client
 from durable.core.model import Completed, TaskState
-from durable.storage._contract import claimed, new_task
+from durable.storage._contract import chunk, claimed, new_task
 from durable.storage._sqlite_wake import WakeChannel, end_message
 from durable.storage.base import EndSignals, Store
 from durable.storage.sqlite import SQLiteStore
@@ -185,3 +185,20 @@ def test_a_store_that_is_not_listening_sends_nothing_into_a_missing_directory(
     channel.send(b"w")  # no directory: nobody ever listened; nothing is created
     channel.close()
     assert not Path(f"{tmp_path / 'none.db'}-wake").exists()
+
+
+async def test_follow_ends_when_the_task_ends_without_polling(store: Store) -> None:
+    claim = await claimed(store)
+    client = Client(store)
+    chunks = []
+
+    async def finish_later() -> None:
+        await anyio.sleep(0.2)  # `follow` is inside its (600 s) pause by then
+        await store.finish(claim.lease, Completed(result="3"), logs=[chunk("last words\n")])
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(finish_later)
+        with anyio.fail_after(60):
+            async for one in client.follow(claim.task.id, poll=600):
+                chunks.append(one.data)
+    assert chunks == [b"last words\n"]
