@@ -226,9 +226,10 @@ class TaskQueue(Protocol):
 
         Woken by task creation, `finish` with `Released`/`Suspended`, and lease removal,
         whether done by this process or (for shared databases) another one. Postgres
-        uses LISTEN/NOTIFY; SQLite polls `PRAGMA data_version` cheaply; memory uses an
-        in-process event. Spurious wake-ups are allowed; missed ones are not (callers
-        re-check with `claim` and `next_wakeup` after every return).
+        uses LISTEN/NOTIFY; SQLite the wake-up sockets beside its file, with a slow look
+        at `PRAGMA data_version` under them; memory uses an in-process event. Spurious
+        wake-ups are allowed; missed ones are not (callers re-check with `claim` and
+        `next_wakeup` after every return).
         """
         ...
 

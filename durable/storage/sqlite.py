@@ -561,6 +561,10 @@ class SQLiteStore:
         poll = _SLOW_POLL if self._wake.listen() else _POLL
         deadline = anyio.current_time() + timeout
         while True:
+            if self._changes != self._seen[1]:
+                # Told directly (our own commit, or a wake-up): no need to ask SQLite.
+                self._seen = (self._seen[0], self._changes)
+                return
             async with self._use() as conn:
                 version = (await self._fetch(conn, "data_version"))[0][0]
             seen = (int(version), self._changes)
