@@ -47,8 +47,11 @@ import anyio.to_thread
 import asyncpg
 
 from durable.core.model import (
+    Cancelled,
     Claim,
+    Completed,
     Event,
+    Failed,
     Lease,
     LogChunk,
     NewTask,
@@ -520,6 +523,9 @@ class PostgresStore:
             )  # fmt: skip
             if not matched:
                 await self._refuse(lease, events)
+        if isinstance(outcome, Completed | Failed | Cancelled):
+            # Committed: this store's own waiters need not wait for the NOTIFY's round trip.
+            self._ends.ended(lease.task_id)
 
     async def read_status(self, task_id: int) -> list[StatusValue]:
         """The task's status values, ordered by key."""
