@@ -307,32 +307,34 @@ class Client:
         """Yield each status value (only `key`'s, if given) as it is set, until the
         task ends: first the values set so far, then every later change.
 
-        Polled, from every `poll` seconds up to every 0.25 s. Values set between two
-        looks show only as the last one of them (what is kept is the latest value).
+        Polled, from every `poll` seconds up to every 0.25 s (the task's end is
+        signalled, when the store can). Values set between two looks show only as the
+        last one of them (what is kept is the latest value).
 
         Raises:
             TaskNotFoundError: no such task.
         """
         seen: dict[str, int] = {}
         pause, ended = poll, False
-        while True:
-            changed = [
-                v
-                for v in await self.status_values(task_id)
-                if (key is None or v.key == key) and seen.get(v.key) != v.position
-            ]
-            for value in sorted(changed, key=lambda v: v.position):
-                seen[value.key] = value.position
-                yield value
-            if changed:
-                pause = poll
-            if ended:
-                return
-            if (await self.store.get_task(task_id)).state.is_terminal:
-                ended = True  # its last values commit with its end: one more look
-                continue
-            await anyio.sleep(pause)
-            pause = min(pause * 2, _MAX_POLL)
+        async with self._watch_end(task_id) as watch:
+            while True:
+                changed = [
+                    v
+                    for v in await self.status_values(task_id)
+                    if (key is None or v.key == key) and seen.get(v.key) != v.position
+                ]
+                for value in sorted(changed, key=lambda v: v.position):
+                    seen[value.key] = value.position
+                    yield value
+                if changed:
+                    pause = poll
+                if ended:
+                    return
+                if (await self.store.get_task(task_id)).state.is_terminal:
+                    ended = True  # its last values commit with its end: one more look
+                    continue
+                await self._await_output(task_id, pause, watch)  # its end is signalled
+                pause = min(pause * 2, _MAX_POLL)
 
     async def follow(
         self, task_id: int, *, poll: float = 0.05, until_end: bool = True
