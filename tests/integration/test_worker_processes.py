@@ -14,6 +14,8 @@ from pathlib import Path
 import anyio
 import pytest
 
+from durable import client as client_module
+from durable.client import Client
 from durable.core.model import TaskState
 from durable.storage.sqlite import SQLiteStore
 from tests.helpers import WORKFLOWS, built, cli_env, durable_cmd, launch_task, run_cli, until
@@ -128,3 +130,22 @@ async def _pids_when(store: SQLiteStore, count: int, *, without: int = 0) -> set
     """The live workers' pids once there are `count` of them (and `without` is not one)."""
     pids = await _worker_pids(store)
     return pids if len(pids) == count and without not in pids else None
+
+
+async def test_client_wait_is_woken_by_a_worker_process_finish(
+    store: SQLiteStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No safety-net look: only the worker process's wake-up can end the wait in time.
+    monkeypatch.setattr(client_module, "_END_FALLBACK", 3600.0)
+    wasm, _ = await anyio.to_thread.run_sync(built, WORKFLOWS / "greeter.py")
+    proc = _supervisor(store.path)  # two worker processes; either may run it
+    try:
+        await until(lambda: _pids_when(store, 2))
+        task = await launch_task(store, wasm, "", 7, workflow_name="greeter")
+        with anyio.fail_after(300):
+            done = await Client(store).wait(task.id)
+        assert done.state is TaskState.COMPLETE, done.error
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=120)
+        await store.close()
