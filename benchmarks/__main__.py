@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from benchmarks import coldstart, processes
+from benchmarks import coldstart, processes, scaling, waits
 from benchmarks import figures as f
 from benchmarks.backends import Backend, PostgresBackend, SQLiteBackend
 from benchmarks.figures import Bench, Figure, Sizes
@@ -38,6 +38,9 @@ async def run_backend(backend: Backend, bench: Bench, sizes: Sizes, log_dir: Pat
         ("(d) trivial workflows/s", f.trivial_throughput, ()),
         ("(e) start latency", f.start_latency, ()),
         ("(e) start latency, worker process", processes.remote_start_latency, (log_dir,)),
+        ("(k) launch -> Client.wait", waits.wait_figures, ()),
+        ("(k) launch -> Client.wait, worker process", waits.remote_wait_figures, (log_dir,)),
+        ("(l) worker processes 1 and 2", scaling.process_scaling, (log_dir,)),
         ("(j) start from the artifact on disk", coldstart.start_from_disk, ()),
         ("(g) timer lateness", f.timer_lateness, ()),
         ("(h) worker memory", processes.memory, (log_dir,)),

@@ -18,6 +18,7 @@ import builtins
 import json
 import time
 from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,8 @@ from durable.history import TaskHistory
 from durable.host.config import HostConfig
 from durable.loader import compile_for_machine, read_workflow
 from durable.storage import Store, open_store
+from durable.storage._end_watch import EndWatch
+from durable.storage.base import EndSignals
 from durable.task_names import name_problem
 
 if TYPE_CHECKING:  # the replayer loads wasmtime: only for `replay`, when it is called
@@ -40,6 +43,9 @@ if TYPE_CHECKING:  # the replayer loads wasmtime: only for `replay`, when it is 
 
 #: The longest pause between two looks at a task that `wait` and `follow` poll.
 _MAX_POLL = 0.25
+#: With a store that signals a task's end, the longest pause between two looks at it:
+#: only a safety net for a wake-up that was lost (a dropped datagram or connection).
+_END_FALLBACK = 1.0
 #: Log chunks `follow` reads at a time (a worker commits at most about 1 MiB per chunk).
 _LOG_PAGE = 8
 
@@ -301,32 +307,34 @@ class Client:
         """Yield each status value (only `key`'s, if given) as it is set, until the
         task ends: first the values set so far, then every later change.
 
-        Polled, from every `poll` seconds up to every 0.25 s. Values set between two
-        looks show only as the last one of them (what is kept is the latest value).
+        Polled, from every `poll` seconds up to every 0.25 s (the task's end is
+        signalled, when the store can). Values set between two looks show only as the
+        last one of them (what is kept is the latest value).
 
         Raises:
             TaskNotFoundError: no such task.
         """
         seen: dict[str, int] = {}
         pause, ended = poll, False
-        while True:
-            changed = [
-                v
-                for v in await self.status_values(task_id)
-                if (key is None or v.key == key) and seen.get(v.key) != v.position
-            ]
-            for value in sorted(changed, key=lambda v: v.position):
-                seen[value.key] = value.position
-                yield value
-            if changed:
-                pause = poll
-            if ended:
-                return
-            if (await self.store.get_task(task_id)).state.is_terminal:
-                ended = True  # its last values commit with its end: one more look
-                continue
-            await anyio.sleep(pause)
-            pause = min(pause * 2, _MAX_POLL)
+        async with self._watch_end(task_id) as watch:
+            while True:
+                changed = [
+                    v
+                    for v in await self.status_values(task_id)
+                    if (key is None or v.key == key) and seen.get(v.key) != v.position
+                ]
+                for value in sorted(changed, key=lambda v: v.position):
+                    seen[value.key] = value.position
+                    yield value
+                if changed:
+                    pause = poll
+                if ended:
+                    return
+                if (await self.store.get_task(task_id)).state.is_terminal:
+                    ended = True  # its last values commit with its end: one more look
+                    continue
+                await self._await_output(task_id, pause, watch)  # its end is signalled
+                pause = min(pause * 2, _MAX_POLL)
 
     async def follow(
         self, task_id: int, *, poll: float = 0.05, until_end: bool = True
@@ -344,28 +352,47 @@ class Client:
         """
         await self.store.get_task(task_id)  # a clear error for an unknown id
         seq, pause, ended = 0, poll, False
-        while True:
-            chunks = await self.store.read_logs(task_id, after_seq=seq, limit=_LOG_PAGE)
-            for chunk in chunks:
-                seq = chunk.seq
-                yield chunk
-            if chunks:
-                pause = poll
-                continue
-            if ended or not until_end:
-                return
-            if (await self.store.get_task(task_id)).state.is_terminal:
-                ended = True  # its last output commits with its end: one more look
-                continue
-            await self._await_output(task_id, pause)
-            pause = min(pause * 2, _MAX_POLL)
+        async with self._watch_end(task_id) as watch:
+            while True:
+                chunks = await self.store.read_logs(task_id, after_seq=seq, limit=_LOG_PAGE)
+                for chunk in chunks:
+                    seq = chunk.seq
+                    yield chunk
+                if chunks:
+                    pause = poll
+                    continue
+                if ended or not until_end:
+                    return
+                if (await self.store.get_task(task_id)).state.is_terminal:
+                    ended = True  # its last output commits with its end: one more look
+                    continue
+                await self._await_output(task_id, pause, watch)
+                pause = min(pause * 2, _MAX_POLL)
 
-    async def _await_output(self, task_id: int, timeout: float) -> None:  # noqa: ASYNC109
-        """Return when `task_id` may have logged more, or after `timeout` seconds.
+    async def _await_output(
+        self,
+        task_id: int,
+        timeout: float,  # noqa: ASYNC109
+        watch: EndWatch | None = None,
+    ) -> None:
+        """Return when `task_id` may have logged more or ended, or after `timeout` seconds.
 
-        The seam for a store that can announce new output: for now, a plain sleep.
+        Its end is signalled (`watch`, when the store has end signals); new output is
+        not yet: it is found by the next look.
         """
-        await anyio.sleep(timeout)
+        if watch is None:
+            await anyio.sleep(timeout)
+        else:
+            await watch.wait(timeout)
+
+    @asynccontextmanager
+    async def _watch_end(self, task_id: int) -> AsyncIterator[EndWatch | None]:
+        """The store's signal of `task_id`'s end (None: the store has none; poll)."""
+        if isinstance(self.store, EndSignals):
+            async with self.store.watch_end(task_id) as watch:
+                yield watch
+        else:
+            yield None
 
     async def wait(
         self,
@@ -376,7 +403,10 @@ class Client:
     ) -> Task:
         """Wait until the task ends; return it.
 
-        The store is polled, from every `poll` seconds up to every 0.25 s.
+        The store says when the task ends (in this process, through SQLite's wake-up
+        sockets or Postgres's LISTEN from another), and the task is read again then,
+        and at least every second in case a wake-up was lost. A store without end
+        signals is polled, from every `poll` seconds up to every 0.25 s.
 
         Raises:
             TaskNotFoundError: no such task.
@@ -384,19 +414,26 @@ class Client:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = poll
-        while True:
-            task = await self.store.get_task(task_id)
-            if task.state.is_terminal:
-                return task
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(
-                        f"task {task_id} is still {task.state.value} after {timeout:g}s"
-                    )
-                pause = min(pause, left)
-            await anyio.sleep(pause)
-            pause = min(pause * 2, _MAX_POLL)
+        # Watching before the first read: an end committed after it is never missed.
+        async with self._watch_end(task_id) as watch:
+            while True:
+                task = await self.store.get_task(task_id)
+                if task.state.is_terminal:
+                    return task
+                if watch is not None:
+                    pause = _END_FALLBACK
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(
+                            f"task {task_id} is still {task.state.value} after {timeout:g}s"
+                        )
+                    pause = min(pause, left)
+                if watch is None:
+                    await anyio.sleep(pause)
+                    pause = min(pause * 2, _MAX_POLL)
+                else:
+                    await watch.wait(pause)
 
     async def migrate(self) -> int:
         """Apply every pending schema migration; return the schema version."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import os
 import signal
-from typing import TYPE_CHECKING
+import sys
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -43,6 +45,17 @@ _WORKER = WorkerConfig()
     show_envvar=True,
     metavar="N",
     help="How many tasks run at once.",
+)
+@click.option(
+    "--processes",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    envvar="DURABLE_PROCESSES",
+    show_envvar=True,
+    metavar="N",
+    help="Run N worker processes under one supervisor, to use N cores (0: one per core). "
+    "Each runs --concurrency tasks; a process that dies is started again.",
 )
 @click.option(
     "--lease-seconds",
@@ -120,6 +133,7 @@ def worker(
     db: str | None,
     guest_db: str | None,
     concurrency: int,
+    processes: int,
     lease_seconds: float,
     poll_interval: float,
     suspend_after: float,
@@ -142,6 +156,8 @@ def worker(
     Every setting can also come from its DURABLE_* environment variable.
     """
     configure_logging(verbose)
+    if processes != 1:
+        _supervise(processes, db, guest_db)
     config = WorkerConfig(
         concurrency=concurrency,
         lease_seconds=lease_seconds,
@@ -173,6 +189,34 @@ def worker(
     )
 
 
+def _supervise(processes: int, db: str | None, guest_db: str | None) -> NoReturn:
+    """Run `processes` (0: one per core) copies of this command under a supervisor.
+
+    Every setting with an environment variable goes to the children that way (a
+    database password stays off their command lines); the flags without one follow.
+    """
+    from durable.worker.supervisor import Supervisor, child_command, default_processes
+
+    ctx = click.get_current_context()
+    env = dict(os.environ)
+    flags: list[str] = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if not isinstance(param, click.Option) or param.name == "processes" or value is None:
+            continue
+        if isinstance(param.envvar, str):
+            env[param.envvar] = repr(value) if isinstance(value, float) else str(value)
+        elif param.is_flag and value:
+            flags.append(param.opts[0])
+    if db is not None:
+        env["DURABLE_DATABASE_URL"] = db
+    if guest_db is not None:
+        env["DURABLE_GUEST_DATABASE_URL"] = guest_db
+    count = processes or default_processes()
+    supervisor = Supervisor(command=child_command(flags), env=env, processes=count)
+    sys.exit(run_async(supervisor.run))
+
+
 async def _stop_on_signals(w: Worker, stop_timeout: float) -> None:
     """SIGTERM or SIGINT: stop gracefully, within `stop_timeout` s; a second one: at once.
 
@@ -181,6 +225,22 @@ async def _stop_on_signals(w: Worker, stop_timeout: float) -> None:
     Exiting without waiting leaves the tasks still running to their leases: another
     worker resumes them when those lapse, as after a kill.
     """
+    import anyio
+
+    from durable.worker.supervisor import SUPERVISOR_FD_ENV, exit_with_supervisor
+
+    fd = os.environ.get(SUPERVISOR_FD_ENV)
+    if fd is not None:  # a supervised process: exit with its supervisor
+        os.environ.pop(SUPERVISOR_FD_ENV)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_on_signals_only, w, stop_timeout)
+            await exit_with_supervisor(int(fd))
+            hard_exit(EXIT_FAILED, "the supervisor is gone: exiting at once")
+    await _stop_on_signals_only(w, stop_timeout)
+
+
+async def _stop_on_signals_only(w: Worker, stop_timeout: float) -> None:
+    """The signal handling itself (see `_stop_on_signals`)."""
     import anyio
 
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

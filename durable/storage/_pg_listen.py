@@ -11,6 +11,11 @@ drops, the termination callback sets the event (the next `wait` returns at once)
 if `wait` itself has to reconnect after a loss, it returns without waiting, since
 notifications sent while disconnected are gone. A network cut that closes nothing is
 caught by a cheap `SELECT 1` after every `PROBE_SECONDS` of silence.
+
+Once someone waits for a task's end (`listen_ends`), the same connection also LISTENs
+on `durable_end`, whose payload is the id of a task that ended (schema version 6), and
+hands each id to `on_end`; a lost connection calls `on_end(None)`: anything may have
+ended meanwhile.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from durable.storage._pg_errors import CONNECTION_ERRORS
 
 #: The notification channel the schema's triggers notify.
 CHANNEL = "durable_work"
+#: The channel a trigger notifies with the id of each task that ends.
+END_CHANNEL = "durable_end"
 
 #: How long a wait may go without hearing from the server before probing the connection.
 PROBE_SECONDS = 30.0
@@ -39,9 +46,16 @@ RETRY_SECONDS = 1.0
 class WorkListener:
     """A latched "work may be runnable" signal fed by LISTEN on its own connection."""
 
-    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]]) -> None:
-        """Prepare a listener; `connect` opens a new connection (raising `StorageError`)."""
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[asyncpg.Connection]],
+        on_end: Callable[[int | None], None] | None = None,
+    ) -> None:
+        """Prepare a listener; `connect` opens a new connection (raising `StorageError`);
+        `on_end` hears of ended tasks once `listen_ends` is called."""
         self._connect = connect
+        self._on_end = on_end
+        self._ends = False  # LISTEN on END_CHANNEL too (set by listen_ends)
         self._conn: asyncpg.Connection | None = None
         self._event = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -69,6 +83,8 @@ class WorkListener:
             conn = await self._connect()
             try:
                 await conn.add_listener(CHANNEL, self._on_notify)
+                if self._ends:
+                    await conn.add_listener(END_CHANNEL, self._on_end_notify)
             except BaseException:
                 await conn.close()
                 raise
@@ -78,14 +94,42 @@ class WorkListener:
             self._ever_connected = True
             return reconnected
 
+    async def listen_ends(self) -> None:
+        """LISTEN on `END_CHANNEL` from now on (and after every reconnection).
+
+        Raises:
+            StorageError: the connection could not be opened.
+        """
+        if self._ends and self.connected:
+            return
+        async with self._lock:
+            first = not self._ends
+            self._ends = True
+            conn = self._conn
+            if first and conn is not None and not conn.is_closed():
+                try:
+                    await conn.add_listener(END_CHANNEL, self._on_end_notify)
+                except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+                    conn.terminate()  # the next ensure() reconnects with both channels
+        await self.ensure()
+
     def _on_notify(self, *_args: Any) -> None:
         self._event.set()
+
+    def _on_end_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if self._on_end is not None:
+            try:
+                self._on_end(int(payload))
+            except ValueError:
+                self._on_end(None)
 
     def _on_terminate(self, conn: asyncpg.Connection) -> None:
         if conn is self._conn:
             self._conn = None
             if not self._closed:
                 self._event.set()  # whatever was sent while we were away is lost
+                if self._ends and self._on_end is not None:
+                    self._on_end(None)
 
     async def wait(self, timeout: float) -> None:  # noqa: ASYNC109 - a wait, not a deadline
         """Return when notified (now or since the last return), or after `timeout` seconds."""

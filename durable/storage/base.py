@@ -20,6 +20,7 @@ nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -37,6 +38,7 @@ from durable.core.model import (
 )
 from durable.core.side_writes import SideWrite
 from durable.core.status import StatusValue
+from durable.storage._end_watch import EndWatch
 from durable.storage.guest import GuestResult, GuestValue
 
 
@@ -224,9 +226,10 @@ class TaskQueue(Protocol):
 
         Woken by task creation, `finish` with `Released`/`Suspended`, and lease removal,
         whether done by this process or (for shared databases) another one. Postgres
-        uses LISTEN/NOTIFY; SQLite polls `PRAGMA data_version` cheaply; memory uses an
-        in-process event. Spurious wake-ups are allowed; missed ones are not (callers
-        re-check with `claim` and `next_wakeup` after every return).
+        uses LISTEN/NOTIFY; SQLite the wake-up sockets beside its file, with a slow look
+        at `PRAGMA data_version` under them; memory uses an in-process event. Spurious
+        wake-ups are allowed; missed ones are not (callers re-check with `claim` and
+        `next_wakeup` after every return).
         """
         ...
 
@@ -368,3 +371,22 @@ class WorkflowSQL(Protocol):
 @runtime_checkable
 class SqlStore(Store, WorkflowSQL, Protocol):
     """A store with every role, workflow SQL included (SQLite, Postgres)."""
+
+
+@runtime_checkable
+class EndSignals(Protocol):
+    """The end-signal role: hear of a task's end when it is committed, not by polling.
+
+    Every backend has it (memory: in-process; SQLite: wake-up sockets beside the file;
+    Postgres: LISTEN); a store wrapper may not, and callers then poll.
+    """
+
+    def watch_end(self, task_id: int) -> AbstractAsyncContextManager[EndWatch]:
+        """A signal, for the block's duration, that `task_id` may have ended.
+
+        Registered when the block starts, so a waiter that enters it and then reads
+        the task misses no end committed after that read, in this process or (for a
+        shared database) another one. Spurious wake-ups are allowed; a lost one (a
+        dropped datagram or connection) only delays: wait with a timeout and re-read.
+        """
+        ...

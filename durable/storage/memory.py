@@ -20,7 +20,8 @@ import dataclasses
 import fnmatch
 import hashlib
 import secrets
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import assert_never
 
@@ -56,6 +57,7 @@ from durable.errors import (
     TaskNotFoundError,
 )
 from durable.storage import quarantine
+from durable.storage._end_watch import EndWaiters, EndWatch
 from durable.storage._memory_rows import NotificationRow as _NotificationRow
 from durable.storage._memory_rows import TaskRow as _TaskRow
 from durable.storage._memory_rows import aware as _aware
@@ -89,6 +91,7 @@ class MemoryStore:
         self.reset()
         # A signal for wait_for_work, created lazily: an anyio.Event needs a running loop.
         self._changed: anyio.Event | None = None
+        self._ends = EndWaiters()
 
     def reset(self) -> None:
         """Forget every workflow, task, event, log, notification, worker and call."""
@@ -537,6 +540,13 @@ class MemoryStore:
         row.change(
             state=state, result=result, error=error, owner=None, wakeup_at=None, updated_at=now
         )
+        self._ends.ended(row.task.id)
+
+    @asynccontextmanager
+    async def watch_end(self, task_id: int) -> AsyncIterator[EndWatch]:
+        """A signal that `task_id` may have ended, for the block's duration (`EndSignals`)."""
+        with self._ends.watch(task_id) as watch:
+            yield watch
 
     async def read_logs(
         self, task_id: int, *, after_seq: int = 0, limit: int | None = None

@@ -38,7 +38,8 @@ import fnmatch
 import hashlib
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from uuid import UUID
 
@@ -46,8 +47,11 @@ import anyio.to_thread
 import asyncpg
 
 from durable.core.model import (
+    Cancelled,
     Claim,
+    Completed,
     Event,
+    Failed,
     Lease,
     LogChunk,
     NewTask,
@@ -69,6 +73,7 @@ from durable.errors import (
 )
 from durable.storage import _pg_codec as codec
 from durable.storage import _pg_guest, _pg_schema, quarantine
+from durable.storage._end_watch import EndWaiters, EndWatch
 from durable.storage._pg_errors import connect_error, translate
 from durable.storage._pg_listen import WorkListener
 from durable.storage._pg_login import GUEST_URL_ENV, GuestLogin, ensure_login
@@ -103,7 +108,9 @@ class PostgresStore:
         self._pool = pool
         self._display = display
         self._guest = guest  # the login workflow SQL runs as, and its own pool
-        self._listener = WorkListener(connect)  # LISTEN gets a connection of its own
+        self._ends = EndWaiters()
+        # LISTEN gets a connection of its own.
+        self._listener = WorkListener(connect, on_end=self._heard_end)
         self._closed = False
 
     @classmethod
@@ -427,6 +434,24 @@ class PostgresStore:
         """Return when notified that work may be runnable, or after `timeout` seconds."""
         await self._listener.wait(max(0.0, timeout))
 
+    @asynccontextmanager
+    async def watch_end(self, task_id: int) -> AsyncIterator[EndWatch]:
+        """A signal that `task_id` may have ended, for the block's duration (`EndSignals`).
+
+        LISTEN on `durable_end` is in effect before the block starts, when the server
+        can be reached; otherwise the watch only ever times out, and callers poll.
+        """
+        with self._ends.watch(task_id) as watch:
+            with contextlib.suppress(StorageError):
+                await self._listener.listen_ends()
+            yield watch
+
+    def _heard_end(self, task_id: int | None) -> None:
+        if task_id is None:
+            self._ends.wake_all()
+        else:
+            self._ends.ended(task_id)
+
     async def _listen(self) -> None:
         """Have LISTEN in effect before a check that a later `wait_for_work` relies on.
 
@@ -498,6 +523,9 @@ class PostgresStore:
             )  # fmt: skip
             if not matched:
                 await self._refuse(lease, events)
+        if isinstance(outcome, Completed | Failed | Cancelled):
+            # Committed: this store's own waiters need not wait for the NOTIFY's round trip.
+            self._ends.ended(lease.task_id)
 
     async def read_status(self, task_id: int) -> list[StatusValue]:
         """The task's status values, ordered by key."""

@@ -27,8 +27,10 @@ Design choices, and why:
   finish. Written once at launch, the input is read back by a subquery.
 * Times are REAL unix seconds (UTC) in the file, aware UTC datetimes in Python. The
   store's clock (injectable for tests) supplies them, not SQLite's.
-* `wait_for_work` watches `PRAGMA data_version`, which moves when another connection
-  commits, and an in-process signal for this connection's own commits.
+* `wait_for_work` and `watch_end` hear of other processes' commits through wake-up
+  sockets beside the file (`_sqlite_wake`), of this store's own directly; under both,
+  a slow look at `PRAGMA data_version` (which moves when another connection commits)
+  catches a wake-up that was lost.
 
 The SQL lives in `durable/storage/sql/sqlite/` (see `_sqlite_schema`). Every driver
 error is translated here by `_translate_errors`; nothing above `durable.storage` sees
@@ -87,15 +89,19 @@ from durable.errors import (
 from durable.storage import _sqlite_codec as codec
 from durable.storage import _sqlite_guest as guest
 from durable.storage import _sqlite_schema as schema
+from durable.storage import _sqlite_wake as wake
 from durable.storage import quarantine
+from durable.storage._end_watch import EndWaiters, EndWatch
 from durable.storage._sqlite_codec import fence, maybe_dt, to_dt, to_ts
 
 __all__ = ["SQLiteStore"]
 
 _Q = schema.queries()
 _SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
-#: How often `wait_for_work` looks for commits by other connections, in seconds.
+#: How often `wait_for_work` looks for commits by other connections, in seconds, without
+#: the wake-up channel, and with it (then only a safety net for a lost wake-up).
 _POLL = 0.05
+_SLOW_POLL = 0.5
 _CANCELLED = CANCELLED_ON_REQUEST.to_json()
 
 
@@ -145,6 +151,9 @@ class SQLiteStore:
         self._changes = 0
         self._changed = anyio.Event()
         self._seen = (data_version, 0)
+        # Who waits here for a task's end, and the sockets other processes wake us by.
+        self._ends = EndWaiters()
+        self._wake = wake.WakeChannel(path, self._heard)
         # The connection for workflow SQL, opened on first use (`_sqlite_guest`).
         self._guest: guest.SQLiteGuest | None = None
 
@@ -219,6 +228,7 @@ class SQLiteStore:
     async def close(self) -> None:
         """Close the connection once the operation in progress is done. Idempotent."""
         with anyio.CancelScope(shield=True):
+            self._wake.close()
             if self._guest is not None:
                 await self._guest.close()
             async with self._lock:
@@ -260,11 +270,26 @@ class SQLiteStore:
     async def _fetch(conn: aiosqlite.Connection, query: str, *params: Any) -> list[Any]:
         return list(await conn.execute_fetchall(_Q[query], params))
 
-    def _notify(self) -> None:
-        """Wake our own `wait_for_work` (data_version does not see our commits)."""
+    def _notify(self, message: bytes = wake.WORK) -> None:
+        """After a commit: wake our own waiters (data_version does not see our commits),
+        then every other process's (`_sqlite_wake`)."""
+        self._heard(message)
+        self._wake.send(message)
+
+    def _heard(self, message: bytes) -> None:
+        """Wake this store's waiters for `message` (a `_sqlite_wake` message)."""
         self._changes += 1
         self._changed.set()
         self._changed = anyio.Event()
+        if not self._ends:
+            return
+        if message == wake.ANY_END:
+            self._ends.wake_all()
+        elif message.startswith(b"e"):
+            try:
+                self._ends.ended(int(message[1:]))
+            except ValueError:
+                self._ends.wake_all()  # not ours to judge: look at them all again
 
     # -- schema ---------------------------------------------------------------------------
 
@@ -438,7 +463,7 @@ class SQLiteStore:
                 for parent in {p for _, p in ended if p is not None and p not in gone}:
                     await conn.execute(_Q["wake"], (now, parent))
                 rows = await self._fetch(conn, "get_task", task_id)
-            self._notify()
+            self._notify(wake.ANY_END)
         return codec.task(rows[0])
 
     async def _check_running(self, conn: aiosqlite.Connection, task_id: int) -> None:
@@ -499,7 +524,8 @@ class SQLiteStore:
             rows = await self._fetch(conn, "claim", *params)
         rows.sort(key=lambda row: int(row[0]))  # RETURNING has no defined order
         if any(row[5] != TaskState.ACTIVE for row in rows):
-            self._notify()  # quarantined: places of `limit` went to them; look again
+            # Quarantined (ended): places of `limit` went to them; look again.
+            self._notify(wake.ANY_END)
         token = len(schema.TASK_COLUMNS.split(","))  # lease_token follows the task columns
         return [
             Claim(
@@ -526,13 +552,19 @@ class SQLiteStore:
     async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 - Store protocol
         """Return when something may have changed since the last return, or after `timeout`.
 
-        Commits by other connections show up in `PRAGMA data_version` (polled every
-        50 ms); this store's own task creations, releases, suspensions, wake-ups and
-        worker removals signal directly. A change made between two calls is never
-        missed: the next call returns at once.
+        Other processes' commits wake it through the wake-up sockets, with `PRAGMA
+        data_version` looked at every 0.5 s under them (every 50 ms where the sockets
+        are unavailable); this store's own task creations, releases, suspensions,
+        wake-ups and worker removals signal directly. A change made between two calls
+        is never missed: the next call returns at once.
         """
+        poll = _SLOW_POLL if self._wake.listen() else _POLL
         deadline = anyio.current_time() + timeout
         while True:
+            if self._changes != self._seen[1]:
+                # Told directly (our own commit, or a wake-up): no need to ask SQLite.
+                self._seen = (self._seen[0], self._changes)
+                return
             async with self._use() as conn:
                 version = (await self._fetch(conn, "data_version"))[0][0]
             seen = (int(version), self._changes)
@@ -542,8 +574,19 @@ class SQLiteStore:
             remaining = deadline - anyio.current_time()
             if remaining <= 0:
                 return
-            with anyio.move_on_after(min(remaining, _POLL)):
+            with anyio.move_on_after(min(remaining, poll)):
                 await self._changed.wait()
+
+    @asynccontextmanager
+    async def watch_end(self, task_id: int) -> AsyncIterator[EndWatch]:
+        """A signal that `task_id` may have ended, for the block's duration (see `EndSignals`).
+
+        Set by this store's own `finish` and cancels directly, and by other processes'
+        through the wake-up sockets.
+        """
+        self._wake.listen()
+        with self._ends.watch(task_id) as watch:
+            yield watch
 
     # -- history and output ---------------------------------------------------------------
 
@@ -625,7 +668,7 @@ class SQLiteStore:
                         raise LeaseLostError(lease.task_id)
                     if ends:
                         await conn.execute(_Q["wake_parent"], (now, lease.task_id))
-            self._notify()
+            self._notify(wake.end_message(lease.task_id) if ends else wake.WORK)
 
     async def read_logs(
         self, task_id: int, *, after_seq: int = 0, limit: int | None = None

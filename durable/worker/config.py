@@ -18,7 +18,7 @@ class WorkerConfig:
     # task moves, and about how long a dead worker's tasks wait for a new home.
     lease_seconds: float = 5.0
     # Longest idle wait between checks for work: a slow safety net under the store's
-    # wake-ups (LISTEN/NOTIFY on Postgres, data_version polling on SQLite), timers and
+    # wake-ups (LISTEN/NOTIFY on Postgres, wake-up sockets on SQLite), timers and
     # lease expiries, which wake the worker at the right moment by themselves.
     poll_interval: float = 5.0
     # A task whose attempts end with their worker dying this many times in a row (the

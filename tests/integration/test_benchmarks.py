@@ -41,6 +41,12 @@ SQLITE_FIGURES = {
     "rss_idle_mib",
     "rss_active_peak_mib",
     "rss_suspended_peak_mib",
+    "wait_p50_ms",
+    "wait_workflows_per_s_c16",
+    "wait_remote_p50_ms",
+    "pss_per_active_task_mib",
+    "workflows_per_s_processes_1",
+    "workflows_per_s_processes_2",
 }
 POSTGRES_FIGURES = SQLITE_FIGURES | {"failover_s"}
 COMMON_FIGURES = {"build_cold_s", "build_cached_s", "load_cold_s", "load_cached_s"}
@@ -55,6 +61,8 @@ TARGETED = {
         "start_latency_remote_p99_ms",
         "cold_start_p99_ms",
         "timer_lateness_p99_ms",
+        "wait_p50_ms",
+        "wait_workflows_per_s_c16",
     },
     "postgres": {
         "recorded_events_per_s",
@@ -124,7 +132,7 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=360,  # a bound on a hang: (k) and (l) start worker processes too
         check=False,
     )  # fmt: skip
     assert proc.returncode == 0, f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"

@@ -1,0 +1,82 @@
+"""(l) throughput with 1 and 2 worker processes: `durable worker --processes N`.
+
+A burst of trivial tasks is launched into a database whose supervised workers are all
+registered and idle; the rate is tasks over the time until the last one has ended
+(each awaited with `Client.wait`, which the end signal wakes).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+
+from benchmarks.backends import Backend, within
+from benchmarks.figures import Bench, Figure, Sizes, median
+from benchmarks.processes import WorkerProcess, worker_command, worker_processes
+from durable.client import Client
+from durable.core.model import TaskState
+from durable.storage.base import Store
+
+#: The process counts measured.
+COUNTS = (1, 2)
+
+
+async def _registered(store: Store, count: int, proc: WorkerProcess) -> None:
+    with within(120, f"{count} worker processes did not register"):
+        while len(await store.list_workers()) < count:
+            if proc.proc.poll() is not None:
+                raise RuntimeError(f"the supervisor exited:\n{proc.log_tail()}")
+            await anyio.sleep(0.05)
+
+
+async def _burst(client: Client, bench: Bench, count: int) -> float:
+    started = time.perf_counter()
+    tasks = [
+        await client.launch(bench.wasm_hash, name="bench-scaling", input=None) for _ in range(count)
+    ]
+    with within(300, "the burst did not complete"):
+        for task in tasks:
+            done = await client.wait(task.id)
+            if done.state is not TaskState.COMPLETE:
+                raise RuntimeError(f"task {task.id} ended {done.state}: {done.error}")
+    return count / (time.perf_counter() - started)
+
+
+async def process_scaling(
+    backend: Backend, bench: Bench, sizes: Sizes, log_dir: Path
+) -> list[Figure]:
+    """(l) trivial workflows/s into `durable worker --processes N`, N = 1 and 2,
+    alternating between them, median of `trivial_rounds` bursts of `trivial` tasks."""
+    rates: dict[int, list[float]] = {n: [] for n in COUNTS}
+    for _ in range(sizes.trivial_rounds):
+        for n in COUNTS:
+            async with backend.database() as (url, store):
+                await store.put_workflow(bench.wasm)
+                client = Client(store)
+                with worker_processes() as procs:
+                    command = [*worker_command(url), "--processes", str(n)]
+                    proc = WorkerProcess(command, log_dir / f"scaling-{backend.name}-{n}.log")
+                    procs.append(proc)
+                    await _registered(store, n, proc)
+                    await _burst(client, bench, 3)  # each process compiles nothing: warm
+                    rates[n].append(await _burst(client, bench, sizes.trivial))
+                    proc.stop(timeout=60)
+    one, two = median(rates[1]), median(rates[2])
+    return [
+        Figure(
+            key="l",
+            id=f"workflows_per_s_processes_{n}",
+            name=f"trivial workflows/s, `durable worker --processes {n}`",
+            value=median(rates[n]),
+            unit="/s",
+            note=(
+                f"{sizes.trivial} launched at once, concurrency 16 each"
+                if n == 1
+                else f"{two / one:.2f}x one process; {len(rates[n])} bursts"
+            ),
+            samples=rates[n],
+        )
+        for n in COUNTS
+    ]
