@@ -162,7 +162,7 @@ async def test_wait_history_and_ended_tasks_refuse_control(
     async with anyio.create_task_group() as tg:
         worker = Worker(store, WorkerConfig(host=FAST), runtime=runtime)
         tg.start_soon(worker.run)
-        done = await client.wait(task.id, timeout=60)
+        done = await client.wait(task.id, timeout=300)
         worker.stop()
     assert done.state is TaskState.COMPLETE
     assert json.loads(done.result or "null") == "Hello, user-7!"

@@ -116,7 +116,7 @@ async def test_a_guest_that_ignores_cancellation_is_stopped_at_its_next_durable_
                 found = await store.get_task(task.id)
                 return found if found.state.is_terminal else None
 
-            done = await until(ended, within=60)
+            done = await until(ended)
         history = await store.load_history(task.id)
     finally:
         runtime.close()

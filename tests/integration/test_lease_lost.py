@@ -75,7 +75,7 @@ async def test_a_worker_that_claimed_its_own_task_again_says_its_lease_lapsed(
     worker = Worker(store, WorkerConfig(concurrency=2, lease_seconds=LEASE), runtime=runtime)
     store.stalled.add(worker.id)
     async with running(worker):
-        await until(lambda: _ended(store, task.id), within=60)
+        await until(lambda: _ended(store, task.id))
     done = await store.get_task(task.id)
     assert (done.state, done.attempts > 1) == (TaskState.COMPLETE, True), done
     said = _said(caplog)
@@ -97,7 +97,7 @@ async def test_a_worker_whose_task_was_taken_over_names_the_new_owner(
     worker = Worker(store, WorkerConfig(concurrency=1, lease_seconds=LEASE), runtime=runtime)
     store.stalled.add(worker.id)
     async with running(worker):
-        await until(lambda: _owned_by(store, task.id, worker.id), within=60)
+        await until(lambda: _owned_by(store, task.id, worker.id))
         # Another worker takes the task over once the lease has lapsed, and keeps it.
         await until(lambda: store.claim(worker_id="worker-B", limit=1, lease_seconds=3600))
         await until(lambda: _idle(worker))  # its attempt wakes from the nap, tries to write

@@ -589,7 +589,7 @@ async def test_attempt_dropped_on_storage_error_is_handed_back(store: Store) -> 
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
-            done = await Client(store).wait(flaky_task, timeout=30)
+            done = await Client(store).wait(flaky_task, timeout=300)
             long_state = (await store.get_task(long_task)).state
             worker.stop()  # hands the long task back
         assert flaky.failed
@@ -640,7 +640,7 @@ async def test_worker_reclaiming_its_own_lapsed_task_survives(store: Store) -> N
 
             await _eventually(reclaimed, 10, "the worker to claim its lapsed task again")
             flaky.failing = False
-            done = await Client(store).wait(task_id, timeout=30)
+            done = await Client(store).wait(task_id, timeout=300)
             assert worker.running == 0
             worker.stop()
     finally:

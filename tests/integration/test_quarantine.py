@@ -183,7 +183,7 @@ async def test_a_worker_runs_one_task_on_its_last_chance_at_a_time() -> None:
     try:
         config = WorkerConfig(concurrency=4, max_worker_deaths=3, host=runtime.config)
         async with running(Worker(store, config, runtime=runtime)):
-            await until(lambda: _all_ended(store, tasks), within=60)
+            await until(lambda: _all_ended(store, tasks))
     finally:
         runtime.close()
     for task in tasks:

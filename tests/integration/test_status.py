@@ -54,7 +54,7 @@ async def ended(store: Store, task_id: int) -> Task:
         task = await store.get_task(task_id)
         return task if task.state.is_terminal else None
 
-    result: Task = await until(check, within=60)
+    result: Task = await until(check)
     return result
 
 
@@ -73,7 +73,7 @@ async def test_values_show_while_the_task_runs_and_replay_sets_nothing(
             values = await client.status(task.id)
             return values if len(values) == 2 else None
 
-        assert await until(waiting, within=60) == {
+        assert await until(waiting) == {
             "phase": "waiting",
             "detail": {"n": 1, "items": ["ü", None, 2.5]},
         }

@@ -91,7 +91,7 @@ async def test_killed_while_suspended_then_resumed(db_url: str, tmp_path: Path) 
                         ended[t.id] = task
                 return len(ended) == 3
 
-            await _until(all_ended, within=60)
+            await _until(all_ended, within=300)
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(timeout=30)
