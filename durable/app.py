@@ -75,15 +75,23 @@ async def serve(
     migrate: bool | None = None,
     guest_url: str | None = None,
     alongside: Callable[[Worker], Coroutine[Any, Any, None]] | None = None,
+    metrics_address: tuple[str, int] | None = None,
 ) -> None:
     """Run a worker on the database at `url` until it stops: `durable worker`.
 
     It stops when `Worker.stop()` is called (by `alongside`, which runs beside it and
     is given it: the CLI's signal handler) or, with `exit_when_idle`, when no task is
-    left to run. `migrate`: as for `open_store`.
+    left to run. `migrate`: as for `open_store`. `metrics_address`: serve Prometheus
+    metrics (`durable.metrics`) at `http://HOST:PORT/metrics` meanwhile.
     """
     from durable.worker.worker import Worker
 
+    if metrics_address is not None:
+        from durable.worker.metered import serve_metered
+
+        await serve_metered(url, config, metrics_address, migrate=migrate, guest_url=guest_url,
+                            alongside=alongside)  # fmt: skip
+        return
     store = await open_store(url, migrate=migrate, guest_url=guest_url)
     try:
         worker = Worker(store, config)

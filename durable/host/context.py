@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
+from durable import metrics
 from durable.core import machine as m
 from durable.core import ops
 from durable.core.model import Event, LogChunk, NewTask, Notification, Stream, Task
@@ -403,6 +404,13 @@ class AttemptContext:
 
     def _wait_until(self, deadline_ns: int) -> None:
         self.await_condition(lambda: None, deadline_ns, on_event=False)
+        # Past the history, a sleep that ended is live: how late it woke is timer
+        # lateness. (While replaying, it is a sleep that woke long ago.)
+        meter = metrics.active()
+        if meter is not None and not self.machine.cursor.replaying:
+            late = (time.time_ns() - deadline_ns) / 1e9
+            if late >= 0 and not self.cancel.is_set() and not self.interrupt.is_set():
+                meter.timer_lateness.observe(late)
 
     def recorded_deadline(self, op: ops.Op[int], digest: str, timeout_ns: int | None) -> int | None:
         """Record (or replay) `now + timeout_ns` once, so that a wait's deadline survives

@@ -56,9 +56,11 @@ from durable.errors import (
 from durable.host._shared_compile import CompileState
 from durable.host.context import AttemptContext
 from durable.host.runtime import AttemptEnd, Runtime
+from durable.metrics import LOST
 from durable.storage.base import GuestTransaction, SqlStore, Store
 from durable.storage.guest import GuestResult, GuestValue
 from durable.storage.quarantine import last_chance
+from durable.worker.attempt_metrics import AttemptMeter, count_compile_lookup
 
 log = logging.getLogger("durable.worker")
 
@@ -301,18 +303,22 @@ class AttemptRunner:
 
     async def _run(self, claim: Claim) -> None:
         task = claim.task
+        meter = AttemptMeter.start()
         try:
             end = await self._execute(claim)
             if end is None:
-                pass  # handed back before it started
+                meter.outcome = "released"  # handed back before it started
             elif end.outcome is None:
+                meter.outcome = LOST
                 await self._lease_lost(claim)  # a write from the guest's thread was refused
             else:
                 await self._store.finish(
                     claim.lease, end.outcome, end.events, end.logs, writes=end.writes
                 )
+                meter.ended(end.outcome)
                 log.info("task %d: attempt %d %s", task.id, task.attempts, _ended(end.outcome))
         except LeaseLostError:
+            meter.outcome = LOST
             await self._lease_lost(claim)
         except StorageError as exc:
             # The database is unreachable or refused: the worker hands the task back once
@@ -324,6 +330,7 @@ class AttemptRunner:
             log.exception("task %d: internal error", task.id)  # worker down
             await self._retry_or_fail(claim, f"{type(exc).__name__}: {exc}")
         finally:
+            meter.stop()
             del self._contexts[claim.lease]
             self._on_last_chance.discard(claim.lease)
             self._superseded.discard(claim.lease)
@@ -404,6 +411,7 @@ class AttemptRunner:
         if broken is not None:
             raise ComponentError(broken)
         component = await anyio.to_thread.run_sync(cache.load_compiled, workflow_hash)
+        count_compile_lookup(hit=component is not None)
         if component is not None:
             return component
         # Hand the task back first, before anything slow (fetching the binary takes a

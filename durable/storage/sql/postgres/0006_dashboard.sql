@@ -1,0 +1,8 @@
+-- durable schema, version 6: the dashboard's overview (`durable ui`).
+--
+-- Throughput and failures over time count the tasks that ended recently; without this
+-- index that is a scan of every task ever run. Partial: only ended tasks, whose
+-- `updated_at` is when they ended (an ended row is never written again).
+
+CREATE INDEX tasks_ended ON durable.tasks (updated_at)
+    WHERE state IN ('complete', 'failed', 'cancelled');
