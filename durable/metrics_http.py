@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 from collections.abc import Awaitable, Callable, Generator, Mapping
 
+import anyio
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -57,10 +59,27 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve_app(app: ASGIApplication, sock: socket.socket) -> None:
-    """Serve `app` on the bound `sock` until cancelled, signals left alone."""
+async def serve_app(
+    app: ASGIApplication, sock: socket.socket, *, until_signal: bool = False
+) -> None:
+    """Serve `app` on the bound `sock` until cancelled, or with `until_signal` until
+    SIGTERM or SIGINT, after which open requests are finished and it returns."""
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
-    await EmbeddedServer(config).serve(sockets=[sock])
+    server = EmbeddedServer(config)
+    if not until_signal:
+        await server.serve(sockets=[sock])
+        return
+    async with anyio.create_task_group() as tg:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    server.should_exit = True
+                    return
+
+        tg.start_soon(stop_on_signal)
+        await server.serve(sockets=[sock])
+        tg.cancel_scope.cancel()
 
 
 async def serve_metrics(metrics: Metrics, count_tasks: CountTasks, sock: socket.socket) -> None:

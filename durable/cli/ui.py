@@ -48,7 +48,7 @@ def ui(db: str | None, host: str, port: int, token: str | None) -> None:
                     bound = sock.getsockname()[1]
                     shown = f"[{host}]" if ":" in host else host
                     click.echo(f"durable dashboard on http://{shown}:{bound}/", err=True)
-                    await serve_app(create_app(dash), sock)
+                    await serve_app(create_app(dash), sock, until_signal=True)
                 finally:
                     dash.close()
                     await reader.close()

@@ -322,7 +322,7 @@ async def task_page(dash: Dashboard, request: Request) -> Response:
             "<h2>Notifications</h2>"
             + table(["#seq", "event", "data", "sent", "consumed"], rows, body_attrs=" id=notes")
         )
-    parts.append(_timeline(history))
+    parts.append(_timeline(history, task.created_at))
     after = logs[-1].seq if logs else 0
     text = "".join(
         f'<span class="muted">{e(c.data.decode(errors="replace"))}</span>'
@@ -347,12 +347,13 @@ def _error_html(error: str) -> str:
     return f"<h2>Error</h2><p id=error><b>{e(err.kind)}</b>: {e(err.message)}</p>{trace}"
 
 
-def _timeline(history: list[Any]) -> str:
-    """The history, each event with the time since the one before, drawn to scale."""
+def _timeline(history: list[Any], launched: datetime) -> str:
+    """The history, each event with the time since the one before (the first: since
+    the launch), drawn to scale."""
     if not history:
         return '<h2>History</h2><p class="muted">No events recorded.</p>'
     gaps: list[float] = []
-    previous: datetime | None = None
+    previous: datetime | None = launched
     for event in history:
         at = event.created_at
         gaps.append(0.0 if previous is None or at is None else (at - previous).total_seconds())
@@ -375,7 +376,7 @@ def _timeline(history: list[Any]) -> str:
                 td(f"{bar} +{e(seconds(gap))}"),
             ]
         )
-    headers = ["#index", "operation", "payload", "time (UTC)", "since the previous event"]
+    headers = ["#index", "operation", "payload", "time (UTC)", "since the event before"]
     return "<h2>History</h2>" + table(headers, rows, body_attrs=" id=history")
 
 
