@@ -84,22 +84,20 @@ async def serve(
     left to run. `migrate`: as for `open_store`. `metrics_address`: serve Prometheus
     metrics (`durable.metrics`) at `http://HOST:PORT/metrics` meanwhile.
     """
+    from durable.worker.metered import metering
     from durable.worker.worker import Worker
 
-    if metrics_address is not None:
-        from durable.worker.metered import serve_metered
-
-        await serve_metered(url, config, metrics_address, migrate=migrate, guest_url=guest_url,
-                            alongside=alongside)  # fmt: skip
-        return
     store = await open_store(url, migrate=migrate, guest_url=guest_url)
     try:
-        worker = Worker(store, config)
-        async with anyio.create_task_group() as tg:
-            if alongside is not None:
-                tg.start_soon(alongside, worker)
-            await worker.run()
-            tg.cancel_scope.cancel()
+        async with metering(url, store, metrics_address) as (counted, serve_metrics):
+            worker = Worker(counted, config)
+            async with anyio.create_task_group() as tg:
+                if serve_metrics is not None:
+                    tg.start_soon(serve_metrics)
+                if alongside is not None:
+                    tg.start_soon(alongside, worker)
+                await worker.run()
+                tg.cancel_scope.cancel()
     finally:
         await store.close()
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, cast
-
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from typing import TYPE_CHECKING, Any, cast
 
 from durable.core.model import Claim, TaskState
 from durable.errors import StorageError
 from durable.storage.base import Store
+
+if TYPE_CHECKING:  # imported when first used: the host imports this module for `active`
+    from prometheus_client import CollectorRegistry
 
 #: The media type of the Prometheus text format that `render` returns.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -41,7 +42,9 @@ class Metrics:
 
     def __init__(self) -> None:
         """Create the instruments, all at zero."""
-        self.registry = CollectorRegistry(auto_describe=True)
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry: CollectorRegistry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.tasks = Gauge(
             "durable_tasks", "Tasks in the database, by state (read at scrape time).",
@@ -91,6 +94,8 @@ class Metrics:
 
     async def render(self, count_tasks: Callable[[], Awaitable[Mapping[str, int]]]) -> bytes:
         """The metrics in the Prometheus text format, task counts read now."""
+        from prometheus_client import generate_latest
+
         counts = await count_tasks()
         for state in TaskState:
             self.tasks.labels(state=state.value).set(counts.get(state.value, 0))

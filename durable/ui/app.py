@@ -30,10 +30,13 @@ from durable.replayer import Replayer
 from durable.ui import assets
 from durable.ui.charts import bars
 from durable.ui.html import badge, e, page, pretty_json, seconds, table, td, when
-from durable.ui.reader import Reader, TaskFilter, TaskRow
+from durable.ui.reader import Bucket, Reader, TaskFilter, TaskRow
 from durable.ui.security import Guard, GuardMiddleware
 
 PAGE_SIZE = 50
+#: How long after a minute is over the tasks that ended in it are taken as all counted
+#: (a task's end commits a moment after the time it records).
+SETTLED = timedelta(minutes=2)
 #: A lease that ends sooner than this is shown as about to lapse.
 LAPSING = timedelta(seconds=2)
 #: The most of a form body read (a notification's data is bounded by the store anyway).
@@ -54,6 +57,32 @@ class Dashboard:
     guard: Guard
     metrics: Metrics = field(default_factory=Metrics)
     replayer: Replayer | None = None
+    # The overview's counts of tasks ended per minute, for minutes that are over: an
+    # ended task's row is never written again, so they stand (see `ended_per_minute`).
+    _minutes: dict[datetime, list[Bucket]] = field(default_factory=dict, init=False)
+
+    async def ended_per_minute(self, start: datetime, now: datetime) -> list[Bucket]:
+        """Tasks ended per minute and state from `start` (a whole minute) to `now`.
+
+        Minutes that ended more than `SETTLED` ago are read once and kept; each call
+        reads only the rest, so the overview does not count the whole hour again on
+        every load.
+        """
+        settled = (now - SETTLED).replace(second=0, microsecond=0)
+        self._minutes = {m: b for m, b in self._minutes.items() if m >= start}
+        first_unread = start
+        while first_unread < settled and first_unread in self._minutes:
+            first_unread += timedelta(minutes=1)
+        fresh = await self.reader.ended(first_unread, 60)
+        by_minute: dict[datetime, list[Bucket]] = defaultdict(list)
+        for bucket in fresh:
+            by_minute[bucket.start].append(bucket)
+        minute = first_unread
+        while minute < settled:
+            self._minutes[minute] = by_minute.get(minute, [])
+            minute += timedelta(minutes=1)
+        kept = [b for m, bs in self._minutes.items() if m < first_unread for b in bs]
+        return kept + fresh
 
     def close(self) -> None:
         """Close the replayer's runtime, if a replay check opened one."""
@@ -591,7 +620,7 @@ async def overview(dash: Dashboard, request: Request) -> Response:
     cards = f'<div class="card"><b id="count-total">{total}</b>tasks</div>' + cards
     now = datetime.now(UTC)
     start = (now - timedelta(minutes=59)).replace(second=0, microsecond=0)
-    buckets = await dash.reader.ended(start, 60)
+    buckets = await dash.ended_per_minute(start, now)
     minutes = [start + timedelta(minutes=i) for i in range(60)]
     index = {m: i for i, m in enumerate(minutes)}
     per_state: dict[str, list[int]] = {s: [0] * 60 for s in ("complete", "failed", "cancelled")}

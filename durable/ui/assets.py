@@ -30,6 +30,7 @@ pre { background:#fff; border:1px solid var(--line); padding:.6rem; overflow:aut
 .cards { display:flex; gap:.8rem; flex-wrap:wrap; margin-bottom:1rem; }
 .card { background:#fff; border:1px solid var(--line); padding:.6rem 1rem; min-width:8rem; }
 .card b { display:block; font-size:1.5rem; }
+a.card { color:inherit; text-decoration:none; } a.card:hover { border-color:var(--accent); }
 form.filters { display:flex; gap:.6rem; flex-wrap:wrap; align-items:end; margin-bottom:.8rem; }
 form.filters label { display:flex; flex-direction:column; font-size:.8rem; color:var(--muted); }
 input, select, textarea, button { font:inherit; padding:.25rem .4rem; }

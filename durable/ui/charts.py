@@ -41,11 +41,11 @@ def bars(
                     f'height="{h:.1f}" fill="{colour}"/>'
                 )
         out.append("</g>")
-    for i in (0, n // 2, n - 1) if n else ():
-        x = _PAD + i * slot
+    for i, anchor in ((0, "start"), (n // 2, "middle"), (n - 1, "end")) if n else ():
+        x = _PAD + i * slot + (slot if anchor == "end" else 0)
         out.append(
-            f'<text x="{x:.1f}" y="{_HEIGHT + 16}" font-size="10" fill="#66707c">'
-            f"{e(labels[i])}</text>"
+            f'<text x="{x:.1f}" y="{_HEIGHT + 16}" font-size="10" fill="#66707c" '
+            f'text-anchor="{anchor}">{e(labels[i])}</text>'
         )
     out.append("</svg>")
     return "".join(out)

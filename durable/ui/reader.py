@@ -225,6 +225,7 @@ class SQLiteReader:
         """Over the index of ended tasks by `updated_at`."""
         rows = await self._rows(
             "SELECT CAST(updated_at / ?1 AS INTEGER) AS b, state, count(*) FROM durable_task "
+            "INDEXED BY durable_task_ended "
             "WHERE state IN ('complete', 'failed', 'cancelled') AND updated_at >= ?2 "
             "GROUP BY b, state ORDER BY b",
             (bucket_seconds, _ts(since)),

@@ -3,6 +3,8 @@
 The dashboard can cancel and signal any task, so it is guarded like a shell:
 
 * Binding: loopback by default; any other address needs a token (`bind_refusal`).
+* Host: without a token, only requests addressed to a loopback name are answered, so
+  that a site whose name is made to point at 127.0.0.1 (DNS rebinding) gets nothing.
 * Token: with one set, every request carries it, as `Authorization: Bearer T` or as
   the cookie a first visit with `?token=T` sets (HttpOnly, SameSite=Strict); compared
   in constant time.
@@ -109,6 +111,10 @@ class GuardMiddleware(BaseHTTPMiddleware):
 
     async def _checked(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         guard = self.guard
+        if guard.token is None and not is_loopback(_host_name(request)):
+            # Without a token only a page of this machine's own name may talk to it: a
+            # site whose name an attacker pointed at 127.0.0.1 (DNS rebinding) may not.
+            return PlainTextResponse("this dashboard answers to localhost only\n", status_code=421)
         if guard.token is not None:
             given = request.query_params.get("token")
             if given is not None and request.method == "GET":
@@ -131,6 +137,14 @@ class GuardMiddleware(BaseHTTPMiddleware):
         if request.method not in ("GET", "HEAD") and not same_origin(request):
             return PlainTextResponse("cross-origin request refused\n", status_code=403)
         return await call_next(request)
+
+
+def _host_name(request: Request) -> str:
+    """The name the client used for the dashboard (the Host header, without port)."""
+    host = request.headers.get("host", "")
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0]
 
 
 def _presented(request: Request) -> str | None:

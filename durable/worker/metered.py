@@ -2,51 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
-import anyio
+from durable.storage.base import Store
 
-from durable import metrics
-from durable.metrics_http import listen, serve_metrics
-from durable.ui.reader import open_reader
-from durable.worker.config import WorkerConfig
-from durable.worker.worker import Worker
+MetricsServer = Callable[[], Coroutine[Any, Any, None]]
 
 
-async def serve_metered(
-    url: str | None,
-    config: WorkerConfig | None,
-    address: tuple[str, int],
-    *,
-    migrate: bool | None,
-    guest_url: str | None,
-    alongside: Callable[[Worker], Coroutine[Any, Any, None]] | None,
-) -> None:
-    """`durable.app.serve`, with the process's metrics installed and served on
-    `address` until the worker stops. The port is bound before the database is
-    opened, so that a port in use fails first and alone."""
-    from durable.app import open_store
+@contextlib.asynccontextmanager
+async def metering(
+    url: str | None, store: Store, address: tuple[str, int] | None
+) -> AsyncIterator[tuple[Store, MetricsServer | None]]:
+    """With an `address`: install this process's metrics, bind the address, and yield
+    `store` counted (`metrics.metered`) and the server to run beside the worker until
+    it stops. Without one: yield `store` as it is, and no server (and import nothing:
+    the HTTP server and prometheus-client load only for a worker that serves them)."""
+    if address is None:
+        yield store, None
+        return
+    from durable import metrics
+    from durable.metrics_http import listen, serve_metrics
+    from durable.ui.reader import open_reader
 
     sock = listen(*address)
     meter = metrics.Metrics()
     remove = metrics.install(meter)
     try:
-        store = await open_store(url, migrate=migrate, guest_url=guest_url)
+        reader = await open_reader(url)  # its own connection: scrapes never wait on writes
         try:
-            reader = await open_reader(url)
-            try:
-                worker = Worker(metrics.metered(store, meter), config)
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(serve_metrics, meter, reader.count_by_state, sock)
-                    if alongside is not None:
-                        tg.start_soon(alongside, worker)
-                    await worker.run()
-                    tg.cancel_scope.cancel()
-            finally:
-                await reader.close()
+            server = functools.partial(serve_metrics, meter, reader.count_by_state, sock)
+            yield metrics.metered(store, meter), server
         finally:
-            await store.close()
+            await reader.close()
     finally:
         remove()
         sock.close()

@@ -233,3 +233,26 @@ def test_binding_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     assert result.stderr.count("\n") == 1
     assert "without a token" in result.stderr
     assert not (tmp_path / "d.db").exists()  # refused before anything is opened
+
+
+async def test_settled_minutes_are_read_once_and_agree_with_a_full_count(site: Site) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    start = (now - timedelta(minutes=59)).replace(second=0, microsecond=0)
+    full = sorted(await site.dash.reader.ended(start, 60), key=repr)
+    assert sum(b.count for b in full) == 2  # the work task and the hostile one
+    for later in (now, now, now + timedelta(minutes=3), now + timedelta(minutes=3)):
+        got = await site.dash.ended_per_minute(start, later)
+        assert sorted(got, key=repr) == full
+    # The minutes up to three minutes from now, two of them settled, are now kept.
+    assert max(site.dash._minutes) >= now.replace(second=0, microsecond=0)
+
+
+async def test_without_a_token_only_loopback_names_are_answered(site: Site) -> None:
+    # DNS rebinding: a hostile site's name resolved to 127.0.0.1 reaches the port, but
+    # the browser still says which name it asked for.
+    rebound = await site.http.get("/tasks", headers={"host": "evil.example:8400"})
+    assert rebound.status_code == 421
+    for host in ("localhost:8400", "127.0.0.1", "[::1]:8400"):
+        assert (await site.http.get("/tasks", headers={"host": host})).status_code == 200

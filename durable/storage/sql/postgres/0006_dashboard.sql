@@ -2,7 +2,8 @@
 --
 -- Throughput and failures over time count the tasks that ended recently; without this
 -- index that is a scan of every task ever run. Partial: only ended tasks, whose
--- `updated_at` is when they ended (an ended row is never written again).
+-- `updated_at` is when they ended (an ended row is never written again), with the
+-- state in the index too, so that counting them by state reads no table row.
 
-CREATE INDEX tasks_ended ON durable.tasks (updated_at)
+CREATE INDEX tasks_ended ON durable.tasks (updated_at, state)
     WHERE state IN ('complete', 'failed', 'cancelled');
