@@ -178,6 +178,9 @@ def worker(
         ),
     )
     cache_max_bytes(config.host.cache_max_bytes)  # a bad setting fails before the database
+    from durable.tracing import configure_from_environment
+
+    configure_from_environment()  # OTLP export, if OTEL_EXPORTER_OTLP_* asks for it
     from durable.app import serve  # here, not at the top: `durable --help` loads less
 
     # --migrate: upgrade any database; without it, the rule of every command.

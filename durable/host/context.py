@@ -32,6 +32,7 @@ from durable.core.signals import Release, Suspend, TimedOut
 from durable.errors import OutputLimitExceeded
 from durable.host._sql_cursor import TransactionCursor
 from durable.host.config import HostConfig
+from durable.tracing import AttemptTrace
 
 T = TypeVar("T")
 
@@ -135,6 +136,8 @@ class AttemptContext:
         self.cancel = threading.Event()
         if task.cancel_requested:
             self.cancel.set()
+        # The attempt's OpenTelemetry spans (`durable.tracing`); None: tracing is off.
+        self.trace: AttemptTrace | None = None
         # When the watchdog first saw the cancellation or the shutdown (monotonic), and
         # why it stopped the guest, if it did.
         self.cancel_seen_at: float | None = None
@@ -348,11 +351,15 @@ class AttemptContext:
             return payload
         with self._output_lock:
             self._output.enter_step()  # the body's output waits for its result
+        if self.trace is not None:
+            self.trace.step_started(label)
         return None
 
     def step_exit(self, payload: str) -> None:
         """Record the outcome of the step started by the last `step_enter`."""
         commit_now = self.machine.step_exit(payload)
+        if self.trace is not None:
+            self.trace.step_ended()
         with self._output_lock:
             self._output.exit_step()
         if commit_now:

@@ -29,6 +29,7 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 from wasmtime import component as wc
 
+from durable import tracing
 from durable.core.model import (
     Claim,
     Event,
@@ -60,6 +61,7 @@ from durable.metrics import LOST
 from durable.storage.base import GuestTransaction, SqlStore, Store
 from durable.storage.guest import GuestResult, GuestValue
 from durable.storage.quarantine import last_chance
+from durable.tracing import AttemptTrace
 from durable.worker.attempt_metrics import AttemptMeter, count_compile_lookup
 
 log = logging.getLogger("durable.worker")
@@ -304,8 +306,9 @@ class AttemptRunner:
     async def _run(self, claim: Claim) -> None:
         task = claim.task
         meter = AttemptMeter.start()
+        trace = tracing.start_attempt(task)
         try:
-            end = await self._execute(claim)
+            end = await self._execute(claim, trace)
             if end is None:
                 meter.outcome = "released"  # handed back before it started
             elif end.outcome is None:
@@ -331,6 +334,8 @@ class AttemptRunner:
             await self._retry_or_fail(claim, f"{type(exc).__name__}: {exc}")
         finally:
             meter.stop()
+            if trace is not None:
+                trace.end(meter.outcome)
             del self._contexts[claim.lease]
             self._on_last_chance.discard(claim.lease)
             self._superseded.discard(claim.lease)
@@ -364,7 +369,7 @@ class AttemptRunner:
                 why = f"taken over by another worker after this worker's lease lapsed{state}"
         log.warning("task %d: %s; dropped this attempt", task_id, why)
 
-    async def _execute(self, claim: Claim) -> AttemptEnd | None:
+    async def _execute(self, claim: Claim, trace: AttemptTrace | None = None) -> AttemptEnd | None:
         """Run the attempt; None when the task was handed back before its guest started."""
         task = claim.task
         try:
@@ -385,6 +390,7 @@ class AttemptRunner:
             config=self._runtime.config,
             logged=logged,
         )
+        ctx.trace = trace
         self._contexts[claim.lease] = ctx
         if self._interrupted:
             return AttemptEnd(outcome=Released(started=False))

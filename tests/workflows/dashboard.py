@@ -3,7 +3,10 @@ wait for a notification, and a hostile one whose output and error are HTML."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import durable
+from durable import http
 
 
 @durable.step
@@ -37,3 +40,14 @@ def hostile(marker: str) -> str:
     print(f'<img src=x onerror="window.{marker}=1"><script>window.{marker}=1</script>')
     durable.set_status("note", f"<script>window.{marker}=1</script>")
     raise ValueError(f"<script>window.{marker}=1</script>")
+
+
+@durable.workflow
+def traced(args: dict[str, Any]) -> list:
+    """A step, an HTTP request and a SQL transaction: one span each under the attempt."""
+    total = add(1, 2)
+    status = http.get(args["url"]).status_code
+    with durable.transaction("tally") as tx:
+        tx.execute("CREATE TABLE IF NOT EXISTS tally (n INTEGER)")
+        tx.execute("INSERT INTO tally (n) VALUES (?)", [total])
+    return [total, status]
