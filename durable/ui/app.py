@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
+import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -60,6 +61,7 @@ class Dashboard:
     # The overview's counts of tasks ended per minute, for minutes that are over: an
     # ended task's row is never written again, so they stand (see `ended_per_minute`).
     _minutes: dict[datetime, list[Bucket]] = field(default_factory=dict, init=False)
+    replaying: anyio.Lock = field(default_factory=anyio.Lock, init=False)
 
     async def ended_per_minute(self, start: datetime, now: datetime) -> list[Bucket]:
         """Tasks ended per minute and state from `start` (a whole minute) to `now`.
@@ -521,9 +523,10 @@ async def replay(dash: Dashboard, request: Request) -> Response:
         wasm = None
         if name:
             wasm = await client.store.get_workflow(await client.store.find_workflow(name))
-        if dash.replayer is None:
-            dash.replayer = Replayer()
-        report = await client.replay(task_id, wasm=wasm, replayer=dash.replayer)
+        async with dash.replaying:  # one at a time: the replayer is not shared by threads
+            if dash.replayer is None:
+                dash.replayer = Replayer()
+            report = await client.replay(task_id, wasm=wasm, replayer=dash.replayer)
     except DurableError as exc:
         return _back(task_id, err=f"replay check: {exc}")
     against = f"the workflow {name!r}" if name else "its own code"
