@@ -256,3 +256,37 @@ async def test_without_a_token_only_loopback_names_are_answered(site: Site) -> N
     assert rebound.status_code == 421
     for host in ("localhost:8400", "127.0.0.1", "[::1]:8400"):
         assert (await site.http.get("/tasks", headers={"host": host})).status_code == 200
+
+
+async def test_workers_show_their_tasks_and_leases_about_to_lapse(site: Site) -> None:
+    import os
+    import socket
+    from datetime import UTC, datetime
+
+    from durable.core.model import WorkerInfo
+
+    store = site.client.store
+    info = WorkerInfo(
+        id="probe:1:abc", hostname=socket.gethostname(), pid=os.getpid(),
+        started_at=datetime.now(UTC),
+    )  # fmt: skip
+    await store.register_worker(info)
+    work = site.work.workflow_hash
+    held = await site.client.launch(work, name="held", entry="work", input=1)
+    (claim,) = await store.claim(worker_id=info.id, limit=1, lease_seconds=60)
+    assert claim.task.id == held.id
+    page = (await site.http.get("/workers")).text
+    row = re.search(r"<tbody id=workers>(.*?)</tbody>", page, re.S)
+    assert row
+    assert "probe:1:abc" in row[1]
+    assert f'<a href="/tasks/{held.id}">{held.id}</a>' in row[1]
+    assert 'class="lapsing"' not in row[1]  # a minute left
+    # The worker goes (its lease ends now), and a worker that never registered takes the
+    # task over with a lease about to end.
+    await store.remove_worker(info.id)
+    (claim,) = await store.claim(worker_id="gone:2:def", limit=1, lease_seconds=0.5)
+    assert claim.task.id == held.id
+    page = (await site.http.get("/workers")).text
+    assert "Leases of workers no longer registered" in page
+    assert "gone:2:def" in page
+    assert 'class="lapsing"' in page
