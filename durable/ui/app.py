@@ -42,6 +42,8 @@ SETTLED = timedelta(minutes=2)
 LAPSING = timedelta(seconds=2)
 #: The most of a form body read (a notification's data is bounded by the store anyway).
 MAX_FORM_BYTES = 1 << 20
+#: The largest workflow binary the replay check takes as an upload.
+MAX_UPLOAD_BYTES = 64 << 20
 _LOG_PAGE = 2000
 
 
@@ -432,9 +434,10 @@ def _actions(dash: Dashboard, task_id: int) -> str:
 def _replay_form(dash: Dashboard, task_id: int) -> str:
     return (
         f'<h2>Replay check</h2><form method="post" action="/tasks/{task_id}/replay" '
-        f'class="filters" id="replay-form">{_csrf(dash)}'
+        f'class="filters" id="replay-form" enctype="multipart/form-data">{_csrf(dash)}'
         "<label>against the stored workflow named (empty: the task's own code)"
         '<input name="workflow" placeholder="its own code"></label>'
+        '<label>or an uploaded one<input type="file" name="wasm" accept=".wasm"></label>'
         '<button id="replay">Replay</button></form>'
     )
 
@@ -473,6 +476,37 @@ async def _form(dash: Dashboard, request: Request) -> dict[str, str]:
     if not dash.guard.csrf_ok(fields.get("csrf")):
         raise BadInput("the form's security token is missing or stale: reload the page")
     return fields
+
+
+async def _replay_form_fields(
+    dash: Dashboard, request: Request
+) -> tuple[dict[str, str], bytes | None]:
+    """The replay form, urlencoded or with an uploaded workflow; the CSRF token checked.
+
+    Raises:
+        BadInput: no or a wrong CSRF token, an upload over `MAX_UPLOAD_BYTES` (or of
+            unknown length), or a malformed form.
+    """
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return await _form(dash, request), None
+    length = request.headers.get("content-length", "")
+    if not length.isdigit() or int(length) > MAX_UPLOAD_BYTES:
+        raise BadInput(f"an uploaded workflow may be at most {MAX_UPLOAD_BYTES >> 20} MiB")
+    try:
+        form = await request.form(max_files=1, max_fields=4, max_part_size=MAX_FORM_BYTES)
+    except Exception as exc:  # starlette's MultiPartException, or a broken stream
+        raise BadInput(f"the form could not be read: {exc}") from None
+    try:
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        if not dash.guard.csrf_ok(fields.get("csrf")):
+            raise BadInput("the form's security token is missing or stale: reload the page")
+        upload = form.get("wasm")
+        wasm = None
+        if upload is not None and not isinstance(upload, str) and upload.filename:
+            wasm = await upload.read()
+        return fields, wasm
+    finally:
+        await form.close()
 
 
 def _back(task_id: int, *, msg: str = "", err: str = "") -> Response:
@@ -516,12 +550,12 @@ async def replay(dash: Dashboard, request: Request) -> Response:
     from durable.cli.replay import _describe
 
     task_id = int(request.path_params["task_id"])
-    fields = await _form(dash, request)
+    fields, uploaded = await _replay_form_fields(dash, request)
     name = fields.get("workflow", "").strip()
     client = dash.client
     try:
-        wasm = None
-        if name:
+        wasm = uploaded
+        if wasm is None and name:
             wasm = await client.store.get_workflow(await client.store.find_workflow(name))
         async with dash.replaying:  # one at a time: the replayer is not shared by threads
             if dash.replayer is None:
@@ -530,6 +564,8 @@ async def replay(dash: Dashboard, request: Request) -> Response:
     except DurableError as exc:
         return _back(task_id, err=f"replay check: {exc}")
     against = f"the workflow {name!r}" if name else "its own code"
+    if uploaded is not None:
+        against = f"the uploaded workflow ({len(uploaded)} bytes)"
     verdict = "clean" if report.clean else "diverges"
     body = (
         f'<p>Task <a href="/tasks/{task_id}">{task_id}</a> replayed against {e(against)}: '

@@ -172,6 +172,19 @@ async def test_the_replay_check_reports_as_durable_replay_does(site: Site) -> No
     )
     assert "replay check:" in (await site.http.get(missing.headers["location"])).text
 
+    # Against an uploaded binary (here the task's own, sent back), as the page's form
+    # sends it: multipart, with the CSRF token.
+    wasm = await site.client.store.get_workflow(site.work.workflow_hash)
+    url = f"/tasks/{site.work.id}/replay"
+    sent = await site.http.post(url, data={"csrf": token}, files={"wasm": ("w.wasm", wasm)})
+    assert '<b id="verdict">clean</b>' in sent.text
+    assert f"the uploaded workflow ({len(wasm)} bytes)" in sent.text
+    forged = await site.http.post(url, data={"csrf": "0" * 64}, files={"wasm": ("w.wasm", wasm)})
+    assert forged.status_code == 400
+    junk = await site.http.post(url, data={"csrf": token}, files={"wasm": ("w.wasm", b"junk")})
+    assert junk.status_code == 303
+    assert "replay check:" in (await site.http.get(junk.headers["location"])).text
+
 
 async def test_pages_walk_by_keyset_and_filters_combine(site: Site) -> None:
     client = site.client
