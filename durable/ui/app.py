@@ -33,6 +33,7 @@ from durable.ui.charts import bars
 from durable.ui.html import badge, e, page, pretty_json, seconds, table, td, when
 from durable.ui.reader import Bucket, Reader, TaskFilter, TaskRow
 from durable.ui.security import Guard, GuardMiddleware
+from durable.worker.worker import HEARTBEAT_SECONDS
 
 PAGE_SIZE = 50
 #: How long after a minute is over the tasks that ended in it are taken as all counted
@@ -581,6 +582,7 @@ async def workers_page(dash: Dashboard, request: Request) -> Response:
     """GET /workers: registered workers, their tasks and leases."""
     now = datetime.now(UTC)
     workers = await dash.client.store.list_workers()
+    beats = await dash.reader.heartbeats()
     leases = await dash.reader.leases()
     held = defaultdict(list)
     for lease in leases:
@@ -606,6 +608,7 @@ async def workers_page(dash: Dashboard, request: Request) -> Response:
                 td(e(w.hostname)),
                 td(str(w.pid), num=True),
                 td(e(when(w.started_at))),
+                td(_beat(beats.get(w.id), now)),
                 td(str(len(mine)), num=True),
                 td(tasks or '<span class="muted">idle</span>'),
                 td(left(latest) if latest else '<span class="muted">no lease</span>'),
@@ -617,6 +620,7 @@ async def workers_page(dash: Dashboard, request: Request) -> Response:
         "host",
         "#pid",
         "started (UTC)",
+        "last heartbeat",
         "#tasks",
         "running",
         "leases renewed until",
@@ -640,11 +644,21 @@ async def workers_page(dash: Dashboard, request: Request) -> Response:
             ["#task", "name", "owner", "lease ends"], rows
         )
     note = (
-        '<p class="muted">A worker renews its leases about every second; a lease that is '
+        f'<p class="muted">A running worker beats every {HEARTBEAT_SECONDS:g} s (marked when '
+        "three are missed), and renews its leases about every second; a lease that is "
         f"not renewed within its term passes the task on. Leases ending within "
         f"{LAPSING.total_seconds():g} s are marked.</p>"
     )
     return HTMLResponse(page("Workers", body + note, here="/workers"))
+
+
+def _beat(at: datetime | None, now: datetime) -> str:
+    """How long ago a worker last said it is alive; marked when it is overdue."""
+    if at is None:
+        return '<span class="muted">never</span>'
+    ago = max(0.0, (now - at).total_seconds())
+    overdue = ' class="lapsing"' if ago > 3 * HEARTBEAT_SECONDS else ""
+    return f"<span{overdue}>{e(seconds(ago))} ago</span>"
 
 
 async def overview(dash: Dashboard, request: Request) -> Response:

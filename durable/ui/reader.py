@@ -109,6 +109,10 @@ class Reader(Protocol):
         """Tasks that ended since `since`, counted per state and interval."""
         ...
 
+    async def heartbeats(self) -> dict[str, datetime | None]:
+        """When each registered worker last said it is alive, by worker id."""
+        ...
+
 
 def _utc(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
@@ -221,6 +225,11 @@ class SQLiteReader:
             LeaseRow(task_id=r[0], name=r[1], owner=r[2] or "", expires_at=_utc(r[3])) for r in rows
         ]
 
+    async def heartbeats(self) -> dict[str, datetime | None]:
+        """From the workers' table (one row per live worker)."""
+        rows = await self._rows("SELECT id, heartbeat_at FROM durable_worker")
+        return {worker: _utc(at) for worker, at in rows}
+
     async def ended(self, since: datetime, bucket_seconds: int) -> list[Bucket]:
         """Over the index of ended tasks by `updated_at`."""
         rows = await self._rows(
@@ -313,6 +322,11 @@ class PostgresReader:
             limit,
         )
         return [LeaseRow(task_id=r[0], name=r[1], owner=r[2] or "", expires_at=r[3]) for r in rows]
+
+    async def heartbeats(self) -> dict[str, datetime | None]:
+        """From the workers' table (one row per live worker)."""
+        rows = await self._pool.fetch("SELECT id, heartbeat_at FROM durable.workers")
+        return {r[0]: r[1] for r in rows}
 
     async def ended(self, since: datetime, bucket_seconds: int) -> list[Bucket]:
         """Over the index of ended tasks by `updated_at`."""

@@ -293,7 +293,8 @@ async def test_workers_show_their_tasks_and_leases_about_to_lapse(site: Site) ->
     assert row
     assert "probe:1:abc" in row[1]
     assert f'<a href="/tasks/{held.id}">{held.id}</a>' in row[1]
-    assert 'class="lapsing"' not in row[1]  # a minute left
+    assert 'class="lapsing"' not in row[1]  # a minute left, and it just registered
+    assert re.search(r"<td><span>\d+ ms ago</span></td>", row[1])  # its heartbeat
     # The worker goes (its lease ends now), and a worker that never registered takes the
     # task over with a lease about to end.
     await store.remove_worker(info.id)

@@ -244,6 +244,7 @@ def test_the_dashboard_in_chromium(scene: Scene, page: Any, backend_url: str) ->
     page.goto(scene.base + "/workers")
     expect(page.locator("#workers tr")).to_have_count(1)
     expect(page.locator("#workers")).to_contain_text(str(scene.worker_pid))
+    expect(page.locator("#workers")).to_contain_text(" ago")  # its last heartbeat
     shot(page, backend, "workers")
 
     # Metrics on the dashboard agree with the database.

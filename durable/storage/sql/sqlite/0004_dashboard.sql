@@ -1,4 +1,4 @@
--- durable schema, version 4: the dashboard's overview (`durable ui`).
+-- durable schema, version 4: what the dashboard (`durable ui`) shows of the fleet.
 --
 -- Throughput and failures over time count the tasks that ended recently; without this
 -- index that is a scan of every task ever run. Partial: only ended tasks, whose
@@ -7,3 +7,7 @@
 
 CREATE INDEX durable_task_ended ON durable_task (updated_at, state)
     WHERE state IN ('complete', 'failed', 'cancelled');
+
+-- When each worker last said it is alive: set by every registration, which a running
+-- worker repeats every few seconds (an idle worker holds no lease to renew).
+ALTER TABLE durable_worker ADD COLUMN heartbeat_at REAL;
