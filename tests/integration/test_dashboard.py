@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -304,3 +305,24 @@ async def test_workers_show_their_tasks_and_leases_about_to_lapse(site: Site) ->
     assert "Leases of workers no longer registered" in page
     assert "gone:2:def" in page
     assert 'class="lapsing"' in page
+
+
+async def test_an_idle_worker_keeps_beating(site: Site) -> None:
+    from tests.helpers import running, until
+
+    worker = Worker(site.client.store, WorkerConfig(poll_interval=0.5))
+    async with running(worker):
+        first = await until(lambda: _beat_of(site, worker.id))
+        later = await until(lambda: _beat_after(site, worker.id, first), within=120)
+    assert worker.running == 0  # it beat with nothing to run: no lease was renewed
+    assert later > first
+    assert worker.id not in await site.dash.reader.heartbeats()  # gone once stopped
+
+
+async def _beat_of(site: Site, worker_id: str) -> Any:
+    return (await site.dash.reader.heartbeats()).get(worker_id)
+
+
+async def _beat_after(site: Site, worker_id: str, first: Any) -> Any:
+    beat = await _beat_of(site, worker_id)
+    return beat if beat is not None and beat > first else None
