@@ -75,23 +75,29 @@ async def serve(
     migrate: bool | None = None,
     guest_url: str | None = None,
     alongside: Callable[[Worker], Coroutine[Any, Any, None]] | None = None,
+    metrics_address: tuple[str, int] | None = None,
 ) -> None:
     """Run a worker on the database at `url` until it stops: `durable worker`.
 
     It stops when `Worker.stop()` is called (by `alongside`, which runs beside it and
     is given it: the CLI's signal handler) or, with `exit_when_idle`, when no task is
-    left to run. `migrate`: as for `open_store`.
+    left to run. `migrate`: as for `open_store`. `metrics_address`: serve Prometheus
+    metrics (`durable.metrics`) at `http://HOST:PORT/metrics` meanwhile.
     """
+    from durable.worker.metered import metering
     from durable.worker.worker import Worker
 
     store = await open_store(url, migrate=migrate, guest_url=guest_url)
     try:
-        worker = Worker(store, config)
-        async with anyio.create_task_group() as tg:
-            if alongside is not None:
-                tg.start_soon(alongside, worker)
-            await worker.run()
-            tg.cancel_scope.cancel()
+        async with metering(url, store, metrics_address) as (counted, serve_metrics):
+            worker = Worker(counted, config)
+            async with anyio.create_task_group() as tg:
+                if serve_metrics is not None:
+                    tg.start_soon(serve_metrics)
+                if alongside is not None:
+                    tg.start_soon(alongside, worker)
+                await worker.run()
+                tg.cancel_scope.cancel()
     finally:
         await store.close()
 

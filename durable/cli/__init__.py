@@ -73,6 +73,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "migrate",
         "Apply every pending schema migration, then print the schema version.",
     ),
+    "ui": (
+        "durable.cli.ui",
+        "ui",
+        "Serve the web dashboard: tasks, their histories and logs, workers, and metrics.",
+    ),
     "wit": (
         "durable.cli.wit",
         "wit",

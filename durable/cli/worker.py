@@ -127,6 +127,24 @@ _WORKER = WorkerConfig()
     is_flag=True,
     help="Upgrade the database schema if it is out of date (always done for SQLite).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    envvar="DURABLE_METRICS_PORT",
+    show_envvar=True,
+    metavar="PORT",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics while the worker runs.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="DURABLE_METRICS_HOST",
+    show_envvar=True,
+    metavar="HOST",
+    help="The address --metrics-port listens on (0.0.0.0 for every interface).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log every task attempt.")
 @handle_errors
 def worker(
@@ -146,6 +164,8 @@ def worker(
     stop_timeout: float,
     exit_when_idle: bool,
     migrate: bool,
+    metrics_port: int | None,
+    metrics_host: str,
     verbose: bool,
 ) -> None:
     """Resume and run every unfinished task. Stops gracefully on SIGTERM or SIGINT.
@@ -174,6 +194,9 @@ def worker(
         ),
     )
     cache_max_bytes(config.host.cache_max_bytes)  # a bad setting fails before the database
+    from durable.tracing import configure_from_environment
+
+    configure_from_environment()  # OTLP export, if OTEL_EXPORTER_OTLP_* asks for it
     from durable.app import serve  # here, not at the top: `durable --help` loads less
 
     # --migrate: upgrade any database; without it, the rule of every command.
@@ -185,6 +208,7 @@ def worker(
             migrate=migrate or None,
             guest_url=guest_db,
             alongside=functools.partial(_stop_on_signals, stop_timeout=stop_timeout),
+            metrics_address=None if metrics_port is None else (metrics_host, metrics_port),
         )
     )
 

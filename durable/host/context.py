@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
+from durable import metrics
 from durable.core import machine as m
 from durable.core import ops
 from durable.core.model import Event, LogChunk, NewTask, Notification, Stream, Task
@@ -31,6 +32,7 @@ from durable.core.signals import Release, Suspend, TimedOut
 from durable.errors import OutputLimitExceeded
 from durable.host._sql_cursor import TransactionCursor
 from durable.host.config import HostConfig
+from durable.tracing import AttemptTrace
 
 T = TypeVar("T")
 
@@ -134,6 +136,8 @@ class AttemptContext:
         self.cancel = threading.Event()
         if task.cancel_requested:
             self.cancel.set()
+        # The attempt's OpenTelemetry spans (`durable.tracing`); None: tracing is off.
+        self.trace: AttemptTrace | None = None
         # When the watchdog first saw the cancellation or the shutdown (monotonic), and
         # why it stopped the guest, if it did.
         self.cancel_seen_at: float | None = None
@@ -347,11 +351,15 @@ class AttemptContext:
             return payload
         with self._output_lock:
             self._output.enter_step()  # the body's output waits for its result
+        if self.trace is not None:
+            self.trace.step_started(label)
         return None
 
     def step_exit(self, payload: str) -> None:
         """Record the outcome of the step started by the last `step_enter`."""
         commit_now = self.machine.step_exit(payload)
+        if self.trace is not None:
+            self.trace.step_ended()
         with self._output_lock:
             self._output.exit_step()
         if commit_now:
@@ -403,6 +411,13 @@ class AttemptContext:
 
     def _wait_until(self, deadline_ns: int) -> None:
         self.await_condition(lambda: None, deadline_ns, on_event=False)
+        # Past the history, a sleep that ended is live: how late it woke is timer
+        # lateness. (While replaying, it is a sleep that woke long ago.)
+        meter = metrics.active()
+        if meter is not None and not self.machine.cursor.replaying:
+            late = (time.time_ns() - deadline_ns) / 1e9
+            if late >= 0 and not self.cancel.is_set() and not self.interrupt.is_set():
+                meter.timer_lateness.observe(late)
 
     def recorded_deadline(self, op: ops.Op[int], digest: str, timeout_ns: int | None) -> int | None:
         """Record (or replay) `now + timeout_ns` once, so that a wait's deadline survives

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import dataclasses
 import hashlib
 import json
 import socket
@@ -97,13 +98,30 @@ def define_http(root: wc.LinkerInstance, current: Callable[[], AttemptContext]) 
         request = Request.from_wit(rec)
 
         def perform() -> str:
-            return json.dumps(perform_request(shared_client(), request, ctx.config))
+            if ctx.trace is None:
+                return json.dumps(perform_request(shared_client(), request, ctx.config))
+            with ctx.trace.http(request.method, request.url) as (span, context_headers):
+                # Sent, not recorded: the digest above is of the guest's own request.
+                sent = _with_trace_context(request, context_headers)
+                payload = perform_request(shared_client(), sent, ctx.config)
+                if "ok" in payload:
+                    span.set_attribute("http.response.status_code", payload["ok"]["status"])
+                else:
+                    span.set_attribute("error.type", payload["error"]["kind"])
+                return json.dumps(payload)
 
         payload = ctx.effect(request.label(), request.digest(), perform)
         return to_wit(json.loads(payload))
 
     with root.add_instance(f"durable:core/http@{DURABLE_VERSION}") as inst:
         add_funcs(inst, current, {"fetch": fetch})
+
+
+def _with_trace_context(request: Request, headers: list[tuple[str, str]]) -> Request:
+    """`request` with the trace context headers, unless the guest set its own."""
+    own = {name.lower() for name, _ in request.headers}
+    extra = [(k, v) for k, v in headers if k.lower() not in own]
+    return dataclasses.replace(request, headers=[*request.headers, *extra])
 
 
 # -- the shared client ---------------------------------------------------------------------

@@ -98,6 +98,8 @@ def begin(ctx: AttemptContext, label: str) -> None:
     ctx.flush()  # what came before is durable first: the transaction's event follows it
     session = _open_session(ctx)
     ctx.cursor = TransactionCursor(outer, Conversation(name, outer.position, None), session)
+    if ctx.trace is not None:
+        ctx.trace.sql_started(label)
 
 
 def execute(ctx: AttemptContext, statement: str, params: Sequence[Any]) -> dict[str, Any]:
@@ -140,12 +142,16 @@ def commit(ctx: AttemptContext) -> dict[str, Any] | None:
         cursor.session.commit([event], logs)
     except GuestSQLError as exc:
         cursor.session.rollback()
+        if ctx.trace is not None:
+            ctx.trace.sql_ended("commit-failed")
         failed = conversation.payload("commit-failed", error=exc.to_json())
         ctx.cursor.record(conversation.label, None, failed)
         ctx.sink.write(ctx.cursor.take_pending(), logs, ())
         return exc.to_json()
     ctx.cursor.record(conversation.label, None, payload)
     ctx.cursor.take_pending()  # committed above, with the workflow's changes
+    if ctx.trace is not None:
+        ctx.trace.sql_ended("commit")
     return None
 
 
@@ -157,6 +163,8 @@ def rollback(ctx: AttemptContext, reason: str) -> None:
         conversation.finish("rollback")
         return
     cursor.session.rollback()
+    if ctx.trace is not None:
+        ctx.trace.sql_ended("rollback")
     payload = conversation.payload("rollback", reason=reason[:_REASON_MAX])
     ctx.record(conversation.label, None, payload)
     ctx.maybe_flush()

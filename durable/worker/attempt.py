@@ -29,6 +29,7 @@ import anyio.to_thread
 from anyio.abc import TaskGroup
 from wasmtime import component as wc
 
+from durable import tracing
 from durable.core.model import (
     Claim,
     Event,
@@ -56,9 +57,12 @@ from durable.errors import (
 from durable.host._shared_compile import CompileState
 from durable.host.context import AttemptContext
 from durable.host.runtime import AttemptEnd, Runtime
+from durable.metrics import LOST
 from durable.storage.base import GuestTransaction, SqlStore, Store
 from durable.storage.guest import GuestResult, GuestValue
 from durable.storage.quarantine import last_chance
+from durable.tracing import AttemptTrace
+from durable.worker.attempt_metrics import AttemptMeter, count_compile_lookup
 
 log = logging.getLogger("durable.worker")
 
@@ -301,18 +305,23 @@ class AttemptRunner:
 
     async def _run(self, claim: Claim) -> None:
         task = claim.task
+        meter = AttemptMeter.start()
+        trace = tracing.start_attempt(task)
         try:
-            end = await self._execute(claim)
+            end = await self._execute(claim, trace)
             if end is None:
-                pass  # handed back before it started
+                meter.outcome = "released"  # handed back before it started
             elif end.outcome is None:
+                meter.outcome = LOST
                 await self._lease_lost(claim)  # a write from the guest's thread was refused
             else:
                 await self._store.finish(
                     claim.lease, end.outcome, end.events, end.logs, writes=end.writes
                 )
+                meter.ended(end.outcome)
                 log.info("task %d: attempt %d %s", task.id, task.attempts, _ended(end.outcome))
         except LeaseLostError:
+            meter.outcome = LOST
             await self._lease_lost(claim)
         except StorageError as exc:
             # The database is unreachable or refused: the worker hands the task back once
@@ -324,6 +333,9 @@ class AttemptRunner:
             log.exception("task %d: internal error", task.id)  # worker down
             await self._retry_or_fail(claim, f"{type(exc).__name__}: {exc}")
         finally:
+            meter.stop()
+            if trace is not None:
+                trace.end(meter.outcome)
             del self._contexts[claim.lease]
             self._on_last_chance.discard(claim.lease)
             self._superseded.discard(claim.lease)
@@ -357,7 +369,7 @@ class AttemptRunner:
                 why = f"taken over by another worker after this worker's lease lapsed{state}"
         log.warning("task %d: %s; dropped this attempt", task_id, why)
 
-    async def _execute(self, claim: Claim) -> AttemptEnd | None:
+    async def _execute(self, claim: Claim, trace: AttemptTrace | None = None) -> AttemptEnd | None:
         """Run the attempt; None when the task was handed back before its guest started."""
         task = claim.task
         try:
@@ -378,6 +390,7 @@ class AttemptRunner:
             config=self._runtime.config,
             logged=logged,
         )
+        ctx.trace = trace
         self._contexts[claim.lease] = ctx
         if self._interrupted:
             return AttemptEnd(outcome=Released(started=False))
@@ -404,6 +417,7 @@ class AttemptRunner:
         if broken is not None:
             raise ComponentError(broken)
         component = await anyio.to_thread.run_sync(cache.load_compiled, workflow_hash)
+        count_compile_lookup(hit=component is not None)
         if component is not None:
             return component
         # Hand the task back first, before anything slow (fetching the binary takes a

@@ -39,6 +39,9 @@ from durable.worker.liveness import reap_dead_local_workers
 
 log = logging.getLogger("durable.worker")
 
+#: How often a running worker records that it is alive (`register_worker` again).
+HEARTBEAT_SECONDS = 5.0
+
 
 class Worker:
     """Runs tasks from a store until stopped (or, with `exit_when_idle`, until idle).
@@ -80,6 +83,7 @@ class Worker:
         self._database_down = False  # said "database unavailable", not yet "reachable"
         self._changed = anyio.Event()
         self._on_claim = on_claim
+        self._info: WorkerInfo | None = None  # as registered, once `run` starts
         self._attempts = AttemptRunner(
             store=store,
             runtime=self.runtime,
@@ -104,6 +108,7 @@ class Worker:
         info = WorkerInfo(
             id=self.id, hostname=socket.gethostname(), pid=os.getpid(), started_at=datetime.now(UTC)
         )
+        self._info = info
         await self.store.register_worker(info)
         log.debug("worker %s started", self.id)
         try:
@@ -253,6 +258,9 @@ class Worker:
         """Renew every lease this worker holds, every `_renew_period`."""
         period = self._renew_period
         reap_every = max(1, int(30 / period))
+        # Registering again is the worker's own heartbeat (the dashboard shows it): an
+        # idle worker renews no lease, and would otherwise look the same as a dead one.
+        register_every = max(1, int(HEARTBEAT_SECONDS / period))
         beats = 0
         while True:
             await anyio.sleep(period)
@@ -263,6 +271,8 @@ class Worker:
                     )
                     self._attempts.cancel(cancelled)
                 beats += 1
+                if beats % register_every == 0 and self._info is not None:
+                    await self.store.register_worker(self._info)
                 if beats % reap_every == 0:
                     await reap_dead_local_workers(self.store, self.id)
             except StorageError as exc:  # the database may come back; leases may lapse

@@ -120,10 +120,12 @@ SET cancel_requested = true, updated_at = now()
 WHERE id = ANY ($1::bigint[]) AND state = 'active';
 
 -- name: register_worker
-INSERT INTO durable.workers (id, hostname, pid, started_at)
-VALUES ($1, $2, $3, $4)
+-- Also the worker's heartbeat: it registers again every few seconds while it runs.
+INSERT INTO durable.workers (id, hostname, pid, started_at, heartbeat_at)
+VALUES ($1, $2, $3, $4, now())
 ON CONFLICT (id) DO UPDATE
-SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at;
+SET hostname = EXCLUDED.hostname, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
+    heartbeat_at = EXCLUDED.heartbeat_at;
 
 -- name: list_workers
 SELECT id, hostname, pid, started_at FROM durable.workers ORDER BY started_at, id;

@@ -70,9 +70,13 @@ SELECT {task_columns} FROM durable_task WHERE id = ?;
 SELECT state FROM durable_task WHERE id = ?;
 
 -- name: register_worker
-INSERT INTO durable_worker (id, hostname, pid, started_at) VALUES (?, ?, ?, ?)
+-- Also the worker's heartbeat (the database's clock, in unix seconds): it registers
+-- again every few seconds while it runs.
+INSERT INTO durable_worker (id, hostname, pid, started_at, heartbeat_at)
+VALUES (?, ?, ?, ?, (julianday('now') - 2440587.5) * 86400.0)
 ON CONFLICT (id) DO UPDATE
-SET hostname = excluded.hostname, pid = excluded.pid, started_at = excluded.started_at;
+SET hostname = excluded.hostname, pid = excluded.pid, started_at = excluded.started_at,
+    heartbeat_at = excluded.heartbeat_at;
 
 -- name: list_workers
 SELECT id, hostname, pid, started_at FROM durable_worker ORDER BY started_at, id;
