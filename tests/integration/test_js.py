@@ -177,6 +177,36 @@ async def test_notify_spawn_and_join(store: Store, runtime: Runtime, tour: bytes
 
 
 @pytest.mark.anyio
+async def test_cancel_on_timeout_cancels_the_child(
+    store: Store, runtime: Runtime, tour: bytes
+) -> None:
+    done = await _run(store, runtime, tour, "impatient", 1000)
+    assert done.state is TaskState.COMPLETE, done.error
+    out = json.loads(done.result or "null")
+    timed_out = f"child task {out['child']} did not end within 0.2 s; it was cancelled"
+    assert out["timedOut"] == timed_out
+    assert (out["then"], out["again"]) == ("cancelled", False)
+    assert (await store.get_task(out["child"])).state is TaskState.CANCELLED
+    labels = [e.label for e in await store.load_history(done.id)]
+    assert labels.count("durable:child-control.cancel") == 2
+
+
+@pytest.mark.anyio
+async def test_set_status_is_read_back_by_durable_status(
+    tmp_path: Path, store: Store, runtime: Runtime, tour: bytes
+) -> None:
+    done = await _run(store, runtime, tour, "progress", 3)
+    assert done.state is TaskState.COMPLETE, done.error
+    assert "inside step" in json.loads(done.result or "null")  # refused in a step body
+    db = str(tmp_path / "js.db")
+    proc = run_cli("status", str(done.id), "--json", "--db", db, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"phase": "done", "progress": {"done": 3, "of": 3}}
+    proc = run_cli("status", str(done.id), "progress", "--db", db, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (0, '{"done": 3, "of": 3}\n'), proc.stderr
+
+
+@pytest.mark.anyio
 async def test_http_and_sql(store: Store, runtime: Runtime, tour: bytes, server: _Server) -> None:
     fetched = await _run(store, runtime, tour, "fetcher", server.url)
     assert fetched.state is TaskState.COMPLETE, fetched.error
