@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
+from durable import settings
 from durable.core.model import Task
 from durable.entry_section import check_wasm_entry
 from durable.errors import ConfigurationError
@@ -50,7 +50,7 @@ def require_database(db: str | None) -> None:
     url = parse_url(db)
     if url.scheme != "sqlite" or url.path is None or url.path.exists():
         return
-    default = not db and not os.environ.get("DURABLE_DATABASE_URL")
+    default = not db and not settings.database_url()
     where = " (the default: --db or DURABLE_DATABASE_URL chooses another)" if default else ""
     raise ConfigurationError(
         f"no database at {url.path}{where}: nothing has been launched here yet "
