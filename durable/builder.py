@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from durable import entry_section
 from durable._dist import version
 from durable.errors import BuildError
 from durable.guest import sdk_path
@@ -105,6 +106,7 @@ def _build(source: Path, key: str, out_dir: Path, target: Path) -> None:
         )
         output = work / "out.wasm"
         _componentize(python_path=[work, sdk_path(), source.parent], output=output, source=source)
+        entry_section.stamp(output, source)  # so `run file.wasm --entry X` checks X at once
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             partial = out_dir / f".{key}.{os.getpid()}.tmp"

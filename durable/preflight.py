@@ -67,34 +67,50 @@ def check_entry(source: Path, entry: str) -> str | None:
         ConfigurationError: no such entry (the known ones are listed), no entry at
             all, or several with none called `main` and no `entry` given.
     """
+    scanned = scan_entries(source)
+    if scanned is None:
+        return None
+    entries, plain_main = scanned
+    return decide_entry(source.name, entries, plain_main, entry)
+
+
+def scan_entries(source: Path) -> tuple[list[str], bool] | None:
+    """The workflow's decorated entries and whether it defines an undecorated `main`;
+    None when an entry is registered in a way the scan cannot follow."""
     scan = _scan(source)
     if scan.uncertain:
         return None
-    known = sorted(scan.entries)
+    return sorted(scan.entries), scan.plain_main
+
+
+def decide_entry(file: str, entries: list[str], plain_main: bool, entry: str) -> str | None:
+    """`check_entry`'s rule, for a workflow named `file` with these entries (also used
+    for a `.wasm` whose build recorded them: `durable.entry_section`)."""
+    known = sorted(entries)
     listed = ", ".join(known)
     if entry:
-        if entry in scan.entries:
+        if entry in known:
             return None
         if not known:
             raise ConfigurationError(
-                f"{source.name} has no entry {entry!r}: it has no @durable.workflow function"
-                + (" (its main() runs when --entry is not given)" if scan.plain_main else "")
+                f"{file} has no entry {entry!r}: it has no @durable.workflow function"
+                + (" (its main() runs when --entry is not given)" if plain_main else "")
             )
-        raise ConfigurationError(f"{source.name} has no entry {entry!r} (its entries: {listed})")
-    if len(known) == 1 or "main" in scan.entries:
+        raise ConfigurationError(f"{file} has no entry {entry!r} (its entries: {listed})")
+    if len(known) == 1 or "main" in known:
         return None
     if known:
         raise ConfigurationError(
-            f"{source.name} has several entries ({listed}) and none is called main: "
+            f"{file} has several entries ({listed}) and none is called main: "
             "choose one with --entry"
         )
-    if scan.plain_main:
+    if plain_main:
         return (
-            f"{source.name} has no @durable.workflow function: running its main() "
+            f"{file} has no @durable.workflow function: running its main() "
             "(decorate it with @durable.workflow to say so)"
         )
     raise ConfigurationError(
-        f"{source.name} has no entry: decorate the function a task runs with @durable.workflow"
+        f"{file} has no entry: decorate the function a task runs with @durable.workflow"
     )
 
 

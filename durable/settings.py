@@ -1,9 +1,11 @@
-"""Every environment variable durable reads, in one place.
+"""Every environment variable durable reads, read in one place, once.
 
-Each setting has one accessor here, and nothing else in the package reads `os.environ`
-for a setting of its own. The value is read when the accessor is called (at the point
-of use, as before), not cached at import: a process that sets a variable before it
-opens a store or a cache is honoured, and tests that set one with `monkeypatch` see it.
+The environment is read into one `Settings` value the first time a setting is asked
+for (`current()`), and every accessor here answers from that snapshot: nothing else in
+the package reads `os.environ` for a setting of its own, and a process sees one
+consistent set of values for its whole life. `reload()` takes a new snapshot: for a
+program that changes its own environment before it opens a store or a cache, and for
+tests (the test suite's `monkeypatch` fixture reloads after each `setenv`/`delenv`).
 Parsing and its one-line error stay with the code that uses the value (a size, a URL).
 
 The worker's CLI options (`DURABLE_CONCURRENCY` and the like) are read by click through
@@ -14,6 +16,8 @@ own variables (`durable.testing`), which production code does not know about.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 #: The database to use when no URL is given.
 DATABASE_URL = "DURABLE_DATABASE_URL"
@@ -33,36 +37,81 @@ XDG_CACHE_HOME = "XDG_CACHE_HOME"
 _TRUE = {"1", "true", "yes", "on"}
 
 
-def _text(name: str) -> str | None:
+def _text(environ: Mapping[str, str], name: str) -> str | None:
     """The variable's value, or None when it is unset or blank."""
-    value = os.environ.get(name, "").strip()
+    value = environ.get(name, "").strip()
     return value or None
 
 
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting durable takes from the environment, as read at one moment."""
+
+    database_url: str | None = None
+    guest_database_url: str | None = None
+    cache_dir: str | None = None
+    xdg_cache_home: str | None = None
+    cache_max_bytes: str | None = None
+    wasmtime_fallback: bool = False
+    no_color: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the settings from `environ` (default: this process's environment)."""
+        env = os.environ if environ is None else environ
+        return cls(
+            database_url=_text(env, DATABASE_URL),
+            guest_database_url=_text(env, GUEST_DATABASE_URL),
+            cache_dir=_text(env, CACHE_DIR),
+            xdg_cache_home=_text(env, XDG_CACHE_HOME),
+            cache_max_bytes=_text(env, CACHE_MAX_BYTES),
+            wasmtime_fallback=(_text(env, WASMTIME_FALLBACK) or "").lower() in _TRUE,
+            # no-color.org: present and not empty, whatever its value
+            no_color=bool(env.get(NO_COLOR)),
+        )
+
+
+_current: Settings | None = None
+
+
+def current() -> Settings:
+    """The process's settings, read from the environment on first use."""
+    global _current
+    if _current is None:
+        _current = Settings.from_env()
+    return _current
+
+
+def reload(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read the settings again (from `environ`, default the process's environment)."""
+    global _current
+    _current = Settings.from_env(environ)
+    return _current
+
+
 def database_url() -> str | None:
-    return _text(DATABASE_URL)
+    return current().database_url
 
 
 def guest_database_url() -> str | None:
-    return _text(GUEST_DATABASE_URL)
+    return current().guest_database_url
 
 
 def cache_dir() -> str | None:
-    return _text(CACHE_DIR)
+    return current().cache_dir
 
 
 def xdg_cache_home() -> str | None:
-    return _text(XDG_CACHE_HOME)
+    return current().xdg_cache_home
 
 
 def cache_max_bytes() -> str | None:
-    return _text(CACHE_MAX_BYTES)
+    return current().cache_max_bytes
 
 
 def wasmtime_fallback() -> bool:
-    return (_text(WASMTIME_FALLBACK) or "").lower() in _TRUE
+    return current().wasmtime_fallback
 
 
 def no_color() -> bool:
-    # no-color.org: present and not empty, whatever its value
-    return bool(os.environ.get(NO_COLOR))
+    return current().no_color

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from durable import settings as durable_settings
 from durable.storage import _pg_admin as pg_admin
 from durable.storage import open_store
 from durable.storage.base import Store
@@ -36,6 +37,31 @@ settings.load_profile(
 )
 
 StoreFactory = Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[Store]]
+
+
+class _SettingsMonkeyPatch(pytest.MonkeyPatch):
+    """pytest's MonkeyPatch, reloading durable's settings (read once per process, see
+    `durable.settings`) whenever it changes the environment or undoes a change."""
+
+    def setenv(self, name: str, value: str, prepend: str | None = None) -> None:
+        super().setenv(name, value, prepend)
+        durable_settings.reload()
+
+    def delenv(self, name: str, raising: bool = True) -> None:
+        super().delenv(name, raising)
+        durable_settings.reload()
+
+    def undo(self) -> None:
+        super().undo()
+        durable_settings.reload()
+
+
+@pytest.fixture
+def monkeypatch() -> Iterator[pytest.MonkeyPatch]:
+    """`monkeypatch` whose environment changes reach `durable.settings`."""
+    patch = _SettingsMonkeyPatch()
+    yield patch
+    patch.undo()
 
 
 @asynccontextmanager

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +185,44 @@ def joined(logs: Sequence[LogChunk]) -> list[tuple[int, str, bytes]]:
         else:
             out.append((c.position, c.stream.value, c.data))
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class KilledAndResumed:
+    """What `kill_and_resume` saw."""
+
+    before: list[bytes]  # the lines `durable run` printed before it was killed
+    worker: subprocess.CompletedProcess[str]  # the `durable worker` that resumed the task
+    logs: list[bytes]  # task 1's whole log afterwards (`durable logs 1`), line by line
+
+
+def kill_and_resume(
+    workflow: Path, db: Path, cwd: Path, *, lines_before: int, timeout: float = 120
+) -> KilledAndResumed:
+    """`durable run WORKFLOW` on a fresh SQLite `db` until it has printed `lines_before`
+    lines, SIGKILL it there, then resume the task with `durable worker --exit-when-idle`
+    and read its log. The kill waits for output, never for time."""
+    env = {k: v for k, v in os.environ.items() if k != "DURABLE_DATABASE_URL"}
+    before: list[bytes] = []
+    with subprocess.Popen(
+        durable_cmd("run", str(workflow), "--db", str(db)),
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    ) as proc:
+        assert proc.stdout is not None
+        try:
+            while len(before) < lines_before:
+                line = proc.stdout.readline()
+                assert line, f"durable run ended before printing {lines_before} lines"
+                before.append(line)
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    worker = run_cli("worker", "--db", str(db), "--exit-when-idle", cwd=cwd, timeout=timeout)
+    logs = run_cli("logs", "1", "--db", str(db), cwd=cwd)
+    return KilledAndResumed(
+        before=before, worker=worker, logs=logs.stdout.encode().splitlines(keepends=True)
+    )

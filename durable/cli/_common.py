@@ -319,6 +319,29 @@ def _progress_lines(message: str) -> Iterator[None]:
 _HOST = HostConfig()
 
 
+def host_config_from_options(
+    *,
+    suspend_after: float,
+    memory_limit: int,
+    max_events: int,
+    max_payload: int,
+    max_output: int,
+    **more: Any,
+) -> HostConfig:
+    """The `HostConfig` of the options every command that runs workflows takes
+    (`suspend_after_option`, `memory_limit_option`, `max_events_option`,
+    `max_payload_option`, `max_output_option`), with any other of its fields in `more`
+    (the worker's `cancel_grace`). One place, so `run` and `worker` cannot drift apart."""
+    return HostConfig(
+        suspend_after=suspend_after,
+        memory_limit=memory_limit,
+        max_events=max_events,
+        max_payload_bytes=max_payload,
+        max_output_bytes=max_output,
+        **more,
+    )
+
+
 class ByteSize(click.ParamType[int]):
     """A size in bytes: `268435456`, or with a unit, `256M`, `1G`, `512K` (powers of 2)."""
 

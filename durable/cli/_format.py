@@ -15,6 +15,7 @@ import click
 
 from durable import settings
 from durable.core.model import Task, TaskState
+from durable.core.task_error import TaskError
 
 _STATE_COLOURS = {
     TaskState.READY: "white",
@@ -99,17 +100,11 @@ def short(text: str | None, width: int = 48) -> str:
 
 
 def describe_error(error: str | None) -> str:
-    """`ValueError: bad value 7` from an error's JSON text."""
+    """`ValueError: bad value 7` from an error's JSON text (read by `TaskError`, the one
+    place that knows the format; text that is not one reads as `Error: TEXT`)."""
     if error is None:
         return "-"
-    try:
-        value = json.loads(error)
-    except json.JSONDecodeError:
-        return error
-    if not isinstance(value, dict):
-        return str(value)
-    kind, message = value.get("kind", "Error"), value.get("message", "")
-    return f"{kind}: {message}" if message else str(kind)
+    return TaskError.from_json(error).describe()
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

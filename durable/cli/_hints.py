@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
+from durable import settings
 from durable.core.model import Task
+from durable.entry_section import check_wasm_entry
 from durable.errors import ConfigurationError
 from durable.preflight import check_entry
 from durable.storage import parse_url
@@ -17,8 +18,9 @@ from durable.task_names import name_problem
 def check_before_build(workflow: Path, entry: str, name: str | None) -> None:
     """Refuse a bad task name, or an unknown `--entry` (or no entry), before a build.
 
-    Only a `.py` source can be read this way; a `.wasm` component is checked when its
-    task starts. A choice the user did not make explicitly is said in one line.
+    A `.py` source is read for its entries; a `.wasm` component is checked against the
+    entries its build recorded (`durable.entry_section`), and one that records none
+    when its task starts. A choice the user did not make explicitly is said in one line.
 
     Raises:
         ConfigurationError: see `durable.task_names` and `durable.preflight.check_entry`.
@@ -26,9 +28,12 @@ def check_before_build(workflow: Path, entry: str, name: str | None) -> None:
     problem = None if name is None else name_problem(name)
     if name is not None and problem is not None:
         raise ConfigurationError(f"{problem}: {name[:60]!r}")
-    if workflow.suffix != ".py" or not workflow.is_file():
+    if workflow.suffix not in (".py", ".wasm") or not workflow.is_file():
         return  # a missing file: the build says so
-    note = check_entry(workflow, entry)
+    if workflow.suffix == ".wasm":
+        note = check_wasm_entry(workflow, entry)  # entries its build recorded, if any
+    else:
+        note = check_entry(workflow, entry)
     if note:
         click.echo(f"durable: {note}", err=True)
 
@@ -45,7 +50,7 @@ def require_database(db: str | None) -> None:
     url = parse_url(db)
     if url.scheme != "sqlite" or url.path is None or url.path.exists():
         return
-    default = not db and not os.environ.get("DURABLE_DATABASE_URL")
+    default = not db and not settings.database_url()
     where = " (the default: --db or DURABLE_DATABASE_URL chooses another)" if default else ""
     raise ConfigurationError(
         f"no database at {url.path}{where}: nothing has been launched here yet "

@@ -15,6 +15,7 @@ from durable.cli._common import (
     db_option,
     guest_db_option,
     handle_errors,
+    host_config_from_options,
     input_options,
     max_events_option,
     max_output_option,
@@ -75,14 +76,13 @@ def run(
         from durable.app import Runner
         from durable.cli._output import describe_end, write_chunk
         from durable.core.model import Task, TaskState
-        from durable.host.config import HostConfig
 
-        config = HostConfig(
+        config = host_config_from_options(
             suspend_after=suspend_after,
             memory_limit=memory_limit,
             max_events=max_events,
-            max_payload_bytes=max_payload,
-            max_output_bytes=max_output,
+            max_payload=max_payload,
+            max_output=max_output,
         )
         others = OthersReporter()
 

@@ -17,6 +17,7 @@ from durable.cli._common import (
     guest_db_option,
     handle_errors,
     hard_exit,
+    host_config_from_options,
     max_events_option,
     max_output_option,
     max_payload_option,
@@ -184,12 +185,12 @@ def worker(
         poll_interval=poll_interval,
         max_worker_deaths=max_worker_deaths,
         exit_when_idle=exit_when_idle,
-        host=HostConfig(
+        host=host_config_from_options(
             suspend_after=suspend_after,
             memory_limit=memory_limit,
             max_events=max_events,
-            max_payload_bytes=max_payload,
-            max_output_bytes=max_output,
+            max_payload=max_payload,
+            max_output=max_output,
             cancel_grace=cancel_grace,
         ),
     )

@@ -77,6 +77,9 @@ CHILDREN_SPAWN: Op[JsonObject] = Op("durable:children.spawn")
 CHILDREN_DEADLINE: Op[int] = Op("durable:children.deadline")
 #: A child's outcome ({"state", "value", "error"}), or null at the deadline.
 CHILDREN_JOIN: Op[JsonObject | None] = Op("durable:children.join")
+#: A child cancelled (digest: its id): {"running": bool} (whether it had not ended yet,
+#: so a cancel request was sent with the event) or {"refused": message}.
+CHILDREN_CANCEL: Op[JsonObject] = Op("durable:child-control.cancel")
 
 # -- durable:core/status -----------------------------------------------------------------
 
@@ -110,5 +113,6 @@ FIXED: dict[str, Op[Any]] = {
         CHILDREN_DEADLINE,
         CHILDREN_JOIN,
         STATUS_SET,
+        CHILDREN_CANCEL,
     )
 }

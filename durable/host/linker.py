@@ -21,6 +21,7 @@ import wasmtime
 from wasmtime import component as wc
 
 from durable.host._wit import Current, Definer, add_funcs, record
+from durable.host.child_control import define_child_control
 from durable.host.context import AttemptContext
 from durable.host.coordination import define_coordination
 from durable.host.http import define_http
@@ -123,4 +124,5 @@ INTERFACES: list[Definer] = [
     define_coordination,
     define_sql,
     define_status,
+    define_child_control,
 ]

@@ -16,6 +16,7 @@ from typing import Any
 from durable.core import side_writes
 from durable.core.model import Event, Lease, LogChunk, Notification, Stream, Task, TaskState
 from durable.core.side_writes import SideWrite
+from durable.core.task_error import CANCELLED_ON_REQUEST
 from durable.storage._sqlite_schema import TASK_COLUMNS, queries
 
 #: Rows per INSERT statement; keeps each statement well under SQLite's 32,766 variables.
@@ -120,13 +121,17 @@ def fence(lease: Lease) -> tuple[int, str, int]:
     return lease.task_id, lease.worker_id, lease.token
 
 
+#: The error of a task cancelled on request (by a client, or by its parent).
+CANCELLED_ERROR = CANCELLED_ON_REQUEST.to_json()
+
+
 @dataclass(frozen=True, slots=True)
 class Write:
     """One fenced statement, and how many rows it changes if the lease holds."""
 
     sql: str
     params: tuple[Any, ...]
-    rows: int
+    rows: int | None  # None: any number (a statement that may find nothing to change)
     what: str  # what a shortfall means, if the lease still holds
 
 
@@ -175,4 +180,11 @@ def fenced_writes(
     for status in side_writes.statuses(side):
         params = (task_id, status.key, status.value, status.position, now, *fence(lease))
         writes.append(Write(queries()["set_status"], params, 1, f"status {status.key!r}"))
+    _, worker, token = fence(lease)
+    for child in side_writes.cancelled_children(side):
+        # Both fenced in SQL; a child that ended meanwhile changes no row, which is right.
+        flag = (child, task_id, now, worker, token)
+        writes.append(Write(queries()["flag_child"], flag, None, f"cancel child {child}"))
+        cancel = (child, task_id, CANCELLED_ERROR, now, worker, token)
+        writes.append(Write(queries()["cancel_child"], cancel, None, f"cancel child {child}"))
     return writes

@@ -257,7 +257,8 @@ class HistoryStore(Protocol):
         `writes` (`durable.core.side_writes`) is applied in the same transaction: a
         `ConsumeNotification` of one already consumed, or of another task, raises
         `ConflictError` and writes nothing; a `SetStatus` sets the task's value for its
-        key.
+        key; a `CancelChild` cancels a running child of the task as `request_cancel`
+        would (an ended child, or a task that is not its child, is left as it is).
         """
         ...
 

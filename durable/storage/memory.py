@@ -46,7 +46,7 @@ from durable.core.model import (
     TaskState,
     WorkerInfo,
 )
-from durable.core.side_writes import ConsumeNotification, SetStatus, SideWrite
+from durable.core.side_writes import CancelChild, ConsumeNotification, SetStatus, SideWrite
 from durable.core.status import StatusValue
 from durable.core.task_error import CANCELLED_ON_REQUEST
 from durable.errors import (
@@ -289,10 +289,14 @@ class MemoryStore:
         """Cancel the task and its unfinished descendants (active ones are flagged)."""
         await self._enter("request_cancel")
         self._running(task_id)
+        self._cancel_tree(task_id, self._now())
+        return self._tasks[task_id].task
+
+    def _cancel_tree(self, task_id: int, now: datetime) -> None:
+        """End the ready and suspended ones of the task's family; flag the active ones."""
         tree = [task_id]
         for parent in tree:  # grows as it goes: a breadth-first walk down the family
             tree.extend(t for t, row in self._tasks.items() if row.task.parent_id == parent)
-        now = self._now()
         ended: list[_TaskRow] = []
         for row in (self._tasks[t] for t in tree):
             if row.task.state in (TaskState.READY, TaskState.SUSPENDED):
@@ -303,7 +307,6 @@ class MemoryStore:
         for row in ended:
             self._wake_parent(row)
         self._notify()
-        return self._tasks[task_id].task
 
     def _wake(self, row: _TaskRow) -> None:
         """A notification or a child's end: run a task waiting on events, or mark it."""
@@ -629,5 +632,13 @@ class MemoryStore:
                     statuses[write.key] = StatusValue(
                         key=write.key, value=write.value, position=write.position, updated_at=now
                     )
+                case CancelChild(task_id=child_id):
+                    child = self._tasks.get(child_id)
+                    if (
+                        child is not None
+                        and child.task.parent_id == row.task.id
+                        and not child.task.state.is_terminal
+                    ):
+                        self._cancel_tree(child_id, now)
                 case _:
                     assert_never(write)

@@ -41,11 +41,13 @@ import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import anyio.to_thread
 import asyncpg
 
+from durable.core import side_writes
 from durable.core.model import (
     Cancelled,
     Claim,
@@ -92,6 +94,10 @@ _HASH_IN_THREAD = 1 << 20
 
 _Q = _pg_schema.queries()
 log = logging.getLogger("durable.storage")
+
+
+class _NotFenced(Exception):
+    """A fenced statement matched nothing: roll its transaction back."""
 
 
 class PostgresStore:
@@ -343,15 +349,48 @@ class PostgresStore:
                     raise TaskNotFoundError(task_id)
                 if TaskState(root["state"]).is_terminal:
                     raise InvalidStateError(f"task {task_id} is already {root['state']}")
-                ids = [r["id"] for r in family]
-                ended = await conn.fetch(_Q["cancel_tasks"], ids, codec.CANCELLED_ERROR)
-                await conn.execute(_Q["flag_tasks"], ids)
-                gone = {r["id"] for r in ended}
-                parents = {r["parent_id"] for r in ended} - gone - {None}
-                for parent in sorted(parents, reverse=True):  # newest first, as lock_tree
-                    await conn.execute(_Q["wake"], parent)
+                await self._cancel_family(conn, [r["id"] for r in family])
                 row = await conn.fetchrow(_Q["get_task"], task_id)
         return codec.task(row)
+
+    @staticmethod
+    async def _cancel_family(conn: asyncpg.Connection, ids: list[int]) -> None:
+        """End the ready and suspended tasks among `ids` (locked) and flag the active ones."""
+        ended = await conn.fetch(_Q["cancel_tasks"], ids, codec.CANCELLED_ERROR)
+        await conn.execute(_Q["flag_tasks"], ids)
+        gone = {r["id"] for r in ended}
+        parents = {r["parent_id"] for r in ended} - gone - {None}
+        for parent in sorted(parents, reverse=True):  # newest first, as lock_tree
+            await conn.execute(_Q["wake"], parent)
+
+    async def _cancel_child(self, conn: asyncpg.Connection, task_id: int, child: int) -> None:
+        """A `CancelChild` side-write: cancel `child` if it is a running child of `task_id`."""
+        family = await conn.fetch(_Q["lock_tree"], child)
+        root = next((r for r in family if r["id"] == child), None)
+        if root is None or root["parent_id"] != task_id or TaskState(root["state"]).is_terminal:
+            return  # not ours, or it ended meanwhile: nothing to do
+        await self._cancel_family(conn, [r["id"] for r in family])
+
+    async def _fenced(
+        self, sql: str, args: Sequence[Any], lease: Lease, writes: Sequence[SideWrite]
+    ) -> bool:
+        """Run a fenced `append` or `finish` statement; whether the lease held.
+
+        Children the side-writes cancel are cancelled in the same transaction, before
+        the statement: children are locked before their parent, as everywhere else.
+        """
+        children = side_writes.cancelled_children(writes)
+        if not children:
+            return bool(await self._pool.fetchval(sql, *args))
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                for child in children:
+                    await self._cancel_child(conn, lease.task_id, child)
+                if not await conn.fetchval(sql, *args):
+                    raise _NotFenced  # rolls the cancellations back
+        except _NotFenced:
+            return False
+        return True
 
     @staticmethod
     async def _lock_running(conn: asyncpg.Connection, task_id: int) -> None:
@@ -491,10 +530,10 @@ class PostgresStore:
                 )  # fmt: skip
                 matched = status == "INSERT 0 1"
             else:
-                matched = await self._pool.fetchval(
-                    _Q["append"], lease.task_id, lease.worker_id, lease.token,
+                matched = await self._fenced(_Q["append"], [
+                    lease.task_id, lease.worker_id, lease.token,
                     *codec.write_args(events, logs, writes), *codec.status_args(writes),
-                )  # fmt: skip
+                ], lease, writes)  # fmt: skip
             if not matched:
                 await self._refuse(lease, events)
 
@@ -516,11 +555,11 @@ class PostgresStore:
         with translate("finish task", lease.task_id):
             if not codec.consecutive(events):
                 await self._refuse(lease, events)
-            matched = await self._pool.fetchval(
-                _Q["finish"], lease.task_id, lease.worker_id, lease.token,
+            matched = await self._fenced(_Q["finish"], [
+                lease.task_id, lease.worker_id, lease.token,
                 *codec.write_args(events, logs, writes), *codec.outcome_args(outcome),
                 *codec.status_args(writes),
-            )  # fmt: skip
+            ], lease, writes)  # fmt: skip
             if not matched:
                 await self._refuse(lease, events)
         if isinstance(outcome, Completed | Failed | Cancelled):

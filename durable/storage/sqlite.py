@@ -708,7 +708,7 @@ class SQLiteStore:
 
     async def _run(self, conn: aiosqlite.Connection, lease: Lease, write: codec.Write) -> None:
         cursor = await conn.execute(write.sql, write.params)
-        if cursor.rowcount != write.rows:
+        if write.rows is not None and cursor.rowcount != write.rows:
             raise await self._refusal(conn, lease, write.what)
 
     async def _refusal(self, conn: aiosqlite.Connection, lease: Lease, what: str) -> StorageError:

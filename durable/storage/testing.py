@@ -19,7 +19,8 @@ The checks live in `_contract_basics` (schema, binaries, tasks, workers, claims)
 `_contract_history` (events, logs, outcomes, timers, waiting), `_contract_events`
 (notifications, cancellation, children, names and filters), `_contract_guest`
 (transactions for workflow SQL), `_contract_deaths` (worker deaths, quarantine) and
-`_contract_status` (task status values).
+`_contract_status` (task status values) and `_contract_children` (a workflow cancelling
+its children).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from contextlib import AbstractAsyncContextManager
 # Imported for their side effect: each module registers its checks.
 from durable.storage import (
     _contract_basics,
+    _contract_children,
     _contract_deaths,
     _contract_events,
     _contract_guest,
@@ -48,6 +50,7 @@ _MODULES = (
     _contract_guest,
     _contract_deaths,
     _contract_status,
+    _contract_children,
 )
 
 StoreFactory = Callable[[], AbstractAsyncContextManager[Store]]

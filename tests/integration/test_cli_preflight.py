@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import EXAMPLES, run_cli
+from durable.entry_section import read_entries, section
+from tests.helpers import EXAMPLES, built, run_cli
 
 FAN_OUT = EXAMPLES / "fan_out.py"  # entries: main, square
 
@@ -120,3 +121,29 @@ def test_a_task_name_on_two_lines_is_refused(tmp_path: Path) -> None:
         proc = run_cli(*args, cwd=tmp_path, env=_isolated(tmp_path))
         error = _assert_refused_early(proc, tmp_path)
         assert "a task name must be one line of printable text" in error
+
+
+@pytest.mark.parametrize("command", ["run", "launch"])
+def test_an_unknown_entry_of_a_wasm_is_refused_with_the_known_ones(
+    command: str, tmp_path: Path
+) -> None:
+    wasm, _ = built(FAN_OUT)  # `durable build` records the entries in the component
+    component = tmp_path / "fan_out.wasm"
+    component.write_bytes(wasm)
+    args = ["run", str(component)] if command == "run" else ["launch", "t", str(component)]
+    proc = run_cli(*args, "--entry", "nosuch", cwd=tmp_path, env=_isolated(tmp_path))
+    error = _assert_refused_early(proc, tmp_path)
+    assert "fan_out.wasm has no entry 'nosuch' (its entries: main, square)" in error
+
+
+def test_a_wasm_that_records_no_entries_is_not_refused_early(tmp_path: Path) -> None:
+    wasm, _ = built(FAN_OUT)
+    recorded = read_entries(wasm)
+    assert recorded is not None
+    assert recorded[0] == ["main", "square"]
+    bare = wasm[: -len(section(*recorded))]  # the section is the component's last
+    assert read_entries(bare) is None
+    component = tmp_path / "other.wasm"
+    component.write_bytes(bare)
+    proc = run_cli("launch", "t", str(component), "--entry", "nosuch", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr  # queued: its task finds out (no list to check)

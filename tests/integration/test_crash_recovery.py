@@ -2,47 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import sqlite3
-import subprocess
 from pathlib import Path
 
-from tests.helpers import EXAMPLES, WORKFLOWS, durable_cmd, run_cli
+from tests.helpers import EXAMPLES, WORKFLOWS, kill_and_resume, run_cli
 
 
 def test_countdown_survives_sigkill(tmp_path: Path) -> None:
     db = tmp_path / "countdown.db"
-    env = {k: v for k, v in os.environ.items() if k != "DURABLE_DATABASE_URL"}
-    before: list[bytes] = []
-    with subprocess.Popen(
-        durable_cmd("run", str(EXAMPLES / "countdown.py"), "--db", str(db)),
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    ) as proc:
-        assert proc.stdout is not None
-        try:
-            while len(before) < 4:
-                line = proc.stdout.readline()
-                assert line, "durable run ended before printing 4 lines"
-                before.append(line)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-
-    resumed = run_cli("worker", "--db", str(db), "--exit-when-idle", cwd=tmp_path, timeout=120)
-    assert resumed.returncode == 0, resumed.stderr
-
-    logs = run_cli("logs", "1", "--db", str(db), cwd=tmp_path)
-    lines = logs.stdout.encode().splitlines(keepends=True)
-    assert len(lines) == 10, logs.stdout
+    run = kill_and_resume(EXAMPLES / "countdown.py", db, tmp_path, lines_before=4)
+    assert run.worker.returncode == 0, run.worker.stderr
+    lines = run.logs
+    assert len(lines) == 10, lines
     numbers = [int(line.split()[0]) for line in lines]
     assert numbers == list(range(10, 0, -1))  # each line once, in order
     # Lines printed before the kill are byte-identical: replayed clock and randomness.
-    assert lines[: len(before)] == before
+    assert lines[: len(run.before)] == run.before
     with sqlite3.connect(db) as conn:
         state, result, attempts = conn.execute(
             "SELECT state, result, attempts FROM durable_task WHERE id = 1"

@@ -7,9 +7,6 @@ and run by real workers on SQLite files.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import threading
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +22,15 @@ from durable.js_build import build_js_workflow
 from durable.storage import open_store
 from durable.storage.base import Store
 from durable.worker import Worker, WorkerConfig
-from tests.helpers import ROOT, WORKFLOWS, durable_cmd, launch_task, run_cli, running, until
+from tests.helpers import (
+    ROOT,
+    WORKFLOWS,
+    kill_and_resume,
+    launch_task,
+    run_cli,
+    running,
+    until,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -177,6 +182,36 @@ async def test_notify_spawn_and_join(store: Store, runtime: Runtime, tour: bytes
 
 
 @pytest.mark.anyio
+async def test_cancel_on_timeout_cancels_the_child(
+    store: Store, runtime: Runtime, tour: bytes
+) -> None:
+    done = await _run(store, runtime, tour, "impatient", 1000)
+    assert done.state is TaskState.COMPLETE, done.error
+    out = json.loads(done.result or "null")
+    timed_out = f"child task {out['child']} did not end within 0.2 s; it was cancelled"
+    assert out["timedOut"] == timed_out
+    assert (out["then"], out["again"]) == ("cancelled", False)
+    assert (await store.get_task(out["child"])).state is TaskState.CANCELLED
+    labels = [e.label for e in await store.load_history(done.id)]
+    assert labels.count("durable:child-control.cancel") == 2
+
+
+@pytest.mark.anyio
+async def test_set_status_is_read_back_by_durable_status(
+    tmp_path: Path, store: Store, runtime: Runtime, tour: bytes
+) -> None:
+    done = await _run(store, runtime, tour, "progress", 3)
+    assert done.state is TaskState.COMPLETE, done.error
+    assert "inside step" in json.loads(done.result or "null")  # refused in a step body
+    db = str(tmp_path / "js.db")
+    proc = run_cli("status", str(done.id), "--json", "--db", db, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"phase": "done", "progress": {"done": 3, "of": 3}}
+    proc = run_cli("status", str(done.id), "progress", "--db", db, cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (0, '{"done": 3, "of": 3}\n'), proc.stderr
+
+
+@pytest.mark.anyio
 async def test_http_and_sql(store: Store, runtime: Runtime, tour: bytes, server: _Server) -> None:
     fetched = await _run(store, runtime, tour, "fetcher", server.url)
     assert fetched.state is TaskState.COMPLETE, fetched.error
@@ -216,32 +251,12 @@ def test_http_sql_example_through_the_cli(tmp_path: Path, server: _Server) -> No
 
 def test_countdown_example_survives_sigkill(tmp_path: Path) -> None:
     db = tmp_path / "countdown.db"
-    env = {k: v for k, v in os.environ.items() if k != "DURABLE_DATABASE_URL"}
-    before: list[bytes] = []
-    with subprocess.Popen(
-        durable_cmd("run", str(JS_EXAMPLES / "countdown.js"), "--db", str(db)),
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    ) as proc:
-        assert proc.stdout is not None
-        try:
-            while len(before) < 3:
-                line = proc.stdout.readline()
-                assert line, "durable run ended before printing 3 lines"
-                before.append(line)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-
-    resumed = run_cli("worker", "--db", str(db), "--exit-when-idle", cwd=tmp_path, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr
-    logs = run_cli("logs", "1", "--db", str(db), cwd=tmp_path)
-    lines = logs.stdout.encode().splitlines(keepends=True)
-    assert len(lines) == 10, logs.stdout
-    assert lines[: len(before)] == before  # byte-identical: clock recorded, random derived
+    countdown = JS_EXAMPLES / "countdown.js"
+    run = kill_and_resume(countdown, db, tmp_path, lines_before=3, timeout=300)
+    assert run.worker.returncode == 0, run.worker.stderr
+    lines = run.logs
+    assert len(lines) == 10, lines
+    assert lines[: len(run.before)] == run.before  # byte-identical: clock recorded, random derived
     assert len(set(lines)) == 10  # none printed twice
     show = run_cli("show", "1", "--json", "--db", str(db), cwd=tmp_path)
     assert json.loads(json.loads(show.stdout)["task"]["result"]) == "liftoff"

@@ -58,7 +58,7 @@ def test_payloads_are_what_the_first_recordings_wrote(
 
 
 def test_labels_are_unique_and_families_are_built_from_their_prefix() -> None:
-    assert len(ops.FIXED) == 11
+    assert len(ops.FIXED) == 12
     assert ops.sql_label("move money") == "sql move money"
     assert not any(label.startswith(FAMILIES) for label in ops.FIXED)
 

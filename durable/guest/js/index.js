@@ -1,8 +1,8 @@
 // The `durable` API a JavaScript workflow uses inside its component.
 //
 // Same shape as the Python SDK: `workflow` wraps the entry function, `step` records a
-// computation, `sleep`, `wait`, `notify`, `spawn`, `http` and `transaction` are the
-// durable calls. Every call goes through the durable:core imports; on replay the host
+// computation, `sleep`, `wait`, `notify`, `spawn`, `http`, `transaction` and
+// `setStatus` are the durable calls. Every call goes through the durable:core imports; on replay the host
 // answers them from the task's history. The WIT protocol is in docs/guests.md.
 //
 // `durable build` bundles this module with the workflow (componentize-js takes one
@@ -14,6 +14,8 @@ import { sleep as timerSleep, sleepUntil as timerSleepUntil } from "durable:core
 import { fetch as httpFetch } from "durable:core/http@0.1.0";
 import { wait as notifyWait, send as notifySend } from "durable:core/notify@0.1.0";
 import { spawn as childSpawn, join as childJoin } from "durable:core/children@0.1.0";
+import { cancel as childCancel } from "durable:core/child-control@0.1.0";
+import { set as statusSet } from "durable:core/status@0.1.0";
 import {
   begin as sqlBegin,
   execute as sqlExecute,
@@ -351,7 +353,7 @@ export function notify(taskId, event, data = null) {
 
 /**
  * Start a child task: `spawn({entry, input, workflow, name})`. Returns a handle with
- * `id` and `result({timeout})`. Its id is recorded: it is never spawned twice.
+ * `id`, `result({timeout, cancelOnTimeout})` and `cancel()`. Its id is recorded: it is never spawned twice.
  */
 export function spawn({ entry = "", input = null, workflow = undefined, name = "" } = {}) {
   checkCancelled();
@@ -373,18 +375,60 @@ class ChildHandle {
     this.id = id;
   }
 
-  /** Wait for the child to end; its result, or `ChildFailed`. */
-  result({ timeout = undefined } = {}) {
+  /**
+   * Wait for the child to end; its result, or `ChildFailed`. When `timeout` seconds
+   * pass first it throws, and the child goes on running unless `cancelOnTimeout`.
+   */
+  result({ timeout = undefined, cancelOnTimeout = false } = {}) {
     checkCancelled();
     const ns = timeout === undefined ? undefined : durationNs(timeout, "timeout");
     const out = childJoin(BigInt(this.id), ns);
     checkCancelled();
     if (out === undefined || out === null) {
+      if (cancelOnTimeout) {
+        this.cancel();
+        throw new DurableError(
+          `child task ${this.id} did not end within ${timeout} s; it was cancelled`,
+        );
+      }
       throw new DurableError(`child task ${this.id} did not end within ${timeout} s`);
     }
     if (out.state === "complete") return JSON.parse(out.value ?? "null");
     const err = JSON.parse(out.error ?? "{}");
     throw new ChildFailed(this.id, out.state, err.kind ?? "Error", err.message ?? "");
+  }
+
+  /**
+   * Cancel the child and its unfinished descendants, exactly once (recorded). Returns
+   * whether it was still running; one that has ended is left as it was.
+   */
+  cancel() {
+    try {
+      return childCancel(BigInt(this.id));
+    } catch (e) {
+      throw new DurableError(String(payloadOf(e)));
+    }
+  }
+}
+
+// -- status values --------------------------------------------------------------------
+
+/**
+ * Publish `value` (any JSON) as this task's status under `key`: readable from outside
+ * while the task runs (`durable status`, `durable show`, `Client.status`). Recorded:
+ * a replay sets nothing again. Throws `DurableError` with the host's reason when a
+ * bound is passed (an empty or long key, a value over 64 KiB, more than 1000 keys) or
+ * inside a step.
+ */
+export function setStatus(key, value) {
+  const text = JSON.stringify(value);
+  if (text === undefined) {
+    throw new DurableError(`status value for ${JSON.stringify(key)} is not JSON: ${value}`);
+  }
+  try {
+    statusSet(String(key), text);
+  } catch (e) {
+    throw new DurableError(String(payloadOf(e)));
   }
 }
 

@@ -1,5 +1,18 @@
 // The JavaScript SDK, one entry per feature, for tests/integration/test_js.py.
-import { workflow, step, sleep, wait, notify, spawn, info, Cancelled, StepFailed } from "durable";
+import {
+  workflow,
+  step,
+  sleep,
+  wait,
+  notify,
+  spawn,
+  info,
+  setStatus,
+  Cancelled,
+  StepFailed,
+  ChildFailed,
+  DurableError,
+} from "durable";
 import * as durable from "durable";
 
 function steps(n) {
@@ -77,7 +90,43 @@ function notifier(target) {
   return "sent";
 }
 
+function impatient(seconds) {
+  const child = spawn({ entry: "sleepy", input: seconds });
+  let timedOut = "";
+  try {
+    child.result({ timeout: 0.2, cancelOnTimeout: true });
+  } catch (e) {
+    if (!(e instanceof DurableError)) throw e;
+    timedOut = e.message;
+  }
+  try {
+    child.result();
+  } catch (e) {
+    if (!(e instanceof ChildFailed)) throw e;
+    return { child: child.id, timedOut, then: e.state, again: child.cancel() };
+  }
+  return { child: child.id, timedOut, then: "not cancelled" };
+}
+
+function progress(n) {
+  setStatus("phase", "counting");
+  for (let i = 1; i <= n; i++) {
+    step("count", () => i);
+    setStatus("progress", { done: i, of: n });
+  }
+  let refused = "";
+  try {
+    step("inside", () => setStatus("nope", 1));
+  } catch (e) {
+    refused = e.message;
+  }
+  setStatus("phase", "done");
+  return refused;
+}
+
 export const run = workflow({
+  impatient,
+  progress,
   steps,
   boom,
   sleepy,

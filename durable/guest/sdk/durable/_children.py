@@ -1,4 +1,5 @@
-"""Child tasks: `durable.spawn` starts one, `handle.result()` waits for it."""
+"""Child tasks: `durable.spawn` starts one, `handle.result()` waits for it, and
+`handle.cancel()` cancels it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from componentize_py_types import Err
+from wit_world.imports import child_control as _child_control
 from wit_world.imports import children as _children
 
 from durable import _cancel
@@ -20,11 +22,13 @@ class ChildHandle:
     def __init__(self, child_id: int) -> None:
         self.id = child_id
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None, *, cancel_on_timeout: bool = False) -> Any:
         """Wait for the child to end and return its result.
 
         With a timeout, raises `TimeoutError` when it passes (the deadline is recorded,
-        so it survives suspensions and crashes). A long wait suspends this task.
+        so it survives suspensions and crashes). The child goes on running then, unless
+        `cancel_on_timeout` is true: then it is cancelled first, as by `cancel()`. A
+        long wait suspends this task.
 
         Raises:
             ChildFailed: the child failed or was cancelled.
@@ -37,6 +41,11 @@ class ChildHandle:
         outcome = _children.join(self.id, timeout_ns)
         _cancel.check()
         if outcome is None:
+            if cancel_on_timeout:
+                self.cancel()
+                raise TimeoutError(
+                    f"child task {self.id} did not end within {timeout} s; it was cancelled"
+                )
             raise TimeoutError(f"child task {self.id} did not end within {timeout} s")
         if outcome.state == "complete":
             return json.loads(outcome.value or "null")
@@ -44,6 +53,24 @@ class ChildHandle:
         raise ChildFailed(
             self.id, outcome.state, error.get("kind", "Error"), error.get("message", "")
         )
+
+    def cancel(self) -> bool:
+        """Cancel the child and its unfinished descendants, as `durable cancel` would.
+
+        A ready or suspended child ends `cancelled` at once; a running one is asked to
+        stop (its `durable.Cancelled` cleanup runs). The request is recorded and sent
+        with its event: exactly once, even across replays. Returns whether the child
+        was still running; a child that has ended is left as it was. `result()` then
+        raises `ChildFailed` with state "cancelled" (or returns, if it had completed).
+
+        Raises:
+            RuntimeError: called inside a step.
+        """
+        try:
+            running: bool = _child_control.cancel(self.id)
+        except Err as exc:
+            raise RuntimeError(str(exc.value)) from None
+        return running
 
     def __repr__(self) -> str:
         return f"ChildHandle(id={self.id})"

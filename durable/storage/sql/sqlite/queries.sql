@@ -329,3 +329,33 @@ SET value = excluded.value, position = excluded.position, updated_at = excluded.
 -- Parameters: task_id.
 SELECT key, value, position, updated_at FROM durable_task_status
 WHERE task_id = ? ORDER BY key;
+
+-- name: cancel_child
+-- A `CancelChild` side-write, part 1: `cancel_tree` for child ?1, but only while it is
+-- a child of ?2 that has not ended, and fenced by ?2's lease (?5 owner, ?6 token).
+-- Parameters: ?1 child_id, ?2 task_id, ?3 error, ?4 updated_at, ?5 worker, ?6 token.
+WITH RECURSIVE tree (id) AS (
+    SELECT id FROM durable_task
+    WHERE id = ?1 AND parent_id = ?2 AND state IN ('ready', 'active', 'suspended')
+      AND EXISTS (SELECT 1 FROM durable_task
+                  WHERE id = ?2 AND state = 'active' AND owner = ?5 AND lease_token = ?6)
+    UNION
+    SELECT t.id FROM durable_task AS t JOIN tree ON t.parent_id = tree.id)
+UPDATE durable_task
+SET state = 'cancelled', error = ?3, owner = NULL, wakeup_at = NULL, on_event = 0,
+    lease_expires_at = NULL, updated_at = ?4
+WHERE id IN tree AND state IN ('ready', 'suspended');
+
+-- name: flag_child
+-- ... part 2: `flag_tree` under the same conditions. It runs first: part 1 ends a
+-- suspended child, after which this would find no child that has not ended.
+-- Parameters: ?1 child_id, ?2 task_id, ?3 updated_at, ?4 worker, ?5 token.
+WITH RECURSIVE tree (id) AS (
+    SELECT id FROM durable_task
+    WHERE id = ?1 AND parent_id = ?2 AND state IN ('ready', 'active', 'suspended')
+      AND EXISTS (SELECT 1 FROM durable_task
+                  WHERE id = ?2 AND state = 'active' AND owner = ?4 AND lease_token = ?5)
+    UNION
+    SELECT t.id FROM durable_task AS t JOIN tree ON t.parent_id = tree.id)
+UPDATE durable_task SET cancel_requested = 1, updated_at = ?3
+WHERE id IN tree AND state = 'active';
