@@ -33,6 +33,11 @@ WASMTIME_FALLBACK = "DURABLE_WASMTIME_FALLBACK"
 NO_COLOR = "NO_COLOR"
 #: The base of per-user cache directories (XDG base directory specification).
 XDG_CACHE_HOME = "XDG_CACHE_HOME"
+#: OpenTelemetry's standard variables: where to export spans (either turns export on),
+#: the switch that turns the SDK off, and the service name spans carry.
+OTEL_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
+OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -54,6 +59,8 @@ class Settings:
     cache_max_bytes: str | None = None
     wasmtime_fallback: bool = False
     no_color: bool = False
+    otel_export: bool = False  # an OTLP endpoint is set and the SDK is not disabled
+    otel_service_name: str = "durable-worker"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -68,6 +75,9 @@ class Settings:
             wasmtime_fallback=(_text(env, WASMTIME_FALLBACK) or "").lower() in _TRUE,
             # no-color.org: present and not empty, whatever its value
             no_color=bool(env.get(NO_COLOR)),
+            otel_export=any(_text(env, name) for name in OTEL_ENDPOINTS)
+            and (_text(env, OTEL_SDK_DISABLED) or "").lower() != "true",
+            otel_service_name=_text(env, OTEL_SERVICE_NAME) or "durable-worker",
         )
 
 
@@ -115,3 +125,11 @@ def wasmtime_fallback() -> bool:
 
 def no_color() -> bool:
     return current().no_color
+
+
+def otel_export() -> bool:
+    return current().otel_export
+
+
+def otel_service_name() -> str:
+    return current().otel_service_name

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterator
 from typing import Any
 
+from durable import settings
 from durable.core.model import Outcome, Task
 
 _trace: Any  # the `opentelemetry.trace` module, or None
@@ -142,10 +142,7 @@ def configure_from_environment() -> bool:
     standard variables (headers, protocol, timeout) itself, and the service is named by
     `OTEL_SERVICE_NAME` (default `durable-worker`).
     """
-    wanted = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    )
-    if not wanted or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    if not settings.otel_export():
         return False
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -156,8 +153,8 @@ def configure_from_environment() -> bool:
         log.warning("OTEL_EXPORTER_OTLP_ENDPOINT is set, but durable[otel] is not installed")
         return False
     assert _trace is not None
-    name = os.environ.get("OTEL_SERVICE_NAME", "durable-worker")
-    provider = TracerProvider(resource=Resource.create({"service.name": name}))
+    resource = Resource.create({"service.name": settings.otel_service_name()})
+    provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     _trace.set_tracer_provider(provider)
     return True

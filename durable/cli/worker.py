@@ -254,9 +254,9 @@ async def _stop_on_signals(w: Worker, stop_timeout: float) -> None:
 
     from durable.worker.supervisor import SUPERVISOR_FD_ENV, exit_with_supervisor
 
-    fd = os.environ.get(SUPERVISOR_FD_ENV)
+    # Taken, not read: the supervisor's hand-off, which no process started from here inherits.
+    fd = os.environ.pop(SUPERVISOR_FD_ENV, None)
     if fd is not None:  # a supervised process: exit with its supervisor
-        os.environ.pop(SUPERVISOR_FD_ENV)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_stop_on_signals_only, w, stop_timeout)
             await exit_with_supervisor(int(fd))
