@@ -46,6 +46,16 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Send TASK a notification EVENT with an optional JSON payload.",
     ),
     "cancel": ("durable.cli.control", "cancel", "Cancel TASK and its unfinished children."),
+    "fork": (
+        "durable.cli.fork",
+        "fork",
+        "Start a new task from the first K events of TASK's history (--at K).",
+    ),
+    "retry": (
+        "durable.cli.fork",
+        "retry",
+        "Re-run failed TASK from its last clean event, on its own code, as a new task.",
+    ),
     "list": (
         "durable.cli.tasks",
         "list_tasks",
