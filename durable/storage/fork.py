@@ -46,3 +46,12 @@ class ForkStore(Protocol):
     async def task_origin(self, task_id: int) -> TaskOrigin | None:
         """Where `task_id` was forked from; None for a task that is not a fork."""
         ...
+
+
+@runtime_checkable
+class WorkflowVersions(Protocol):
+    """Every binary of a workflow name (for `durable upgrade`)."""
+
+    async def workflow_hashes(self, name: str) -> list[str]:
+        """The hashes of every binary stored under `name`, in no order."""
+        ...

@@ -529,6 +529,12 @@ class PostgresStore:
                 await conn.execute(_Q["fork_origin"], row["id"], origin_id, at)
         return codec.task(row)
 
+    async def workflow_hashes(self, name: str) -> list[str]:
+        """Every binary stored under `name` (`WorkflowVersions`)."""
+        with translate("read the binaries of workflow", name):
+            rows = await self._pool.fetch(_Q["workflow_hashes"], name)
+        return [row[0] for row in rows]
+
     async def task_origin(self, task_id: int) -> fork.TaskOrigin | None:
         """Where `task_id` was forked from, if it was (`ForkStore`)."""
         with translate("read the origin of task", task_id):

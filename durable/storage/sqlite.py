@@ -676,6 +676,12 @@ class SQLiteStore:
         self._notify()
         return dataclasses.replace(codec.task(rows[0]), input=text)
 
+    async def workflow_hashes(self, name: str) -> list[str]:
+        """Every binary stored under `name` (`WorkflowVersions`)."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "workflow_hashes", name, name)
+        return [row[0] for row in rows]
+
     async def task_origin(self, task_id: int) -> fork.TaskOrigin | None:
         """Where `task_id` was forked from, if it was (`ForkStore`)."""
         async with self._use() as conn:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,8 @@ from durable.core.model import Stream, Task, TaskState
 from durable.errors import ConflictError, InvalidStateError
 from durable.host import HostConfig, Runtime
 from durable.storage.base import Store
-from durable.storage.fork import ForkStore, TaskOrigin
+from durable.storage.fork import TaskOrigin
 from durable.worker import Worker, WorkerConfig
-from tests.conftest import STORE_BACKENDS
 from tests.helpers import WORKFLOWS, compiled, launch_task, run_cli, running, until
 
 pytestmark = pytest.mark.anyio
@@ -28,11 +27,9 @@ pytestmark = pytest.mark.anyio
 FAST = HostConfig(suspend_after=0.3)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, anyio_backend: str) -> AsyncIterator[Store]:
-    async with STORE_BACKENDS[request.param](request) as opened:
-        assert isinstance(opened, ForkStore)
-        yield opened
+@pytest.fixture
+def store(sql_store: Store) -> Store:
+    return sql_store
 
 
 @pytest.fixture(scope="module")

@@ -494,3 +494,8 @@ SELECT 1 FROM durable.tasks WHERE id = $1 FOR SHARE;
 INSERT INTO durable.logs (task_id, seq, position, stream, data, created_at)
 SELECT $1, row_number() OVER (ORDER BY seq), position, stream, data, created_at
 FROM durable.logs WHERE task_id = $2 AND position BETWEEN 0 AND $3;
+
+-- name: workflow_hashes
+-- Every binary stored under a name (first stored under it, or named by it since).
+SELECT hash FROM durable.workflows WHERE name = $1
+UNION SELECT hash FROM durable.workflow_names WHERE name = $1;

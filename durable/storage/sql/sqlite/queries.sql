@@ -359,3 +359,8 @@ SELECT count(*) FROM durable_event WHERE task_id = ?;
 INSERT INTO durable_log (task_id, seq, position, stream, data, created_at)
 SELECT ?, row_number() OVER (ORDER BY seq), position, stream, data, created_at
 FROM durable_log WHERE task_id = ? AND position BETWEEN 0 AND ?;
+
+-- name: workflow_hashes
+-- Every binary stored under a name (first stored under it, or named by it since).
+SELECT hash FROM durable_workflow WHERE name = ?
+UNION SELECT hash FROM durable_workflow_name WHERE name = ?;
