@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
 import pytest
 
-from durable.testing.check import CheckReport
+if TYPE_CHECKING:  # the host is imported when a test uses the fixture, not at start-up
+    from durable.testing.check import CheckReport
 
 #: `durable_check(workflow, input=None, *, entry="", live_http=False) -> CheckReport`
-DurableCheck = Callable[..., CheckReport]
+DurableCheck = Callable[..., "CheckReport"]
 
 
 @pytest.fixture
@@ -31,6 +31,8 @@ def durable_check(tmp_path: Path) -> DurableCheck:
     def check(
         workflow: str | Path, input: Any = None, *, entry: str = "", live_http: bool = False
     ) -> CheckReport:
+        import anyio
+
         from durable.loader import read_workflow
         from durable.storage import open_store
         from durable.testing.check import check_workflow
