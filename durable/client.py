@@ -50,6 +50,10 @@ _END_FALLBACK = 1.0
 _LOG_PAGE = 8
 
 
+#: `Client.fork`'s default input: the original task's.
+_KEEP: Any = object()
+
+
 def encode_input(value: Any, *, max_bytes: int) -> str:
     """`value` as the JSON text a task stores, if it is within `max_bytes`.
 
@@ -442,6 +446,47 @@ class Client:
     async def schema_version(self) -> tuple[int, int]:
         """Return `(current, latest)`: the database's schema version and this code's."""
         return await self.store.schema_version()
+
+    async def fork(
+        self, task_id: int, *, at: int, workflow_hash: str | None = None, input: Any = _KEEP
+    ) -> Task:
+        """A new task whose history is the first `at` events of `task_id`, run from
+        there by a worker, on the same binary or `workflow_hash`, with the same input
+        or `input`. The original is untouched; `task_origin` links the new task to it.
+
+        Raises:
+            TaskNotFoundError: no such task.
+            ConflictError: `at` is outside the task's history.
+            ConfigurationError: the store cannot fork (the memory store).
+        """
+        from durable.storage.fork import ForkStore
+
+        store = self.store
+        if not isinstance(store, ForkStore):
+            raise ConfigurationError("this store cannot fork tasks: use SQLite or Postgres")
+        origin = await self.store.get_task(task_id)
+        text = None if input is _KEEP else encode_input(input, max_bytes=self.max_input_bytes)
+        return await store.fork_task(
+            task_id, at=at, workflow_hash=workflow_hash or origin.workflow_hash, input=text
+        )
+
+    async def retry(self, task_id: int) -> Task:
+        """Re-run a failed task from its last clean event, on its own code, as a new task
+        (`durable.core.fork.retry_at` says where that is).
+
+        Raises:
+            TaskNotFoundError: no such task.
+            InvalidStateError: the task has not failed.
+        """
+        from durable.core.fork import retry_at
+        from durable.errors import InvalidStateError
+
+        history = await self.history(task_id)
+        if history.task.state is not TaskState.FAILED:
+            raise InvalidStateError(
+                f"task {task_id} is {history.task.state.value}: only a failed task is retried"
+            )
+        return await self.fork(task_id, at=retry_at(history.events, history.task.error))
 
 
 def _state(value: TaskState | str) -> TaskState:

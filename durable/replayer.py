@@ -175,22 +175,29 @@ class Replayer:
             component = self.runtime.cache.load(history.task.workflow_hash)
         else:
             component = self.runtime.cache.load(hashlib.sha256(wasm).hexdigest(), wasm)
-        # The check must not time out or be told it is cancelled because of the task's
-        # state now: what it replays is the history alone.
-        task = dataclasses.replace(history.task, deadline_at=None, cancel_requested=False)
-        sink = _RefusingSink()
-        ctx = _ReplayContext(
-            task=task,
-            # What the next real attempt would see as `durable.info().attempt`.
-            attempt=task.attempts + 1,
-            history=history.events,
-            sink=sink,
-            config=self.runtime.config,
-            replay_only=True,
-        )
-        sink.ctx = ctx
+        ctx = replay_attempt(history, self.runtime.config)
         end = self.runtime.run(component, ctx)
         return _report(history, ctx, end)
+
+
+def replay_attempt(history: TaskHistory, config: HostConfig) -> AttemptContext:
+    """A replay-only attempt of `history` whose sink refuses every store call (also
+    what `durable debug` runs the workflow's Python source against)."""
+    # The check must not time out or be told it is cancelled because of the task's
+    # state now: what it replays is the history alone.
+    task = dataclasses.replace(history.task, deadline_at=None, cancel_requested=False)
+    sink = _RefusingSink()
+    ctx = _ReplayContext(
+        task=task,
+        # What the next real attempt would see as `durable.info().attempt`.
+        attempt=task.attempts + 1,
+        history=history.events,
+        sink=sink,
+        config=config,
+        replay_only=True,
+    )
+    sink.ctx = ctx
+    return ctx
 
 
 class _ReplayContext(AttemptContext):

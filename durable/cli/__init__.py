@@ -46,6 +46,31 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Send TASK a notification EVENT with an optional JSON payload.",
     ),
     "cancel": ("durable.cli.control", "cancel", "Cancel TASK and its unfinished children."),
+    "fork": (
+        "durable.cli.fork",
+        "fork",
+        "Start a new task from the first K events of TASK's history (--at K).",
+    ),
+    "retry": (
+        "durable.cli.fork",
+        "retry",
+        "Re-run failed TASK from its last clean event, on its own code, as a new task.",
+    ),
+    "debug": (
+        "durable.cli.debug",
+        "debug",
+        "Replay TASK's history with WORKFLOW's Python source in this interpreter.",
+    ),
+    "upgrade": (
+        "durable.cli.upgrade",
+        "upgrade",
+        "Replay every unfinished task of workflow NAME against WORKFLOW (.py or .wasm).",
+    ),
+    "check": (
+        "durable.cli.check",
+        "check",
+        "Crash-test WORKFLOW: run it, then crash it before and after each durable write.",
+    ),
     "list": (
         "durable.cli.tasks",
         "list_tasks",

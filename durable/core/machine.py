@@ -172,6 +172,7 @@ class ReplayMachine:
         self._entropy_counter = 0
         self._call_position = -1
         self._call_counter = 0
+        self._patches: dict[str, bool] = {}  # each patch's answer in this run, by id
 
     # -- recording and group commit --------------------------------------------------------
 
@@ -370,3 +371,44 @@ class ReplayMachine:
             self.cancel_delivered = True
             return True, True
         return False, False
+
+    # -- patches -----------------------------------------------------------------------------
+
+    def patched(self, patch_id: str, *, deprecated: bool = False) -> tuple[bool, bool]:
+        """`durable.patched(patch_id)` (or `deprecate_patch`): whether the task takes the
+        new branch, and whether a marker was recorded now (then the host may commit).
+
+        * Replaying, the next event is this patch's marker: consume it; new branch.
+        * Replaying, the next event is anything else but a marker: the task was recorded
+          by code without the patch, past this point; old branch, nothing consumed.
+        * Replaying, the next event is another patch's marker: a divergence (for
+          `patched`; `deprecate_patch` leaves it to the call it belongs to).
+        * Past the history: record the marker; new branch. `deprecated` records nothing
+          (the old branch is gone from the code, so no replay needs to tell them apart).
+
+        The first answer for an id holds for the rest of the run: a task that took the
+        old branch at its first call must not switch to the new one at a later call
+        made past the end of its history.
+        """
+        known = self._patches.get(patch_id)
+        if known is not None:
+            return known, False
+        label = ops.patch_label(patch_id)
+        if self.cursor.replaying:
+            recorded = self.cursor.peek_label()
+            if recorded == label or (
+                # A deprecated call records nothing, so the same code may well have
+                # recorded another patch's marker right after it.
+                not deprecated and recorded is not None and recorded.startswith(ops.PATCH_PREFIX)
+            ):
+                self.cursor.next(label)  # raises NondeterminismError for another patch's
+                taken = True
+            else:
+                taken = False
+            self._patches[patch_id] = taken
+            return taken, False
+        self._patches[patch_id] = True
+        if deprecated:
+            return True, False
+        self.record(label, None, ops.PATCH_PAYLOAD)
+        return True, True

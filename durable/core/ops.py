@@ -86,16 +86,27 @@ CHILDREN_CANCEL: Op[JsonObject] = Op("durable:child-control.cancel")
 #: A status value set (digest: of the key and value): null, or {"error": message}.
 STATUS_SET: Op[JsonObject | None] = Op("durable:status.set")
 
+# -- durable:core/patch ------------------------------------------------------------------
+
+#: The payload of a patch marker (`patch ID`, a family below): always JSON true.
+PATCH_PAYLOAD = "true"
+
 # -- families: the workflow names the operation ------------------------------------------
 
 STEP_PREFIX = "step "  # `step NAME`, chosen by the SDK; payload: the step's outcome
 SQL_PREFIX = "sql "  # `sql LABEL`: a workflow SQL transaction's whole conversation
 HTTP_PREFIX = "http "  # `http METHOD url`: a request's response or typed error
+PATCH_PREFIX = "patch "  # `patch ID`: a `durable.patched(ID)` marker; payload: true
 
 
 def sql_label(label: str) -> str:
     """The event label of the SQL transaction the workflow labelled `label`."""
     return f"{SQL_PREFIX}{label}"
+
+
+def patch_label(patch_id: str) -> str:
+    """The event label of the marker `durable.patched(patch_id)` records."""
+    return f"{PATCH_PREFIX}{patch_id}"
 
 
 #: Every operation with a fixed label, by label (for tools that read histories).

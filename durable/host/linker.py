@@ -25,6 +25,7 @@ from durable.host.child_control import define_child_control
 from durable.host.context import AttemptContext
 from durable.host.coordination import define_coordination
 from durable.host.http import define_http
+from durable.host.patch import define_patch
 from durable.host.sql import define_sql
 from durable.host.status import define_status
 from durable.host.world import DURABLE_VERSION
@@ -125,4 +126,5 @@ INTERFACES: list[Definer] = [
     define_sql,
     define_status,
     define_child_control,
+    define_patch,
 ]

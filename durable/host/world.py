@@ -19,6 +19,7 @@ DURABLE_INTERFACES = (
     "durable:core/sql",
     "durable:core/status",
     "durable:core/child-control",
+    "durable:core/patch",
 )
 #: The package version this host implements. Components built against an older minor
 #: version still link, because interfaces only ever gain functions.

@@ -74,7 +74,7 @@ from durable.errors import (
     TaskNotFoundError,
 )
 from durable.storage import _pg_codec as codec
-from durable.storage import _pg_guest, _pg_schema, quarantine
+from durable.storage import _pg_guest, _pg_schema, fork, quarantine
 from durable.storage._end_watch import EndWaiters, EndWatch
 from durable.storage._pg_errors import connect_error, translate
 from durable.storage._pg_listen import WorkListener
@@ -571,6 +571,42 @@ class PostgresStore:
         with translate("read the status of task", task_id):
             rows = await self._pool.fetch(_Q["read_status"], task_id)
         return [codec.status_value(row) for row in rows]
+
+    async def fork_task(
+        self, origin_id: int, *, at: int, workflow_hash: str, input: str | None = None
+    ) -> Task:
+        """A new task with the first `at` events of `origin_id` (`ForkStore`)."""
+        origin = await self.get_task(origin_id)
+        text = origin.input if input is None else input
+        with translate("fork task", origin_id):
+            async with self._pool.acquire() as conn, conn.transaction():
+                # Lock the origin's row: its history cannot grow while it is copied.
+                await conn.execute(_Q["lock_task_for_fork"], origin_id)
+                events = await conn.fetchval(_Q["event_count"], origin_id)
+                why = fork.check_at(at, events, origin_id)
+                if why is not None:
+                    raise ConflictError(why)
+                try:
+                    row = await conn.fetchrow(_Q["fork_task"], origin_id, workflow_hash, text)
+                except asyncpg.ForeignKeyViolationError as exc:
+                    raise NotFoundError(f"workflow {workflow_hash} is not stored") from exc
+                assert row is not None  # the origin exists: read above, locked now
+                await conn.execute(_Q["fork_events"], row["id"], origin_id, at)
+                await conn.execute(_Q["fork_logs"], row["id"], origin_id, at)
+                await conn.execute(_Q["fork_origin"], row["id"], origin_id, at)
+        return codec.task(row)
+
+    async def workflow_hashes(self, name: str) -> list[str]:
+        """Every binary stored under `name` (`WorkflowVersions`)."""
+        with translate("read the binaries of workflow", name):
+            rows = await self._pool.fetch(_Q["workflow_hashes"], name)
+        return [row[0] for row in rows]
+
+    async def task_origin(self, task_id: int) -> fork.TaskOrigin | None:
+        """Where `task_id` was forked from, if it was (`ForkStore`)."""
+        with translate("read the origin of task", task_id):
+            row = await self._pool.fetchrow(_Q["task_origin"], task_id)
+        return None if row is None else fork.TaskOrigin(origin_id=row[0], at=row[1])
 
     async def begin_guest_transaction(self, lease: Lease) -> _pg_guest.PgGuestTransaction:
         """Open a transaction for workflow SQL on a connection of the guest login

@@ -90,7 +90,7 @@ from durable.storage import _sqlite_codec as codec
 from durable.storage import _sqlite_guest as guest
 from durable.storage import _sqlite_schema as schema
 from durable.storage import _sqlite_wake as wake
-from durable.storage import quarantine
+from durable.storage import fork, quarantine
 from durable.storage._end_watch import EndWaiters, EndWatch
 from durable.storage._sqlite_codec import fence, maybe_dt, to_dt, to_ts
 
@@ -693,6 +693,43 @@ class SQLiteStore:
             StatusValue(key=key, value=value, position=position, updated_at=to_dt(at))
             for key, value, position, at in rows
         ]
+
+    # -- forks (`durable.storage.fork`) ----------------------------------------------------
+
+    async def fork_task(
+        self, origin_id: int, *, at: int, workflow_hash: str, input: str | None = None
+    ) -> Task:
+        """A new task with the first `at` events of `origin_id` (`ForkStore`)."""
+        origin = await self.get_task(origin_id)
+        now = self._clock()
+        async with self._use() as conn, self._transaction(conn):
+            events = (await self._fetch(conn, "event_count", origin_id))[0][0]
+            why = fork.check_at(at, events, origin_id)
+            if why is not None:
+                raise ConflictError(why)
+            rows = await self._fetch(conn, "fork_task", now, now, workflow_hash, origin_id)
+            if not rows:
+                raise NotFoundError(f"workflow {workflow_hash} is not stored")
+            task_id = rows[0][0]
+            text = origin.input if input is None else input
+            await conn.execute(_Q["insert_input"], (task_id, text))
+            await conn.execute(_Q["fork_events"], (task_id, origin_id, at))
+            await conn.execute(_Q["fork_logs"], (task_id, origin_id, at))
+            await conn.execute(_Q["fork_origin"], (task_id, origin_id, at))
+        self._notify()
+        return dataclasses.replace(codec.task(rows[0]), input=text)
+
+    async def workflow_hashes(self, name: str) -> list[str]:
+        """Every binary stored under `name` (`WorkflowVersions`)."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "workflow_hashes", name, name)
+        return [row[0] for row in rows]
+
+    async def task_origin(self, task_id: int) -> fork.TaskOrigin | None:
+        """Where `task_id` was forked from, if it was (`ForkStore`)."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "task_origin", task_id)
+        return fork.TaskOrigin(origin_id=rows[0][0], at=rows[0][1]) if rows else None
 
     # -- workflow SQL ---------------------------------------------------------------------
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+
+from durable.storage.base import Store
+from tests.conftest import STORE_BACKENDS
 
 OTHER_WORLD = """
 package test:other;
@@ -58,3 +62,10 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'durable.db'}"
     url: str = request.getfixturevalue("pg_url")
     return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def sql_store(request: pytest.FixtureRequest, anyio_backend: str) -> AsyncIterator[Store]:
+    """A fresh store of each backend that runs in production (not the memory store)."""
+    async with STORE_BACKENDS[request.param](request) as opened:
+        yield opened

@@ -11,6 +11,9 @@ the workflow's result is checked:
   the same seed and script must observe the same value (and, with
   `stable_payloads`, record the same payloads).
 
+`patched` records a marker (`patch p<index>`) and observes True; `deprecate_patch`
+records nothing, also when the marker of the next op follows it.
+
 Operations with effects: `status` (a status value, which commits with its event),
 `http` (a GET to the session's counting server; `bind` fills
 in its URL at launch), `notify_wait` (the task notifies itself, then waits), `wait` (for
@@ -252,6 +255,8 @@ SPECS: dict[str, OpSpec] = {
             args=st.fixed_dictionaries({"key": st.sampled_from(["a", "b"]), "value": _ARG}),
             events=lambda i, op: [(STATUS, status_digest(op["key"], op["value"]))],
         ),
+        OpSpec(name="patched", events=lambda i, op: [(f"patch p{i}", None)]),
+        OpSpec(name="deprecate_patch"),  # records nothing; consumes no marker of others
         OpSpec(name="raise", raises=True),
     ]
 }

@@ -78,6 +78,8 @@ EVERY_OP: Script = [
     {"op": "spawn", "arg": 6},
     {"op": "sql_insert", "arg": 7},
     {"op": "status", "key": "a", "value": 8},
+    {"op": "deprecate_patch"},  # followed by another patch's marker: not its own
+    {"op": "patched"},
     {"op": "now"},
     {"op": "raise"},
 ]

@@ -11,7 +11,7 @@ from durable.core import ops
 from durable.core.task_error import CANCELLED_ON_REQUEST, TaskError
 
 HISTORIES = Path(__file__).parents[1] / "fixtures" / "histories"
-FAMILIES = (ops.STEP_PREFIX, ops.SQL_PREFIX, ops.HTTP_PREFIX)
+FAMILIES = (ops.STEP_PREFIX, ops.SQL_PREFIX, ops.HTTP_PREFIX, ops.PATCH_PREFIX)
 
 
 def test_every_golden_label_is_a_known_operation() -> None:

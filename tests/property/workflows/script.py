@@ -149,6 +149,16 @@ def _status(i: int, op: Op) -> Any:
     return None
 
 
+def _patched(i: int, op: Op) -> Any:
+    # One id per op: the first answer for an id holds for the run, and records once.
+    return durable.patched(f"p{i}")
+
+
+def _deprecate_patch(i: int, op: Op) -> Any:
+    durable.deprecate_patch(f"p{i}")
+    return None
+
+
 def _raise(i: int, op: Op) -> Any:
     raise ScriptRaised(f"script raised at op {i}")
 
@@ -171,6 +181,8 @@ OPS: dict[str, Callable[[int, Op], Any]] = {
     "spawn": _spawn,
     "sql_insert": _sql_insert,
     "status": _status,
+    "patched": _patched,
+    "deprecate_patch": _deprecate_patch,
     "raise": _raise,
 }
 

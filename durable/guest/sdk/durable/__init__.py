@@ -40,6 +40,7 @@ from durable._errors import (
 )
 from durable._info import TaskInfo, info
 from durable._notify import Notification, notify, wait
+from durable._patch import deprecate_patch, patched
 from durable._status import set_status
 from durable._steps import Retry, step, step_attempt
 from durable._timers import sleep, sleep_until
@@ -57,9 +58,11 @@ __all__ = [
     "SpawnError",
     "StepFailed",
     "TaskInfo",
+    "deprecate_patch",
     "http",
     "info",
     "notify",
+    "patched",
     "set_status",
     "sleep",
     "sleep_until",

@@ -463,3 +463,41 @@ SELECT EXISTS (SELECT 1 FROM pg_db_role_setting AS s
 -- name: read_status
 SELECT key, value, position, updated_at FROM durable.task_status
 WHERE task_id = $1 ORDER BY key;
+
+-- name: fork_task
+-- A ready task with the origin's name, entry and seed (the seed derives its random
+-- bytes, which the copied events must see again). $1 origin, $2 binary, $3 input.
+INSERT INTO durable.tasks (name, workflow_hash, entry, input, seed)
+SELECT name, $2, entry, $3, seed FROM durable.tasks WHERE id = $1
+RETURNING *;
+
+-- name: fork_events
+-- $1 the fork, $2 its origin, $3 how many events to copy.
+INSERT INTO durable.events (task_id, idx, label, digest, payload, created_at)
+SELECT $1, idx, label, digest, payload, created_at FROM durable.events
+WHERE task_id = $2 AND idx < $3;
+
+-- name: fork_origin
+INSERT INTO durable.task_origins (task_id, origin_id, at) VALUES ($1, $2, $3);
+
+-- name: task_origin
+SELECT origin_id, at FROM durable.task_origins WHERE task_id = $1;
+
+-- name: event_count
+SELECT count(*) FROM durable.events WHERE task_id = $1;
+
+-- name: lock_task_for_fork
+SELECT 1 FROM durable.tasks WHERE id = $1 FOR SHARE;
+
+-- name: fork_logs
+-- The output the copied events account for (positions 0 .. at; a replay skips what
+-- is logged, so the fork's log would otherwise miss it), renumbered from 1; host
+-- notes (position -1) stay with the origin. $1 the fork, $2 the origin, $3 at.
+INSERT INTO durable.logs (task_id, seq, position, stream, data, created_at)
+SELECT $1, row_number() OVER (ORDER BY seq), position, stream, data, created_at
+FROM durable.logs WHERE task_id = $2 AND position BETWEEN 0 AND $3;
+
+-- name: workflow_hashes
+-- Every binary stored under a name (first stored under it, or named by it since).
+SELECT hash FROM durable.workflows WHERE name = $1
+UNION SELECT hash FROM durable.workflow_names WHERE name = $1;

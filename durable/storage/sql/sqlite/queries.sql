@@ -359,3 +359,41 @@ WITH RECURSIVE tree (id) AS (
     SELECT t.id FROM durable_task AS t JOIN tree ON t.parent_id = tree.id)
 UPDATE durable_task SET cancel_requested = 1, updated_at = ?3
 WHERE id IN tree AND state = 'active';
+-- name: fork_task
+-- A ready task with the origin's name, entry and seed (the seed derives its random
+-- bytes, which the copied events must see again), on the binary given. Parameters:
+-- created_at, updated_at, workflow_hash, origin_id.
+INSERT INTO durable_task (name, workflow_hash, entry, state, seed, created_at, updated_at)
+SELECT t.name, w.hash, t.entry, 'ready', t.seed, ?, ?
+FROM durable_task AS t, durable_workflow AS w
+WHERE w.hash = ? AND t.id = ?
+RETURNING {task_columns};
+
+-- name: fork_events
+-- Parameters: the fork's task_id, the origin's id, how many events to copy.
+INSERT INTO durable_event (task_id, idx, label, digest, payload, created_at)
+SELECT ?, idx, label, digest, payload, created_at FROM durable_event
+WHERE task_id = ? AND idx < ?;
+
+-- name: fork_origin
+-- Parameters: task_id, origin_id, at.
+INSERT INTO durable_task_origin (task_id, origin_id, at) VALUES (?, ?, ?);
+
+-- name: task_origin
+SELECT origin_id, at FROM durable_task_origin WHERE task_id = ?;
+
+-- name: event_count
+SELECT count(*) FROM durable_event WHERE task_id = ?;
+
+-- name: fork_logs
+-- The output the copied events account for (positions 0 .. at; a replay skips what
+-- is logged, so the fork's log would otherwise miss it), renumbered from 1; host
+-- notes (position -1) stay with the origin. Parameters: the fork, the origin, at.
+INSERT INTO durable_log (task_id, seq, position, stream, data, created_at)
+SELECT ?, row_number() OVER (ORDER BY seq), position, stream, data, created_at
+FROM durable_log WHERE task_id = ? AND position BETWEEN 0 AND ?;
+
+-- name: workflow_hashes
+-- Every binary stored under a name (first stored under it, or named by it since).
+SELECT hash FROM durable_workflow WHERE name = ?
+UNION SELECT hash FROM durable_workflow_name WHERE name = ?;

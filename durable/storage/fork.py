@@ -1,0 +1,57 @@
+"""The fork role of a store: a new task whose history starts as a copy of another's.
+
+`durable fork TASK --at K` and `durable retry TASK` create a task with the first K
+events of TASK, on its binary or another, and let a worker run it from there. The copy
+and the new task are one transaction; the original is untouched; the new task keeps a
+link to where it came from (`TaskOrigin`). SQLite and Postgres have this role; the
+memory store does not (nothing outside one process could run the fork).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from durable.core.fork import check_at as check_at
+from durable.core.model import Task
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskOrigin:
+    """Where a forked task came from."""
+
+    origin_id: int  # the task whose history was copied
+    at: int  # how many of its events were copied (events 0 .. at-1)
+
+
+@runtime_checkable
+class ForkStore(Protocol):
+    """The fork role (see the module docstring)."""
+
+    async def fork_task(
+        self, origin_id: int, *, at: int, workflow_hash: str, input: str | None = None
+    ) -> Task:
+        """A new `ready` task: the origin's name, entry and seed, the binary
+        `workflow_hash`, `input` (default: the origin's), and the origin's first `at`
+        events as its history with the output they account for (the log at positions
+        0 .. `at`), all in one transaction.
+
+        Raises:
+            TaskNotFoundError: no task `origin_id`.
+            NotFoundError: the binary is not stored.
+            ConflictError: `at` is negative or past the end of the origin's history.
+        """
+        ...
+
+    async def task_origin(self, task_id: int) -> TaskOrigin | None:
+        """Where `task_id` was forked from; None for a task that is not a fork."""
+        ...
+
+
+@runtime_checkable
+class WorkflowVersions(Protocol):
+    """Every binary of a workflow name (for `durable upgrade`)."""
+
+    async def workflow_hashes(self, name: str) -> list[str]:
+        """The hashes of every binary stored under `name`, in no order."""
+        ...
