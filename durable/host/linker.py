@@ -24,6 +24,7 @@ from durable.host._wit import Current, Definer, add_funcs, record
 from durable.host.context import AttemptContext
 from durable.host.coordination import define_coordination
 from durable.host.http import define_http
+from durable.host.source import define_source
 from durable.host.sql import define_sql
 from durable.host.status import define_status
 from durable.host.world import DURABLE_VERSION
@@ -123,4 +124,5 @@ INTERFACES: list[Definer] = [
     define_coordination,
     define_sql,
     define_status,
+    define_source,
 ]

@@ -18,6 +18,7 @@ DURABLE_INTERFACES = (
     "durable:core/children",
     "durable:core/sql",
     "durable:core/status",
+    "durable:core/source",
 )
 #: The package version this host implements. Components built against an older minor
 #: version still link, because interfaces only ever gain functions.
