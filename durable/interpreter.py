@@ -31,40 +31,19 @@ from durable.builder import (
 )
 from durable.guest import sdk_path
 
-#: Standard-library modules not imported ahead: they do something when imported
-#: (open a browser, print), or exist only for interactive and GUI use.
-_NOT_PRELOADED = frozenset(
-    {
-        "antigravity",
-        "this",
-        "idlelib",
-        "turtledemo",
-        "_pyrepl",
-        "pydoc",
-        "pydoc_data",
-        "ensurepip",
-        "venv",
-        "__future__",
-        "builtins",
-        "sys",
-    }
-)
-
-
 #: Submodules never imported ahead: command-line entry points and test suites.
 _SKIPPED_PARTS = frozenset({"__main__", "test", "tests", "idle_test"})
 
 
 def preloaded() -> list[str]:
-    """The standard-library modules the interpreter imports while it is built.
+    """The standard-library modules the interpreter imports while it is built: all the
+    sandbox has (`durable._sandbox_stdlib.STDLIB`, measured).
 
     A module imported at build time is in the component's snapshot, with the
     submodules of each package: what a standalone build could import (at its build),
     a workflow run by the interpreter can import, and at no cost at its start.
     """
-    return sorted(
-        name for name in STDLIB if name not in _NOT_PRELOADED and not name.startswith("_")
-    )
+    return sorted(STDLIB)
 
 
 def _app_text() -> str:

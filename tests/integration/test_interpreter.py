@@ -132,3 +132,26 @@ def test_replay_against_changed_code(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert "task 1 diverges at event 0" in proc.stdout
     assert "found     'durable:timer.sleep'" in proc.stdout
+
+
+def test_a_worker_fetches_a_bundle_it_has_not_seen(tmp_path: Path) -> None:
+    """A worker whose machine has no copy of the bundle (another machine, in effect)
+    gets it from the database, keeps it, and runs the task."""
+    from durable.host.config import default_cache_dir
+
+    db = tmp_path / "t.db"
+    source = _workflow(tmp_path / "w")
+    proc = run_cli(
+        "launch", "greet", str(source), "--input", '"eve"', "--db", str(db), cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    digest = _task_hash(db, 1)
+    kept = default_cache_dir() / "bundles" / f"{digest}.bundle"
+    kept.unlink()  # as on a machine that never saw this workflow
+    proc = run_cli("worker", "--exit-when-idle", "--db", str(db), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("show", "1", "--json", "--db", str(db), cwd=tmp_path)
+    shown = json.loads(proc.stdout)["task"]
+    assert shown["state"] == "complete", shown
+    assert json.loads(shown["result"])["greet"] == "hello eve"
+    assert kept.exists()
