@@ -155,3 +155,25 @@ def test_a_worker_fetches_a_bundle_it_has_not_seen(tmp_path: Path) -> None:
     assert shown["state"] == "complete", shown
     assert json.loads(shown["result"])["greet"] == "hello eve"
     assert kept.exists()
+
+
+def test_a_bundle_for_another_interpreter_is_refused_in_one_line(tmp_path: Path) -> None:
+    """Registering a bundle made by another version of durable, whose interpreter the
+    store does not have, says which interpreter it needs; nothing is stored."""
+    import anyio
+    import pytest
+
+    from durable.bundle import Bundle
+    from durable.client import Client
+    from durable.errors import ConfigurationError, NotFoundError
+
+    bundle = Bundle(interpreter="0" * 64, main="m", files=(("m.py", "pass\n"),))
+
+    async def register() -> None:
+        async with await Client.open(f"sqlite:///{tmp_path / 't.db'}") as client:
+            with pytest.raises(ConfigurationError, match=r"needs Python interpreter 0{12}, "):
+                await client.register(bundle.encode(), name="m")
+            with pytest.raises(NotFoundError):
+                await client.store.find_workflow("m")
+
+    anyio.run(register)
