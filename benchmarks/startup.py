@@ -8,7 +8,7 @@ New code (issue 14, target 1: at most 1.5 s wall): each timed run is hello world
 a comment no run had before, so it is a workflow this machine never saw.
 `run_new` runs it into a database that has the shared interpreter already (a user's
 second workflow); `run_new_fresh_db` into a new database, which stores the interpreter
-once (30+ MB); `replay_changed` replays task 1 against it. `before_run_new` is what
+once (about 40 MB); `replay_changed` replays task 1 against it. `before_run_new` is what
 every new workflow cost before the shared interpreter (and what `durable build -o`
 still costs): a component of its own, built by componentize-py and compiled, then run.
 

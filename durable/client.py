@@ -120,7 +120,7 @@ class Client:
         """Store the interpreter component a bundle names, unless the store has it.
 
         Stored once per version of durable, under a name (`interpreter_name`) whose
-        lookup is the check, so a run does not read 30 MB to find it there already.
+        lookup is the check, so a run does not read 40 MB to find it there already.
         """
         name = interpreter_name(digest)
         try:

@@ -4,6 +4,7 @@ folder: its `.py` files and packages, nothing else."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -90,3 +91,17 @@ def test_a_kept_bundle_is_found_by_hash_and_a_damaged_one_is_not(tmp_path: Path)
     path = tmp_path / "bundles" / f"{bundle.digest}.bundle"
     path.write_bytes(bundle.encode() + b"tampered")
     assert kept(tmp_path, bundle.digest) is None
+
+
+def test_kept_bundles_are_under_the_cache_bound(tmp_path: Path) -> None:
+    from durable.host._cache_files import evict
+
+    old = Bundle(interpreter=INTERP, main="m", files=(("m.py", "x = 1\n" * 1000),))
+    keep(tmp_path, old.encode())
+    path = tmp_path / "bundles" / f"{old.digest}.bundle"
+    os.utime(path, (1, 1))  # used long ago
+    new = Bundle(interpreter=INTERP, main="m", files=(("m.py", "x = 2\n" * 1000),))
+    keep(tmp_path, new.encode())
+    evict(tmp_path, len(new.encode()) + 100)
+    assert kept(tmp_path, old.digest) is None
+    assert kept(tmp_path, new.digest) == new
