@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,11 +66,43 @@ def build_workflow(
     """
     started = time.perf_counter()
     source = source.resolve()
+    check_source(source)
+    key = _cache_key(source)
+    return cached_build(
+        key,
+        lambda out_dir, target: _build(source, key, out_dir, target),
+        cache_dir=cache_dir,
+        max_bytes=max_bytes,
+        started=started,
+    )
+
+
+def check_source(source: Path) -> None:
+    """What a build checks first, in milliseconds: readable, valid, importable.
+
+    Raises:
+        BuildError: a missing or unreadable file, a syntax error (with file and line),
+            an import the sandbox cannot provide.
+    """
     text = _read_source(source)
     _check_syntax(source, text)
     check_imports(source)  # milliseconds, instead of a failed build a minute later
+
+
+def cached_build(
+    key: str,
+    make: Callable[[Path, Path], None],
+    *,
+    cache_dir: Path | None,
+    max_bytes: int | None,
+    started: float,
+) -> BuildResult:
+    """The build cache's entry `key`, made by `make(out_dir, target)` unless present.
+
+    One process makes an entry while others wait for it (its lock); afterwards, least
+    recently used entries leave until the cache holds at most `max_bytes`.
+    """
     bound = cache_max_bytes(max_bytes)
-    key = _cache_key(source)
     root = cache_dir or default_cache_dir()
     out_dir = root / "builds"
     target = out_dir / f"{key}.wasm"
@@ -85,7 +118,7 @@ def build_workflow(
         if target.exists():  # built while we waited for the lock
             touch(target)
             return BuildResult(wasm_path=target, cached=True, seconds=time.perf_counter() - started)
-        _build(source, key, out_dir, target)
+        make(out_dir, target)
     finally:
         if fd is not None:
             os.close(fd)
@@ -105,18 +138,23 @@ def _build(source: Path, key: str, out_dir: Path, target: Path) -> None:
             '__all__ = ["WitWorld"]\n'
         )
         output = work / "out.wasm"
-        _componentize(python_path=[work, sdk_path(), source.parent], output=output, source=source)
+        componentize(python_path=[work, sdk_path(), source.parent], output=output, source=source)
         entry_section.stamp(output, source)  # so `run file.wasm --entry X` checks X at once
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            partial = out_dir / f".{key}.{os.getpid()}.tmp"
-            shutil.copyfile(output, partial)
-            with partial.open("rb") as fh:  # kept first: a reader finds it with the file
-                digest = hashlib.file_digest(fh, "sha256").hexdigest()
-                _keep_digest(target, digest, _stamp(os.fstat(fh.fileno())))
-            os.replace(partial, target)  # atomic: a reader never sees half a component
-        except OSError as exc:
-            raise BuildError(f"cannot write the build cache {out_dir}: {exc.strerror}") from exc
+        keep_build(output, key, out_dir, target)
+
+
+def keep_build(output: Path, key: str, out_dir: Path, target: Path) -> None:
+    """Move the component `output` into the build cache as `target`, its digest beside it."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        partial = out_dir / f".{key}.{os.getpid()}.tmp"
+        shutil.copyfile(output, partial)
+        with partial.open("rb") as fh:  # kept first: a reader finds it with the file
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            _keep_digest(target, digest, _stamp(os.fstat(fh.fileno())))
+        os.replace(partial, target)  # atomic: a reader never sees half a component
+    except OSError as exc:
+        raise BuildError(f"cannot write the build cache {out_dir}: {exc.strerror}") from exc
 
 
 def digest_path(wasm_path: Path) -> Path:
@@ -198,14 +236,19 @@ def _cache_key(source: Path) -> str:
     for path in sorted(source.parent.glob("*.py")):
         if path != source:
             h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    hash_toolchain(h)
+    return h.hexdigest()[:32]
+
+
+def hash_toolchain(h: hashlib._Hash) -> None:
+    """Feed `h` the WIT and the guest SDK, which every Python component is built from."""
     for root in (WIT_DIR, sdk_path()):
         for path in sorted(root.rglob("*")):
             if path.is_file() and path.suffix in {".py", ".wit"}:
                 h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()[:32]
 
 
-def _componentize(*, python_path: list[Path], output: Path, source: Path) -> None:
+def componentize(*, python_path: list[Path], output: Path, source: Path) -> None:
     args = [
         sys.executable,
         "-m",

@@ -26,13 +26,15 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
+from durable.bundle import decode as decode_bundle
+from durable.bundle import is_bundle
 from durable.core.limits import input_too_large
 from durable.core.model import LogChunk, NewTask, Notification, Task, TaskState
 from durable.core.status import StatusValue
-from durable.errors import ConfigurationError, InputTooLargeError
+from durable.errors import ConfigurationError, InputTooLargeError, NotFoundError
 from durable.history import TaskHistory
 from durable.host.config import HostConfig
-from durable.loader import compile_for_machine, read_workflow
+from durable.loader import compile_for_machine, interpreter_name, local_interpreter, read_workflow
 from durable.storage import Store, open_store
 from durable.storage._end_watch import EndWatch
 from durable.storage.base import EndSignals
@@ -118,9 +120,28 @@ class Client:
         Raises:
             ComponentError: `wasm` is not a workflow component (with `compile`).
         """
-        if compile:
+        if is_bundle(wasm):  # a Python workflow's source: its interpreter goes first
+            await self._register_interpreter(decode_bundle(wasm).interpreter, compile=compile)
+        elif compile:
             await anyio.to_thread.run_sync(compile_for_machine, wasm)
         return await self.store.put_workflow(wasm, name=name)
+
+    async def _register_interpreter(self, digest: str, *, compile: bool) -> None:
+        """Store the interpreter component a bundle names, unless the store has it.
+
+        Stored once per version of durable, under a name (`interpreter_name`) whose
+        lookup is the check, so a run does not read 40 MB to find it there already.
+        """
+        name = interpreter_name(digest)
+        try:
+            if await self.store.find_workflow(name) == digest:
+                return
+        except NotFoundError:
+            pass
+        wasm = await anyio.to_thread.run_sync(local_interpreter, digest)
+        if compile:
+            await anyio.to_thread.run_sync(compile_for_machine, wasm)
+        await self.store.put_workflow(wasm, name=name)
 
     async def register_file(
         self, path: Path, *, name: str | None = None, compile: bool = True
@@ -253,6 +274,11 @@ class Client:
         try:
             if wasm is None and not active.is_compiled(history.task.workflow_hash):
                 wasm = await self.store.get_workflow(history.task.workflow_hash)
+            if wasm is not None and is_bundle(wasm):  # its interpreter, from the store too
+                digest = decode_bundle(wasm).interpreter
+                if not active.is_compiled(digest):
+                    interpreter = await self.store.get_workflow(digest)
+                    await anyio.to_thread.run_sync(active.add_interpreter, digest, interpreter)
             return await anyio.to_thread.run_sync(active.replay, history, wasm)
         finally:
             if own:

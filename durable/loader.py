@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from durable.builder import build_workflow, component_digest
+from durable.builder import check_source, component_digest
+from durable.bundle import collect
+from durable.bundle import keep as keep_bundle
 from durable.component_verdict import check_once
 from durable.errors import ComponentError, ConfigurationError
+from durable.interpreter import build_interpreter
 
 #: File names taken as JavaScript workflows (ES modules).
 JS_SUFFIXES = (".js", ".mjs")
@@ -29,13 +32,14 @@ if TYPE_CHECKING:
 
 
 class WorkflowBinary:
-    """A workflow component, checked against the workflow world and ready to store.
+    """A workflow component, checked against the workflow world and ready to store; or
+    a Python workflow's bundle (`durable.bundle`), with the interpreter that runs it.
 
     Its bytes are read when first asked for: a cached `durable run` on a database that
     has the binary already needs only its hash, not 19 MB read from the build cache.
     """
 
-    __slots__ = ("_read", "_wasm", "hash", "name")
+    __slots__ = ("_read", "_wasm", "hash", "interpreter", "name")
 
     def __init__(
         self,
@@ -44,15 +48,18 @@ class WorkflowBinary:
         name: str,
         wasm: bytes | None = None,
         read: Callable[[], bytes] | None = None,
+        interpreter: WorkflowBinary | None = None,
     ) -> None:
         """`hash`: the binary's SHA-256 (hex); `name`: the file's stem, a default task
-        name; `wasm`: the component, or `read`: a function that reads it."""
+        name; `wasm`: the component, or `read`: a function that reads it;
+        `interpreter`: for a bundle, the interpreter component it names."""
         if wasm is None and read is None:
             raise TypeError("WorkflowBinary needs wasm or read")
         self.hash = hash
         self.name = name
         self._wasm = wasm
         self._read = read
+        self.interpreter = interpreter
 
     @property
     def wasm(self) -> bytes:
@@ -73,6 +80,7 @@ class _Found:
     digest: str
     read: Callable[[], bytes]
     kind: str
+    interpreter: _Found | None = None  # for a bundle: the component that runs it
 
 
 def read_workflow(path: Path) -> tuple[bytes, str]:
@@ -108,7 +116,7 @@ def _find(path: Path) -> _Found:
             raise ConfigurationError(f"{path}: {exc.strerror}") from None
         return _Found(hashlib.sha256(wasm).hexdigest(), lambda: wasm, "wasm")
     if path.suffix == ".py":
-        return _found_build(lambda: build_workflow(path).wasm_path, "python")
+        return _found_bundle(path)
     if path.suffix in JS_SUFFIXES:
         from durable.js_build import build_js_workflow
 
@@ -130,6 +138,27 @@ def _found_build(build: Callable[[], Path], kind: str) -> _Found:
         return _Found(digest, lambda: _read_build(build), kind)
 
 
+def _found_bundle(path: Path) -> _Found:
+    """A Python workflow as a bundle of its source, for the shared interpreter."""
+    source = path.resolve()
+    check_source(source)
+    interpreter = _found_build(lambda: build_interpreter().wasm_path, "python")
+    data = collect(source, interpreter.digest).encode()
+    return _Found(hashlib.sha256(data).hexdigest(), lambda: data, "python", interpreter)
+
+
+def _binary(found: _Found, name: str) -> WorkflowBinary:
+    interpreter = found.interpreter
+    return WorkflowBinary(
+        hash=found.digest,
+        name=name,
+        read=found.read,
+        interpreter=None
+        if interpreter is None
+        else WorkflowBinary(hash=interpreter.digest, name=name, read=interpreter.read),
+    )
+
+
 def load_workflow(path: Path, cache: ComponentCache) -> WorkflowBinary:
     """Read or build `path`, then compile it (cached) to check it is a workflow component.
 
@@ -141,14 +170,17 @@ def load_workflow(path: Path, cache: ComponentCache) -> WorkflowBinary:
         ComponentError: the binary does not target the durable:core workflow world.
     """
     found = _find(path)
-    binary = WorkflowBinary(hash=found.digest, name=path.stem, read=found.read)
+    binary = _binary(found, path.stem)
+    component = binary.interpreter or binary
     try:
         # In a tenth of a second (or, known to pass, none), before a compile of many.
-        check_once(cache.cache_dir, binary.hash, lambda: binary.wasm)
-        if cache.load_compiled(binary.hash) is None:
-            cache.load(binary.hash, binary.wasm)
+        check_once(cache.cache_dir, component.hash, lambda: component.wasm)
+        if cache.load_compiled(component.hash) is None:
+            cache.load(component.hash, component.wasm)
     except ComponentError as exc:
         raise ComponentError(f"{path.name}: {exc}") from None
+    if binary.interpreter is not None:
+        keep_bundle(cache.cache_dir, binary.wasm)  # where this machine's workers find it
     return binary
 
 
@@ -162,12 +194,21 @@ def prepare_workflow(path: Path, config: HostConfig | None = None) -> WorkflowBi
         ConfigurationError, BuildError: see `read_workflow`.
         ComponentError: the binary does not target the durable:core workflow world.
     """
-    wasm, _kind = read_workflow(path)
+    binary = _binary(_find(path), path.stem)
+    component = binary.interpreter or binary
     try:
-        digest = compile_for_machine(wasm, config)
+        compile_for_machine(component.wasm, config)
     except ComponentError as exc:
         raise ComponentError(f"{path.name}: {exc}") from None
-    return WorkflowBinary(wasm=wasm, hash=digest, name=path.stem)
+    if binary.interpreter is not None:
+        keep_bundle((config or _default_config()).cache_dir, binary.wasm)
+    return binary
+
+
+def _default_config() -> HostConfig:
+    from durable.host.config import HostConfig
+
+    return HostConfig()
 
 
 def compile_for_machine(wasm: bytes, config: HostConfig | None = None) -> str:
@@ -219,3 +260,26 @@ def _read_build(build: Callable[[], Path]) -> bytes:
             return build().read_bytes()
         except FileNotFoundError:
             continue  # evicted between the build and the read (it was the oldest entry)
+
+
+def interpreter_name(digest: str) -> str:
+    """The name an interpreter component is stored under: finding it is its check."""
+    return f"durable-interpreter-{digest[:16]}"
+
+
+def local_interpreter(digest: str) -> bytes:
+    """The interpreter component `digest`, built on this machine (once per SDK version).
+
+    Raises:
+        ConfigurationError: this installation's interpreter is another one (a bundle
+            made by another version of durable), and the store does not have it.
+        BuildError: the interpreter does not build.
+    """
+    path = build_interpreter().wasm_path
+    own = component_digest(path)
+    if own != digest:
+        raise ConfigurationError(
+            f"the workflow needs Python interpreter {digest[:12]}, and this installation "
+            f"of durable has {own[:12]}: launch it with the durable version that made it"
+        )
+    return _read_build(lambda: build_interpreter().wasm_path)

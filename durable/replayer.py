@@ -36,6 +36,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from durable.bundle import decode as decode_bundle
+from durable.bundle import is_bundle
+from durable.bundle import kept as kept_bundle
 from durable.core import ops
 from durable.core.model import (
     Cancelled,
@@ -158,7 +161,17 @@ class Replayer:
 
     def is_compiled(self, workflow_hash: str) -> bool:
         """Whether `replay` can run `workflow_hash` without being given its bytes."""
-        return self.runtime.cache.cached(workflow_hash)
+        source = kept_bundle(self.runtime.cache.cache_dir, workflow_hash)
+        return self.runtime.cache.cached(workflow_hash if source is None else source.interpreter)
+
+    def add_interpreter(self, digest: str, wasm: bytes) -> None:
+        """Compile (or find compiled) the interpreter component `digest`, given its bytes,
+        for bundles that name it.
+
+        Raises:
+            ComponentError: `wasm` is not a workflow component.
+        """
+        self.runtime.cache.load(digest, wasm)
 
     def replay(self, history: TaskHistory, wasm: bytes | None = None) -> ReplayReport:
         """Replay `history` against `wasm` (default: the task's own workflow binary).
@@ -171,11 +184,19 @@ class Replayer:
                 the task's binary is not compiled here.
             ReplayError: the replay attempted a write (a bug in the host).
         """
+        source = None
         if wasm is None:
+            source = kept_bundle(self.runtime.cache.cache_dir, history.task.workflow_hash)
+        elif is_bundle(wasm):
+            source = decode_bundle(wasm)
+        if source is not None:  # a Python workflow's source, for its interpreter
+            component = self.runtime.cache.load(source.interpreter)
+        elif wasm is None:
             component = self.runtime.cache.load(history.task.workflow_hash)
         else:
             component = self.runtime.cache.load(hashlib.sha256(wasm).hexdigest(), wasm)
         ctx = replay_attempt(history, self.runtime.config)
+        ctx.source = source
         end = self.runtime.run(component, ctx)
         return _report(history, ctx, end)
 

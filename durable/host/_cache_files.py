@@ -39,10 +39,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The subdirectories that hold entries.
-ENTRY_DIRS = ("builds", "compiled")
+#: The subdirectories that hold entries (`bundles`: Python workflows' sources, see
+#: `durable.bundle.keep`; an evicted one is fetched from the store again).
+ENTRY_DIRS = ("builds", "compiled", "bundles")
 #: The files of an entry besides its lock.
-DATA_SUFFIXES = (".cwasm", ".error", ".wasm", ".sha256", ".checked")
+DATA_SUFFIXES = (".cwasm", ".error", ".wasm", ".sha256", ".checked", ".bundle")
 LOG_NAME = "compile.log"
 #: A log larger than this is rotated (to `compile.log.1`) before the next line.
 LOG_MAX_BYTES = 1024 * 1024

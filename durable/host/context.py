@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
 from durable import metrics
+from durable.bundle import Bundle
 from durable.core import machine as m
 from durable.core import ops
 from durable.core.model import Event, LogChunk, NewTask, Notification, Stream, Task
@@ -126,6 +127,8 @@ class AttemptContext:
         )
         # Replay-only attempts (`durable replay`) must not perform or record anything.
         self.replay_only = replay_only
+        # The workflow's source, when the component is the shared interpreter.
+        self.source: Bundle | None = None
         self.sink = sink
         # The exception a host function raised, parked while the guest unwinds.
         self.unwinding: BaseException | None = None

@@ -20,6 +20,7 @@ DURABLE_INTERFACES = (
     "durable:core/status",
     "durable:core/child-control",
     "durable:core/patch",
+    "durable:core/source",
 )
 #: The package version this host implements. Components built against an older minor
 #: version still link, because interfaces only ever gain functions.

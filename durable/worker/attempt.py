@@ -30,6 +30,10 @@ from anyio.abc import TaskGroup
 from wasmtime import component as wc
 
 from durable import tracing
+from durable.bundle import Bundle, is_bundle
+from durable.bundle import decode as decode_bundle
+from durable.bundle import keep as keep_bundle
+from durable.bundle import kept as kept_bundle
 from durable.core.model import (
     Claim,
     Event,
@@ -70,6 +74,8 @@ log = logging.getLogger("durable.worker")
 HOST_FAILURE_RETRIES = 5
 #: How often an attempt waiting for a compile looks whether it has ended.
 _COMPILE_POLL = 0.05
+#: Bundles a worker keeps parsed in memory (each a workflow's source, kilobytes).
+_MAX_BUNDLES = 256
 
 
 class StoreSink:
@@ -233,6 +239,8 @@ class AttemptRunner:
         self._host_failures: dict[int, int] = {}
         # Leases of attempts dropped on a storage error, to hand back (see release_dropped).
         self._dropped: list[Lease] = []
+        # Workflow sources by hash, for the shared interpreter (see `_bundle`).
+        self._bundles: dict[str, Bundle] = {}
         # Held while deciding to start a compile (see `_component`).
         self._compile_gate = anyio.Lock()
 
@@ -373,7 +381,7 @@ class AttemptRunner:
         """Run the attempt; None when the task was handed back before its guest started."""
         task = claim.task
         try:
-            component = await self._component(claim)
+            component, source = await self._component(claim)
         except (ComponentError, NotFoundError) as exc:
             return AttemptEnd(outcome=Failed(error=_error("ComponentError", str(exc))))
         if component is None:
@@ -391,6 +399,7 @@ class AttemptRunner:
             logged=logged,
         )
         ctx.trace = trace
+        ctx.source = source
         self._contexts[claim.lease] = ctx
         if self._interrupted:
             return AttemptEnd(outcome=Released(started=False))
@@ -401,8 +410,13 @@ class AttemptRunner:
         finally:
             await sink.aclose()  # a guest SQL transaction left open is rolled back
 
-    async def _component(self, claim: Claim) -> wc.Component | None:
-        """The task's compiled workflow, or None if this machine has not compiled it.
+    async def _component(self, claim: Claim) -> tuple[wc.Component | None, Bundle | None]:
+        """The task's compiled workflow (None if this machine has not compiled it), and
+        its source when the task's binary is a bundle for the shared interpreter.
+
+        A bundle is found in this process, in the machine's cache (where `durable run`
+        or `launch` left it) or, fetched from the store, kept there; its interpreter is
+        then the component to compile.
 
         Then the task is handed back (`Released`), a compile starts in a detached
         process (unless one runs already), and this returns once that compile has ended: the
@@ -412,14 +426,15 @@ class AttemptRunner:
         compile goes on without it.
         """
         cache = self._runtime.cache
-        workflow_hash = claim.task.workflow_hash
+        source = self._bundle(claim.task.workflow_hash)
+        workflow_hash = claim.task.workflow_hash if source is None else source.interpreter
         broken = self._broken.get(workflow_hash)
         if broken is not None:
             raise ComponentError(broken)
         component = await anyio.to_thread.run_sync(cache.load_compiled, workflow_hash)
         count_compile_lookup(hit=component is not None)
         if component is not None:
-            return component
+            return component, source
         # Hand the task back first, before anything slow (fetching the binary takes a
         # while under load): a worker killed from here on holds no lease on it, so the
         # kill cannot count as a death the task caused.
@@ -428,6 +443,10 @@ class AttemptRunner:
         async with self._compile_gate:  # one fetch of the binary per process, not per task
             if cache.state(workflow_hash) is CompileState.ABSENT:
                 wasm = await self._store.get_workflow(workflow_hash)
+                if is_bundle(wasm):  # kept for the next claim, which compiles its interpreter
+                    keep_bundle(cache.cache_dir, wasm)
+                    self._bundles[workflow_hash] = decode_bundle(wasm)
+                    return None, None
                 started = await anyio.to_thread.run_sync(
                     cache.compile_in_background, workflow_hash, wasm
                 )
@@ -436,14 +455,25 @@ class AttemptRunner:
                         await anyio.to_thread.run_sync(cache.load, workflow_hash, wasm)
                     except ComponentError as exc:  # its tasks fail when next claimed
                         self._broken[workflow_hash] = str(exc)
-                    return None
+                    return None, None
         with anyio.move_on_after(self._runtime.config.compile_timeout):
             # Polled: the wait ends with another process's lock, not with an event here.
             while not self._interrupted:
                 if cache.state(workflow_hash) is not CompileState.RUNNING:
                     break
                 await anyio.sleep(_COMPILE_POLL)
-        return None
+        return None, None
+
+    def _bundle(self, workflow_hash: str) -> Bundle | None:
+        """The bundle `workflow_hash` names, if this process or machine knows it as one."""
+        found = self._bundles.get(workflow_hash)
+        if found is None:
+            found = kept_bundle(self._runtime.cache.cache_dir, workflow_hash)
+            if found is not None:
+                if len(self._bundles) >= _MAX_BUNDLES:
+                    self._bundles.clear()  # a bound, not a policy: they are re-read in µs
+                self._bundles[workflow_hash] = found
+        return found
 
     async def _retry_or_fail(self, claim: Claim, message: str) -> None:
         """The task-level retry policy for transient host errors.

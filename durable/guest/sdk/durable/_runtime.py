@@ -2,7 +2,8 @@
 
 `durable build` generates the component's top-level module, which imports this one
 first (so the standard library is patched before the workflow's own imports), then the
-workflow module, then hands the module to `bind`.
+workflow module, then hands the module to `bind`. The shared interpreter component
+binds nothing: its first `run` imports the task's workflow from the host (`_source`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import wit_world
 from componentize_py_types import Err
 from wit_world.imports.types import WorkflowError
 
-from durable import _info, _state, _stdio, _timers
+from durable import _info, _source, _state, _stdio, _timers
 from durable._errors import Cancelled
 from durable._tracebacks import format_failure
 from durable._workflows import resolve
@@ -54,6 +55,15 @@ def bind(module: Any) -> None:
     _module = module
 
 
+def _load_source() -> None:
+    """In the shared interpreter, import the task's workflow module (once per instance).
+
+    After the reseed above: module-level randomness differs per task, as in `run`."""
+    global _module
+    if _module is None:
+        _module = _source.load()
+
+
 class WitWorld(wit_world.WitWorld):
     """The export componentize-py calls: `run(entry, input) -> result<string, error>`."""
 
@@ -65,6 +75,7 @@ class WitWorld(wit_world.WitWorld):
         # derives from this task's seed: a fresh sequence per task, the same on replay.
         random.seed(int.from_bytes(os.urandom(32), "big"))
         try:
+            _load_source()
             fn = resolve(entry, _module)
             result = fn(json.loads(input))
             try:

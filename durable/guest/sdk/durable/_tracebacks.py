@@ -16,6 +16,8 @@ import traceback
 
 #: The SDK's own directory inside the component: its frames are hidden.
 _SDK_DIR = os.path.dirname(os.path.abspath(__file__)) + "/"
+#: The import system's frames, above a workflow module the interpreter imports.
+_IMPORT_MACHINERY = "<frozen importlib._bootstrap"
 #: A module-path entry of the build: `/0/`, `/1/`, ...
 _ENTRY = re.compile(r"^/\d+/")
 #: errno values WASI gives for what the sandbox does not grant.
@@ -47,7 +49,7 @@ def _tidy(summary: traceback.TracebackException, seen: set[int]) -> None:
     seen.add(id(summary))
     frames = []
     for frame in summary.stack:
-        if frame.filename.startswith(_SDK_DIR):
+        if frame.filename.startswith((_SDK_DIR, _IMPORT_MACHINERY)):
             continue
         frame.filename = _ENTRY.sub("", frame.filename)
         frames.append(frame)
