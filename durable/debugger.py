@@ -182,6 +182,11 @@ def _stand_ins(ctx: AttemptContext, parked: list[BaseException]) -> dict[str, ty
         "wit_world.imports.children": module(
             "children", spawn=unsupported("child tasks"), join=unsupported("child tasks")
         ),
+        "wit_world.imports.child_control": module(
+            "child_control", cancel=unsupported("child tasks")
+        ),
+        # The workflow's module is bound before `run` (below), so the SDK never asks.
+        "wit_world.imports.source": module("source", get=lambda: None),
         "wit_world.imports.status": module(
             "status", set=lambda k, v: err_or(status.set_status(ctx, k, v))
         ),

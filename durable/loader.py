@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from durable.builder import check_source, component_digest
-from durable.bundle import collect
+from durable.bundle import collect, is_bundle
+from durable.bundle import decode as decode_bundle
 from durable.bundle import keep as keep_bundle
 from durable.component_verdict import check_once
 from durable.errors import ComponentError, ConfigurationError
@@ -283,3 +284,16 @@ def local_interpreter(digest: str) -> bytes:
             f"of durable has {own[:12]}: launch it with the durable version that made it"
         )
     return _read_build(lambda: build_interpreter().wasm_path)
+
+
+def runs_on(binary: bytes) -> tuple[str, bytes]:
+    """The component a workflow binary runs on, as `(hash, bytes)`: a bundle's
+    interpreter (built here), or the component itself. What to compile before running it.
+
+    Raises:
+        ConfigurationError, BuildError: see `local_interpreter`.
+    """
+    if is_bundle(binary):
+        digest = decode_bundle(binary).interpreter
+        return digest, local_interpreter(digest)
+    return hashlib.sha256(binary).hexdigest(), binary

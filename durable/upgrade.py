@@ -22,6 +22,7 @@ from durable.client import Client
 from durable.core.model import TaskState
 from durable.errors import ConfigurationError
 from durable.history import TaskHistory
+from durable.loader import runs_on
 from durable.replayer import Replayer, ReplayReport
 from durable.storage.fork import WorkflowVersions
 
@@ -96,7 +97,7 @@ async def check_upgrade(
     limiter = anyio.CapacityLimiter(parallel or os.cpu_count() or 1)
     with Replayer() as replayer:
         # Compiled once, before the replays share it (and before the clock starts).
-        await anyio.to_thread.run_sync(replayer.runtime.cache.load, new_hash, wasm)
+        await anyio.to_thread.run_sync(lambda: replayer.runtime.cache.load(*runs_on(wasm)))
         started = time.monotonic()
 
         async def one(history: TaskHistory) -> None:

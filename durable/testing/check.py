@@ -39,10 +39,14 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from durable.bundle import is_bundle
+from durable.bundle import keep as keep_bundle
+from durable.client import Client
 from durable.core.model import Event, NewTask, Stream, Task, TaskState
 from durable.host import http as host_http
 from durable.host.config import HostConfig
 from durable.host.runtime import Runtime
+from durable.loader import runs_on
 from durable.storage.base import Store
 from durable.testing.faults import CrashingStore, SimulatedCrash, Write
 from durable.worker import Worker, WorkerConfig
@@ -341,7 +345,8 @@ async def check_workflow(
     The tasks it creates stay in `store`, named `check`; use a scratch database.
     """
     started = time.monotonic()
-    workflow_hash = await store.put_workflow(wasm, name="check")
+    # Registered as `durable run` does: a Python workflow's bundle brings its interpreter.
+    workflow_hash = await Client(store).register(wasm, name="check", compile=False)
     spec = NewTask(
         name="check",
         workflow_hash=workflow_hash,
@@ -359,7 +364,9 @@ async def check_workflow(
     try:
         # Compiled first: a worker hands a task back while its binary compiles, and
         # that hand-back would be one more write, in the reference run only.
-        await anyio.to_thread.run_sync(runtime.cache.load, workflow_hash, wasm)
+        if is_bundle(wasm):  # found in this machine's cache, not fetched after a hand-back
+            keep_bundle(runtime.cache.cache_dir, wasm)
+        await anyio.to_thread.run_sync(lambda: runtime.cache.load(*runs_on(wasm)))
         with _hooked(checker.requests):
             ref, writes = await checker.clean_run(answer=False)
             ref = await _replayed(store, runtime, ref)
