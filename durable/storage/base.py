@@ -35,6 +35,7 @@ from durable.core.model import (
     TaskState,
     WorkerInfo,
 )
+from durable.core.schedule import Schedule, ScheduleSpec
 from durable.core.side_writes import SideWrite
 from durable.core.status import StatusValue
 from durable.storage.guest import GuestResult, GuestValue
@@ -368,3 +369,54 @@ class WorkflowSQL(Protocol):
 @runtime_checkable
 class SqlStore(Store, WorkflowSQL, Protocol):
     """A store with every role, workflow SQL included (SQLite, Postgres)."""
+
+
+@runtime_checkable
+class ScheduleStore(Protocol):
+    """The schedule role (SQLite, Postgres): schedules whose ticks launch tasks.
+
+    A tick is claimed in the same transaction that creates its task, whose
+    idempotency key is (schedule, tick): however many workers run passes, and however
+    they die, each tick launches at most one task, and a pass that dies leaves its
+    ticks for the next one. See `durable.core.schedule` for when ticks fall and what
+    the overlap and catch-up policies do.
+    """
+
+    async def add_schedule(self, spec: ScheduleSpec) -> Schedule:
+        """Store a new schedule; its first tick is the first one after now.
+
+        Raises:
+            ConflictError: a schedule with this name exists.
+            NotFoundError: no workflow binary is stored under `spec.workflow`.
+        """
+        ...
+
+    async def get_schedule(self, name: str) -> Schedule:
+        """The schedule, or `NotFoundError`."""
+        ...
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        ...
+
+    async def pause_schedule(self, name: str, *, paused: bool) -> Schedule:
+        """Pause (no tick fires) or resume it; on resume, the ticks missed meanwhile
+        follow its catch-up policy. Raises `NotFoundError`."""
+        ...
+
+    async def delete_schedule(self, name: str) -> None:
+        """Forget the schedule (its tasks stay). Raises `NotFoundError`."""
+        ...
+
+    async def trigger_schedule(self, name: str) -> Task:
+        """Launch one task of the schedule now, as a tick at this instant would, whatever
+        its overlap policy says. Raises `NotFoundError`."""
+        ...
+
+    async def fire_schedules(self, *, limit: int = 20) -> datetime | None:
+        """One scheduler pass: fire the due ticks of up to `limit` schedules.
+
+        Returns when the next tick of any unpaused schedule is due (None: no schedule),
+        so a worker knows how long it may sleep.
+        """
+        ...

@@ -73,6 +73,7 @@ from durable.storage._pg_errors import connect_error, translate
 from durable.storage._pg_listen import WorkListener
 from durable.storage._pg_login import GUEST_URL_ENV, GuestLogin, ensure_login
 from durable.storage._pg_pool import Connect, ConnectionPool
+from durable.storage._pg_schedules import PgScheduleRole
 from durable.storage._url import parse_url
 
 __all__ = ["PostgresStore"]
@@ -89,7 +90,7 @@ _Q = _pg_schema.queries()
 log = logging.getLogger("durable.storage")
 
 
-class PostgresStore:
+class PostgresStore(PgScheduleRole):
     """A `Store` on PostgreSQL, through a small pool of asyncpg connections.
 
     Open it with `await PostgresStore.open(dsn)` (or `open_store("postgresql://...")`)

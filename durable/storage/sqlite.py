@@ -71,6 +71,7 @@ from durable.core.model import (
     TaskState,
     WorkerInfo,
 )
+from durable.core.schedule import Schedule, ScheduleSpec
 from durable.core.side_writes import SideWrite
 from durable.core.status import StatusValue
 from durable.core.task_error import CANCELLED_ON_REQUEST
@@ -86,6 +87,7 @@ from durable.errors import (
 )
 from durable.storage import _sqlite_codec as codec
 from durable.storage import _sqlite_guest as guest
+from durable.storage import _sqlite_schedules as schedules
 from durable.storage import _sqlite_schema as schema
 from durable.storage import quarantine
 from durable.storage._sqlite_codec import fence, maybe_dt, to_dt, to_ts
@@ -677,3 +679,58 @@ class SQLiteStore:
             return LeaseLostError(lease.task_id)
         next_index = (await self._fetch(conn, "next_index", lease.task_id))[0][0]
         return ConflictError(f"{what} (next event index is {next_index})")
+
+    # -- schedules (`durable.storage.base.ScheduleStore`) ---------------------------------
+
+    async def add_schedule(self, spec: ScheduleSpec) -> Schedule:
+        """Store a new schedule; see `ScheduleStore.add_schedule`."""
+        async with self._use() as conn:
+            async with self._transaction(conn):
+                await schedules.add(conn, spec, self._clock())
+            self._notify()
+            return await schedules.get(conn, spec.name)
+
+    async def get_schedule(self, name: str) -> Schedule:
+        """The schedule, or `NotFoundError`."""
+        async with self._use() as conn:
+            return await schedules.get(conn, name)
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        async with self._use() as conn:
+            return await schedules.list_all(conn)
+
+    async def pause_schedule(self, name: str, *, paused: bool) -> Schedule:
+        """Pause or resume the schedule."""
+        async with self._use() as conn:
+            await schedules.pause(conn, name, paused, self._clock())
+            self._notify()
+            return await schedules.get(conn, name)
+
+    async def delete_schedule(self, name: str) -> None:
+        """Forget the schedule (its tasks stay)."""
+        async with self._use() as conn:
+            await schedules.delete(conn, name)
+
+    async def trigger_schedule(self, name: str) -> Task:
+        """Launch one task of the schedule now."""
+        async with self._use() as conn:
+            async with self._transaction(conn):
+                task_id = await schedules.trigger(conn, name, self._clock())
+            self._notify()
+            rows = await self._fetch(conn, "get_task", task_id)
+        return codec.task(rows[0])
+
+    async def fire_schedules(self, *, limit: int = 20) -> datetime | None:
+        """One scheduler pass; see `ScheduleStore.fire_schedules`.
+
+        Looks first without the write lock: most passes find nothing due, and a
+        `BEGIN IMMEDIATE` per worker loop would queue behind every append.
+        """
+        async with self._use() as conn:
+            if await schedules.any_due(conn, self._clock()):
+                async with self._transaction(conn):
+                    created = await schedules.fire(conn, self._clock(), limit)
+                if created:
+                    self._notify()
+            return await schedules.next_due(conn)

@@ -461,3 +461,76 @@ SELECT EXISTS (SELECT 1 FROM pg_db_role_setting AS s
 -- name: read_status
 SELECT key, value, position, updated_at FROM durable.task_status
 WHERE task_id = $1 ORDER BY key;
+
+-- name: insert_schedule
+-- Nothing when the name is taken. $1 name, $2 workflow, $3 entry, $4 input, $5 cron,
+-- $6 tz, $7 every, $8 anchor, $9 overlap, $10 catch_up, $11 jitter, $12 cursor,
+-- $13 next_due_at.
+INSERT INTO durable.schedules (name, workflow, entry, input, cron, tz, every, anchor, overlap,
+                               catch_up, jitter, cursor, next_due_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (name) DO NOTHING
+RETURNING name;
+
+-- name: get_schedule
+SELECT name, workflow, entry, input, cron, tz, every, anchor, overlap, catch_up, jitter,
+       paused, cursor, next_due_at, buffered_tick, last_task_id, fired, skipped, created_at
+FROM durable.schedules WHERE name = $1;
+
+-- name: list_schedules
+SELECT name, workflow, entry, input, cron, tz, every, anchor, overlap, catch_up, jitter,
+       paused, cursor, next_due_at, buffered_tick, last_task_id, fired, skipped, created_at
+FROM durable.schedules ORDER BY name;
+
+-- name: pause_schedule
+UPDATE durable.schedules SET paused = $2, updated_at = now() WHERE name = $1 RETURNING name;
+
+-- name: delete_schedule
+DELETE FROM durable.schedules WHERE name = $1 RETURNING name;
+
+-- name: due_schedules
+-- Locked for the pass; another worker's pass skips them (and does the others).
+SELECT name, workflow, entry, input, cron, tz, every, anchor, overlap, catch_up, jitter,
+       paused, cursor, next_due_at, buffered_tick, last_task_id, fired, skipped, created_at,
+       (SELECT t.state FROM durable.tasks AS t WHERE t.id = s.last_task_id) AS last_state,
+       now() AS now
+FROM durable.schedules AS s
+WHERE NOT paused AND (next_due_at <= now() OR buffered_tick IS NOT NULL)
+ORDER BY next_due_at
+LIMIT $1
+FOR UPDATE OF s SKIP LOCKED;
+
+-- name: any_schedule_due
+SELECT EXISTS (SELECT 1 FROM durable.schedules WHERE NOT paused AND next_due_at <= now())
+    OR EXISTS (SELECT 1 FROM durable.schedules
+               WHERE buffered_tick IS NOT NULL AND NOT paused);
+
+-- name: next_schedule_due
+SELECT min(next_due_at) FROM durable.schedules WHERE NOT paused;
+
+-- name: schedule_task
+-- The task of one tick, running the newest binary of the schedule's workflow; no row
+-- when the tick's key is already taken or no binary has that name.
+-- $1 task name, $2 entry, $3 input, $4 seed, $5 idempotency key, $6 workflow name.
+INSERT INTO durable.tasks (name, workflow_hash, entry, input, seed, idempotency_key)
+SELECT $1, hash, $2, $3, $4, $5 FROM durable.workflow_names WHERE name = $6
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id;
+
+-- name: task_id_by_key
+SELECT id FROM durable.tasks WHERE idempotency_key = $1;
+
+-- name: advance_schedule
+-- After a pass. $1 name, $2 cursor, $3 next_due_at, $4 buffered_tick, $5 last_task_id,
+-- $6 fired, $7 skipped.
+UPDATE durable.schedules
+SET cursor = $2, next_due_at = $3, buffered_tick = $4, last_task_id = $5,
+    fired = fired + $6, skipped = skipped + $7, updated_at = now()
+WHERE name = $1;
+
+-- name: trigger_schedule
+UPDATE durable.schedules SET last_task_id = $2, fired = fired + 1, updated_at = now()
+WHERE name = $1;
+
+-- name: db_now
+SELECT now();

@@ -325,3 +325,65 @@ SET value = excluded.value, position = excluded.position, updated_at = excluded.
 -- Parameters: task_id.
 SELECT key, value, position, updated_at FROM durable_task_status
 WHERE task_id = ? ORDER BY key;
+
+-- name: insert_schedule
+-- Parameters: name, workflow, entry, input, cron, tz, every, anchor, overlap, catch_up,
+-- jitter, cursor, next_due_at, created_at, updated_at. Nothing when the name is taken.
+INSERT INTO durable_schedule (name, workflow, entry, input, cron, tz, every, anchor, overlap,
+                              catch_up, jitter, cursor, next_due_at, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: get_schedule
+SELECT {schedule_columns} FROM durable_schedule WHERE name = ?;
+
+-- name: list_schedules
+SELECT {schedule_columns} FROM durable_schedule ORDER BY name;
+
+-- name: pause_schedule
+-- Parameters: paused, updated_at, name.
+UPDATE durable_schedule SET paused = ?, updated_at = ? WHERE name = ?;
+
+-- name: delete_schedule
+DELETE FROM durable_schedule WHERE name = ?;
+
+-- name: any_schedule_due
+-- The scheduler's cheap look, outside any transaction. Parameter: now.
+SELECT EXISTS (SELECT 1 FROM durable_schedule INDEXED BY durable_schedule_due
+               WHERE NOT paused AND next_due_at <= ?)
+    OR EXISTS (SELECT 1 FROM durable_schedule INDEXED BY durable_schedule_buffered
+               WHERE buffered_tick IS NOT NULL AND NOT paused);
+
+-- name: due_schedules
+-- Parameters: now, limit.
+SELECT {schedule_columns} FROM durable_schedule
+WHERE NOT paused AND (next_due_at <= ?1 OR buffered_tick IS NOT NULL)
+ORDER BY next_due_at LIMIT ?2;
+
+-- name: next_schedule_due
+SELECT min(next_due_at) FROM durable_schedule INDEXED BY durable_schedule_due WHERE NOT paused;
+
+-- name: schedule_task
+-- The task of one tick, running the newest binary of the schedule's workflow; nothing
+-- when the tick's key is already taken or no binary has that name.
+-- Parameters: name, entry, seed, created_at, updated_at, idempotency_key, workflow name.
+INSERT INTO durable_task (name, workflow_hash, entry, state, seed, created_at, updated_at,
+                          idempotency_key)
+SELECT ?, hash, ?, 'ready', ?, ?, ?, ? FROM durable_workflow_name WHERE name = ?
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id;
+
+-- name: task_id_by_key
+SELECT id FROM durable_task WHERE idempotency_key = ?;
+
+-- name: advance_schedule
+-- After a pass. Parameters: cursor, next_due_at, buffered_tick, last_task_id, fired,
+-- skipped, updated_at, name.
+UPDATE durable_schedule
+SET cursor = ?, next_due_at = ?, buffered_tick = ?, last_task_id = ?, fired = fired + ?,
+    skipped = skipped + ?, updated_at = ?
+WHERE name = ?;
+
+-- name: trigger_schedule
+-- Parameters: last_task_id, updated_at, name.
+UPDATE durable_schedule SET last_task_id = ?, fired = fired + 1, updated_at = ? WHERE name = ?;
