@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
+from durable.client_schedules import ScheduleClient
 from durable.core.limits import input_too_large
 from durable.core.model import LogChunk, NewTask, Notification, Task, TaskState
 from durable.core.status import StatusValue
@@ -58,7 +59,7 @@ def encode_input(value: Any, *, max_bytes: int) -> str:
     return text
 
 
-class Client:
+class Client(ScheduleClient):
     """A handle on a durable database for launching and inspecting tasks.
 
     Args:

@@ -73,6 +73,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "migrate",
         "Apply every pending schema migration, then print the schema version.",
     ),
+    "schedule": (
+        "durable.cli.schedule",
+        "schedule",
+        "Add, list, show, pause, resume, delete or trigger schedules.",
+    ),
     "wit": (
         "durable.cli.wit",
         "wit",

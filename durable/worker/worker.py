@@ -32,7 +32,7 @@ from durable.core.model import Task, WorkerInfo
 from durable.errors import StorageError
 from durable.host.runtime import Runtime
 from durable.host.watchdog import SHUTDOWN_GRACE
-from durable.storage.base import Store
+from durable.storage.base import ScheduleStore, Store
 from durable.worker.attempt import AttemptRunner
 from durable.worker.config import WorkerConfig
 from durable.worker.liveness import reap_dead_local_workers
@@ -79,6 +79,7 @@ class Worker:
         self._reaped = False
         self._database_down = False  # said "database unavailable", not yet "reachable"
         self._changed = anyio.Event()
+        self._next_tick: datetime | None = None  # when a schedule's next tick is due
         self._on_claim = on_claim
         self._attempts = AttemptRunner(
             store=store,
@@ -163,6 +164,9 @@ class Worker:
             await reap_dead_local_workers(self.store, self.id)
             self._reaped = True
         await self._attempts.release_dropped()
+        if isinstance(self.store, ScheduleStore):
+            # Any worker fires due schedule ticks; the store makes each tick one task.
+            self._next_tick = await self.store.fire_schedules()
         running_before = self._attempts.running
         free = self.config.concurrency - running_before
         last_chances = self._attempts.last_chances
@@ -207,6 +211,8 @@ class Worker:
     async def _idle_timeout(self) -> float | None:
         """Seconds until the next timer or lease expiry, capped by the poll interval."""
         wake = await self.store.next_wakeup()
+        if self._next_tick is not None and not self.config.exit_when_idle:
+            wake = self._next_tick if wake is None else min(wake, self._next_tick)
         if wake is None:
             return None if self.config.exit_when_idle else self.config.poll_interval
         delay = (wake - datetime.now(UTC)).total_seconds()
