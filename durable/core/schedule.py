@@ -275,8 +275,9 @@ class Schedule:
 
 
 def first_cursor(cadence: Cadence, now: datetime) -> datetime:
-    """The cursor of a schedule added at `now`: ticks after it are pending. For a
-    period, the anchor's own tick is the first one."""
-    if cadence.every is not None and cadence.anchor >= now:
+    """The cursor of a schedule added at `now`: ticks after it are pending. A period's
+    ticks start at its anchor (which fires at once when it has passed); a cron's with
+    the first one after `now`."""
+    if cadence.every is not None:
         return cadence.anchor - timedelta(seconds=1)  # before the anchor: it is pending
     return now
