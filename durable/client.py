@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
+from durable.client_queues import QueueClient, check_flow
 from durable.client_schedules import ScheduleClient
 from durable.core.limits import input_too_large
 from durable.core.model import LogChunk, NewTask, Notification, Task, TaskState
@@ -59,7 +60,7 @@ def encode_input(value: Any, *, max_bytes: int) -> str:
     return text
 
 
-class Client(ScheduleClient):
+class Client(ScheduleClient, QueueClient):
     """A handle on a durable database for launching and inspecting tasks.
 
     Args:
@@ -139,6 +140,11 @@ class Client(ScheduleClient):
         entry: str = "",
         idempotency_key: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - the task's own timeout, stored
+        queue: str | None = None,
+        queue_key: str | None = None,
+        priority: int | None = None,
+        debounce_key: str | None = None,
+        debounce: float = 0.0,
     ) -> Task:
         """Enqueue a task running `workflow_hash` on `input` (any JSON value).
 
@@ -150,6 +156,12 @@ class Client(ScheduleClient):
             idempotency_key: launching again with the same key returns the task the
                 first launch created, unchanged, instead of creating another.
             timeout: seconds from now after which the task fails if it has not ended.
+            queue: the queue it waits in for a slot (`set_queue`: its limits).
+            queue_key: its key in the queue, for the per-key limit (a tenant, say).
+            priority: higher starts first within its queue (default: the queue's).
+            debounce_key, debounce: the task waits `debounce` seconds before it may
+                start; launching again with the same key meanwhile gives the waiting
+                task the new input and restarts its wait, and returns it.
 
         Raises:
             ConfigurationError: `name` is empty, too long, or not one line of printable
@@ -168,7 +180,13 @@ class Client(ScheduleClient):
             entry=entry,
             idempotency_key=idempotency_key,
             timeout=timeout,
+            queue=queue,
+            queue_key=queue_key,
+            priority=priority,
+            debounce_key=debounce_key,
+            debounce=debounce,
         )
+        check_flow(self.store, spec)
         return await self.store.create_task(spec)
 
     async def get(self, task_id: int) -> Task:

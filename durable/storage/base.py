@@ -35,6 +35,7 @@ from durable.core.model import (
     TaskState,
     WorkerInfo,
 )
+from durable.core.queue import Queue, QueueSettings
 from durable.core.schedule import Schedule, ScheduleSpec
 from durable.core.side_writes import SideWrite
 from durable.core.status import StatusValue
@@ -419,4 +420,40 @@ class ScheduleStore(Protocol):
         Returns when the next tick of any unpaused schedule is due (None: no schedule),
         so a worker knows how long it may sleep.
         """
+        ...
+
+
+@runtime_checkable
+class QueueStore(Protocol):
+    """The queue role (SQLite, Postgres): queue settings, and pausing tasks.
+
+    Tasks go into a queue at `create_task` (`NewTask.queue`); `claim` hands out a
+    queued task only within its queue's limits, checked in the claiming transaction.
+    See `durable.core.queue`.
+    """
+
+    async def set_queue(self, settings: QueueSettings) -> Queue:
+        """Create the queue or replace its settings; applies to tasks already waiting."""
+        ...
+
+    async def get_queue(self, name: str) -> Queue:
+        """The queue and its counts, or `NotFoundError`."""
+        ...
+
+    async def list_queues(self) -> list[Queue]:
+        """Every queue (made by `set_queue` or by a launch onto it), by name."""
+        ...
+
+    async def pause_task(self, task_id: int, *, paused: bool) -> Task:
+        """Pause the task (no worker claims it; a running one is parked at its next
+        durable call and handed back) or resume it. Its timers keep their deadlines.
+
+        Raises:
+            TaskNotFoundError: no such task.
+            InvalidStateError: the task has ended.
+        """
+        ...
+
+    async def paused_tasks(self, worker_id: str) -> list[int]:
+        """The active tasks of `worker_id` that have been paused: the worker parks them."""
         ...

@@ -71,6 +71,7 @@ from durable.core.model import (
     TaskState,
     WorkerInfo,
 )
+from durable.core.queue import Queue, QueueSettings
 from durable.core.schedule import Schedule, ScheduleSpec
 from durable.core.side_writes import SideWrite
 from durable.core.status import StatusValue
@@ -87,6 +88,7 @@ from durable.errors import (
 )
 from durable.storage import _sqlite_codec as codec
 from durable.storage import _sqlite_guest as guest
+from durable.storage import _sqlite_queues as queues
 from durable.storage import _sqlite_schedules as schedules
 from durable.storage import _sqlite_schema as schema
 from durable.storage import quarantine
@@ -353,6 +355,11 @@ class SQLiteStore:
         deadline = None if spec.timeout is None else now + spec.timeout
         async with self._use() as conn:
             async with self._transaction(conn):
+                same = await queues.debounced(conn, spec, now)
+                if same is not None:  # a debounced launch: the waiting task, renewed
+                    rows = await self._fetch(conn, "get_task", same)
+                    self._notify()
+                    return codec.task(rows[0])
                 rows = await self._fetch(
                     conn, "create_task",
                     spec.name, spec.entry, seed, now, now, spec.parent_id,
@@ -361,6 +368,9 @@ class SQLiteStore:
                 )  # fmt: skip
                 if rows:
                     await conn.execute(_Q["insert_input"], (rows[0][0], spec.input))
+                    if spec.queue or spec.priority is not None or spec.debounce_key:
+                        await queues.place(conn, rows[0][0], spec, now)
+                        rows = await self._fetch(conn, "get_task", rows[0][0])
             if rows:
                 self._notify()
                 return dataclasses.replace(codec.task(rows[0]), input=spec.input)
@@ -499,6 +509,11 @@ class SQLiteStore:
                 template,
             )  # fmt: skip
             rows = await self._fetch(conn, "claim", *params)
+            if len(rows) < limit and await queues.any_queue(conn):
+                async with self._transaction(conn):
+                    now = self._clock()
+                    expires = now + lease_seconds
+                    rows += await queues.claim(conn, worker_id, limit - len(rows), expires, now)
         rows.sort(key=lambda row: int(row[0]))  # RETURNING has no defined order
         if any(row[5] != TaskState.ACTIVE for row in rows):
             self._notify()  # quarantined: places of `limit` went to them; look again
@@ -522,7 +537,7 @@ class SQLiteStore:
     async def next_wakeup(self) -> datetime | None:
         """The earliest suspended `wakeup_at` or active lease expiry, or None."""
         async with self._use() as conn:
-            rows = await self._fetch(conn, "next_wakeup")
+            rows = await self._fetch(conn, "next_wakeup", self._clock())
         return maybe_dt(rows[0][0])
 
     async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 - Store protocol
@@ -734,3 +749,38 @@ class SQLiteStore:
                 if created:
                     self._notify()
             return await schedules.next_due(conn)
+
+    # -- queues and task pause (`durable.storage.base.QueueStore`) ------------------------
+
+    async def set_queue(self, settings: QueueSettings) -> Queue:
+        """Create the queue or replace its settings."""
+        async with self._use() as conn:
+            async with self._transaction(conn):
+                await queues.put(conn, settings, self._clock())
+            self._notify()  # a limit raised or a pause lifted: look again
+            return await queues.get(conn, settings.name, self._clock())
+
+    async def get_queue(self, name: str) -> Queue:
+        """The queue and its counts."""
+        async with self._use() as conn:
+            return await queues.get(conn, name, self._clock())
+
+    async def list_queues(self) -> list[Queue]:
+        """Every queue, by name."""
+        async with self._use() as conn:
+            return await queues.list_all(conn, self._clock())
+
+    async def pause_task(self, task_id: int, *, paused: bool) -> Task:
+        """Pause or resume the task."""
+        async with self._use() as conn:
+            async with self._transaction(conn):
+                await self._check_running(conn, task_id)
+                await queues.pause_task(conn, task_id, paused, self._clock())
+            self._notify()
+            rows = await self._fetch(conn, "get_task", task_id)
+        return codec.task(rows[0])
+
+    async def paused_tasks(self, worker_id: str) -> list[int]:
+        """This worker's active tasks that have been paused."""
+        async with self._use() as conn:
+            return [int(r[0]) for r in await self._fetch(conn, "paused_active", worker_id)]

@@ -32,7 +32,7 @@ from durable.core.model import Task, WorkerInfo
 from durable.errors import StorageError
 from durable.host.runtime import Runtime
 from durable.host.watchdog import SHUTDOWN_GRACE
-from durable.storage.base import ScheduleStore, Store
+from durable.storage.base import QueueStore, ScheduleStore, Store
 from durable.worker.attempt import AttemptRunner
 from durable.worker.config import WorkerConfig
 from durable.worker.liveness import reap_dead_local_workers
@@ -268,6 +268,8 @@ class Worker:
                         worker_id=self.id, lease_seconds=self.config.lease_seconds
                     )
                     self._attempts.cancel(cancelled)
+                    if isinstance(self.store, QueueStore):  # `durable pause`: park them
+                        self._attempts.interrupt(await self.store.paused_tasks(self.id))
                 beats += 1
                 if beats % reap_every == 0:
                     await reap_dead_local_workers(self.store, self.id)

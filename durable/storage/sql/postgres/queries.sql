@@ -159,8 +159,8 @@ WITH common AS (
            coalesce(state = 'active' AND owner IS DISTINCT FROM $1
                     AND deaths + 1 >= $4::integer, false) AS quarantine
     FROM durable.tasks
-    WHERE (state = 'ready'
-           OR (state = 'suspended' AND wakeup_at <= now())
+    WHERE ((state = 'ready' AND queue IS NULL AND NOT paused)
+           OR (state = 'suspended' AND wakeup_at <= now() AND queue IS NULL AND NOT paused)
            OR (state = 'active' AND lease_expires_at <= now()))
       AND deaths + (state = 'active' AND owner IS DISTINCT FROM $1)::integer
           IS DISTINCT FROM $5::integer
@@ -175,7 +175,7 @@ WITH common AS (
     WHERE (state = 'active' AND lease_expires_at <= now()
            AND deaths + (owner IS DISTINCT FROM $1)::integer = $5::integer)
        OR (deaths > 0 AND state IN ('ready', 'suspended') AND deaths = $5::integer
-           AND (state = 'ready' OR wakeup_at <= now()))
+           AND (state = 'ready' OR wakeup_at <= now()) AND queue IS NULL AND NOT paused)
     ORDER BY id
     LIMIT coalesce($6::integer, $2)
     FOR UPDATE SKIP LOCKED
@@ -218,9 +218,12 @@ WHERE owner = $1 AND state = 'active'
 RETURNING id, cancel_requested;
 
 -- name: next_wakeup
--- least() ignores NULLs: NULL only when nothing waits on time.
+-- least() ignores NULLs: NULL only when nothing waits on time. A paused task wakes
+-- nobody, nor does a queued one that is due (its queue's limits hold it; a slot that
+-- frees wakes the workers).
 SELECT least(
-    (SELECT min(wakeup_at) FROM durable.tasks WHERE state = 'suspended'),
+    (SELECT min(wakeup_at) FROM durable.tasks
+     WHERE state = 'suspended' AND NOT paused AND (queue IS NULL OR wakeup_at > now())),
     (SELECT min(lease_expires_at) FROM durable.tasks WHERE state = 'active')
 );
 
@@ -534,3 +537,109 @@ WHERE name = $1;
 
 -- name: db_now
 SELECT now();
+
+-- name: any_queue
+SELECT EXISTS (SELECT 1 FROM durable.queues);
+
+-- name: ensure_queue
+INSERT INTO durable.queues (name) VALUES ($1) ON CONFLICT (name) DO NOTHING;
+
+-- name: get_queue
+SELECT name, concurrency, key_concurrency, rate_limit, rate_period, priority, paused
+FROM durable.queues WHERE name = $1;
+
+-- name: list_queues
+SELECT name FROM durable.queues ORDER BY name;
+
+-- name: set_queue
+INSERT INTO durable.queues AS q (name, concurrency, key_concurrency, rate_limit, rate_period,
+                                 priority, paused)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (name) DO UPDATE
+SET concurrency = excluded.concurrency, key_concurrency = excluded.key_concurrency,
+    rate_limit = excluded.rate_limit, rate_period = excluded.rate_period,
+    priority = excluded.priority, paused = excluded.paused, updated_at = now();
+
+-- name: queue_counts
+SELECT (SELECT count(*) FROM durable.tasks
+        WHERE queue = $1 AND state = 'ready' AND NOT paused) AS ready,
+       (SELECT count(*) FROM durable.tasks WHERE queue = $1 AND state = 'active') AS active,
+       (SELECT count(*) FROM durable.tasks
+        WHERE queue = $1 AND state = 'suspended') AS suspended;
+
+-- name: claimable_queues
+-- Unpaused queues with a task ready or due, locked for this claim: another worker's
+-- claim skips them (SKIP LOCKED), so the counts below cannot change under us.
+SELECT name, concurrency, key_concurrency, rate_limit, rate_period FROM durable.queues AS q
+WHERE NOT paused
+  AND (EXISTS (SELECT 1 FROM durable.tasks AS t
+               WHERE t.queue = q.name AND t.state = 'ready' AND NOT t.paused)
+       OR EXISTS (SELECT 1 FROM durable.tasks AS t
+                  WHERE t.state = 'suspended' AND t.wakeup_at <= now() AND t.queue = q.name
+                    AND NOT t.paused))
+ORDER BY name
+FOR UPDATE SKIP LOCKED;
+
+-- name: queue_active
+SELECT count(*) FROM durable.tasks WHERE queue = $1 AND state = 'active';
+
+-- name: queue_key_active
+SELECT queue_key, count(*) FROM durable.tasks
+WHERE queue = $1 AND state = 'active' GROUP BY queue_key;
+
+-- name: queue_started
+SELECT count(*) FROM durable.tasks
+WHERE queue = $1 AND started_at > now() - make_interval(secs => $2::float8);
+
+-- name: queue_candidates
+-- Highest priority first, then oldest. $1 queue, $2 limit.
+(SELECT id, queue_key, priority FROM durable.tasks
+ WHERE queue = $1 AND state = 'ready' AND NOT paused
+ ORDER BY priority DESC, id LIMIT $2)
+UNION ALL
+(SELECT id, queue_key, priority FROM durable.tasks
+ WHERE state = 'suspended' AND wakeup_at <= now() AND queue = $1 AND NOT paused
+ ORDER BY priority DESC, id LIMIT $2)
+ORDER BY priority DESC, id LIMIT $2;
+
+-- name: claim_queued
+-- $1 worker, $2 lease seconds, $3 the task ids.
+UPDATE durable.tasks AS t
+SET state = 'active', owner = $1, lease_token = t.lease_token + 1,
+    lease_secret = gen_random_uuid(),
+    lease_expires_at = now() + make_interval(secs => $2::float8),
+    attempts = t.attempts + 1, started_at = coalesce(t.started_at, now()), wakeup_at = NULL,
+    on_event = false, wake_pending = false, updated_at = now()
+WHERE t.id = ANY ($3::bigint[]) AND t.state IN ('ready', 'suspended')
+RETURNING t.*;
+
+-- name: create_placed_task
+-- create_task with flow control: $9 queue, $10 queue key, $11 priority (NULL: the
+-- queue's default), $12 debounce key, $13 debounce seconds (a debounced task waits,
+-- suspended, until then).
+INSERT INTO durable.tasks (name, workflow_hash, entry, input, seed, parent_id, idempotency_key,
+                           deadline_at, queue, queue_key, priority, debounce_key, state,
+                           wakeup_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8::float8), $9, $10,
+        coalesce($11::integer, (SELECT q.priority FROM durable.queues AS q WHERE q.name = $9), 0),
+        $12, CASE WHEN $12::text IS NULL THEN 'ready' ELSE 'suspended' END,
+        CASE WHEN $12::text IS NULL THEN NULL
+             ELSE now() + make_interval(secs => $13::float8) END)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING *;
+
+-- name: debounce_lock
+SELECT pg_advisory_xact_lock(hashtext('durable debounce'), hashtext($1));
+
+-- name: debounce_renew
+-- The waiting task of debounce key $1 takes input $2 and waits $3 seconds more.
+UPDATE durable.tasks
+SET input = $2, wakeup_at = now() + make_interval(secs => $3::float8), updated_at = now()
+WHERE debounce_key = $1 AND state = 'suspended' AND attempts = 0
+RETURNING *;
+
+-- name: pause_task
+UPDATE durable.tasks SET paused = $2, updated_at = now() WHERE id = $1 RETURNING *;
+
+-- name: paused_active
+SELECT id FROM durable.tasks WHERE paused AND state = 'active' AND owner = $1;
