@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import anyio
 import pytest
@@ -51,7 +51,7 @@ class Workers:
                 env=cli_env(),
                 stdout=subprocess.DEVNULL,
                 stderr=log,
-            )  # fmt: skip
+            )
         )
 
     def kill_one(self) -> None:
@@ -180,3 +180,42 @@ async def _started_at(client: Client, url: str, ids: list[int]) -> dict[int, flo
 async def _more(count: object, at_least: int) -> int:
     n: int = await count()  # type: ignore[operator]
     return n if n >= at_least else 0
+
+
+async def test_pause_parks_a_running_task_across_a_worker_kill(workers: Workers) -> None:
+    async with await Client.open(workers.url) as client:
+        countdown = await client.register_file(EXAMPLES / "countdown.py")
+        hello = await client.register_file(EXAMPLES / "hello_world.py")
+        task = await client.launch(countdown, name="countdown", input=6)
+        workers.start()
+
+        async def printed() -> int:
+            return len(b"".join(c.data for c in await client.logs(task.id)).splitlines())
+
+        await until(lambda: _more(printed, 2), within=300)
+        await client.pause(task.id)
+
+        async def parked() -> bool:
+            t = await client.get(task.id)
+            return t.state is TaskState.READY and t.owner is None
+
+        await until(parked, within=60)  # handed back from its sleep, no instance kept
+        attempts = (await client.get(task.id)).attempts
+        workers.kill_one()
+        workers.start()
+        # The new worker runs other work, and leaves the paused task alone.
+        other = await client.launch(hello, name="other", input="x")
+        done = await client.wait(other.id, timeout=300)
+        assert done.state is TaskState.COMPLETE
+        still = await client.get(task.id)
+        assert (still.state, still.attempts) == (TaskState.READY, attempts)
+        await client.resume(task.id)
+        end = await client.wait(task.id, timeout=300)
+    assert end.state is TaskState.COMPLETE
+    lines = b"".join(c.data for c in await _logs(workers.url, task.id)).decode().splitlines()
+    assert [int(line.split()[0]) for line in lines] == [6, 5, 4, 3, 2, 1]  # each once
+
+
+async def _logs(url: str, task_id: int) -> list[Any]:
+    async with await Client.open(url) as client:
+        return await client.logs(task_id)
