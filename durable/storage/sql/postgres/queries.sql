@@ -154,12 +154,32 @@ SELECT pg_notify('durable_work', '');
 -- $1 worker, $2 limit, $3 lease seconds, $4 max deaths (NULL: no quarantine), $5 the
 -- last-chance death count (NULL: none), $6 how many last chances (NULL: any), $7 the
 -- message template.
-WITH common AS (
+WITH candidates AS (
+    -- Each branch reads a partial index of runnable tasks only (tasks_unqueued,
+    -- tasks_wakeup, tasks_lease), so a claim costs the same with a million tasks
+    -- sleeping or waiting in full queues; `common` then locks and re-checks them.
+    -- A little over $2 each, for those another claimer holds locked.
+    (SELECT id FROM durable.tasks
+     WHERE state = 'ready' AND queue IS NULL AND NOT paused
+       AND deaths IS DISTINCT FROM $5::integer
+     ORDER BY id LIMIT $2 + 16)
+    UNION ALL
+    (SELECT id FROM durable.tasks
+     WHERE state = 'suspended' AND wakeup_at <= now() AND queue IS NULL AND NOT paused
+       AND deaths IS DISTINCT FROM $5::integer
+     ORDER BY id LIMIT $2 + 16)
+    UNION ALL
+    (SELECT id FROM durable.tasks
+     WHERE state = 'active' AND lease_expires_at <= now()
+       AND deaths + (owner IS DISTINCT FROM $1)::integer IS DISTINCT FROM $5::integer
+     ORDER BY id LIMIT $2 + 16)
+), common AS (
     SELECT id,
            coalesce(state = 'active' AND owner IS DISTINCT FROM $1
                     AND deaths + 1 >= $4::integer, false) AS quarantine
     FROM durable.tasks
-    WHERE ((state = 'ready' AND queue IS NULL AND NOT paused)
+    WHERE id IN (SELECT id FROM candidates)
+      AND ((state = 'ready' AND queue IS NULL AND NOT paused)
            OR (state = 'suspended' AND wakeup_at <= now() AND queue IS NULL AND NOT paused)
            OR (state = 'active' AND lease_expires_at <= now()))
       AND deaths + (state = 'active' AND owner IS DISTINCT FROM $1)::integer
@@ -568,15 +588,12 @@ SELECT (SELECT count(*) FROM durable.tasks
         WHERE queue = $1 AND state = 'suspended') AS suspended;
 
 -- name: claimable_queues
--- Unpaused queues with a task ready or due, locked for this claim: another worker's
--- claim skips them (SKIP LOCKED), so the counts below cannot change under us.
-SELECT name, concurrency, key_concurrency, rate_limit, rate_period FROM durable.queues AS q
+-- Every unpaused queue, locked for this claim: another worker's claim skips them (SKIP
+-- LOCKED), so the counts read next cannot change under us. No EXISTS over the tasks
+-- here: correlated, the planner reads it with a scan of the table; the candidates
+-- query, per queue, reads its index.
+SELECT name, concurrency, key_concurrency, rate_limit, rate_period FROM durable.queues
 WHERE NOT paused
-  AND (EXISTS (SELECT 1 FROM durable.tasks AS t
-               WHERE t.queue = q.name AND t.state = 'ready' AND NOT t.paused)
-       OR EXISTS (SELECT 1 FROM durable.tasks AS t
-                  WHERE t.state = 'suspended' AND t.wakeup_at <= now() AND t.queue = q.name
-                    AND NOT t.paused))
 ORDER BY name
 FOR UPDATE SKIP LOCKED;
 
