@@ -44,7 +44,10 @@ class Workers:
         log = (self.directory / f"worker{self.started}.err").open("wb")
         self.logs.append(log)
         proc = subprocess.Popen(
-            durable_cmd("worker", "--db", self.url, "--lease-seconds", "2"),
+            # Kills come faster than a busy machine may run a task: no quarantine here.
+            durable_cmd(
+                "worker", "--db", self.url, "--lease-seconds", "2", "--max-worker-deaths", "100"
+            ),
             cwd=self.directory, env=cli_env(), stdout=subprocess.DEVNULL, stderr=log,
         )  # fmt: skip
         self.procs.append(proc)
