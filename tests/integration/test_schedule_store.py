@@ -197,3 +197,21 @@ async def test_postgres_ticks_once_under_concurrent_passes(pg_store: Store) -> N
     assert task.input == '{"x": 1}'
     await pg_store.delete_schedule("nightly")
     assert await pg_store.list_schedules() == []
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(("policy", "fired"), [("all", 6), ("latest", 1), ("none", 0)])
+async def test_postgres_catch_up_after_an_outage(pg_store: Store, policy: str, fired: int) -> None:
+    # Ticks every 10 minutes since an hour ago: all six were missed by more than the
+    # grace (as if every worker had been down), and none is recent.
+    assert isinstance(pg_store, ScheduleStore)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=59, seconds=30)
+    cadence = Cadence(every=600, anchor=start)
+    await pg_store.add_schedule(spec(cadence=cadence, catch_up=CatchUp(policy)))
+    await pg_store.fire_schedules()
+    assert len(await scheduled(pg_store)) == fired
+    after = await pg_store.get_schedule("nightly")
+    assert (after.fired, after.skipped) == (fired, 6 - fired)
+    assert after.cursor == start + timedelta(minutes=50)
+    await pg_store.fire_schedules()  # nothing more is due
+    assert (await pg_store.get_schedule("nightly")).fired == fired
