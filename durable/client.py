@@ -28,6 +28,8 @@ import anyio.to_thread
 
 from durable.bundle import decode as decode_bundle
 from durable.bundle import is_bundle
+from durable.client_queues import QueueClient, check_flow
+from durable.client_schedules import ScheduleClient
 from durable.core.limits import input_too_large
 from durable.core.model import LogChunk, NewTask, Notification, Task, TaskState
 from durable.core.status import StatusValue
@@ -70,7 +72,7 @@ def encode_input(value: Any, *, max_bytes: int) -> str:
     return text
 
 
-class Client:
+class Client(ScheduleClient, QueueClient):
     """A handle on a durable database for launching and inspecting tasks.
 
     Args:
@@ -169,6 +171,11 @@ class Client:
         entry: str = "",
         idempotency_key: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - the task's own timeout, stored
+        queue: str | None = None,
+        queue_key: str | None = None,
+        priority: int | None = None,
+        debounce_key: str | None = None,
+        debounce: float = 0.0,
     ) -> Task:
         """Enqueue a task running `workflow_hash` on `input` (any JSON value).
 
@@ -180,6 +187,12 @@ class Client:
             idempotency_key: launching again with the same key returns the task the
                 first launch created, unchanged, instead of creating another.
             timeout: seconds from now after which the task fails if it has not ended.
+            queue: the queue it waits in for a slot (`set_queue`: its limits).
+            queue_key: its key in the queue, for the per-key limit (a tenant, say).
+            priority: higher starts first within its queue (default: the queue's).
+            debounce_key, debounce: the task waits `debounce` seconds before it may
+                start; launching again with the same key meanwhile gives the waiting
+                task the new input and restarts its wait, and returns it.
 
         Raises:
             ConfigurationError: `name` is empty, too long, or not one line of printable
@@ -198,7 +211,13 @@ class Client:
             entry=entry,
             idempotency_key=idempotency_key,
             timeout=timeout,
+            queue=queue,
+            queue_key=queue_key,
+            priority=priority,
+            debounce_key=debounce_key,
+            debounce=debounce,
         )
+        check_flow(self.store, spec)
         return await self.store.create_task(spec)
 
     async def get(self, task_id: int) -> Task:

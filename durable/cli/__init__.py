@@ -103,6 +103,26 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "ui",
         "Serve the web dashboard: tasks, their histories and logs, workers, and metrics.",
     ),
+    "schedule": (
+        "durable.cli.schedule",
+        "schedule",
+        "Add, list, show, pause, resume, delete or trigger schedules.",
+    ),
+    "queue": (
+        "durable.cli.queue",
+        "queue",
+        "List, show or set queues: concurrency, per-key and rate limits, priority, pause.",
+    ),
+    "pause": (
+        "durable.cli.queue",
+        "pause",
+        "Pause TASK: it starts no more, and a running one is parked until `durable resume`.",
+    ),
+    "resume": (
+        "durable.cli.queue",
+        "resume",
+        "Resume TASK after `durable pause`; a timer that passed meanwhile fires now.",
+    ),
     "wit": (
         "durable.cli.wit",
         "wit",

@@ -8,6 +8,7 @@ claims it first. With `--tail` the command then follows the task's log until it 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,21 @@ if TYPE_CHECKING:
 )
 @timeout_option
 @click.option(
+    "--queue", metavar="NAME", help="Wait in queue NAME for a slot (see `durable queue`)."
+)
+@click.option("--queue-key", metavar="KEY", help="The task's key in its queue (per-key limit).")
+@click.option(
+    "--priority", type=int, help="Higher starts first in its queue [default: the queue's]."
+)
+@click.option(
+    "--debounce",
+    nargs=2,
+    metavar="KEY SECONDS",
+    type=(str, float),
+    help="Wait SECONDS before starting; a launch with the same KEY meanwhile replaces "
+    "this task's input and restarts the wait.",
+)
+@click.option(
     "--tail",
     is_flag=True,
     help="Follow the task's output until it ends; exit 0 if it completes, 1 if it fails "
@@ -57,6 +73,10 @@ def launch(
     input_file: str | None,
     entry: str,
     timeout: float | None,
+    queue: str | None,
+    queue_key: str | None,
+    priority: int | None,
+    debounce: tuple[str, float] | None,
     tail: bool,
     db: str | None,
     max_payload: int,
@@ -73,11 +93,26 @@ def launch(
     from durable.storage import parse_url
 
     check_before_build(workflow, entry, name)  # before a build that may take a minute
+    if queue is not None:
+        from durable.core.queue import check_name
+
+        check_name(queue)
     parse_url(db)  # a malformed URL fails now, before a build that may take seconds
     with progress(f"preparing {workflow.name}"):
         # Built, checked and compiled for this machine's workers (seconds, the first time).
         binary = prepare_workflow(workflow)
-    sys.exit(run_async(_launch, binary, value, name, entry, timeout, tail, db, max_payload))
+    flow = Flow(queue=queue, queue_key=queue_key, priority=priority, debounce=debounce)
+    sys.exit(run_async(_launch, binary, value, name, entry, timeout, tail, db, max_payload, flow))
+
+
+@dataclass(frozen=True)
+class Flow:
+    """`--queue`, `--queue-key`, `--priority` and `--debounce`."""
+
+    queue: str | None = None
+    queue_key: str | None = None
+    priority: int | None = None
+    debounce: tuple[str, float] | None = None
 
 
 async def _launch(
@@ -89,12 +124,16 @@ async def _launch(
     tail: bool,
     db: str | None,
     max_payload: int,
+    flow: Flow = Flow(),
 ) -> int:
     async with await open_client(db, max_input_bytes=max_payload, create=True) as client:
         workflow_hash = await client.register(binary.wasm, name=binary.name, compile=False)
+        key, window = flow.debounce if flow.debounce is not None else (None, 0.0)
         task = await client.launch(
-            workflow_hash, name=name, input=value, entry=entry, timeout=timeout
-        )
+            workflow_hash, name=name, input=value, entry=entry, timeout=timeout,
+            queue=flow.queue, queue_key=flow.queue_key, priority=flow.priority,
+            debounce_key=key, debounce=window,
+        )  # fmt: skip
         click.echo(task.id)
         if not tail:
             return 0

@@ -51,6 +51,15 @@ class NewTask:
     parent_id: int | None = None  # the task that spawned this one, if any
     idempotency_key: str | None = None  # launching twice with one key returns one task
     timeout: float | None = None  # seconds from launch after which the task fails
+    # Flow control (durable/core/queue.py): the queue the task waits in, its key there
+    # (for the per-key limit), its priority (None: the queue's default; higher first),
+    # and a debounce key: launching again with that key within `debounce` seconds
+    # replaces the waiting task's input and restarts its wait, instead of adding a task.
+    queue: str | None = None
+    queue_key: str | None = None
+    priority: int | None = None
+    debounce_key: str | None = None
+    debounce: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 
+from durable.storage._schedule_rows import COLUMNS as SCHEDULE_COLUMNS
+
 __all__ = ["TASK_COLUMNS", "Migration", "latest_version", "migrations", "queries"]
 
 #: The task columns, in the order `_sqlite_codec.task()` reads them. The input lives in
@@ -97,5 +99,10 @@ def queries() -> dict[str, str]:
     for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
         name, _, body = block.partition("\n")
         sql = "\n".join(ln for ln in body.splitlines() if not ln.lstrip().startswith("--"))
-        named[name.strip()] = sql.strip().rstrip(";").replace("{task_columns}", TASK_COLUMNS)
+        named[name.strip()] = (
+            sql.strip()
+            .rstrip(";")
+            .replace("{task_columns}", TASK_COLUMNS)
+            .replace("{schedule_columns}", SCHEDULE_COLUMNS)
+        )
     return named

@@ -36,6 +36,8 @@ from durable.core.model import (
     TaskState,
     WorkerInfo,
 )
+from durable.core.queue import Queue, QueueSettings
+from durable.core.schedule import Schedule, ScheduleSpec
 from durable.core.side_writes import SideWrite
 from durable.core.status import StatusValue
 from durable.storage._end_watch import EndWatch
@@ -390,4 +392,91 @@ class EndSignals(Protocol):
         shared database) another one. Spurious wake-ups are allowed; a lost one (a
         dropped datagram or connection) only delays: wait with a timeout and re-read.
         """
+        ...
+
+
+@runtime_checkable
+class ScheduleStore(Protocol):
+    """The schedule role (SQLite, Postgres): schedules whose ticks launch tasks.
+
+    A tick is claimed in the same transaction that creates its task, whose
+    idempotency key is (schedule, tick): however many workers run passes, and however
+    they die, each tick launches at most one task, and a pass that dies leaves its
+    ticks for the next one. See `durable.core.schedule` for when ticks fall and what
+    the overlap and catch-up policies do.
+    """
+
+    async def add_schedule(self, spec: ScheduleSpec) -> Schedule:
+        """Store a new schedule; its first tick is the first one after now.
+
+        Raises:
+            ConflictError: a schedule with this name exists.
+            NotFoundError: no workflow binary is stored under `spec.workflow`.
+        """
+        ...
+
+    async def get_schedule(self, name: str) -> Schedule:
+        """The schedule, or `NotFoundError`."""
+        ...
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        ...
+
+    async def pause_schedule(self, name: str, *, paused: bool) -> Schedule:
+        """Pause (no tick fires) or resume it; on resume, the ticks missed meanwhile
+        follow its catch-up policy. Raises `NotFoundError`."""
+        ...
+
+    async def delete_schedule(self, name: str) -> None:
+        """Forget the schedule (its tasks stay). Raises `NotFoundError`."""
+        ...
+
+    async def trigger_schedule(self, name: str) -> Task:
+        """Launch one task of the schedule now, as a tick at this instant would, whatever
+        its overlap policy says. Raises `NotFoundError`."""
+        ...
+
+    async def fire_schedules(self, *, limit: int = 20) -> datetime | None:
+        """One scheduler pass: fire the due ticks of up to `limit` schedules.
+
+        Returns when the next tick of any unpaused schedule is due (None: no schedule),
+        so a worker knows how long it may sleep.
+        """
+        ...
+
+
+@runtime_checkable
+class QueueStore(Protocol):
+    """The queue role (SQLite, Postgres): queue settings, and pausing tasks.
+
+    Tasks go into a queue at `create_task` (`NewTask.queue`); `claim` hands out a
+    queued task only within its queue's limits, checked in the claiming transaction.
+    See `durable.core.queue`.
+    """
+
+    async def set_queue(self, settings: QueueSettings) -> Queue:
+        """Create the queue or replace its settings; applies to tasks already waiting."""
+        ...
+
+    async def get_queue(self, name: str) -> Queue:
+        """The queue and its counts, or `NotFoundError`."""
+        ...
+
+    async def list_queues(self) -> list[Queue]:
+        """Every queue (made by `set_queue` or by a launch onto it), by name."""
+        ...
+
+    async def pause_task(self, task_id: int, *, paused: bool) -> Task:
+        """Pause the task (no worker claims it; a running one is parked at its next
+        durable call and handed back) or resume it. Its timers keep their deadlines.
+
+        Raises:
+            TaskNotFoundError: no such task.
+            InvalidStateError: the task has ended.
+        """
+        ...
+
+    async def paused_tasks(self, worker_id: str) -> list[int]:
+        """The active tasks of `worker_id` that have been paused: the worker parks them."""
         ...

@@ -74,12 +74,14 @@ from durable.errors import (
     TaskNotFoundError,
 )
 from durable.storage import _pg_codec as codec
-from durable.storage import _pg_guest, _pg_schema, fork, quarantine
+from durable.storage import _pg_guest, _pg_queues, _pg_schema, fork, quarantine
 from durable.storage._end_watch import EndWaiters, EndWatch
 from durable.storage._pg_errors import connect_error, translate
 from durable.storage._pg_listen import WorkListener
 from durable.storage._pg_login import GUEST_URL_ENV, GuestLogin, ensure_login
 from durable.storage._pg_pool import Connect, ConnectionPool
+from durable.storage._pg_queues import PgQueueRole
+from durable.storage._pg_schedules import PgScheduleRole
 from durable.storage._url import parse_url
 
 __all__ = ["PostgresStore"]
@@ -100,7 +102,7 @@ class _NotFenced(Exception):
     """A fenced statement matched nothing: roll its transaction back."""
 
 
-class PostgresStore:
+class PostgresStore(PgScheduleRole, PgQueueRole):
     """A `Store` on PostgreSQL, through a small pool of asyncpg connections.
 
     Open it with `await PostgresStore.open(dsn)` (or `open_store("postgresql://...")`)
@@ -256,17 +258,21 @@ class PostgresStore:
         seed = spec.seed or secrets.randbelow(2**63 - 1) + 1
         with translate("create a task"):
             try:
-                row = await self._pool.fetchrow(
-                    _Q["create_task"],
-                    spec.name,
-                    spec.workflow_hash,
-                    spec.entry,
-                    spec.input,
-                    seed,
-                    spec.parent_id,
-                    spec.idempotency_key,
-                    spec.timeout,
-                )
+                if _pg_queues.placed(spec):  # flow control: a transaction of its own
+                    async with self._pool.acquire() as conn, conn.transaction():
+                        row = await _pg_queues.create(conn, spec, seed)
+                else:
+                    row = await self._pool.fetchrow(
+                        _Q["create_task"],
+                        spec.name,
+                        spec.workflow_hash,
+                        spec.entry,
+                        spec.input,
+                        seed,
+                        spec.parent_id,
+                        spec.idempotency_key,
+                        spec.timeout,
+                    )
             except asyncpg.ForeignKeyViolationError as exc:
                 if spec.parent_id is not None and "parent" in (exc.constraint_name or ""):
                     raise TaskNotFoundError(spec.parent_id) from exc
@@ -446,6 +452,11 @@ class PostgresStore:
                 quarantine.last_chance(max_deaths), last_chances,
                 quarantine.message_template(max_deaths or 0),
             )  # fmt: skip
+            if len(rows) < limit and await self._pool.fetchval(_Q["any_queue"]):
+                async with self._pool.acquire() as conn, conn.transaction():
+                    rows += await _pg_queues.claim(
+                        conn, worker_id, limit - len(rows), float(lease_seconds)
+                    )
         rows = sorted(rows, key=lambda row: int(row["id"]))  # RETURNING has no order
         return [
             Claim(

@@ -73,6 +73,8 @@ from durable.core.model import (
     TaskState,
     WorkerInfo,
 )
+from durable.core.queue import Queue, QueueSettings
+from durable.core.schedule import Schedule, ScheduleSpec
 from durable.core.side_writes import SideWrite
 from durable.core.status import StatusValue
 from durable.core.task_error import CANCELLED_ON_REQUEST
@@ -88,6 +90,8 @@ from durable.errors import (
 )
 from durable.storage import _sqlite_codec as codec
 from durable.storage import _sqlite_guest as guest
+from durable.storage import _sqlite_queues as queues
+from durable.storage import _sqlite_schedules as schedules
 from durable.storage import _sqlite_schema as schema
 from durable.storage import _sqlite_wake as wake
 from durable.storage import fork, quarantine
@@ -376,6 +380,11 @@ class SQLiteStore:
         deadline = None if spec.timeout is None else now + spec.timeout
         async with self._use() as conn:
             async with self._transaction(conn):
+                same = await queues.debounced(conn, spec, now)
+                if same is not None:  # a debounced launch: the waiting task, renewed
+                    rows = await self._fetch(conn, "get_task", same)
+                    self._notify()
+                    return codec.task(rows[0])
                 rows = await self._fetch(
                     conn, "create_task",
                     spec.name, spec.entry, seed, now, now, spec.parent_id,
@@ -384,6 +393,9 @@ class SQLiteStore:
                 )  # fmt: skip
                 if rows:
                     await conn.execute(_Q["insert_input"], (rows[0][0], spec.input))
+                    if spec.queue or spec.priority is not None or spec.debounce_key:
+                        await queues.place(conn, rows[0][0], spec, now)
+                        rows = await self._fetch(conn, "get_task", rows[0][0])
             if rows:
                 self._notify()
                 return dataclasses.replace(codec.task(rows[0]), input=spec.input)
@@ -522,6 +534,11 @@ class SQLiteStore:
                 template,
             )  # fmt: skip
             rows = await self._fetch(conn, "claim", *params)
+            if len(rows) < limit and await queues.any_queue(conn):
+                async with self._transaction(conn):
+                    now = self._clock()
+                    expires = now + lease_seconds
+                    rows += await queues.claim(conn, worker_id, limit - len(rows), expires, now)
         rows.sort(key=lambda row: int(row[0]))  # RETURNING has no defined order
         if any(row[5] != TaskState.ACTIVE for row in rows):
             # Quarantined (ended): places of `limit` went to them; look again.
@@ -546,7 +563,7 @@ class SQLiteStore:
     async def next_wakeup(self) -> datetime | None:
         """The earliest suspended `wakeup_at` or active lease expiry, or None."""
         async with self._use() as conn:
-            rows = await self._fetch(conn, "next_wakeup")
+            rows = await self._fetch(conn, "next_wakeup", self._clock())
         return maybe_dt(rows[0][0])
 
     async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 - Store protocol
@@ -757,3 +774,93 @@ class SQLiteStore:
             return LeaseLostError(lease.task_id)
         next_index = (await self._fetch(conn, "next_index", lease.task_id))[0][0]
         return ConflictError(f"{what} (next event index is {next_index})")
+
+    # -- schedules (`durable.storage.base.ScheduleStore`) ---------------------------------
+
+    async def add_schedule(self, spec: ScheduleSpec) -> Schedule:
+        """Store a new schedule; see `ScheduleStore.add_schedule`."""
+        async with self._use() as conn:
+            async with self._transaction(conn):
+                await schedules.add(conn, spec, self._clock())
+            self._notify()
+            return await schedules.get(conn, spec.name)
+
+    async def get_schedule(self, name: str) -> Schedule:
+        """The schedule, or `NotFoundError`."""
+        async with self._use() as conn:
+            return await schedules.get(conn, name)
+
+    async def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        async with self._use() as conn:
+            return await schedules.list_all(conn)
+
+    async def pause_schedule(self, name: str, *, paused: bool) -> Schedule:
+        """Pause or resume the schedule."""
+        async with self._use() as conn:
+            await schedules.pause(conn, name, paused, self._clock())
+            self._notify()
+            return await schedules.get(conn, name)
+
+    async def delete_schedule(self, name: str) -> None:
+        """Forget the schedule (its tasks stay)."""
+        async with self._use() as conn:
+            await schedules.delete(conn, name)
+
+    async def trigger_schedule(self, name: str) -> Task:
+        """Launch one task of the schedule now."""
+        async with self._use() as conn:
+            async with self._transaction(conn):
+                task_id = await schedules.trigger(conn, name, self._clock())
+            self._notify()
+            rows = await self._fetch(conn, "get_task", task_id)
+        return codec.task(rows[0])
+
+    async def fire_schedules(self, *, limit: int = 20) -> datetime | None:
+        """One scheduler pass; see `ScheduleStore.fire_schedules`.
+
+        Looks first without the write lock: most passes find nothing due, and a
+        `BEGIN IMMEDIATE` per worker loop would queue behind every append.
+        """
+        async with self._use() as conn:
+            if await schedules.any_due(conn, self._clock()):
+                async with self._transaction(conn):
+                    created = await schedules.fire(conn, self._clock(), limit)
+                if created:
+                    self._notify()
+            return await schedules.next_due(conn)
+
+    # -- queues and task pause (`durable.storage.base.QueueStore`) ------------------------
+
+    async def set_queue(self, settings: QueueSettings) -> Queue:
+        """Create the queue or replace its settings."""
+        async with self._use() as conn:
+            async with self._transaction(conn):
+                await queues.put(conn, settings, self._clock())
+            self._notify()  # a limit raised or a pause lifted: look again
+            return await queues.get(conn, settings.name, self._clock())
+
+    async def get_queue(self, name: str) -> Queue:
+        """The queue and its counts."""
+        async with self._use() as conn:
+            return await queues.get(conn, name, self._clock())
+
+    async def list_queues(self) -> list[Queue]:
+        """Every queue, by name."""
+        async with self._use() as conn:
+            return await queues.list_all(conn, self._clock())
+
+    async def pause_task(self, task_id: int, *, paused: bool) -> Task:
+        """Pause or resume the task."""
+        async with self._use() as conn:
+            async with self._transaction(conn):
+                await self._check_running(conn, task_id)
+                await queues.pause_task(conn, task_id, paused, self._clock())
+            self._notify()
+            rows = await self._fetch(conn, "get_task", task_id)
+        return codec.task(rows[0])
+
+    async def paused_tasks(self, worker_id: str) -> list[int]:
+        """This worker's active tasks that have been paused."""
+        async with self._use() as conn:
+            return [int(r[0]) for r in await self._fetch(conn, "paused_active", worker_id)]

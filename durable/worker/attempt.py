@@ -287,6 +287,14 @@ class AttemptRunner:
             if ctx is not None and lease.task_id in wanted:
                 ctx.cancel.set()
 
+    def interrupt(self, task_ids: Sequence[int]) -> None:
+        """Hand these tasks back (they were paused): a blocking sleep ends at once, a
+        guest still running is stopped by the watchdog after its grace."""
+        wanted = set(task_ids)
+        for lease, ctx in self._contexts.items():
+            if ctx is not None and lease.task_id in wanted:
+                ctx.interrupt.set()
+
     def interrupt_all(self) -> None:
         """Make every blocking sleep end now; those tasks are released."""
         self._interrupted = True

@@ -32,7 +32,7 @@ from durable.core.model import Task, WorkerInfo
 from durable.errors import StorageError
 from durable.host.runtime import Runtime
 from durable.host.watchdog import SHUTDOWN_GRACE
-from durable.storage.base import Store
+from durable.storage.base import QueueStore, ScheduleStore, Store
 from durable.worker.attempt import AttemptRunner
 from durable.worker.config import WorkerConfig
 from durable.worker.liveness import reap_dead_local_workers
@@ -82,6 +82,7 @@ class Worker:
         self._reaped = False
         self._database_down = False  # said "database unavailable", not yet "reachable"
         self._changed = anyio.Event()
+        self._next_tick: datetime | None = None  # when a schedule's next tick is due
         self._on_claim = on_claim
         self._info: WorkerInfo | None = None  # as registered, once `run` starts
         self._attempts = AttemptRunner(
@@ -168,6 +169,9 @@ class Worker:
             await reap_dead_local_workers(self.store, self.id)
             self._reaped = True
         await self._attempts.release_dropped()
+        if isinstance(self.store, ScheduleStore):
+            # Any worker fires due schedule ticks; the store makes each tick one task.
+            self._next_tick = await self.store.fire_schedules()
         running_before = self._attempts.running
         free = self.config.concurrency - running_before
         last_chances = self._attempts.last_chances
@@ -212,6 +216,8 @@ class Worker:
     async def _idle_timeout(self) -> float | None:
         """Seconds until the next timer or lease expiry, capped by the poll interval."""
         wake = await self.store.next_wakeup()
+        if self._next_tick is not None and not self.config.exit_when_idle:
+            wake = self._next_tick if wake is None else min(wake, self._next_tick)
         if wake is None:
             return None if self.config.exit_when_idle else self.config.poll_interval
         delay = (wake - datetime.now(UTC)).total_seconds()
@@ -270,6 +276,8 @@ class Worker:
                         worker_id=self.id, lease_seconds=self.config.lease_seconds
                     )
                     self._attempts.cancel(cancelled)
+                    if isinstance(self.store, QueueStore):  # `durable pause`: park them
+                        self._attempts.interrupt(await self.store.paused_tasks(self.id))
                 beats += 1
                 if beats % register_every == 0 and self._info is not None:
                     await self.store.register_worker(self._info)

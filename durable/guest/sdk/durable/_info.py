@@ -23,6 +23,21 @@ class TaskInfo:
     created_at: datetime  # launch time, UTC
     attempt: int  # 1 on the first run; higher after a crash or a suspension
 
+    @property
+    def tick(self) -> datetime | None:
+        """The schedule tick that launched this task (`durable schedule`), or None.
+
+        A tick's task is named `SCHEDULE@TICK` (TICK in ISO 8601 UTC, with a Z), so
+        every replay reads the same tick.
+        """
+        _, sep, stamp = self.name.rpartition("@")
+        if not sep or not stamp.endswith("Z"):
+            return None
+        try:
+            return datetime.fromisoformat(stamp[:-1] + "+00:00")
+        except ValueError:
+            return None
+
 
 def info() -> TaskInfo:
     """Return the running task's `TaskInfo`."""

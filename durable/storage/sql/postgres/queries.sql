@@ -156,13 +156,33 @@ SELECT pg_notify('durable_work', '');
 -- $1 worker, $2 limit, $3 lease seconds, $4 max deaths (NULL: no quarantine), $5 the
 -- last-chance death count (NULL: none), $6 how many last chances (NULL: any), $7 the
 -- message template.
-WITH common AS (
+WITH candidates AS (
+    -- Each branch reads a partial index of runnable tasks only (tasks_unqueued,
+    -- tasks_wakeup, tasks_lease), so a claim costs the same with a million tasks
+    -- sleeping or waiting in full queues; `common` then locks and re-checks them.
+    -- A little over $2 each, for those another claimer holds locked.
+    (SELECT id FROM durable.tasks
+     WHERE state = 'ready' AND queue IS NULL AND NOT paused
+       AND deaths IS DISTINCT FROM $5::integer
+     ORDER BY id LIMIT $2 + 16)
+    UNION ALL
+    (SELECT id FROM durable.tasks
+     WHERE state = 'suspended' AND wakeup_at <= now() AND queue IS NULL AND NOT paused
+       AND deaths IS DISTINCT FROM $5::integer
+     ORDER BY id LIMIT $2 + 16)
+    UNION ALL
+    (SELECT id FROM durable.tasks
+     WHERE state = 'active' AND lease_expires_at <= now()
+       AND deaths + (owner IS DISTINCT FROM $1)::integer IS DISTINCT FROM $5::integer
+     ORDER BY id LIMIT $2 + 16)
+), common AS (
     SELECT id,
            coalesce(state = 'active' AND owner IS DISTINCT FROM $1
                     AND deaths + 1 >= $4::integer, false) AS quarantine
     FROM durable.tasks
-    WHERE (state = 'ready'
-           OR (state = 'suspended' AND wakeup_at <= now())
+    WHERE id IN (SELECT id FROM candidates)
+      AND ((state = 'ready' AND queue IS NULL AND NOT paused)
+           OR (state = 'suspended' AND wakeup_at <= now() AND queue IS NULL AND NOT paused)
            OR (state = 'active' AND lease_expires_at <= now()))
       AND deaths + (state = 'active' AND owner IS DISTINCT FROM $1)::integer
           IS DISTINCT FROM $5::integer
@@ -177,7 +197,7 @@ WITH common AS (
     WHERE (state = 'active' AND lease_expires_at <= now()
            AND deaths + (owner IS DISTINCT FROM $1)::integer = $5::integer)
        OR (deaths > 0 AND state IN ('ready', 'suspended') AND deaths = $5::integer
-           AND (state = 'ready' OR wakeup_at <= now()))
+           AND (state = 'ready' OR wakeup_at <= now()) AND queue IS NULL AND NOT paused)
     ORDER BY id
     LIMIT coalesce($6::integer, $2)
     FOR UPDATE SKIP LOCKED
@@ -220,9 +240,12 @@ WHERE owner = $1 AND state = 'active'
 RETURNING id, cancel_requested;
 
 -- name: next_wakeup
--- least() ignores NULLs: NULL only when nothing waits on time.
+-- least() ignores NULLs: NULL only when nothing waits on time. A paused task wakes
+-- nobody, nor does a queued one that is due (its queue's limits hold it; a slot that
+-- frees wakes the workers).
 SELECT least(
-    (SELECT min(wakeup_at) FROM durable.tasks WHERE state = 'suspended'),
+    (SELECT min(wakeup_at) FROM durable.tasks
+     WHERE state = 'suspended' AND NOT paused AND (queue IS NULL OR wakeup_at > now())),
     (SELECT min(lease_expires_at) FROM durable.tasks WHERE state = 'active')
 );
 
@@ -501,3 +524,178 @@ FROM durable.logs WHERE task_id = $2 AND position BETWEEN 0 AND $3;
 -- Every binary stored under a name (first stored under it, or named by it since).
 SELECT hash FROM durable.workflows WHERE name = $1
 UNION SELECT hash FROM durable.workflow_names WHERE name = $1;
+-- name: insert_schedule
+-- Nothing when the name is taken. $1 name, $2 workflow, $3 entry, $4 input, $5 cron,
+-- $6 tz, $7 every, $8 anchor, $9 overlap, $10 catch_up, $11 jitter, $12 cursor,
+-- $13 next_due_at.
+INSERT INTO durable.schedules (name, workflow, entry, input, cron, tz, every, anchor, overlap,
+                               catch_up, jitter, cursor, next_due_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (name) DO NOTHING
+RETURNING name;
+
+-- name: get_schedule
+SELECT name, workflow, entry, input, cron, tz, every, anchor, overlap, catch_up, jitter,
+       paused, cursor, next_due_at, buffered_tick, last_task_id, fired, skipped, created_at
+FROM durable.schedules WHERE name = $1;
+
+-- name: list_schedules
+SELECT name, workflow, entry, input, cron, tz, every, anchor, overlap, catch_up, jitter,
+       paused, cursor, next_due_at, buffered_tick, last_task_id, fired, skipped, created_at
+FROM durable.schedules ORDER BY name;
+
+-- name: pause_schedule
+UPDATE durable.schedules SET paused = $2, updated_at = now() WHERE name = $1 RETURNING name;
+
+-- name: delete_schedule
+DELETE FROM durable.schedules WHERE name = $1 RETURNING name;
+
+-- name: due_schedules
+-- Locked for the pass; another worker's pass skips them (and does the others).
+SELECT name, workflow, entry, input, cron, tz, every, anchor, overlap, catch_up, jitter,
+       paused, cursor, next_due_at, buffered_tick, last_task_id, fired, skipped, created_at,
+       (SELECT t.state FROM durable.tasks AS t WHERE t.id = s.last_task_id) AS last_state,
+       now() AS now
+FROM durable.schedules AS s
+WHERE NOT paused AND (next_due_at <= now() OR buffered_tick IS NOT NULL)
+ORDER BY next_due_at
+LIMIT $1
+FOR UPDATE OF s SKIP LOCKED;
+
+-- name: any_schedule_due
+SELECT EXISTS (SELECT 1 FROM durable.schedules WHERE NOT paused AND next_due_at <= now())
+    OR EXISTS (SELECT 1 FROM durable.schedules
+               WHERE buffered_tick IS NOT NULL AND NOT paused);
+
+-- name: next_schedule_due
+SELECT min(next_due_at) FROM durable.schedules WHERE NOT paused;
+
+-- name: schedule_task
+-- The task of one tick, running the newest binary of the schedule's workflow; no row
+-- when the tick's key is already taken or no binary has that name.
+-- $1 task name, $2 entry, $3 input, $4 seed, $5 idempotency key, $6 workflow name.
+INSERT INTO durable.tasks (name, workflow_hash, entry, input, seed, idempotency_key)
+SELECT $1, hash, $2, $3, $4, $5 FROM durable.workflow_names WHERE name = $6
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id;
+
+-- name: task_id_by_key
+SELECT id FROM durable.tasks WHERE idempotency_key = $1;
+
+-- name: advance_schedule
+-- After a pass. $1 name, $2 cursor, $3 next_due_at, $4 buffered_tick, $5 last_task_id,
+-- $6 fired, $7 skipped.
+UPDATE durable.schedules
+SET cursor = $2, next_due_at = $3, buffered_tick = $4, last_task_id = $5,
+    fired = fired + $6, skipped = skipped + $7, updated_at = now()
+WHERE name = $1;
+
+-- name: trigger_schedule
+UPDATE durable.schedules SET last_task_id = $2, fired = fired + 1, updated_at = now()
+WHERE name = $1;
+
+-- name: db_now
+SELECT now();
+
+-- name: any_queue
+SELECT EXISTS (SELECT 1 FROM durable.queues);
+
+-- name: ensure_queue
+INSERT INTO durable.queues (name) VALUES ($1) ON CONFLICT (name) DO NOTHING;
+
+-- name: get_queue
+SELECT name, concurrency, key_concurrency, rate_limit, rate_period, priority, paused
+FROM durable.queues WHERE name = $1;
+
+-- name: list_queues
+SELECT name FROM durable.queues ORDER BY name;
+
+-- name: set_queue
+INSERT INTO durable.queues AS q (name, concurrency, key_concurrency, rate_limit, rate_period,
+                                 priority, paused)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (name) DO UPDATE
+SET concurrency = excluded.concurrency, key_concurrency = excluded.key_concurrency,
+    rate_limit = excluded.rate_limit, rate_period = excluded.rate_period,
+    priority = excluded.priority, paused = excluded.paused, updated_at = now();
+
+-- name: queue_counts
+SELECT (SELECT count(*) FROM durable.tasks
+        WHERE queue = $1 AND state = 'ready' AND NOT paused) AS ready,
+       (SELECT count(*) FROM durable.tasks WHERE queue = $1 AND state = 'active') AS active,
+       (SELECT count(*) FROM durable.tasks
+        WHERE queue = $1 AND state = 'suspended') AS suspended;
+
+-- name: claimable_queues
+-- Every unpaused queue, locked for this claim: another worker's claim skips them (SKIP
+-- LOCKED), so the counts read next cannot change under us. No EXISTS over the tasks
+-- here: correlated, the planner reads it with a scan of the table; the candidates
+-- query, per queue, reads its index.
+SELECT name, concurrency, key_concurrency, rate_limit, rate_period FROM durable.queues
+WHERE NOT paused
+ORDER BY name
+FOR UPDATE SKIP LOCKED;
+
+-- name: queue_active
+SELECT count(*) FROM durable.tasks WHERE queue = $1 AND state = 'active';
+
+-- name: queue_key_active
+SELECT queue_key, count(*) FROM durable.tasks
+WHERE queue = $1 AND state = 'active' GROUP BY queue_key;
+
+-- name: queue_started
+SELECT count(*) FROM durable.tasks
+WHERE queue = $1 AND started_at > now() - make_interval(secs => $2::float8);
+
+-- name: queue_candidates
+-- Highest priority first, then oldest. $1 queue, $2 limit.
+(SELECT id, queue_key, priority FROM durable.tasks
+ WHERE queue = $1 AND state = 'ready' AND NOT paused
+ ORDER BY priority DESC, id LIMIT $2)
+UNION ALL
+(SELECT id, queue_key, priority FROM durable.tasks
+ WHERE state = 'suspended' AND wakeup_at <= now() AND queue = $1 AND NOT paused
+ ORDER BY priority DESC, id LIMIT $2)
+ORDER BY priority DESC, id LIMIT $2;
+
+-- name: claim_queued
+-- $1 worker, $2 lease seconds, $3 the task ids.
+UPDATE durable.tasks AS t
+SET state = 'active', owner = $1, lease_token = t.lease_token + 1,
+    lease_secret = gen_random_uuid(),
+    lease_expires_at = now() + make_interval(secs => $2::float8),
+    attempts = t.attempts + 1, started_at = coalesce(t.started_at, now()), wakeup_at = NULL,
+    on_event = false, wake_pending = false, updated_at = now()
+WHERE t.id = ANY ($3::bigint[]) AND t.state IN ('ready', 'suspended')
+RETURNING t.*;
+
+-- name: create_placed_task
+-- create_task with flow control: $9 queue, $10 queue key, $11 priority (NULL: the
+-- queue's default), $12 debounce key, $13 debounce seconds (a debounced task waits,
+-- suspended, until then).
+INSERT INTO durable.tasks (name, workflow_hash, entry, input, seed, parent_id, idempotency_key,
+                           deadline_at, queue, queue_key, priority, debounce_key, state,
+                           wakeup_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, now() + make_interval(secs => $8::float8), $9, $10,
+        coalesce($11::integer, (SELECT q.priority FROM durable.queues AS q WHERE q.name = $9), 0),
+        $12, CASE WHEN $12::text IS NULL THEN 'ready' ELSE 'suspended' END,
+        CASE WHEN $12::text IS NULL THEN NULL
+             ELSE now() + make_interval(secs => $13::float8) END)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING *;
+
+-- name: debounce_lock
+SELECT pg_advisory_xact_lock(hashtext('durable debounce'), hashtext($1));
+
+-- name: debounce_renew
+-- The waiting task of debounce key $1 takes input $2 and waits $3 seconds more.
+UPDATE durable.tasks
+SET input = $2, wakeup_at = now() + make_interval(secs => $3::float8), updated_at = now()
+WHERE debounce_key = $1 AND state = 'suspended' AND attempts = 0
+RETURNING *;
+
+-- name: pause_task
+UPDATE durable.tasks SET paused = $2, updated_at = now() WHERE id = $1 RETURNING *;
+
+-- name: paused_active
+SELECT id FROM durable.tasks WHERE paused AND state = 'active' AND owner = $1;

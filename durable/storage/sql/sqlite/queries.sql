@@ -123,12 +123,14 @@ FROM (
            coalesce(state = 'active' AND owner IS NOT ?1 AND deaths + 1 >= ?5, 0) AS quarantine
     FROM durable_task
     WHERE id IN (
-        SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_state
-                        WHERE state = 'ready' AND deaths IS NOT ?6
+        SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_unqueued
+                        WHERE state = 'ready' AND queue IS NULL AND NOT paused
+                          AND deaths IS NOT ?6
                         ORDER BY id LIMIT ?4)
         UNION ALL
         SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_timer
                         WHERE state = 'suspended' AND wakeup_at <= ?3 AND deaths IS NOT ?6
+                          AND queue IS NULL AND NOT paused
                         ORDER BY id LIMIT ?4)
         UNION ALL
         SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_lease
@@ -146,6 +148,7 @@ FROM (
                             WHERE deaths > 0 AND state IN ('ready', 'suspended')
                               AND deaths = ?6
                               AND (state = 'ready' OR wakeup_at <= ?3)
+                              AND queue IS NULL AND NOT paused
                             ORDER BY id LIMIT coalesce(?7, ?4))
             ORDER BY id LIMIT coalesce(?7, ?4))
         ORDER BY id LIMIT ?4)
@@ -159,10 +162,12 @@ UPDATE durable_task SET lease_expires_at = ? WHERE state = 'active' AND owner = 
 RETURNING id, cancel_requested;
 
 -- name: next_wakeup
--- Each min() is the first entry of a partial index.
+-- Each min() is the first entry of a partial index. A paused task wakes nobody, nor
+-- does a queued one that is due (its queue's limits hold it; a slot that frees wakes
+-- the workers). ?1 now.
 SELECT min(t) FROM (
     SELECT min(wakeup_at) AS t FROM durable_task INDEXED BY durable_task_timer
-    WHERE state = 'suspended'
+    WHERE state = 'suspended' AND NOT paused AND (queue IS NULL OR wakeup_at > ?1)
     UNION ALL
     SELECT min(lease_expires_at) FROM durable_task INDEXED BY durable_task_lease
     WHERE state = 'active');
@@ -397,3 +402,173 @@ FROM durable_log WHERE task_id = ? AND position BETWEEN 0 AND ?;
 -- Every binary stored under a name (first stored under it, or named by it since).
 SELECT hash FROM durable_workflow WHERE name = ?
 UNION SELECT hash FROM durable_workflow_name WHERE name = ?;
+-- name: insert_schedule
+-- Parameters: name, workflow, entry, input, cron, tz, every, anchor, overlap, catch_up,
+-- jitter, cursor, next_due_at, created_at, updated_at. Nothing when the name is taken.
+INSERT INTO durable_schedule (name, workflow, entry, input, cron, tz, every, anchor, overlap,
+                              catch_up, jitter, cursor, next_due_at, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: get_schedule
+SELECT {schedule_columns} FROM durable_schedule WHERE name = ?;
+
+-- name: list_schedules
+SELECT {schedule_columns} FROM durable_schedule ORDER BY name;
+
+-- name: pause_schedule
+-- Parameters: paused, updated_at, name.
+UPDATE durable_schedule SET paused = ?, updated_at = ? WHERE name = ?;
+
+-- name: delete_schedule
+DELETE FROM durable_schedule WHERE name = ?;
+
+-- name: any_schedule_due
+-- The scheduler's cheap look, outside any transaction. Parameter: now.
+SELECT EXISTS (SELECT 1 FROM durable_schedule INDEXED BY durable_schedule_due
+               WHERE NOT paused AND next_due_at <= ?)
+    OR EXISTS (SELECT 1 FROM durable_schedule INDEXED BY durable_schedule_buffered
+               WHERE buffered_tick IS NOT NULL AND NOT paused);
+
+-- name: due_schedules
+-- Parameters: now, limit.
+SELECT {schedule_columns} FROM durable_schedule
+WHERE NOT paused AND (next_due_at <= ?1 OR buffered_tick IS NOT NULL)
+ORDER BY next_due_at LIMIT ?2;
+
+-- name: next_schedule_due
+SELECT min(next_due_at) FROM durable_schedule INDEXED BY durable_schedule_due WHERE NOT paused;
+
+-- name: schedule_task
+-- The task of one tick, running the newest binary of the schedule's workflow; nothing
+-- when the tick's key is already taken or no binary has that name.
+-- Parameters: name, entry, seed, created_at, updated_at, idempotency_key, workflow name.
+INSERT INTO durable_task (name, workflow_hash, entry, state, seed, created_at, updated_at,
+                          idempotency_key)
+SELECT ?, hash, ?, 'ready', ?, ?, ?, ? FROM durable_workflow_name WHERE name = ?
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id;
+
+-- name: task_id_by_key
+SELECT id FROM durable_task WHERE idempotency_key = ?;
+
+-- name: advance_schedule
+-- After a pass. Parameters: cursor, next_due_at, buffered_tick, last_task_id, fired,
+-- skipped, updated_at, name.
+UPDATE durable_schedule
+SET cursor = ?, next_due_at = ?, buffered_tick = ?, last_task_id = ?, fired = fired + ?,
+    skipped = skipped + ?, updated_at = ?
+WHERE name = ?;
+
+-- name: trigger_schedule
+-- Parameters: last_task_id, updated_at, name.
+UPDATE durable_schedule SET last_task_id = ?, fired = fired + 1, updated_at = ? WHERE name = ?;
+
+-- name: any_queue
+SELECT EXISTS (SELECT 1 FROM durable_queue);
+
+-- name: ensure_queue
+-- Parameters: name, updated_at.
+INSERT INTO durable_queue (name, updated_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING;
+
+-- name: get_queue
+SELECT name, concurrency, key_concurrency, rate_limit, rate_period, priority, paused
+FROM durable_queue WHERE name = ?;
+
+-- name: list_queues
+SELECT name, concurrency, key_concurrency, rate_limit, rate_period, priority, paused
+FROM durable_queue ORDER BY name;
+
+-- name: set_queue
+-- Parameters: concurrency, key_concurrency, rate_limit, rate_period, priority, paused,
+-- updated_at, name.
+UPDATE durable_queue
+SET concurrency = ?, key_concurrency = ?, rate_limit = ?, rate_period = ?, priority = ?,
+    paused = ?, updated_at = ?
+WHERE name = ?;
+
+-- name: queue_counts
+-- Parameter: ?1 queue.
+SELECT (SELECT count(*) FROM durable_task INDEXED BY durable_task_queued
+        WHERE queue = ?1 AND state = 'ready' AND NOT paused),
+       (SELECT count(*) FROM durable_task INDEXED BY durable_task_queue_active
+        WHERE queue = ?1 AND state = 'active'),
+       (SELECT count(*) FROM durable_task INDEXED BY durable_task_timer
+        WHERE state = 'suspended' AND queue = ?1);
+
+-- name: claimable_queues
+-- Unpaused queues with a task ready, or due. ?1 now.
+SELECT name, concurrency, key_concurrency, rate_limit, rate_period FROM durable_queue AS q
+WHERE NOT paused
+  AND (EXISTS (SELECT 1 FROM durable_task INDEXED BY durable_task_queued
+               WHERE queue = q.name AND state = 'ready' AND NOT paused)
+       OR EXISTS (SELECT 1 FROM durable_task INDEXED BY durable_task_timer
+                  WHERE state = 'suspended' AND wakeup_at <= ?1 AND queue = q.name
+                    AND NOT paused))
+ORDER BY name;
+
+-- name: queue_active
+SELECT count(*) FROM durable_task INDEXED BY durable_task_queue_active
+WHERE queue = ? AND state = 'active';
+
+-- name: queue_key_active
+SELECT queue_key, count(*) FROM durable_task INDEXED BY durable_task_queue_active
+WHERE queue = ? AND state = 'active' GROUP BY queue_key;
+
+-- name: queue_started
+-- Starts since ?2 (the rate window).
+SELECT count(*) FROM durable_task INDEXED BY durable_task_queue_starts
+WHERE queue = ? AND started_at > ?;
+
+-- name: queue_candidates
+-- Highest priority first, then oldest. ?1 queue, ?2 now, ?3 limit.
+SELECT id, queue_key, priority FROM (
+    SELECT id, queue_key, priority FROM (
+        SELECT id, queue_key, priority FROM durable_task INDEXED BY durable_task_queued
+        WHERE queue = ?1 AND state = 'ready' AND NOT paused
+        ORDER BY priority DESC, id LIMIT ?3)
+    UNION ALL
+    SELECT id, queue_key, priority FROM (
+        SELECT id, queue_key, priority FROM durable_task INDEXED BY durable_task_timer
+        WHERE state = 'suspended' AND wakeup_at <= ?2 AND queue = ?1 AND NOT paused
+        ORDER BY priority DESC, id LIMIT ?3))
+ORDER BY priority DESC, id LIMIT ?3;
+
+-- name: claim_queued
+-- `{rows}` is one `?` per task id. Parameters: worker_id, lease_expires_at, now, now,
+-- ids...
+UPDATE durable_task
+SET state = 'active', owner = ?, lease_token = lease_token + 1, lease_expires_at = ?,
+    attempts = attempts + 1, started_at = coalesce(started_at, ?), wakeup_at = NULL,
+    on_event = 0, wake_pending = 0, updated_at = ?
+WHERE id IN ({rows}) AND state IN ('ready', 'suspended')
+RETURNING {task_columns}, lease_token;
+
+-- name: place_task
+-- A new task's queue, key and priority (the queue's default when ?3 is NULL).
+-- Parameters: ?1 queue, ?2 queue_key, ?3 priority, ?4 task_id.
+UPDATE durable_task
+SET queue = ?1, queue_key = ?2,
+    priority = coalesce(?3, (SELECT priority FROM durable_queue WHERE name = ?1), 0)
+WHERE id = ?4;
+
+-- name: debounce_find
+SELECT id FROM durable_task WHERE debounce_key = ? AND state = 'suspended' AND attempts = 0;
+
+-- name: debounce_task
+-- Parameters: debounce_key, wakeup_at, updated_at, task_id.
+UPDATE durable_task
+SET debounce_key = ?, state = 'suspended', wakeup_at = ?, updated_at = ?
+WHERE id = ?;
+
+-- name: replace_input
+UPDATE durable_task_input SET input = ? WHERE task_id = ?;
+
+-- name: pause_task
+-- Parameters: paused, updated_at, task_id.
+UPDATE durable_task SET paused = ?, updated_at = ? WHERE id = ?;
+
+-- name: paused_active
+-- The active tasks of worker ?1 that have been paused.
+SELECT id FROM durable_task INDEXED BY durable_task_paused
+WHERE paused AND state = 'active' AND owner = ?;

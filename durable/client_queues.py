@@ -1,0 +1,90 @@
+"""The queue half of `durable.client.Client`: queue settings, and pausing tasks.
+
+A mixin, like `client_schedules`; every method needs a store with the queue role
+(SQLite or Postgres).
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import TYPE_CHECKING
+
+from durable.core.model import NewTask, Task
+from durable.core.queue import Queue, QueueSettings, check_name
+from durable.errors import ConfigurationError
+from durable.storage.base import QueueStore
+
+if TYPE_CHECKING:
+    from durable.storage import Store
+
+
+class QueueClient:
+    """Queues with limits, and pause/resume of tasks."""
+
+    store: Store
+
+    def _queues(self) -> QueueStore:
+        if not isinstance(self.store, QueueStore):
+            raise ConfigurationError(f"the store {self.store.url} has no queues")
+        return self.store
+
+    async def set_queue(
+        self,
+        name: str,
+        *,
+        concurrency: int | None = None,
+        key_concurrency: int | None = None,
+        rate: tuple[int, float] | None = None,
+        priority: int = 0,
+        paused: bool = False,
+    ) -> Queue:
+        """Create queue `name`, or replace its settings (tasks waiting in it included).
+
+        Args:
+            concurrency: most tasks of the queue active at once (None: no limit).
+            key_concurrency: most active at once per queue key (`launch(queue_key=)`).
+            rate: (N, seconds): at most N first starts per that many seconds.
+            priority: the priority of tasks launched onto it without one.
+            paused: start nothing more from it (running tasks go on).
+
+        Raises:
+            ConfigurationError: a bad name or limit.
+        """
+        count, period = rate if rate is not None else (None, None)
+        settings = QueueSettings(
+            name=name, concurrency=concurrency, key_concurrency=key_concurrency,
+            rate_limit=count, rate_period=period, priority=priority, paused=paused,
+        )  # fmt: skip
+        return await self._queues().set_queue(settings)
+
+    async def get_queue(self, name: str) -> Queue:
+        """The queue's settings and counts, or `NotFoundError`."""
+        return await self._queues().get_queue(name)
+
+    async def queues(self) -> builtins.list[Queue]:
+        """Every queue, by name."""
+        return await self._queues().list_queues()
+
+    async def pause(self, task_id: int) -> Task:
+        """Pause a task: no worker starts it, and a running one is parked (handed back,
+        no instance kept) at once if it sleeps, else within a few seconds. Its timers
+        keep their deadlines: one that passes meanwhile fires at `resume`."""
+        return await self._queues().pause_task(task_id, paused=True)
+
+    async def resume(self, task_id: int) -> Task:
+        """Let a paused task run again."""
+        return await self._queues().pause_task(task_id, paused=False)
+
+
+def check_flow(store: Store, spec: NewTask) -> None:
+    """Refuse flow control the store cannot do, or a bad queue name or debounce."""
+    if spec.queue is None and spec.priority is None and spec.debounce_key is None:
+        return
+    if not isinstance(store, QueueStore):
+        raise ConfigurationError(f"the store {store.url} has no queues, priorities or debounce")
+    if spec.queue is not None:
+        check_name(spec.queue)
+    if spec.queue_key is not None and spec.queue is None:
+        raise ConfigurationError("a queue key needs a queue")
+    if spec.debounce_key is not None and spec.debounce <= 0:
+        raise ConfigurationError("a debounce key needs a debounce window of more than 0 s")
