@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from durable.core.model import Claim, Event, LogChunk, NewTask, Stream, Task
+from durable.core.model import Claim, Event, Lease, LogChunk, NewTask, Stream, Suspended, Task
 from durable.storage.base import Store
 
 StoreCheck = Callable[[Store], Awaitable[None]]
@@ -38,6 +38,23 @@ def now() -> datetime:
 def near(a: datetime | None, b: datetime | None) -> bool:
     """Equal to the millisecond (backends may round what they store)."""
     return a is not None and b is not None and abs(a - b) <= timedelta(milliseconds=1)
+
+
+def within(a: datetime | None, low: datetime, high: datetime) -> bool:
+    """Between `low` and `high`, to the millisecond."""
+    ms = timedelta(milliseconds=1)
+    return a is not None and low - ms <= a <= high + ms
+
+
+async def suspend(store: Store, lease: Lease, wake: datetime, events: list[Event]) -> datetime:
+    """Suspend the task until `wake`; return the latest time the store may keep instead.
+
+    A store may anchor the timer on its own clock (Postgres adds the time left to the
+    database's clock): the wake-up it keeps is then later by at most the call's time.
+    """
+    started = now()
+    await store.finish(lease, Suspended(wakeup_at=wake), events)
+    return wake + (now() - started)
 
 
 async def new_task(

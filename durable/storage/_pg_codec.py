@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -125,10 +125,16 @@ def consecutive(events: Sequence[Event]) -> bool:
 
 
 def outcome_args(
-    outcome: Outcome,
-) -> tuple[str, str | None, str | None, datetime | None, bool, bool]:
-    """Parameters $12..$17 of `finish`: state, result, error, wakeup_at, on_event, and
-    whether the task keeps its worker deaths (an attempt that never started its guest)."""
+    outcome: Outcome, now: datetime
+) -> tuple[str, str | None, str | None, timedelta | None, bool, bool]:
+    """Parameters $12..$17 of `finish`: state, result, error, how long until the wake-up,
+    on_event, and whether the task keeps its worker deaths (an attempt that never
+    started its guest).
+
+    The wake-up goes as a duration from `now`, the worker's clock that computed it: the
+    database adds it to its own `now()`, so a worker whose clock is off still suspends a
+    task for the time its timer asked, by the clock every claim reads.
+    """
     match outcome:
         case Completed(result=result):
             return "complete", result, None, None, False, False
@@ -138,9 +144,11 @@ def outcome_args(
             return "cancelled", None, error, None, False, False
         case Suspended(wakeup_at=wakeup_at, on_event=on_event):
             # A naive time is taken as UTC (as MemoryStore does), not as local time.
-            if wakeup_at is not None and wakeup_at.tzinfo is None:
+            if wakeup_at is None:
+                return "suspended", None, None, None, on_event, False
+            if wakeup_at.tzinfo is None:
                 wakeup_at = wakeup_at.replace(tzinfo=UTC)
-            return "suspended", None, None, wakeup_at, on_event, False
+            return "suspended", None, None, wakeup_at - now, on_event, False
         case Released(started=started):
             return "ready", None, None, None, False, not started
     raise TypeError(f"not an Outcome: {outcome!r}")  # pragma: no cover

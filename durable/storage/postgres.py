@@ -40,7 +40,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -568,7 +568,8 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
                 await self._refuse(lease, events)
             matched = await self._fenced(_Q["finish"], [
                 lease.task_id, lease.worker_id, lease.token,
-                *codec.write_args(events, logs, writes), *codec.outcome_args(outcome),
+                *codec.write_args(events, logs, writes),
+                *codec.outcome_args(outcome, datetime.now(UTC)),
                 *codec.status_args(writes),
             ], lease, writes)  # fmt: skip
             if not matched:

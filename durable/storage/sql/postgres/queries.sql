@@ -335,7 +335,9 @@ SELECT t.id, $4, $5, $6, $7 FROM t;
 -- name: finish
 -- `append` plus the outcome, in one fenced statement; here the fence is the UPDATE of
 -- the task row itself. $12 state ('complete', 'failed', 'cancelled', 'suspended' or
--- 'ready'), $13 result, $14 error, $15 wakeup_at, $16 on_event.
+-- 'ready'), $13 result, $14 error, $15 the wake-up as an interval from this
+-- statement's start (the database's clock, which claims read; not the worker's: the
+-- worker measured the interval just before sending it), $16 on_event.
 -- A suspension becomes 'ready' instead when a cancel was requested, or when it waits
 -- on events and one came while the task ran (`wake_pending`): no wake-up is lost.
 -- The owner and lease are cleared; the token stays, so it keeps increasing. A task
@@ -349,7 +351,7 @@ WITH t AS (
                      THEN 'ready' ELSE $12::text END,
         wakeup_at = CASE WHEN $12::text = 'suspended'
                               AND NOT (t.cancel_requested OR ($16::boolean AND t.wake_pending))
-                         THEN $15::timestamptz END,
+                         THEN statement_timestamp() + $15::interval END,
         on_event = ($12::text = 'suspended' AND $16::boolean
                     AND NOT (t.cancel_requested OR t.wake_pending)),
         result = $13,
