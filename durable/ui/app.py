@@ -1,5 +1,6 @@
 """The dashboard: a Starlette application over a `Client` (reads of tasks, histories,
-logs; cancel, notify, replay) and a `Reader` (the list, overview and workers queries).
+logs; cancel, notify, retry, pause, resume, replay) and a `Reader` (the list, overview
+and workers queries).
 
 Pages are rendered on the server; the script (`assets.JS`) only confirms actions and
 polls two JSON endpoints, one for the task list and one for a task's state and log.
@@ -28,6 +29,7 @@ from durable.errors import DurableError, TaskNotFoundError
 from durable.metrics import Metrics
 from durable.metrics_http import metrics_route
 from durable.replayer import Replayer
+from durable.storage.fork import ForkStore, TaskOrigin
 from durable.ui import assets
 from durable.ui.charts import bars
 from durable.ui.html import badge, e, page, pretty_json, seconds, table, td, when
@@ -105,6 +107,9 @@ def create_app(dash: Dashboard) -> Starlette:
         Route("/api/tasks/{task_id:int}", _handler(dash, task_api)),
         Route("/tasks/{task_id:int}/cancel", _handler(dash, cancel), methods=["POST"]),
         Route("/tasks/{task_id:int}/notify", _handler(dash, notify), methods=["POST"]),
+        Route("/tasks/{task_id:int}/retry", _handler(dash, retry), methods=["POST"]),
+        Route("/tasks/{task_id:int}/pause", _handler(dash, pause), methods=["POST"]),
+        Route("/tasks/{task_id:int}/resume", _handler(dash, resume), methods=["POST"]),
         Route("/tasks/{task_id:int}/replay", _handler(dash, replay), methods=["POST"]),
         Route("/workers", _handler(dash, workers_page)),
         Route("/static/app.css", _static(assets.CSS, "text/css")),
@@ -288,6 +293,8 @@ async def task_page(dash: Dashboard, request: Request) -> Response:
     notes = await dash.reader.notifications(task_id)
     status = await client.store.read_status(task_id)
     logs = await client.store.read_logs(task_id, limit=_LOG_PAGE)
+    flow = await dash.reader.flow(task_id)
+    origin = await _origin(client, task_id)
     flash, failed = request.query_params.get("msg", ""), False
     if request.query_params.get("err"):
         flash, failed = request.query_params["err"], True
@@ -315,9 +322,17 @@ async def task_page(dash: Dashboard, request: Request) -> Response:
         meta.append(("worker deaths", str(task.deaths)))
     if task.cancel_requested:
         meta.append(("cancel", "requested"))
+    if flow is not None and flow.queue is not None:
+        meta.append(("queue", f'<span id="queue">{e(flow.queue)}</span>'))
+    paused = flow is not None and flow.paused and not task.state.is_terminal
+    if flow is not None and not task.state.is_terminal:
+        shown = "yes: no worker runs it until it is resumed" if paused else "no"
+        meta.append(("paused", f'<span id="paused">{shown}</span>'))
+    if origin is not None:
+        link = f'<a href="/tasks/{origin.origin_id}">{origin.origin_id}</a>'
+        meta.append(("forked from", f'<span id="origin">task {link}, at event {origin.at}</span>'))
     parts = ['<dl class="meta">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in meta) + "</dl>"]
-    if not task.state.is_terminal:
-        parts.append(_actions(dash, task_id))
+    parts.append(_actions(dash, task_id, task.state, paused=paused))
     parts.append(_replay_form(dash, task_id))
     parts.append(f"<h2>Input</h2><pre id=input>{pretty_json(task.input)}</pre>")
     if task.result is not None:
@@ -418,18 +433,61 @@ def _csrf(dash: Dashboard) -> str:
     return f'<input type="hidden" name="csrf" value="{e(dash.guard.csrf())}">'
 
 
-def _actions(dash: Dashboard, task_id: int) -> str:
+async def _origin(client: Client, task_id: int) -> TaskOrigin | None:
+    """Where the task was forked (or retried) from, if the store keeps forks."""
+    store = client.store
+    return await store.task_origin(task_id) if isinstance(store, ForkStore) else None
+
+
+def _button(dash: Dashboard, task_id: int, action: str, label: str, question: str) -> str:
+    """A one-button form that posts `action` once confirmed."""
     return (
-        '<h2>Actions</h2><div class="actions">'
-        f'<form method="post" action="/tasks/{task_id}/cancel" id="cancel-form" '
-        f'data-confirm="Cancel task {task_id} and its unfinished children?">{_csrf(dash)}'
-        '<button class="danger" id="cancel">Cancel task</button></form>'
-        f'<form method="post" action="/tasks/{task_id}/notify" id="notify-form" '
-        f'data-confirm="Send this notification to task {task_id}?">{_csrf(dash)}'
-        '<label>event <input name="event" required maxlength="200"></label>'
-        '<label>data (JSON) <textarea name="data" rows="2" cols="30">null</textarea></label>'
-        '<button id="notify">Notify</button></form></div>'
+        f'<form method="post" action="/tasks/{task_id}/{action}" id="{action}-form" '
+        f'data-confirm="{e(question)}">{_csrf(dash)}'
+        f'<button id="{action}">{e(label)}</button></form>'
     )
+
+
+def _actions(dash: Dashboard, task_id: int, state: TaskState, *, paused: bool) -> str:
+    """The forms for what can be done to the task in its state; only those that apply,
+    so that a button never leads to a refusal that the page could have foreseen."""
+    forms = []
+    if state is TaskState.FAILED:
+        forms.append(
+            _button(
+                dash,
+                task_id,
+                "retry",
+                "Retry as a new task",
+                f"Re-run task {task_id} from its last clean event, as a new task?",
+            )
+        )
+    if paused:
+        forms.append(_button(dash, task_id, "resume", "Resume", f"Let task {task_id} run again?"))
+    elif state in (TaskState.READY, TaskState.ACTIVE, TaskState.SUSPENDED):
+        forms.append(
+            _button(
+                dash,
+                task_id,
+                "pause",
+                "Pause",
+                f"Pause task {task_id}? No worker runs it until it is resumed.",
+            )
+        )
+    if not state.is_terminal:
+        forms.append(
+            f'<form method="post" action="/tasks/{task_id}/cancel" id="cancel-form" '
+            f'data-confirm="Cancel task {task_id} and its unfinished children?">{_csrf(dash)}'
+            '<button class="danger" id="cancel">Cancel task</button></form>'
+            f'<form method="post" action="/tasks/{task_id}/notify" id="notify-form" '
+            f'data-confirm="Send this notification to task {task_id}?">{_csrf(dash)}'
+            '<label>event <input name="event" required maxlength="200"></label>'
+            '<label>data (JSON) <textarea name="data" rows="2" cols="30">null</textarea></label>'
+            '<button id="notify">Notify</button></form>'
+        )
+    if not forms:
+        return ""
+    return '<h2>Actions</h2><div class="actions">' + "".join(forms) + "</div>"
 
 
 def _replay_form(dash: Dashboard, task_id: int) -> str:
@@ -543,6 +601,40 @@ async def notify(dash: Dashboard, request: Request) -> Response:
     except DurableError as exc:
         return _back(task_id, err=str(exc))
     return _back(task_id, msg=f"sent {event!r} to task {task_id} (notification {note.seq})")
+
+
+async def retry(dash: Dashboard, request: Request) -> Response:
+    """POST /tasks/N/retry: a failed task re-run as a new task, whose page is shown."""
+    task_id = int(request.path_params["task_id"])
+    await _form(dash, request)
+    try:
+        task = await dash.client.retry(task_id)
+    except DurableError as exc:
+        return _back(task_id, err=f"retry: {exc}")
+    # The new task's page: the flash names both tasks, and its meta links back.
+    return _back(task.id, msg=f"task {task.id}: retrying task {task_id}")
+
+
+async def pause(dash: Dashboard, request: Request) -> Response:
+    """POST /tasks/N/pause."""
+    task_id = int(request.path_params["task_id"])
+    await _form(dash, request)
+    try:
+        task = await dash.client.pause(task_id)
+    except DurableError as exc:
+        return _back(task_id, err=f"pause: {exc}")
+    return _back(task_id, msg=f"task {task_id}: paused ({task.state.value})")
+
+
+async def resume(dash: Dashboard, request: Request) -> Response:
+    """POST /tasks/N/resume."""
+    task_id = int(request.path_params["task_id"])
+    await _form(dash, request)
+    try:
+        task = await dash.client.resume(task_id)
+    except DurableError as exc:
+        return _back(task_id, err=f"resume: {exc}")
+    return _back(task_id, msg=f"task {task_id}: resumed ({task.state.value})")
 
 
 async def replay(dash: Dashboard, request: Request) -> Response:

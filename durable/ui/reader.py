@@ -74,6 +74,14 @@ class LeaseRow:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Flow:
+    """A task's flow control, which `Task` does not carry: its queue and pause flag."""
+
+    queue: str | None
+    paused: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Bucket:
     """How many tasks ended in one state during one interval."""
 
@@ -103,6 +111,10 @@ class Reader(Protocol):
 
     async def leases(self, limit: int = 500) -> list[LeaseRow]:
         """Active tasks with their owner, the lease expiring soonest first."""
+        ...
+
+    async def flow(self, task_id: int) -> Flow | None:
+        """The task's queue and whether it is paused; None if there is no such task."""
         ...
 
     async def ended(self, since: datetime, bucket_seconds: int) -> list[Bucket]:
@@ -225,6 +237,11 @@ class SQLiteReader:
             LeaseRow(task_id=r[0], name=r[1], owner=r[2] or "", expires_at=_utc(r[3])) for r in rows
         ]
 
+    async def flow(self, task_id: int) -> Flow | None:
+        """By the primary key."""
+        rows = await self._rows("SELECT queue, paused FROM durable_task WHERE id = ?", (task_id,))
+        return Flow(queue=rows[0][0], paused=bool(rows[0][1])) if rows else None
+
     async def heartbeats(self) -> dict[str, datetime | None]:
         """From the workers' table (one row per live worker)."""
         rows = await self._rows("SELECT id, heartbeat_at FROM durable_worker")
@@ -322,6 +339,13 @@ class PostgresReader:
             limit,
         )
         return [LeaseRow(task_id=r[0], name=r[1], owner=r[2] or "", expires_at=r[3]) for r in rows]
+
+    async def flow(self, task_id: int) -> Flow | None:
+        """By the primary key."""
+        row = await self._pool.fetchrow(
+            "SELECT queue, paused FROM durable.tasks WHERE id = $1", task_id
+        )
+        return None if row is None else Flow(queue=row[0], paused=bool(row[1]))
 
     async def heartbeats(self) -> dict[str, datetime | None]:
         """From the workers' table (one row per live worker)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,13 +39,12 @@ class Site:
     waiter: Task
 
 
-@pytest.fixture
-async def site(tmp_path: Path) -> AsyncIterator[Site]:
-    """A SQLite database where a real worker ran three tasks, and a dashboard on it."""
+@asynccontextmanager
+async def open_site(db: str) -> AsyncIterator[Site]:
+    """A database at `db` where a real worker ran three tasks, and a dashboard on it."""
     import anyio
 
-    db = f"sqlite:///{tmp_path / 'd.db'}"
-    client = await open_client(db)
+    client = await open_client(db, migrate=True)
     wasm = compiled(WORKFLOWS / "dashboard.py")
     workflow = await client.register(wasm, name="dashboard")
     work = await client.launch(workflow, name="work", entry="work", input=3)
@@ -62,6 +62,20 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     dash.close()
     await reader.close()
     await client.close()
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    """The dashboard on SQLite."""
+    async with open_site(f"sqlite:///{tmp_path / 'd.db'}") as opened:
+        yield opened
+
+
+@pytest.fixture
+async def any_site(backend_url: str) -> AsyncIterator[Site]:
+    """The dashboard on SQLite, then on Postgres."""
+    async with open_site(backend_url) as opened:
+        yield opened
 
 
 def csrf_of(html: str) -> str:
@@ -326,3 +340,104 @@ async def _beat_of(site: Site, worker_id: str) -> Any:
 async def _beat_after(site: Site, worker_id: str, first: Any) -> Any:
     beat = await _beat_of(site, worker_id)
     return beat if beat is not None and beat > first else None
+
+
+def form_ids(html: str) -> set[str]:
+    """The ids of the action forms a task page offers."""
+    return set(re.findall(r'<form method="post" action="/tasks/\d+/\w+" id="(\w+)-form"', html))
+
+
+async def flash_of(site: Site, response: httpx.Response) -> str:
+    """The message the page an action redirected to shows."""
+    assert response.status_code == 303, response.text
+    page = (await site.http.get(response.headers["location"])).text
+    match = re.search(r'<div class="flash[^"]*" role="status">(.*?)</div>', page, re.S)
+    assert match, "no message on the page"
+    return match[1]
+
+
+async def is_paused(site: Site, task_id: int) -> bool:
+    """The task's pause flag, as the dashboard reads it."""
+    flow = await site.dash.reader.flow(task_id)
+    assert flow is not None
+    return flow.paused
+
+
+async def test_pause_resume_and_retry_from_the_task_page(any_site: Site) -> None:
+    site = any_site
+    http, client = site.http, site.client
+    waiter, hostile = site.waiter.id, site.hostile.id
+    page = (await http.get(f"/tasks/{waiter}")).text
+    token = csrf_of(page)
+    # Each action is offered only where it applies.
+    assert form_ids(page) == {"pause", "cancel", "notify"}
+    assert '<span id="paused">no</span>' in page
+    assert form_ids((await http.get(f"/tasks/{hostile}")).text) == {"retry"}
+    assert form_ids((await http.get(f"/tasks/{site.work.id}")).text) == set()
+
+    paused = await http.post(f"/tasks/{waiter}/pause", data={"csrf": token})
+    assert await flash_of(site, paused) == f"task {waiter}: paused (suspended)"
+    assert await is_paused(site, waiter)
+    page = (await http.get(f"/tasks/{waiter}")).text
+    assert '<span id="paused">yes: no worker runs it until it is resumed</span>' in page
+    assert form_ids(page) == {"resume", "cancel", "notify"}
+
+    resumed = await http.post(f"/tasks/{waiter}/resume", data={"csrf": token})
+    assert await flash_of(site, resumed) == f"task {waiter}: resumed (suspended)"
+    assert not await is_paused(site, waiter)
+    assert form_ids((await http.get(f"/tasks/{waiter}")).text) == {"pause", "cancel", "notify"}
+
+    # Retry: a new task, from the failed one's history; the answer is the new task's page.
+    retried = await http.post(f"/tasks/{hostile}/retry", data={"csrf": token})
+    assert retried.status_code == 303
+    new_id = int(re.findall(r"^/tasks/(\d+)\?", retried.headers["location"])[0])
+    assert new_id not in (hostile, waiter, site.work.id)
+    assert await flash_of(site, retried) == f"task {new_id}: retrying task {hostile}"
+    new = await client.get(new_id)
+    assert new.state is TaskState.READY
+    assert new.workflow_hash == site.hostile.workflow_hash
+    new_page = (await http.get(f"/tasks/{new_id}")).text
+    assert f'task <a href="/tasks/{hostile}">{hostile}</a>, at event' in new_page
+    assert (await client.get(hostile)).state is TaskState.FAILED  # left as it was
+
+    # Refusals (a task in the wrong state) come back as one message, not a traceback.
+    wrong = await http.post(f"/tasks/{waiter}/retry", data={"csrf": token})
+    assert await flash_of(site, wrong) == (
+        f"retry: task {waiter} is suspended: only a failed task is retried"
+    )
+    ended = await http.post(f"/tasks/{site.work.id}/pause", data={"csrf": token})
+    message = await flash_of(site, ended)
+    assert message.startswith("pause: ")
+    assert "complete" in message
+    assert "Traceback" not in message
+
+
+async def test_a_task_page_shows_its_queue(site: Site) -> None:
+    await site.client.set_queue("nightly", concurrency=1)
+    queued = await site.client.launch(
+        site.work.workflow_hash, name="queued", entry="work", input=1, queue="nightly"
+    )
+    page = (await site.http.get(f"/tasks/{queued.id}")).text
+    assert '<span id="queue">nightly</span>' in page
+    assert '<span id="queue">' not in (await site.http.get(f"/tasks/{site.waiter.id}")).text
+
+
+async def test_retry_pause_and_resume_need_the_pages_csrf_token(site: Site) -> None:
+    http, waiter, hostile = site.http, site.waiter.id, site.hostile.id
+    token = csrf_of((await http.get(f"/tasks/{waiter}")).text)
+    before = len(await site.client.list(limit=100))
+    posts = [(hostile, "retry"), (waiter, "pause"), (waiter, "resume")]
+    for task_id, action in posts:
+        url = f"/tasks/{task_id}/{action}"
+        assert (await http.post(url, data={"csrf": "0" * 64})).status_code == 400, action
+        assert (await http.post(url, data={})).status_code == 400, action
+        cross = await http.post(url, data={"csrf": token}, headers={"origin": "http://evil.test"})
+        assert cross.status_code == 403, action
+    # None of them did anything: no new task, the waiter neither paused nor resumed.
+    assert len(await site.client.list(limit=100)) == before
+    assert not await is_paused(site, waiter)
+    # A resume that was refused must be seen to be refused: pause for real, then forge.
+    await site.client.pause(waiter)
+    url = f"/tasks/{waiter}/resume"
+    assert (await http.post(url, data={"csrf": "0" * 64})).status_code == 400
+    assert await is_paused(site, waiter)

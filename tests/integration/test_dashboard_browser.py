@@ -2,10 +2,11 @@
 against a real `durable ui` process and a real `durable worker` process running real
 tasks, on SQLite and on Postgres.
 
-Each page is loaded and checked; notify and cancel are clicked (confirming the dialog)
-and the task is seen to change; a task launched while the list is open shows up in it
-without a reload; a hostile workflow's markup runs no script. Screenshots are saved in
-`test-artifacts/dashboard/` (git-ignored) for a person to look at.
+Each page is loaded and checked; notify, pause, resume, cancel and retry are clicked
+(confirming the dialog) and the task is seen to change; a task launched while the list
+is open shows up in it without a reload; a hostile workflow's markup runs no script.
+Screenshots are saved in `test-artifacts/dashboard/` (git-ignored) for a person to look
+at.
 """
 
 from __future__ import annotations
@@ -214,6 +215,18 @@ def test_the_dashboard_in_chromium(scene: Scene, page: Any, backend_url: str) ->
     assert page.evaluate(f"typeof window.{MARK}") == "undefined"
     shot(page, backend, "hostile-task")
 
+    # Retry the failed task: the answer is the new task's page, linked to the old one;
+    # the worker runs it, and it fails the same way (the page follows it there).
+    page.locator("#retry").click()
+    expect(page.locator(".flash")).to_contain_text(f"retrying task {t['hostile'].id}")
+    expect(page.locator("#origin")).to_contain_text(f"task {t['hostile'].id}, at event")
+    retried = re.search(r"/tasks/(\d+)", page.url)
+    assert retried, page.url
+    assert int(retried[1]) != t["hostile"].id
+    expect(page.locator("#state")).to_have_text("failed")
+    expect(page.locator("#traceback")).to_contain_text("ValueError")
+    assert page.evaluate(f"typeof window.{MARK}") == "undefined"
+
     # Notify: the waiting task gets the event, resumes and completes; the page follows.
     page.goto(f"{scene.base}/tasks/{t['notified'].id}")
     expect(page.locator("#state")).to_have_text("suspended")
@@ -227,8 +240,20 @@ def test_the_dashboard_in_chromium(scene: Scene, page: Any, backend_url: str) ->
     expect(notes).to_have_count(1)
     shot(page, backend, "task")
 
-    # Cancel: confirmed, the task is cancelled at once (it was suspended).
+    # Pause, then resume, a sleeping task: the page shows the flag and the one action
+    # that applies each time.
     page.goto(f"{scene.base}/tasks/{t['cancelled'].id}")
+    expect(page.locator("#paused")).to_have_text("no")
+    page.locator("#pause").click()
+    expect(page.locator(".flash")).to_contain_text("paused (suspended)")
+    expect(page.locator("#paused")).to_contain_text("yes")
+    expect(page.locator("#pause")).to_have_count(0)
+    page.locator("#resume").click()
+    expect(page.locator(".flash")).to_contain_text("resumed (suspended)")
+    expect(page.locator("#paused")).to_have_text("no")
+    expect(page.locator("#resume")).to_have_count(0)
+
+    # Cancel: confirmed, the task is cancelled at once (it was suspended).
     page.locator("#cancel").click()
     expect(page.locator(".flash")).to_contain_text("cancelled")
     expect(page.locator("#state")).to_have_text("cancelled")
