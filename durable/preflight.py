@@ -14,6 +14,7 @@ check nothing rather than refuse a workflow that would work.
 from __future__ import annotations
 
 import ast
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,9 +172,18 @@ def _scan(source: Path) -> _Scan:
     return scan
 
 
+#: One parse at a time in a process: CPython 3.11's parser keeps the AST's recursion
+#: depth in state the threads share, and two workflows checked at once in threads (a
+#: worker's, or a test's) can fail with "SystemError: AST constructor recursion depth
+#: mismatch". A parse takes milliseconds.
+_PARSE_LOCK = threading.Lock()
+
+
 def _parse(path: Path) -> ast.Module | None:
     try:
-        return ast.parse(path.read_bytes(), filename=path.name)
+        data = path.read_bytes()
+        with _PARSE_LOCK:
+            return ast.parse(data, filename=path.name)
     except (OSError, SyntaxError, ValueError):
         return None  # the build says what is wrong with it, with file and line
 
