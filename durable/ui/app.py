@@ -32,6 +32,7 @@ from durable.replayer import Replayer
 from durable.storage.fork import ForkStore, TaskOrigin
 from durable.ui import assets
 from durable.ui.charts import bars
+from durable.ui.counts import SharedCounts
 from durable.ui.html import badge, e, page, pretty_json, seconds, table, td, when
 from durable.ui.reader import Bucket, Reader, TaskFilter, TaskRow
 from durable.ui.security import Guard, GuardMiddleware
@@ -67,6 +68,11 @@ class Dashboard:
     # ended task's row is never written again, so they stand (see `ended_per_minute`).
     _minutes: dict[datetime, list[Bucket]] = field(default_factory=dict, init=False)
     replaying: anyio.Lock = field(default_factory=anyio.Lock, init=False)
+    # Tasks by state, for the overview and /metrics: one grouped count per moment.
+    counts: SharedCounts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.counts = SharedCounts(self.reader.count_by_state)
 
     async def ended_per_minute(self, start: datetime, now: datetime) -> list[Bucket]:
         """Tasks ended per minute and state from `start` (a whole minute) to `now`.
@@ -114,7 +120,7 @@ def create_app(dash: Dashboard) -> Starlette:
         Route("/workers", _handler(dash, workers_page)),
         Route("/static/app.css", _static(assets.CSS, "text/css")),
         Route("/static/app.js", _static(assets.JS, "text/javascript")),
-        metrics_route(dash.metrics, dash.reader.count_by_state),
+        metrics_route(dash.metrics, dash.counts),
     ]
     return Starlette(routes=routes, middleware=[Middleware(GuardMiddleware, guard=dash.guard)])
 
@@ -755,7 +761,7 @@ def _beat(at: datetime | None, now: datetime) -> str:
 
 async def overview(dash: Dashboard, request: Request) -> Response:
     """GET /: counts by state, and what ended in the last hour, minute by minute."""
-    counts = await dash.reader.count_by_state()
+    counts = await dash.counts()
     total = sum(counts.values())
     cards = "".join(
         f'<a class="card" href="/tasks?state={s.value}" id="count-{s.value}">'

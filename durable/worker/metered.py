@@ -25,6 +25,7 @@ async def metering(
         return
     from durable import metrics
     from durable.metrics_http import listen, serve_metrics
+    from durable.ui.counts import SharedCounts
     from durable.ui.reader import open_reader
 
     sock = listen(*address)
@@ -33,7 +34,8 @@ async def metering(
     try:
         reader = await open_reader(url)  # its own connection: scrapes never wait on writes
         try:
-            server = functools.partial(serve_metrics, meter, reader.count_by_state, sock)
+            counts = SharedCounts(reader.count_by_state)  # one count per moment, not per scrape
+            server = functools.partial(serve_metrics, meter, counts, sock)
             yield metrics.metered(store, meter), server
         finally:
             await reader.close()

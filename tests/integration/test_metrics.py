@@ -93,8 +93,8 @@ async def test_metrics_follow_real_tasks_and_agree_with_the_database(
             for task in done:
                 await client.wait(task.id)
         await until(lambda: _suspended(client, waiting.id))
-        # Scraped while a task is parked and the worker runs on: the gauge is read at
-        # scrape time, so it must equal the database's own count now.
+        # Scraped while a task is parked and the worker runs on: the gauge is the
+        # database's own count (nothing changes meanwhile, so a shared one is as good).
         first = await until(lambda: scrape(url))
         in_db = await counts(client)
         for state, n in in_db.items():
@@ -130,7 +130,10 @@ async def _suspended(client: Client, task_id: int) -> bool:
 
 async def _scraped_after(url: str) -> dict[str, float] | None:
     sample = await scrape(url)
-    if sample and sample['durable_attempts_finished_total{outcome="completed"}'] == 6:
+    # The counts by state are read at most every couple of seconds (`SharedCounts`):
+    # wait for the one that follows the waiter's end.
+    completed = 'durable_attempts_finished_total{outcome="completed"}'
+    if sample and sample[completed] == 6 and sample['durable_tasks{state="complete"}'] == 6:
         return sample
     return None
 
