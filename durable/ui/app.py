@@ -623,24 +623,25 @@ async def retry(dash: Dashboard, request: Request) -> Response:
 
 async def pause(dash: Dashboard, request: Request) -> Response:
     """POST /tasks/N/pause."""
-    task_id = int(request.path_params["task_id"])
-    await _form(dash, request)
-    try:
-        task = await dash.client.pause(task_id)
-    except DurableError as exc:
-        return _back(task_id, err=f"pause: {exc}")
-    return _back(task_id, msg=f"task {task_id}: paused ({task.state.value})")
+    return await _park(dash, request, resume=False)
 
 
 async def resume(dash: Dashboard, request: Request) -> Response:
     """POST /tasks/N/resume."""
+    return await _park(dash, request, resume=True)
+
+
+async def _park(dash: Dashboard, request: Request, *, resume: bool) -> Response:
+    """Pause the task, or resume it: the same form, call and answer, one word apart."""
     task_id = int(request.path_params["task_id"])
     await _form(dash, request)
+    verb = "resume" if resume else "pause"
     try:
-        task = await dash.client.resume(task_id)
+        call = dash.client.resume if resume else dash.client.pause
+        task = await call(task_id)
     except DurableError as exc:
-        return _back(task_id, err=f"resume: {exc}")
-    return _back(task_id, msg=f"task {task_id}: resumed ({task.state.value})")
+        return _back(task_id, err=f"{verb}: {exc}")
+    return _back(task_id, msg=f"task {task_id}: {verb}d ({task.state.value})")
 
 
 async def replay(dash: Dashboard, request: Request) -> Response:
