@@ -27,6 +27,7 @@ from pathlib import Path
 
 from durable import entry_section
 from durable._dist import version
+from durable.bundle import source_files
 from durable.errors import BuildError
 from durable.guest import sdk_path
 from durable.host._cache_files import evict, lock_entry, touch, write_atomic
@@ -233,9 +234,11 @@ def _cache_key(source: Path) -> str:
     h = hashlib.sha256()
     h.update(f"durable-build-1|{version('componentize-py')}|{WORLD}\n".encode())
     h.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
-    for path in sorted(source.parent.glob("*.py")):
+    folder = source.parent
+    for path in source_files(folder):  # packages too: the component can import them
         if path != source:
-            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+            name = path.relative_to(folder).as_posix()
+            h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
     hash_toolchain(h)
     return h.hexdigest()[:32]
 

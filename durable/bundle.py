@@ -101,7 +101,7 @@ def collect(source: Path, interpreter: str) -> Bundle:
     """
     folder = source.parent
     main = source.stem
-    paths = sorted(_files(folder))
+    paths = source_files(folder)
     if not main.isidentifier() or main in _RESERVED:
         main = FALLBACK_MAIN
     files: list[tuple[str, str]] = []
@@ -131,8 +131,13 @@ def collect(source: Path, interpreter: str) -> Bundle:
     return Bundle(interpreter=interpreter, main=main, files=tuple(files))
 
 
+def source_files(folder: Path) -> list[Path]:
+    """The `.py` files of `folder` and, recursively, of the packages in it, sorted: what
+    a workflow in `folder` can import, so what a bundle holds and a build's key covers."""
+    return sorted(_files(folder))
+
+
 def _files(folder: Path) -> list[Path]:
-    """The `.py` files of `folder` and, recursively, of the packages in it."""
     found = [p for p in folder.glob("*.py") if p.is_file()]
     for child in folder.iterdir():
         if child.is_dir() and child.name.isidentifier() and child.name != "__pycache__":
