@@ -139,7 +139,10 @@ async def test_wait_timeout_deadline_is_recorded(
     deadline = int(before[0].payload) / 1e9
     assert deadline - timeout >= started  # counted from the attempt, after the launch
     assert suspended.wakeup_at is not None
-    assert abs(suspended.wakeup_at.timestamp() - deadline) < 0.01  # wakes at that deadline
+    # Wakes at that deadline. Postgres keeps it on its own clock (the time left, added
+    # to its now()): never before the deadline, late only by the write's own latency,
+    # bounded here by the window, not by a speed.
+    assert 0 <= suspended.wakeup_at.timestamp() - deadline + 0.001 < timeout
     async with running_worker(store, runtime):
         done = await ended(store, task.id)
     assert json.loads(done.result or "null") == [None]
