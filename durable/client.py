@@ -502,13 +502,13 @@ class Client(ScheduleClient, QueueClient):
         Raises:
             TaskNotFoundError: no such task.
             ConflictError: `at` is outside the task's history.
-            ConfigurationError: the store cannot fork (the memory store).
+            ConfigurationError: the store cannot fork (a custom store without the role).
         """
         from durable.storage.fork import ForkStore
 
         store = self.store
         if not isinstance(store, ForkStore):
-            raise ConfigurationError("this store cannot fork tasks: use SQLite or Postgres")
+            raise ConfigurationError("this store cannot fork tasks")
         origin = await self.store.get_task(task_id)
         text = None if input is _KEEP else encode_input(input, max_bytes=self.max_input_bytes)
         return await store.fork_task(

@@ -4,8 +4,9 @@ The workflow's source runs in this interpreter with the guest SDK (`durable/gues
 and the host's replay-only attempt (`AttemptContext`, as `durable replay` uses it,
 around the same `ReplayMachine`). Where the component would call a WIT import, the SDK
 here calls a stand-in module (`wit_world.imports.*`) that makes the host call directly:
-every durable call is answered from the history, and the first call past its end stops
-the run, as in `durable replay`. Time (`time.time`) and randomness (`os.urandom`) are
+every durable call (child tasks, HTTP requests and SQL transactions too:
+`durable.debugger_effects`) is answered from the history, and the first call past its
+end stops the run, as in `durable replay`. Time (`time.time`) and randomness (`os.urandom`) are
 answered by the same machine, so the workflow sees the values it saw when it ran.
 
 The SDK and the host are both the package `durable`. So the host's modules are
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from durable.core.signals import HistoryExhausted
+from durable.debugger_effects import Datetime, effect_modules
 from durable.errors import ConfigurationError, NondeterminismError
 from durable.history import TaskHistory
 from durable.host import coordination, patch, status
@@ -79,18 +81,6 @@ class _Err(Exception):
     def __init__(self, value: Any) -> None:
         super().__init__(value)
         self.value = value
-
-
-class _AnyAttr(type):
-    """Types of the WIT interfaces debug does not replay (HTTP, SQL): every name
-    resolves, so that the SDK imports; calling the interface is refused."""
-
-    def __getattr__(cls, name: str) -> Any:
-        return f"{cls.__name__}.{name}"
-
-
-def _placeholder(name: str) -> type:
-    return _AnyAttr(name, (), {})
 
 
 def _datetime(ns: int) -> _Record:
@@ -141,12 +131,6 @@ def _stand_ins(ctx: AttemptContext, parked: list[BaseException]) -> dict[str, ty
             case = "".join(part.title() for part in refused.split("-"))
             raise _Err(type(f"SendError_{case}", (), {"value": None})())
 
-    def unsupported(what: str) -> Callable[..., Any]:
-        def call(*_args: Any) -> Any:
-            raise ConfigurationError(f"durable debug cannot replay {what} yet")
-
-        return call
-
     def module(name: str, **funcs: Any) -> types.ModuleType:
         mod = types.ModuleType(name)
         for key, value in funcs.items():
@@ -163,9 +147,6 @@ def _stand_ins(ctx: AttemptContext, parked: list[BaseException]) -> dict[str, ty
             super().__init__(message)
             self.kind, self.message, self.traceback = kind, message, traceback
 
-    class Datetime(_Record):
-        pass
-
     mods = {
         "wit_world.imports.task": module("task", info=info, cancelled=lambda: ctx.cancelled()),
         "wit_world.imports.step": module("step", enter=ctx.step_enter, exit=ctx.step_exit),
@@ -179,12 +160,6 @@ def _stand_ins(ctx: AttemptContext, parked: list[BaseException]) -> dict[str, ty
             wait=wait,
             send=send,
         ),
-        "wit_world.imports.children": module(
-            "children", spawn=unsupported("child tasks"), join=unsupported("child tasks")
-        ),
-        "wit_world.imports.child_control": module(
-            "child_control", cancel=unsupported("child tasks")
-        ),
         # The workflow's module is bound before `run` (below), so the SDK never asks.
         "wit_world.imports.source": module("source", get=lambda: None),
         "wit_world.imports.status": module(
@@ -195,12 +170,9 @@ def _stand_ins(ctx: AttemptContext, parked: list[BaseException]) -> dict[str, ty
             patched=lambda i: err_or(patch.patched(ctx, i)),
             deprecate=lambda i: err_or(patch.patched(ctx, i, deprecated=True) or None),
         ),
-        "wit_world.imports.http": module("http", fetch=unsupported("HTTP requests")),
-        "wit_world.imports.sql": module("sql", begin=unsupported("SQL transactions")),
         "wit_world.imports.types": module("types", WorkflowError=WorkflowError, Datetime=Datetime),
+        **effect_modules(ctx, _Err, host),
     }
-    for name in ("wit_world.imports.http", "wit_world.imports.sql"):
-        mods[name].__getattr__ = _placeholder  # type: ignore[method-assign]
     imports = types.ModuleType("wit_world.imports")
     for name, mod in mods.items():
         setattr(imports, name.rsplit(".", 1)[1], mod)

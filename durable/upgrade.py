@@ -19,7 +19,7 @@ import anyio
 import anyio.to_thread
 
 from durable.client import Client
-from durable.core.model import TaskState
+from durable.core.model import Task, TaskState
 from durable.errors import ConfigurationError
 from durable.history import TaskHistory
 from durable.loader import runs_on
@@ -41,6 +41,9 @@ class UpgradeReport:
     reports: list[ReplayReport] = field(default_factory=list)  # by task id
     already: int = 0  # unfinished tasks already on the new binary
     seconds: float = 0.0
+    # Each replayed task as it was read with its history (`durable.upgrade_move` moves
+    # only a task still exactly so).
+    seen: dict[int, Task] = field(default_factory=dict)
 
     @property
     def clean(self) -> list[ReplayReport]:
@@ -92,7 +95,9 @@ async def check_upgrade(
         if task.workflow_hash == new_hash:
             report.already += 1
         elif task.workflow_hash in hashes:
-            histories.append(await client.history(task.id))
+            history = await client.history(task.id)
+            histories.append(history)
+            report.seen[task.id] = history.task
     results: dict[int, ReplayReport] = {}
     limiter = anyio.CapacityLimiter(parallel or os.cpu_count() or 1)
     with Replayer() as replayer:

@@ -21,7 +21,7 @@ def debug(task_id: int, workflow: Path, db: str | None) -> None:
     Every durable call is answered from the history, so `breakpoint()`, pdb and an
     IDE's debugger stop in the workflow's own code with the values the task saw. Ends
     at the end of the history or at the first divergence (exit 1), as `durable replay`.
-    Child tasks, HTTP and SQL inside the replayed part are not supported yet.
+    Child tasks, HTTP requests and SQL transactions are answered from the history too.
     """
     from durable.history import TaskHistory
 

@@ -8,6 +8,9 @@ import click
 
 from durable.cli import _format as fmt
 from durable.cli._common import db_option, handle_errors, open_client, run_async
+from durable.cli._lineage import Lineage, read_lineage
+from durable.cli._lineage import pairs as lineage_pairs
+from durable.cli._lineage import to_json as lineage_json
 from durable.core.model import Task, TaskState
 from durable.core.status import StatusValue
 from durable.history import TaskHistory, task_to_dict
@@ -96,23 +99,25 @@ def show(task_id: int, as_json: bool, db: str | None) -> None:
     form of its payload and the local time it was committed.
     """
 
-    async def main() -> tuple[TaskHistory, list[Task], list[StatusValue]]:
+    async def main() -> tuple[TaskHistory, list[Task], list[StatusValue], Lineage]:
         async with await open_client(db) as client:
             history = await client.history(task_id)
             values = await client.status_values(task_id)
+            lineage = await read_lineage(client, task_id)
             if as_json:
-                return history, [], values
+                return history, [], values, lineage
             children = await client.list(parent_id=task_id, limit=_CHILDREN_SHOWN + 1)
-            return history, children, values
+            return history, children, values, lineage
 
-    history, children, values = run_async(main)
+    history, children, values, lineage = run_async(main)
     if as_json:
         document = history.to_dict()
         if values:  # only then: a task without status exports exactly as before
             document["status"] = {v.key: v.to_json() for v in values}
+        document.update(lineage_json(lineage))
         click.echo(json.dumps(document, indent=2))
         return
-    click.echo(_summary(history.task, children))
+    click.echo(_summary(history.task, children, lineage_pairs(lineage)))
     click.echo()
     if values:
         click.echo("status:")
@@ -137,7 +142,7 @@ def show(task_id: int, as_json: bool, db: str | None) -> None:
     click.echo(fmt.table(["INDEX", "LABEL", "PAYLOAD", "TIME"], rows))
 
 
-def _summary(task: Task, children: list[Task]) -> str:
+def _summary(task: Task, children: list[Task], lineage: list[tuple[str, str]]) -> str:
     pairs = [
         ("state", fmt.state(task.state) + (" (cancel requested)" if task.cancel_requested else "")),
         ("workflow", f"{task.workflow_hash[:12]}, entry {task.entry or '(default)'}"),
@@ -169,6 +174,7 @@ def _summary(task: Task, children: list[Task]) -> str:
         pairs.append(("children", shown + more))
     if task.idempotency_key is not None:
         pairs.append(("key", task.idempotency_key))
+    pairs.extend(lineage)  # forked from, forks, binary moves
     header = fmt.style(f"task {task.id}", bold=True) + f"  {task.name}"
     return header + "\n" + fmt.fields(pairs)
 

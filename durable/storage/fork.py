@@ -3,8 +3,7 @@
 `durable fork TASK --at K` and `durable retry TASK` create a task with the first K
 events of TASK, on its binary or another, and let a worker run it from there. The copy
 and the new task are one transaction; the original is untouched; the new task keeps a
-link to where it came from (`TaskOrigin`). SQLite and Postgres have this role; the
-memory store does not (nothing outside one process could run the fork).
+link to where it came from (`TaskOrigin`). Every backend has this role.
 """
 
 from __future__ import annotations
@@ -24,6 +23,14 @@ class TaskOrigin:
     at: int  # how many of its events were copied (events 0 .. at-1)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFork:
+    """A task forked from another."""
+
+    task_id: int  # the fork
+    at: int  # how many of the origin's events it copied
+
+
 @runtime_checkable
 class ForkStore(Protocol):
     """The fork role (see the module docstring)."""
@@ -34,7 +41,8 @@ class ForkStore(Protocol):
         """A new `ready` task: the origin's name, entry and seed, the binary
         `workflow_hash`, `input` (default: the origin's), and the origin's first `at`
         events as its history with the output they account for (the log at positions
-        0 .. `at`), all in one transaction.
+        0 .. `at`) and the status values set before event `at` (and not set again
+        since: a store keeps only a key's latest value), all in one transaction.
 
         Raises:
             TaskNotFoundError: no task `origin_id`.
@@ -45,6 +53,10 @@ class ForkStore(Protocol):
 
     async def task_origin(self, task_id: int) -> TaskOrigin | None:
         """Where `task_id` was forked from; None for a task that is not a fork."""
+        ...
+
+    async def task_forks(self, origin_id: int, *, limit: int = 100) -> list[TaskFork]:
+        """Up to `limit` of the tasks forked from `origin_id`, oldest first."""
         ...
 
 

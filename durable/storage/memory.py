@@ -58,9 +58,12 @@ from durable.errors import (
 )
 from durable.storage import quarantine
 from durable.storage._end_watch import EndWaiters, EndWatch
+from durable.storage._memory_fork import MemoryForks
 from durable.storage._memory_rows import NotificationRow as _NotificationRow
 from durable.storage._memory_rows import TaskRow as _TaskRow
 from durable.storage._memory_rows import aware as _aware
+from durable.storage.fork import TaskOrigin
+from durable.storage.moves import BinaryMove
 
 __all__ = ["MemoryStore"]
 
@@ -73,7 +76,7 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class MemoryStore:
+class MemoryStore(MemoryForks):
     """A `Store` that keeps everything in memory.
 
     Args:
@@ -98,6 +101,9 @@ class MemoryStore:
         self.calls.clear()
         self._workflows: dict[str, bytes] = {}
         self._names: dict[str, str] = {}  # workflow name -> the hash last stored under it
+        self._versions: dict[str, set[str]] = {}  # workflow name -> every hash stored under it
+        self._origins: dict[int, TaskOrigin] = {}  # a fork -> where it came from
+        self._moves: dict[int, list[BinaryMove]] = {}  # a task -> its binary moves
         self._tasks: dict[int, _TaskRow] = {}
         self._keys: dict[str, int] = {}  # idempotency key -> task id
         self._notifications: dict[int, _NotificationRow] = {}  # by seq
@@ -151,6 +157,7 @@ class MemoryStore:
         self._workflows.setdefault(digest, bytes(wasm))
         if name is not None:
             self._names[name] = digest
+            self._versions.setdefault(name, set()).add(digest)
         return digest
 
     async def get_workflow(self, workflow_hash: str) -> bytes:

@@ -83,6 +83,7 @@ from durable.storage._pg_pool import Connect, ConnectionPool
 from durable.storage._pg_queues import PgQueueRole
 from durable.storage._pg_schedules import PgScheduleRole
 from durable.storage._url import parse_url
+from durable.storage.moves import BinaryMove
 
 __all__ = ["PostgresStore"]
 
@@ -606,6 +607,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
                 await conn.execute(_Q["fork_events"], row["id"], origin_id, at)
                 await conn.execute(_Q["fork_logs"], row["id"], origin_id, at)
                 await conn.execute(_Q["fork_origin"], row["id"], origin_id, at)
+                await conn.execute(_Q["fork_status"], row["id"], origin_id, at)
         return codec.task(row)
 
     async def workflow_hashes(self, name: str) -> list[str]:
@@ -619,6 +621,39 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         with translate("read the origin of task", task_id):
             row = await self._pool.fetchrow(_Q["task_origin"], task_id)
         return None if row is None else fork.TaskOrigin(origin_id=row[0], at=row[1])
+
+    async def task_forks(self, origin_id: int, *, limit: int = 100) -> list[fork.TaskFork]:
+        """The tasks forked from `origin_id` (`ForkStore`)."""
+        with translate("read the forks of task", origin_id):
+            rows = await self._pool.fetch(_Q["task_forks"], origin_id, limit)
+        return [fork.TaskFork(task_id=r[0], at=r[1]) for r in rows]
+
+    # -- moves onto a new binary (`durable.storage.moves`) --------------------------------
+
+    async def move_task(
+        self, task_id: int, *, from_hash: str, to_hash: str, attempts: int, events: int
+    ) -> bool:
+        """Move the task onto `to_hash` if it is as the upgrade saw it (`MoveStore`)."""
+        with translate("move task", task_id):
+            async with self._pool.acquire() as conn, conn.transaction():
+                if await conn.fetchval(_Q["workflow_exists"], to_hash) is None:
+                    raise NotFoundError(f"workflow {to_hash} is not stored")
+                # Locked first: the UPDATE's count of events then sees every commit
+                # before the lock (a stale snapshot could miss a claim's events).
+                await conn.execute(_Q["lock_task_for_move"], task_id)
+                moved = await conn.fetchval(
+                    _Q["move_task"], task_id, to_hash, from_hash, attempts, events
+                )
+                if moved is None:
+                    return False
+                await conn.execute(_Q["record_binary_move"], task_id, from_hash, to_hash, events)
+        return True
+
+    async def binary_moves(self, task_id: int) -> list[BinaryMove]:
+        """The task's moves onto other binaries, oldest first (`MoveStore`)."""
+        with translate("read the moves of task", task_id):
+            rows = await self._pool.fetch(_Q["binary_moves"], task_id)
+        return [BinaryMove(from_hash=a, to_hash=b, events=n, moved_at=t) for a, b, n, t in rows]
 
     async def begin_guest_transaction(self, lease: Lease) -> _pg_guest.PgGuestTransaction:
         """Open a transaction for workflow SQL on a connection of the guest login

@@ -97,6 +97,7 @@ from durable.storage import _sqlite_wake as wake
 from durable.storage import fork, quarantine
 from durable.storage._end_watch import EndWaiters, EndWatch
 from durable.storage._sqlite_codec import fence, maybe_dt, to_dt, to_ts
+from durable.storage.moves import BinaryMove
 
 __all__ = ["SQLiteStore"]
 
@@ -733,6 +734,7 @@ class SQLiteStore:
             await conn.execute(_Q["fork_events"], (task_id, origin_id, at))
             await conn.execute(_Q["fork_logs"], (task_id, origin_id, at))
             await conn.execute(_Q["fork_origin"], (task_id, origin_id, at))
+            await conn.execute(_Q["fork_status"], (task_id, origin_id, at))
         self._notify()
         return dataclasses.replace(codec.task(rows[0]), input=text)
 
@@ -747,6 +749,37 @@ class SQLiteStore:
         async with self._use() as conn:
             rows = await self._fetch(conn, "task_origin", task_id)
         return fork.TaskOrigin(origin_id=rows[0][0], at=rows[0][1]) if rows else None
+
+    async def task_forks(self, origin_id: int, *, limit: int = 100) -> list[fork.TaskFork]:
+        """The tasks forked from `origin_id` (`ForkStore`)."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "task_forks", origin_id, limit)
+        return [fork.TaskFork(task_id=r[0], at=r[1]) for r in rows]
+
+    # -- moves onto a new binary (`durable.storage.moves`) --------------------------------
+
+    async def move_task(
+        self, task_id: int, *, from_hash: str, to_hash: str, attempts: int, events: int
+    ) -> bool:
+        """Move the task onto `to_hash` if it is as the upgrade saw it (`MoveStore`)."""
+        now = self._clock()
+        async with self._use() as conn, self._transaction(conn):
+            if not await self._fetch(conn, "workflow_exists", to_hash):
+                raise NotFoundError(f"workflow {to_hash} is not stored")
+            params = (task_id, to_hash, from_hash, attempts, events, now)
+            if (await conn.execute(_Q["move_task"], params)).rowcount != 1:
+                return False
+            move = (task_id, from_hash, to_hash, events, now)
+            await conn.execute(_Q["record_binary_move"], move)
+        return True
+
+    async def binary_moves(self, task_id: int) -> list[BinaryMove]:
+        """The task's moves onto other binaries, oldest first (`MoveStore`)."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "binary_moves", task_id)
+        return [
+            BinaryMove(from_hash=a, to_hash=b, events=n, moved_at=to_dt(t)) for a, b, n, t in rows
+        ]
 
     # -- workflow SQL ---------------------------------------------------------------------
 

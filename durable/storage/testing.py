@@ -19,8 +19,8 @@ The checks live in `_contract_basics` (schema, binaries, tasks, workers, claims)
 `_contract_history` (events, logs, outcomes, timers, waiting), `_contract_events`
 (notifications, cancellation, children, names and filters), `_contract_guest`
 (transactions for workflow SQL), `_contract_deaths` (worker deaths, quarantine) and
-`_contract_status` (task status values) and `_contract_children` (a workflow cancelling
-its children).
+`_contract_status` (task status values), `_contract_children` (a workflow cancelling
+its children) and `_contract_fork` (forks, a workflow's binaries, moves onto a new one).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from durable.storage import (
     _contract_children,
     _contract_deaths,
     _contract_events,
+    _contract_fork,
     _contract_guest,
     _contract_history,
     _contract_status,
@@ -51,6 +52,7 @@ _MODULES = (
     _contract_deaths,
     _contract_status,
     _contract_children,
+    _contract_fork,
 )
 
 StoreFactory = Callable[[], AbstractAsyncContextManager[Store]]

@@ -108,6 +108,9 @@ async def test_a_fork_at_every_index_ends_as_the_original(
         assert await store.task_origin(fork.id) == TaskOrigin(origin_id=original.id, at=k)  # type: ignore[attr-defined]
         copied = await store.load_history(fork.id)
         assert copied == [e for e in history if e.index < k]
+        # The status value set by event 3 is copied with it, and only with it.
+        status = [(v.key, v.value, v.position) for v in await store.read_status(fork.id)]
+        assert status == ([("total", "3", 3)] if k > 3 else []), k
     async with running(worker(store, runtime)):
         finished = await ended(store, *(f.id for f in forks))
     for k, task in enumerate(finished):
@@ -178,7 +181,16 @@ def test_fork_and_retry_commands(tmp_path: Path) -> None:
     worked = run_cli("worker", "--exit-when-idle", "--db", db, cwd=tmp_path)
     assert worked.returncode == 0, worked.stderr
     shown = run_cli("show", "2", "--json", "--db", db, cwd=tmp_path)
-    assert json.loads(json.loads(shown.stdout)["task"]["result"])["total"] == 0 + 1 + 2 + 3
+    exported = json.loads(shown.stdout)
+    assert json.loads(exported["task"]["result"])["total"] == 0 + 1 + 2 + 3
+    assert exported["origin"] == {"task": 1, "at": 1}
+    assert "origin" not in json.loads(
+        run_cli("show", "1", "--json", "--db", db, cwd=tmp_path).stdout
+    )
+    fork_text = run_cli("show", "2", "--db", db, cwd=tmp_path).stdout
+    assert "\nforked from  task 1 at event 1\n" in fork_text, fork_text
+    origin_text = run_cli("show", "1", "--db", db, cwd=tmp_path).stdout
+    assert "\nforks     2 (at 1)\n" in origin_text, origin_text
 
     for args, message in [
         (["fork", "1", "--at", "99"], "error: --at 99 is outside task 1's history of 4 events"),

@@ -12,8 +12,10 @@ import pytest
 from durable.client import Client
 from durable.core.model import Task, TaskState
 from durable.host import HostConfig, Runtime
+from durable.js_build import build_js_workflow
 from durable.replayer import ReplayEnd
 from durable.storage.base import Store
+from durable.storage.moves import MoveStore
 from durable.worker import Worker, WorkerConfig
 from tests.helpers import WORKFLOWS, compiled, launch_task, running, until
 
@@ -124,4 +126,63 @@ async def test_refusals_reach_the_workflow_as_exceptions(
         "not-str": "TypeError: patch id must be a str, not int",
         "in-step": "ValueError: durable.patched('inside') inside step "
         "'step patch_in_step': call it outside steps",
+    }
+
+
+# -- JavaScript: the same WIT interface, through the JS SDK ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def js_wasms() -> tuple[bytes, bytes]:
+    old, new = (build_js_workflow(WORKFLOWS / "js" / f"patch_{v}.js") for v in ("old", "new"))
+    return old.wasm_path.read_bytes(), new.wasm_path.read_bytes()
+
+
+async def test_javascript_patched_takes_the_old_branch_under_a_suspended_task(
+    store: Store, runtime: Runtime, js_wasms: tuple[bytes, bytes]
+) -> None:
+    """A JS task suspended under the old code, moved onto the new code, finishes there
+    on the old branch; a new task takes the new branch; refusals reach the workflow."""
+    old_wasm, new_wasm = js_wasms
+    client = Client(store)
+    old = await launch_task(store, old_wasm, "order", 100, workflow_name="order-js")
+    async with running(worker(store, runtime)):
+        suspended = await in_state(store, old.id, TaskState.SUSPENDED)
+    assert [e.label for e in (await client.history(old.id)).events] == ["step charge"]
+    new_hash = await store.put_workflow(new_wasm, name="order-js")
+    assert isinstance(store, MoveStore)
+    moved = await store.move_task(
+        old.id,
+        from_hash=suspended.workflow_hash,
+        to_hash=new_hash,
+        attempts=suspended.attempts,
+        events=1,
+    )
+    assert moved
+    # Resumed on the new code, whose `patched` answers false: the old branch.
+    assert await approved(store, runtime, old) == {"receipt": "charged 100", "approved": True}
+    assert (await store.get_task(old.id)).workflow_hash == new_hash
+
+    new = await launch_task(store, new_wasm, "order", 100, workflow_name="order-js")
+    assert await approved(store, runtime, new) == {
+        "receipt": "charged 100 + fee 30",
+        "approved": True,
+    }
+    labels = [e.label for e in (await client.history(new.id)).events]
+    assert labels[:2] == ["patch charge-fee", "step charge_with_fee"]
+    assert (await client.replay(new.id)).same_end is True
+    report = await client.replay(new.id, wasm=old_wasm)
+    assert report.divergence is not None
+    assert "patch charge-fee" in report.divergence.expected
+
+    misuse = await launch_task(store, new_wasm, "misuse", None, workflow_name="order-js")
+    async with running(worker(store, runtime)):
+        done = await in_state(store, misuse.id, TaskState.COMPLETE, TaskState.FAILED)
+    assert done.state is TaskState.COMPLETE, done.error
+    assert json.loads(done.result or "{}") == {
+        "empty": "DurableError: patch id must be 1 to 200 bytes of printable text, not ''",
+        "notString": "TypeError: patch id must be a string, not number",
+        # A step that throws anything but a built-in error fails as `StepFailed`.
+        "inStep": "StepFailed: DurableError: durable.patched('inside') inside step "
+        "'step inside': call it outside steps",
     }

@@ -1,9 +1,10 @@
 // The `durable` API a JavaScript workflow uses inside its component.
 //
 // Same shape as the Python SDK: `workflow` wraps the entry function, `step` records a
-// computation, `sleep`, `wait`, `notify`, `spawn`, `http`, `transaction` and
-// `setStatus` are the durable calls. Every call goes through the durable:core imports; on replay the host
-// answers them from the task's history. The WIT protocol is in docs/guests.md.
+// computation, `sleep`, `wait`, `notify`, `spawn`, `http`, `transaction`,
+// `setStatus`, `patched` and `deprecatePatch` are the durable calls. Every call goes
+// through the durable:core imports; on replay the host answers them from the task's
+// history. The WIT protocol is in docs/guests.md.
 //
 // `durable build` bundles this module with the workflow (componentize-js takes one
 // module), so it may import only WIT interfaces.
@@ -16,6 +17,7 @@ import { wait as notifyWait, send as notifySend } from "durable:core/notify@0.1.
 import { spawn as childSpawn, join as childJoin } from "durable:core/children@0.1.0";
 import { cancel as childCancel } from "durable:core/child-control@0.1.0";
 import { set as statusSet } from "durable:core/status@0.1.0";
+import { patched as patchPatched, deprecate as patchDeprecate } from "durable:core/patch@0.1.0";
 import {
   begin as sqlBegin,
   execute as sqlExecute,
@@ -427,6 +429,47 @@ export function setStatus(key, value) {
   }
   try {
     statusSet(String(key), text);
+  } catch (e) {
+    throw new DurableError(String(payloadOf(e)));
+  }
+}
+
+// -- versioned changes ----------------------------------------------------------------
+
+/**
+ * Whether this task takes the new branch of the change named `id`:
+ * `if (patched("charge-v2")) { chargeV2(order) } else { charge(order) }`. True for a
+ * task that reaches this call after the change was deployed (a marker is recorded, so
+ * its replays take the new branch too); false for a task whose history, recorded by
+ * the old code, had already passed this point. Once no such task is left, call
+ * `deprecatePatch(id)` instead and drop the old branch. Throws `DurableError` with the
+ * host's reason for an id that is empty, over 200 bytes or not printable, and inside
+ * a step or a SQL transaction.
+ */
+export function patched(id) {
+  if (typeof id !== "string") {
+    throw new TypeError(`patch id must be a string, not ${typeof id}`);
+  }
+  checkCancelled();
+  try {
+    return patchPatched(id);
+  } catch (e) {
+    throw new DurableError(String(payloadOf(e)));
+  }
+}
+
+/**
+ * Mark the change `id` as done: every task now runs the new code. Consumes the
+ * change's marker in histories that hold one here; records nothing. Throws like
+ * `patched`.
+ */
+export function deprecatePatch(id) {
+  if (typeof id !== "string") {
+    throw new TypeError(`patch id must be a string, not ${typeof id}`);
+  }
+  checkCancelled();
+  try {
+    patchDeprecate(id);
   } catch (e) {
     throw new DurableError(String(payloadOf(e)));
   }

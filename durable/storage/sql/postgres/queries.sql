@@ -701,3 +701,39 @@ UPDATE durable.tasks SET paused = $2, updated_at = now() WHERE id = $1 RETURNING
 
 -- name: paused_active
 SELECT id FROM durable.tasks WHERE paused AND state = 'active' AND owner = $1;
+
+-- name: lock_task_for_move
+-- `durable upgrade`: the task's row, locked, so that no claim changes it meanwhile
+-- and the next statement's snapshot sees every event committed before.
+SELECT 1 FROM durable.tasks WHERE id = $1 FOR UPDATE;
+
+-- name: move_task
+-- Onto binary $2, only if the task is still on $3, not running (ready or suspended:
+-- no lease), not claimed since the upgrade read it ($4 attempts: every claim adds one,
+-- and only a claim's lease may add events), and its history is the $5 events that
+-- were replayed.
+UPDATE durable.tasks SET workflow_hash = $2, updated_at = now()
+WHERE id = $1 AND workflow_hash = $3 AND state IN ('ready', 'suspended') AND attempts = $4
+  AND (SELECT count(*) FROM durable.events WHERE task_id = $1) = $5
+RETURNING id;
+
+-- name: record_binary_move
+-- $1 task_id, $2 from_hash, $3 to_hash, $4 events.
+INSERT INTO durable.task_binary_moves (task_id, seq, from_hash, to_hash, events)
+SELECT $1, coalesce(max(seq), 0) + 1, $2, $3, $4 FROM durable.task_binary_moves
+WHERE task_id = $1;
+
+-- name: binary_moves
+SELECT from_hash, to_hash, events, moved_at FROM durable.task_binary_moves
+WHERE task_id = $1 ORDER BY seq;
+
+-- name: fork_status
+-- The origin's status values set before the fork point and not set again since (the
+-- table keeps each key's latest value only). $1 the fork, $2 the origin, $3 at.
+INSERT INTO durable.task_status (task_id, key, value, position, updated_at)
+SELECT $1, key, value, position, updated_at FROM durable.task_status
+WHERE task_id = $2 AND position < $3;
+
+-- name: task_forks
+-- The forks made from a task, oldest first. $1 origin_id, $2 limit.
+SELECT task_id, at FROM durable.task_origins WHERE origin_id = $1 ORDER BY task_id LIMIT $2;

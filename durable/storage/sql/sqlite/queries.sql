@@ -572,3 +572,34 @@ UPDATE durable_task SET paused = ?, updated_at = ? WHERE id = ?;
 -- The active tasks of worker ?1 that have been paused.
 SELECT id FROM durable_task INDEXED BY durable_task_paused
 WHERE paused AND state = 'active' AND owner = ?;
+
+-- name: move_task
+-- `durable upgrade`: onto binary ?2, only if the task is still on ?3, not running
+-- (ready or suspended: no lease), not claimed since the upgrade read it (?4 attempts:
+-- every claim adds one, and only a claim's lease may add events), and its history is
+-- the ?5 events that were replayed. Parameters: ?1 task_id, ?2 to, ?3 from,
+-- ?4 attempts, ?5 events, ?6 updated_at.
+UPDATE durable_task SET workflow_hash = ?2, updated_at = ?6
+WHERE id = ?1 AND workflow_hash = ?3 AND state IN ('ready', 'suspended') AND attempts = ?4
+  AND (SELECT count(*) FROM durable_event WHERE task_id = ?1) = ?5;
+
+-- name: record_binary_move
+-- Parameters: task_id, from_hash, to_hash, events, moved_at.
+INSERT INTO durable_task_binary_move (task_id, seq, from_hash, to_hash, events, moved_at)
+SELECT ?1, coalesce(max(seq), 0) + 1, ?2, ?3, ?4, ?5 FROM durable_task_binary_move
+WHERE task_id = ?1;
+
+-- name: binary_moves
+SELECT from_hash, to_hash, events, moved_at FROM durable_task_binary_move
+WHERE task_id = ? ORDER BY seq;
+
+-- name: fork_status
+-- The origin's status values set before the fork point and not set again since (the
+-- table keeps each key's latest value only). Parameters: the fork, the origin, at.
+INSERT INTO durable_task_status (task_id, key, value, position, updated_at)
+SELECT ?1, key, value, position, updated_at FROM durable_task_status
+WHERE task_id = ?2 AND position < ?3;
+
+-- name: task_forks
+-- The forks made from a task, oldest first. Parameters: origin_id, limit.
+SELECT task_id, at FROM durable_task_origin WHERE origin_id = ? ORDER BY task_id LIMIT ?;

@@ -1,0 +1,132 @@
+"""`MemoryStore`'s fork and move roles (`durable.storage.fork`, `durable.storage.moves`).
+
+A mixin, so that these roles sit beside their SQL twins rather than in the store's
+core; it works on the store's own dicts and, like every `MemoryStore` method, yields
+once at its start and then changes nothing until it has checked everything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import datetime
+
+from durable.core.model import Task, TaskState
+from durable.core.status import StatusValue
+from durable.errors import ConflictError, NotFoundError, TaskNotFoundError
+from durable.storage._memory_rows import TaskRow
+from durable.storage.fork import TaskFork, TaskOrigin, check_at
+from durable.storage.moves import BinaryMove
+
+__all__ = ["MemoryForks"]
+
+_MOVABLE = (TaskState.READY, TaskState.SUSPENDED)
+
+
+class MemoryForks:
+    """Forks, workflow versions and binary moves, kept in memory."""
+
+    # The store's state, which `MemoryStore.reset` creates.
+    _workflows: dict[str, bytes]
+    _names: dict[str, str]
+    _versions: dict[str, set[str]]
+    _tasks: dict[int, TaskRow]
+    _statuses: dict[int, dict[str, StatusValue]]
+    _last_id: int
+    _origins: dict[int, TaskOrigin]
+    _moves: dict[int, list[BinaryMove]]
+    _now: Callable[[], datetime]
+    _notify: Callable[[], None]
+
+    async def _enter(self, name: str) -> None:
+        raise NotImplementedError  # pragma: no cover - `MemoryStore` defines it
+
+    async def fork_task(
+        self, origin_id: int, *, at: int, workflow_hash: str, input: str | None = None
+    ) -> Task:
+        """A new task with the first `at` events of `origin_id` (`ForkStore`)."""
+        await self._enter("fork_task")
+        if origin_id not in self._tasks:
+            raise TaskNotFoundError(origin_id)
+        origin = self._tasks[origin_id]
+        why = check_at(at, len(origin.events), origin_id)
+        if why is not None:
+            raise ConflictError(why)
+        if workflow_hash not in self._workflows:
+            raise NotFoundError(f"workflow {workflow_hash} is not stored")
+        now = self._now()
+        self._last_id += 1
+        task = Task(
+            id=self._last_id,
+            name=origin.task.name,
+            workflow_hash=workflow_hash,
+            entry=origin.task.entry,
+            input=origin.task.input if input is None else input,
+            state=TaskState.READY,
+            seed=origin.task.seed,  # the copied events derived their random bytes from it
+            created_at=now,
+            updated_at=now,
+            wakeup_at=None,
+            result=None,
+            error=None,
+            owner=None,
+            attempts=0,
+            parent_id=None,
+            idempotency_key=None,
+        )
+        # Host notes (position -1) stay with the origin; the rest is renumbered from 1.
+        kept = [c for c in origin.logs if 0 <= c.position <= at]
+        logs = [dataclasses.replace(c, seq=i) for i, c in enumerate(kept, start=1)]
+        self._tasks[task.id] = TaskRow(task=task, events=list(origin.events[:at]), logs=logs)
+        values = self._statuses.get(origin_id, {})
+        self._statuses[task.id] = {k: v for k, v in values.items() if v.position < at}
+        self._origins[task.id] = TaskOrigin(origin_id=origin_id, at=at)
+        self._notify()
+        return task
+
+    async def task_origin(self, task_id: int) -> TaskOrigin | None:
+        """Where `task_id` was forked from, if it was (`ForkStore`)."""
+        await self._enter("task_origin")
+        return self._origins.get(task_id)
+
+    async def task_forks(self, origin_id: int, *, limit: int = 100) -> list[TaskFork]:
+        """The tasks forked from `origin_id` (`ForkStore`)."""
+        await self._enter("task_forks")
+        found = [
+            TaskFork(task_id=i, at=o.at)
+            for i, o in self._origins.items()
+            if o.origin_id == origin_id
+        ]
+        return sorted(found, key=lambda f: f.task_id)[:limit]
+
+    async def workflow_hashes(self, name: str) -> list[str]:
+        """Every binary stored under `name` (`WorkflowVersions`)."""
+        await self._enter("workflow_hashes")
+        return sorted(self._versions.get(name, ()))
+
+    async def move_task(
+        self, task_id: int, *, from_hash: str, to_hash: str, attempts: int, events: int
+    ) -> bool:
+        """Move the task onto `to_hash` if it is as the upgrade saw it (`MoveStore`)."""
+        await self._enter("move_task")
+        if to_hash not in self._workflows:
+            raise NotFoundError(f"workflow {to_hash} is not stored")
+        row = self._tasks.get(task_id)
+        if (
+            row is None
+            or row.task.workflow_hash != from_hash
+            or row.task.state not in _MOVABLE
+            or row.task.attempts != attempts
+            or len(row.events) != events
+        ):
+            return False
+        now = self._now()
+        row.change(workflow_hash=to_hash, updated_at=now)
+        move = BinaryMove(from_hash=from_hash, to_hash=to_hash, events=events, moved_at=now)
+        self._moves.setdefault(task_id, []).append(move)
+        return True
+
+    async def binary_moves(self, task_id: int) -> list[BinaryMove]:
+        """The task's moves onto other binaries, oldest first (`MoveStore`)."""
+        await self._enter("binary_moves")
+        return list(self._moves.get(task_id, []))
