@@ -58,7 +58,7 @@ SEEDS = st.integers(min_value=1, max_value=2**63 - 1)
 #: A handful: each example costs two process starts.
 EXAMPLES = max(4, settings().max_examples // 4)  # settings(): the loaded profile
 #: How long the worker to be killed may run before the test fails.
-KILL_TIMEOUT = 30.0
+KILL_TIMEOUT = 120.0
 
 
 _env = cli_env
