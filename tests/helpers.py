@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -80,6 +81,16 @@ async def launch_task(
     workflow_hash = await store.put_workflow(wasm, name=workflow_name)
     spec = NewTask(name=entry, workflow_hash=workflow_hash, input=json.dumps(value), entry=entry)
     return await store.create_task(spec)
+
+
+#: A CLI progress line on a pipe (`progress` in durable/cli/_common.py): work that takes
+#: over a second says so when it starts and ends, which a loaded machine reaches at random.
+PROGRESS = re.compile(r"durable: \w+ \S+(\.\.\.|: done in \d+ s)")
+
+
+def without_progress(stderr: str) -> list[str]:
+    """The lines of a command's `stderr` other than its progress lines."""
+    return [line for line in stderr.strip().splitlines() if not PROGRESS.fullmatch(line)]
 
 
 #: How long a worker may take to run a test's tasks: a bound on a hang, not on speed.

@@ -29,7 +29,7 @@ from durable.history import TaskHistory
 from durable.host import HostConfig, Runtime
 from durable.storage import open_store
 from durable.worker import Worker, WorkerConfig
-from tests.helpers import EXAMPLES, IDLE_WITHIN, ROOT, WORKFLOWS, built, run_cli
+from tests.helpers import EXAMPLES, IDLE_WITHIN, ROOT, WORKFLOWS, built, run_cli, without_progress
 
 HISTORIES = ROOT / "tests" / "fixtures" / "histories"
 FAST = HostConfig(suspend_after=0.3)
@@ -93,7 +93,7 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
 
 def one_line_error(result: Result, needle: str, code: int = 2) -> None:
     assert result.exit_code == code, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
+    lines = without_progress(result.stderr)  # a slow load may announce itself
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: "), lines[0]
     assert needle in lines[0], lines[0]

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import EXAMPLES, WORKFLOWS, run_cli
-
-PROGRESS = re.compile(r"durable: \w+ \S+\.\.\.")
+from tests.helpers import EXAMPLES, WORKFLOWS, run_cli, without_progress
 
 
 def _task_count(db: Path) -> int:
@@ -71,7 +68,7 @@ def _assert_one_line_error(proc: object, needle: str) -> None:
     assert isinstance(proc, CompletedProcess)
     assert proc.returncode != 0
     # Besides the error, a first build that took over a second says it started.
-    lines = [x for x in proc.stderr.strip().splitlines() if not PROGRESS.fullmatch(x)]
+    lines = without_progress(proc.stderr)
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert needle in lines[0], lines[0]

@@ -35,7 +35,7 @@ from durable.storage import open_store
 from durable.storage.base import Store
 from durable.testing.postgres import PostgresServer, ServerHandle, find_binaries, skip_or_fail
 from durable.worker import Worker, WorkerConfig
-from tests.helpers import EXAMPLES, WORKFLOWS, built, durable_cmd, run_cli
+from tests.helpers import EXAMPLES, WORKFLOWS, built, durable_cmd, run_cli, without_progress
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
 
@@ -206,7 +206,7 @@ def _compile(wasm: bytes, digest: str) -> None:
 
 def _one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
-    lines = proc.stderr.strip().splitlines()
+    lines = without_progress(proc.stderr)  # a slow load may announce itself
     assert len(lines) == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     assert lines[0].startswith("error: "), lines[0]
