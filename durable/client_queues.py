@@ -10,7 +10,7 @@ import builtins
 from typing import TYPE_CHECKING
 
 from durable.core.model import NewTask, Task
-from durable.core.queue import Queue, QueueSettings, check_name
+from durable.core.queue import Queue, QueueSettings, placement_problem
 from durable.errors import ConfigurationError
 from durable.storage.base import QueueStore
 
@@ -82,9 +82,8 @@ def check_flow(store: Store, spec: NewTask) -> None:
         return
     if not isinstance(store, QueueStore):
         raise ConfigurationError(f"the store {store.url} has no queues, priorities or debounce")
-    if spec.queue is not None:
-        check_name(spec.queue)
-    if spec.queue_key is not None and spec.queue is None:
-        raise ConfigurationError("a queue key needs a queue")
+    problem = placement_problem(spec.queue, spec.queue_key)
+    if problem is not None:
+        raise ConfigurationError(problem)
     if spec.debounce_key is not None and spec.debounce <= 0:
         raise ConfigurationError("a debounce key needs a debounce window of more than 0 s")

@@ -185,6 +185,9 @@ def _stand_ins(ctx: AttemptContext, parked: list[BaseException]) -> dict[str, ty
         "wit_world.imports.child_control": module(
             "child_control", cancel=unsupported("child tasks")
         ),
+        "wit_world.imports.spawn_options": module(
+            "spawn_options", spawn_queued=unsupported("child tasks"), QueueOptions=_Record
+        ),
         # The workflow's module is bound before `run` (below), so the SDK never asks.
         "wit_world.imports.source": module("source", get=lambda: None),
         "wit_world.imports.status": module(

@@ -219,3 +219,51 @@ async def test_pause_parks_a_running_task_across_a_worker_kill(workers: Workers)
 async def _logs(url: str, task_id: int) -> list[Any]:
     async with await Client.open(url) as client:
         return await client.logs(task_id)
+
+
+async def test_children_spawned_onto_a_queue_run_one_at_a_time(workers: Workers) -> None:
+    """`durable.spawn(queue=, queue_key=)` from a workflow: the children wait in the
+    queue and start within its limit (1 here, sampled from the database), and a worker
+    killed while the parent runs spawns none twice."""
+    orders = [["acme", 1], ["globex", 2], ["acme", 3], ["initech", 4], ["globex", 5]]
+    async with await Client.open(workers.url) as client:
+        workflow = await client.register_file(WORKFLOW)
+        await client.set_queue("serial", concurrency=1)
+        parent = await client.launch(
+            workflow, name="batch", entry="batch",
+            input={"orders": orders, "queue": "serial", "prepare": 0.3},
+        )  # fmt: skip
+        workers.start()
+        workers.start()
+        most = 0
+        samples = 0
+        done = False
+
+        async def children() -> list[Any]:
+            return [t for t in await client.list(limit=1000) if t.parent_id == parent.id]
+
+        async def sample() -> None:
+            nonlocal most, samples
+            while not done:
+                active = await client.list(states=[TaskState.ACTIVE], limit=1000)
+                most = max(most, sum(t.parent_id == parent.id for t in active))
+                samples += 1
+                await anyio.sleep(0.02)
+
+        async def one_finished() -> bool:
+            ended = (await client.get(parent.id)).state.is_terminal  # failed: no hang
+            return ended or any(t.state is TaskState.COMPLETE for t in await children())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sample)
+            await until(one_finished, within=300)
+            workers.kill_one()  # the parent's replay finds its children recorded
+            workers.start()
+            end = await client.wait(parent.id, timeout=300)
+            done = True
+        spawned = await children()
+    assert end.state is TaskState.COMPLETE, end.error
+    assert json.loads(end.result or "null") == [f"order {n} confirmed for {c}" for c, n in orders]
+    assert sorted(t.name for t in spawned) == sorted(f"{c}-{n}" for c, n in orders)
+    print(f"spawned onto a queue of limit 1: max {most} running ({samples} samples)")
+    assert most == 1
