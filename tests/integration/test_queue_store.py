@@ -5,7 +5,10 @@ Claims are made by hand, as workers would make them, on SQLite and Postgres.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +18,7 @@ from durable.core.queue import QueueSettings
 from durable.errors import ConfigurationError, InvalidStateError
 from durable.storage.base import QueueStore, Store
 from durable.storage.memory import MemoryStore
-from tests.helpers import until
+from tests.helpers import run_cli, until
 
 pytestmark = pytest.mark.anyio
 
@@ -135,3 +138,35 @@ async def test_bad_flow_control_is_refused() -> None:
         QueueSettings(name="q", concurrency=0)
     with pytest.raises(ConfigurationError, match="queue name"):
         QueueSettings(name="no spaces")
+
+
+async def test_a_task_shows_its_queue_key_priority_and_start(
+    client: Client, tmp_path: Path
+) -> None:
+    h = await _hash(client)
+    await client.set_queue("emails", priority=2)
+    placed = await client.launch(h, name="placed", queue="emails", queue_key="acme")
+    ranked = await client.launch(h, name="ranked", priority=7)
+    plain = await client.launch(h, name="plain")
+    assert (placed.queue, placed.queue_key, placed.priority) == ("emails", "acme", 2)
+    assert (ranked.queue, ranked.priority, plain.queue, plain.priority) == (None, 7, None, 0)
+    assert placed.started_at is None
+    await _claim(client.store, 10)
+    started = await client.get(placed.id)
+    assert started.started_at is not None
+    assert started.started_at <= datetime.now(UTC)
+    listed = {t.id: t for t in await client.list()}
+    assert (listed[placed.id].queue_key, listed[ranked.id].priority) == ("acme", 7)
+
+    url = client.store.url
+    shown = run_cli("show", str(placed.id), "--db", url, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"^queue +emails, key acme, priority 2$", shown.stdout, re.M)
+    assert re.search(r"^started +\d{4}-", shown.stdout, re.M)
+    table = run_cli("list", "--db", url, cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    rows = {line.split()[0]: line for line in table.stdout.splitlines()[1:]}
+    assert table.stdout.splitlines()[0].split()[-1] == "QUEUE"
+    assert rows[str(placed.id)].endswith("emails, key acme, priority 2")
+    assert rows[str(ranked.id)].endswith("priority 7")
+    assert rows[str(plain.id)].endswith(" -")
