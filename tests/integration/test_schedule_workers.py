@@ -12,7 +12,7 @@ import json
 import signal
 import subprocess
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,7 +20,15 @@ import pytest
 
 from durable.client import Client
 from durable.core.model import TaskState
-from durable.core.schedule import tick_key, tick_of
+from durable.core.schedule import (
+    Cadence,
+    CatchUp,
+    Overlap,
+    ScheduleSpec,
+    tick_key,
+    tick_of,
+)
+from durable.storage.base import ScheduleStore
 from tests.helpers import EXAMPLES, cli_env, durable_cmd, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -126,3 +134,125 @@ async def test_one_task_per_tick_under_a_kill_loop(workers: Workers) -> None:
 async def _more(fired: object, seen: int) -> int:
     count: int = await fired()  # type: ignore[operator]
     return count if count > seen else 0
+
+
+#: A task that runs about 2.5 s: longer than its schedule's 1 s period.
+SLOW = {"customer": "x", "order": 1, "prepare": 2.5}
+
+
+async def test_overlap_policies_under_workers(workers: Workers) -> None:
+    """`skip` never starts a tick while the previous task runs, `buffer-one` keeps one
+    tick waiting (and starts it when the task ends), `allow` overlaps: sampled from the
+    database while two worker processes run the ticks."""
+    policies = ("skip", "buffer-one", "allow")
+    async with await Client.open(workers.url) as client:
+        await client.register_file(EXAMPLES / "per_customer_queue.py")
+        for policy in policies:
+            await client.add_schedule(
+                policy, "per_customer_queue", every="1s", input=SLOW, overlap=policy,
+                catch_up="all",
+            )  # fmt: skip
+        workers.start()
+        workers.start()
+        most = dict.fromkeys(policies, 0)
+        waited: set[datetime] = set()  # ticks seen buffered while a task ran
+
+        async def enough() -> bool:
+            tasks = await client.list(limit=10_000)
+            for policy in policies:
+                live = [
+                    t for t in tasks if t.name.startswith(f"{policy}@") and not t.state.is_terminal
+                ]
+                most[policy] = max(most[policy], len(live))
+            buffered = (await client.get_schedule("buffer-one")).buffered
+            if buffered is not None:
+                waited.add(buffered)
+            started = {tick_of(t.name) for t in tasks if t.name.startswith("buffer-one@")}
+            return (
+                (await client.get_schedule("skip")).fired >= 3
+                and (await client.get_schedule("allow")).fired >= 4
+                and bool(waited & started)  # a buffered tick started later
+            )
+
+        await until(enough, within=300)
+        for policy in policies:
+            await client.pause_schedule(policy)
+        schedules = {p: await client.get_schedule(p) for p in policies}
+    print(f"most tasks running at once per overlap policy: {most}")
+    assert most["skip"] == 1
+    assert most["buffer-one"] == 1  # the waiting tick is not a task until its turn
+    assert most["allow"] >= 2
+    assert schedules["skip"].skipped >= 1
+    assert schedules["buffer-one"].skipped >= 1  # one waits; the others are dropped
+
+
+async def test_catch_up_after_every_worker_was_down(workers: Workers) -> None:
+    """Ticks that fell while no worker ran: those missed by more than the grace follow
+    the policy (all: each fires; latest: the newest only; none: none), and recent
+    ones fire on restart, whatever the policy: none lost, none doubled."""
+    async with await Client.open(workers.url) as client:
+        await client.register_file(EXAMPLES / "nightly_report.py")
+        store = client.store
+        assert isinstance(store, ScheduleStore)
+        # Added before the outage began: six ten-minute ticks fell while no worker ran,
+        # the last five minutes ago, and the next is five minutes off.
+        start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=55)
+        for policy in ("all", "latest", "none"):
+            await store.add_schedule(
+                ScheduleSpec(
+                    name=f"missed-{policy}", workflow="nightly_report",
+                    cadence=Cadence(every=600, anchor=start), input='{"team": "ops"}',
+                    overlap=Overlap.ALLOW, catch_up=CatchUp(policy),
+                )
+            )  # fmt: skip
+        await client.add_schedule(
+            "recent", "nightly_report", every="1s", input={"team": "ops"}, overlap="allow",
+            catch_up="none",
+        )  # fmt: skip
+        workers.start()
+        workers.start()
+        workers.start()
+
+        async def fired(name: str, at_least: int) -> bool:
+            return (await client.get_schedule(name)).fired >= at_least
+
+        await until(lambda: fired("recent", 2), within=300)
+        for _ in range(3):
+            workers.kill_one()  # every worker down
+        down = await client.get_schedule("recent")
+
+        async def ticks_fell() -> bool:  # a condition on the clock: four ticks are due
+            return datetime.now(UTC) >= down.cursor + timedelta(seconds=5)
+
+        await until(ticks_fell, within=60)
+        assert (await client.get_schedule("recent")).fired == down.fired  # nobody fired
+        back = datetime.now(UTC)
+        workers.start()
+        workers.start()
+
+        async def caught_up() -> bool:
+            return (await client.get_schedule("recent")).cursor >= back
+
+        await until(caught_up, within=300)
+        for name in ("recent", "missed-all", "missed-latest", "missed-none"):
+            await client.pause_schedule(name)
+        tasks = await client.list(limit=10_000)
+        by_schedule: dict[str, list[datetime]] = {}
+        for task in tasks:
+            name, _, _ = task.name.partition("@")
+            tick = tick_of(task.name)
+            assert tick is not None
+            by_schedule.setdefault(name, []).append(tick)
+        schedules = {p: await client.get_schedule(f"missed-{p}") for p in ("all", "latest", "none")}
+    missed = [start + timedelta(minutes=10 * k) for k in range(6)]
+    assert sorted(by_schedule.get("missed-all", [])) == missed
+    assert sorted(by_schedule.get("missed-latest", [])) == missed[-1:]
+    assert by_schedule.get("missed-none", []) == []
+    assert [(s.fired, s.skipped) for s in schedules.values()] == [(6, 0), (1, 5), (0, 6)]
+    recent = sorted(by_schedule["recent"])
+    first = recent[0]
+    # The ticks that fell while every worker was down fired after the restart.
+    assert recent == [first + timedelta(seconds=k) for k in range(len(recent))]
+    assert recent[-1] >= back - timedelta(seconds=1)
+    print(f"catch-up: {len(recent)} one-second ticks, {down.fired} before the outage; "
+          f"missed ten-minute ticks fired: all 6/6, latest 1/6, none 0/6")  # fmt: skip
