@@ -9,13 +9,16 @@ conditions ("a new tick fired"), each bounded.
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
+import anyio
 import pytest
 
 from durable.client import Client
@@ -33,8 +36,8 @@ from tests.helpers import EXAMPLES, cli_env, durable_cmd, until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
-#: Kills to make while the schedule ticks.
-KILLS = 6
+#: How long the schedule ticks under the kill loop.
+LOOP_SECONDS = 60
 
 
 class Workers:
@@ -85,50 +88,80 @@ def workers(backend_url: str, tmp_path: Path) -> Iterator[Workers]:
         group.stop()
 
 
-async def test_one_task_per_tick_under_a_kill_loop(workers: Workers) -> None:
-    async with await Client.open(workers.url) as client:
-        await client.register_file(EXAMPLES / "nightly_report.py")
-        added = await client.add_schedule(
-            "tick", "nightly_report", every="1s", input={"team": "ops"},
-            overlap="allow", catch_up="all",
-        )  # fmt: skip
-        workers.start()
-        workers.start()
+async def test_one_task_per_tick_for_a_minute_under_a_kill_loop(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """A schedule ticking every second for a minute, on SQLite and Postgres at once,
+    while a worker of each is SIGKILLed every 1 to 3 s (and replaced): every tick from
+    the first to the last launched exactly one task."""
+    sqlite_url = f"sqlite:///{tmp_path / 'durable.db'}"
+    (tmp_path / "sqlite").mkdir()
+    (tmp_path / "postgres").mkdir()
+    began = time.monotonic()
+    results: dict[str, str] = {}
+    async with anyio.create_task_group() as tg:
+        for label, url in (("sqlite", sqlite_url), ("postgres", pg_url)):
+            tg.start_soon(_kill_loop, label, url, tmp_path / label, results)
+    wall = time.monotonic() - began
+    for label, line in results.items():
+        print(f"{label}: {line}")
+    print(f"kill-loop test wall time, both backends at once: {wall:.0f} s")
 
-        async def fired() -> int:
-            return (await client.get_schedule("tick")).fired
 
-        seen = 0
-        for _ in range(KILLS):
-            # Kill only once a tick fired since the last kill: the loop keeps up with
-            # the machine, however busy.
-            seen = await until(lambda s=seen: _more(fired, s), within=120)
-            workers.kill_one()
-            workers.start()
-        await until(lambda s=seen: _more(fired, s), within=120)
-        await client.pause_schedule("tick")
-        schedule = await client.get_schedule("tick")
+async def _kill_loop(label: str, url: str, directory: Path, results: dict[str, str]) -> None:
+    group = Workers(url, directory)
+    try:
+        async with await Client.open(url) as client:
+            await client.register_file(EXAMPLES / "nightly_report.py")
+            added = await client.add_schedule(
+                "tick", "nightly_report", every="1s", input={"team": "ops"},
+                overlap="allow", catch_up="all",
+            )  # fmt: skip
+            first = added.spec.cadence.anchor
+            group.start()
+            group.start()
+            # Kill for a minute of ticks: until the tick a minute after the first is due.
+            kills = 0
+            rng = random.Random()
+            while datetime.now(UTC) < first + timedelta(seconds=LOOP_SECONDS):
+                await anyio.sleep(rng.uniform(1.0, 3.0))  # the kill loop's pace, not a wait
+                group.kill_one()
+                group.start()
+                kills += 1
 
-        tasks = [t for t in await client.list(limit=10_000) if t.name.startswith("tick@")]
-        ticks = sorted(t for t in (tick_of(task.name) for task in tasks) if t is not None)
-        first = added.spec.cadence.anchor
-        expected = [first + timedelta(seconds=k) for k in range(len(ticks))]
-        assert ticks == expected  # none lost, none doubled
-        assert ticks[-1] == schedule.cursor
-        assert schedule.fired == len(tasks)
-        assert schedule.skipped == 0
-        assert {t.idempotency_key for t in tasks} == {tick_key("tick", t) for t in ticks}
+            async def past_the_minute() -> bool:  # the survivors fire what is left
+                cursor = (await client.get_schedule("tick")).cursor
+                return cursor >= first + timedelta(seconds=LOOP_SECONDS)
 
-        # Every task runs to its end, and reports on the day before its own tick.
-        async def all_done() -> bool:
-            states = [(await client.get(t.id)).state for t in tasks]
-            return all(s is TaskState.COMPLETE for s in states)
+            await until(past_the_minute, within=300)
+            await client.pause_schedule("tick")
+            schedule = await client.get_schedule("tick")
+            tasks = [t for t in await client.list(limit=10_000) if t.name.startswith("tick@")]
+            ticks = sorted(t for t in (tick_of(task.name) for task in tasks) if t is not None)
+            expected = [first + timedelta(seconds=k) for k in range(len(ticks))]
+            doubled = len(ticks) - len(set(ticks))
+            missed = len(set(expected) - set(ticks))
+            assert ticks == expected, f"{label}: {missed} missed, {doubled} doubled"
+            assert len(ticks) > LOOP_SECONDS
+            assert ticks[-1] == schedule.cursor
+            assert (schedule.fired, schedule.skipped) == (len(tasks), 0)
+            assert {t.idempotency_key for t in tasks} == {tick_key("tick", t) for t in ticks}
 
-        await until(all_done, within=300)
-        sample = await client.get(tasks[0].id)
-        result = json.loads(sample.result or "null")
-        assert result["tick"] == tick_of(sample.name).isoformat()  # type: ignore[union-attr]
-    print(f"{len(ticks)} ticks, {KILLS} kills, {workers.started} workers started")
+            # Every task runs to its end, and reports on the day before its own tick.
+            async def all_done() -> bool:
+                states = [(await client.get(t.id)).state for t in tasks]
+                return all(s is TaskState.COMPLETE for s in states)
+
+            await until(all_done, within=300)
+            sample = await client.get(tasks[0].id)
+            result = json.loads(sample.result or "null")
+            assert result["tick"] == tick_of(sample.name).isoformat()  # type: ignore[union-attr]
+            results[label] = (
+                f"{len(ticks)} ticks, {missed} missed, {doubled} doubled; {kills} kills, "
+                f"{group.started} workers started"
+            )
+    finally:
+        group.stop()
 
 
 async def _more(fired: object, seen: int) -> int:
