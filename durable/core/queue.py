@@ -13,6 +13,7 @@ both take the last slot.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,15 @@ from durable.errors import ConfigurationError
 from durable.task_names import name_problem
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
+
+
+class Keep(enum.Enum):
+    """A setting left out of a change: it keeps its value (None would clear it)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,6 +78,11 @@ def check_name(name: str) -> None:
             f"letter or digit: {name[:60]!r}"
         )
 
+
+#: How long after a rate window opens a waiting worker looks: a claim exactly at the
+#: boundary may still count the start that is leaving (clocks, the database's
+#: transaction time), and would then wait for its poll.
+RATE_WAKE_MARGIN = 0.05
 
 #: Where a spawned child waits: (queue, queue key, priority), each optional.
 Placement = tuple[str | None, str | None, int | None]
