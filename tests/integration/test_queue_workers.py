@@ -49,7 +49,11 @@ class Workers:
         self.started += 1
         log = (self.directory / f"worker{self.started}.err").open("wb")
         self.logs.append(log)
-        args = ("worker", "--db", self.url, "--lease-seconds", "2", "--poll-interval", str(poll))
+        # Leases lapse on a starved machine, counted as deaths: no quarantine here.
+        args = (
+            "worker", "--db", self.url, "--lease-seconds", "2", "--poll-interval", str(poll),
+            "--max-worker-deaths", "100",
+        )  # fmt: skip
         self.procs.append(
             subprocess.Popen(
                 durable_cmd(*args),
