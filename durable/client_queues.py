@@ -10,8 +10,8 @@ import builtins
 from typing import TYPE_CHECKING
 
 from durable.core.model import NewTask, Task
-from durable.core.queue import Queue, QueueSettings, check_name
-from durable.errors import ConfigurationError
+from durable.core.queue import KEEP, Keep, Queue, QueueSettings, check_name, placement_problem
+from durable.errors import ConfigurationError, NotFoundError
 from durable.storage.base import QueueStore
 
 if TYPE_CHECKING:
@@ -32,13 +32,15 @@ class QueueClient:
         self,
         name: str,
         *,
-        concurrency: int | None = None,
-        key_concurrency: int | None = None,
-        rate: tuple[int, float] | None = None,
-        priority: int = 0,
-        paused: bool = False,
+        concurrency: int | Keep | None = KEEP,
+        key_concurrency: int | Keep | None = KEEP,
+        rate: tuple[int, float] | Keep | None = KEEP,
+        priority: int | Keep = KEEP,
+        paused: bool | Keep = KEEP,
     ) -> Queue:
-        """Create queue `name`, or replace its settings (tasks waiting in it included).
+        """Create queue `name`, or change the settings given (tasks waiting in it
+        included); a setting left out keeps its value (a new queue's: no limit,
+        priority 0, not paused). None clears a limit.
 
         Args:
             concurrency: most tasks of the queue active at once (None: no limit).
@@ -50,12 +52,28 @@ class QueueClient:
         Raises:
             ConfigurationError: a bad name or limit.
         """
-        count, period = rate if rate is not None else (None, None)
+        store = self._queues()
+        check_name(name)
+        try:
+            old = (await store.get_queue(name)).settings
+        except NotFoundError:
+            old = QueueSettings(name=name)
+        # Read, then written whole: of two changes at the same instant to one queue,
+        # the later write wins (settings are an operator's, not a workflow's).
+        if rate is KEEP:
+            count, period = old.rate_limit, old.rate_period
+        else:
+            count, period = rate if rate is not None else (None, None)
         settings = QueueSettings(
-            name=name, concurrency=concurrency, key_concurrency=key_concurrency,
-            rate_limit=count, rate_period=period, priority=priority, paused=paused,
-        )  # fmt: skip
-        return await self._queues().set_queue(settings)
+            name=name,
+            concurrency=old.concurrency if concurrency is KEEP else concurrency,
+            key_concurrency=old.key_concurrency if key_concurrency is KEEP else key_concurrency,
+            rate_limit=count,
+            rate_period=period,
+            priority=old.priority if priority is KEEP else priority,
+            paused=old.paused if paused is KEEP else paused,
+        )
+        return await store.set_queue(settings)
 
     async def get_queue(self, name: str) -> Queue:
         """The queue's settings and counts, or `NotFoundError`."""
@@ -82,9 +100,8 @@ def check_flow(store: Store, spec: NewTask) -> None:
         return
     if not isinstance(store, QueueStore):
         raise ConfigurationError(f"the store {store.url} has no queues, priorities or debounce")
-    if spec.queue is not None:
-        check_name(spec.queue)
-    if spec.queue_key is not None and spec.queue is None:
-        raise ConfigurationError("a queue key needs a queue")
+    problem = placement_problem(spec.queue, spec.queue_key)
+    if problem is not None:
+        raise ConfigurationError(problem)
     if spec.debounce_key is not None and spec.debounce <= 0:
         raise ConfigurationError("a debounce key needs a debounce window of more than 0 s")

@@ -98,9 +98,12 @@ def effect_modules(
 
     # -- children ----------------------------------------------------------------------
 
-    def spawn(request: Any) -> int:
+    def spawn(request: Any, options: Any = None) -> int:
+        placement = None
+        if options is not None:  # spawn-options.spawn-queued, as the SDK builds it
+            placement = (options.queue, options.queue_key, options.priority)
         out = coordination.spawn_child(
-            ctx, request.workflow, request.entry, request.input, request.name
+            ctx, request.workflow, request.entry, request.input, request.name, placement
         )
         if "id" in out:
             return int(out["id"])
@@ -190,6 +193,12 @@ def effect_modules(
             **{c.__name__: c for c in spawn_errors.values()},
         ),
         "wit_world.imports.child_control": module("child_control", {"cancel": cancel}),
+        "wit_world.imports.spawn_options": module(
+            "spawn_options",
+            {"spawn_queued": spawn},
+            QueueOptions=Record,
+            **{c.__name__: c for c in spawn_errors.values()},
+        ),
         "wit_world.imports.http": module(
             "http",
             {"fetch": fetch},

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from durable.cli._common import Group, db_option, handle_errors, open_client, run_async
 from durable.cli._format import fields, table
-from durable.core.queue import Queue, describe, parse_rate
+from durable.core.queue import KEEP, Queue, describe, parse_rate
 
 
 @click.group(cls=Group)
@@ -71,15 +73,41 @@ def show(name: str, db: str | None) -> None:
     run_async(main)
 
 
+class _Limit(click.ParamType[int | None]):
+    """A positive whole number, or "none" (no limit)."""
+
+    name = "N|none"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | None:
+        if value is None or isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if text.lower() == "none":
+            return None
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+        self.fail(f"{text!r} is not a whole number of at least 1, nor 'none'", param, ctx)
+
+
+def _keep(value: object, given: bool) -> Any:
+    return value if given else KEEP
+
+
 @queue.command("set")
 @click.argument("name")
-@click.option("--concurrency", type=click.IntRange(min=1), help="Most active tasks at once.")
+@click.option("--concurrency", type=_Limit(), help="Most active tasks at once; none: no limit.")
 @click.option(
-    "--key-concurrency", type=click.IntRange(min=1), help="Most active tasks per queue key."
+    "--key-concurrency", type=_Limit(), help="Most active tasks per queue key; none: no limit."
 )
-@click.option("--rate", metavar="N/PERIOD", help="Most starts per period, e.g. 10/1s, 100/1m.")
-@click.option("--priority", type=int, default=0, help="Priority of tasks launched without one.")
-@click.option("--pause/--resume", default=False, help="Start nothing more from it, or go on.")
+@click.option(
+    "--rate",
+    metavar="N/PERIOD|none",
+    help="Most starts per period, e.g. 10/1s, 100/1m; none: no limit.",
+)
+@click.option("--priority", type=int, help="Priority of tasks launched without one.")
+@click.option("--pause/--resume", default=None, help="Start nothing more from it, or go on.")
 @db_option
 @handle_errors
 def set_queue(
@@ -87,24 +115,38 @@ def set_queue(
     concurrency: int | None,
     key_concurrency: int | None,
     rate: str | None,
-    priority: int,
-    pause: bool,
+    priority: int | None,
+    pause: bool | None,
     db: str | None,
 ) -> None:
-    """Create queue NAME or replace its settings; a limit left out is no limit.
+    """Create queue NAME or change the settings given; the others keep their values.
 
-    The new settings apply at once, to the tasks already waiting too.
+    A new queue starts with no limits, priority 0, not paused. `none` clears a limit
+    (`--concurrency none`, `--key-concurrency none`, `--rate none`). The new settings
+    apply at once, to the tasks already waiting too.
     """
-    parsed = None if rate is None else parse_rate(rate)
+    ctx = click.get_current_context()
+
+    def given(option: str) -> bool:
+        return ctx.get_parameter_source(option) is not click.core.ParameterSource.DEFAULT
+
+    parsed: tuple[int, float] | None = None
+    if rate is not None and rate.strip().lower() != "none":
+        parsed = parse_rate(rate)
 
     async def main() -> None:
         async with await open_client(db, create=True) as client:
             q = await client.set_queue(
-                name, concurrency=concurrency, key_concurrency=key_concurrency, rate=parsed,
-                priority=priority, paused=pause,
-            )  # fmt: skip
+                name,
+                concurrency=_keep(concurrency, given("concurrency")),
+                key_concurrency=_keep(key_concurrency, given("key_concurrency")),
+                rate=_keep(parsed, rate is not None),
+                priority=_keep(priority, priority is not None),
+                paused=_keep(pause, pause is not None),
+            )
         limits = ", ".join(describe(q.settings)) or "no limits"
-        click.echo(f"queue {name}: {limits}{', paused' if pause else ''}", err=True)
+        paused = ", paused" if q.settings.paused else ""
+        click.echo(f"queue {name}: {limits}, priority {q.settings.priority}{paused}", err=True)
 
     run_async(main)
 

@@ -77,7 +77,12 @@ def list_tasks(
         ]
         for t in tasks
     ]
-    click.echo(fmt.table(["ID", "NAME", "STATE", "CREATED", "UPDATED", "DURATION"], rows))
+    headers = ["ID", "NAME", "STATE", "CREATED", "UPDATED", "DURATION"]
+    if any(t.queue is not None or t.priority for t in tasks):  # else the table as before
+        headers.append("QUEUE")
+        for row, t in zip(rows, tasks, strict=True):
+            row.append(_placement(t) if t.queue is not None or t.priority else "-")
+    click.echo(fmt.table(headers, rows))
 
 
 @click.command()
@@ -156,6 +161,10 @@ def _summary(task: Task, children: list[Task], lineage: list[tuple[str, str]]) -
     if task.deadline_at is not None:
         pairs.append(("deadline", fmt.local_time(task.deadline_at)))
     pairs.append(("attempts", str(task.attempts)))
+    if task.queue is not None or task.priority:
+        pairs.append(("queue", _placement(task)))
+    if task.started_at is not None:
+        pairs.append(("started", fmt.local_time(task.started_at)))
     if task.deaths:  # see durable.storage.quarantine
         pairs.append(("deaths", f"{task.deaths} worker death(s) in a row"))
     pairs.append(("input", fmt.short(task.input, 200)))
@@ -177,6 +186,16 @@ def _summary(task: Task, children: list[Task], lineage: list[tuple[str, str]]) -
     pairs.extend(lineage)  # forked from, forks, binary moves
     header = fmt.style(f"task {task.id}", bold=True) + f"  {task.name}"
     return header + "\n" + fmt.fields(pairs)
+
+
+def _placement(task: Task) -> str:
+    """Where a task waits: "emails, key acme, priority 5" (the parts it has)."""
+    parts = [] if task.queue is None else [task.queue]
+    if task.queue_key is not None:
+        parts.append(f"key {task.queue_key}")
+    if task.priority:
+        parts.append(f"priority {task.priority}")
+    return ", ".join(parts)
 
 
 def _traceback(task: Task) -> str:

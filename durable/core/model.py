@@ -88,6 +88,13 @@ class Task:
     # its lease lapsed or its worker was removed); any `finish` resets it. At the
     # worker's `max_worker_deaths` the task is failed ("Quarantined") instead.
     deaths: int = 0
+    # Flow control (durable/core/queue.py): the queue it waits or runs in, its key
+    # there, its priority (higher starts first), and when a worker first started it
+    # (kept for queued tasks, whose rate limits count it).
+    queue: str | None = None
+    queue_key: str | None = None
+    priority: int = 0
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -80,6 +80,8 @@ CHILDREN_JOIN: Op[JsonObject | None] = Op("durable:children.join")
 #: A child cancelled (digest: its id): {"running": bool} (whether it had not ended yet,
 #: so a cancel request was sent with the event) or {"refused": message}.
 CHILDREN_CANCEL: Op[JsonObject] = Op("durable:child-control.cancel")
+#: A child spawned onto a queue (`spawn-options.spawn-queued`): as `CHILDREN_SPAWN`.
+CHILDREN_SPAWN_QUEUED: Op[JsonObject] = Op("durable:spawn-options.spawn-queued")
 
 # -- durable:core/status -----------------------------------------------------------------
 

@@ -13,13 +13,24 @@ both take the last slot.
 
 from __future__ import annotations
 
+import enum
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from durable.errors import ConfigurationError
+from durable.task_names import name_problem
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,199}")
+
+
+class Keep(enum.Enum):
+    """A setting left out of a change: it keeps its value (None would clear it)."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +77,37 @@ def check_name(name: str) -> None:
             "a queue name is 1 to 200 letters, digits, '_', '.', ':' or '-', starting with a "
             f"letter or digit: {name[:60]!r}"
         )
+
+
+#: How long after a rate window opens a waiting worker looks: a claim exactly at the
+#: boundary may still count the start that is leaving (clocks, the database's
+#: transaction time), and would then wait for its poll.
+RATE_WAKE_MARGIN = 0.05
+
+#: Where a spawned child waits: (queue, queue key, priority), each optional.
+Placement = tuple[str | None, str | None, int | None]
+
+#: The longest queue key: a workflow chooses it, and it is stored with every task.
+MAX_KEY_LENGTH = 200
+
+
+def placement_problem(queue: str | None, queue_key: str | None) -> str | None:
+    """Why a task cannot be placed so (a bad queue name, a key without a queue or too
+    long), or None. Pure: the host checks what an untrusted workflow asks for."""
+    if queue is not None:
+        try:
+            check_name(queue)
+        except ConfigurationError as exc:
+            return str(exc)
+    if queue_key is not None:
+        if queue is None:
+            return "a queue key needs a queue"
+        if len(queue_key) > MAX_KEY_LENGTH:
+            return f"a queue key is at most {MAX_KEY_LENGTH} characters, not {len(queue_key)}"
+        problem = name_problem(queue_key)  # shown in tables, as a task name is
+        if problem is not None:
+            return "queue key: " + problem.replace("a task name", "it")
+    return None
 
 
 def pick(

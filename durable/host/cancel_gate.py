@@ -27,8 +27,11 @@ if TYPE_CHECKING:
 
 #: Durable functions that start something, by WIT name (unique among the interfaces).
 GATED = frozenset(
-    {"enter", "sleep", "sleep-until", "fetch", "wait", "send", "spawn", "join", "begin"}
-)
+    {
+        "enter", "sleep", "sleep-until", "fetch", "wait", "send", "spawn", "spawn-queued",
+        "join", "begin",
+    }
+)  # fmt: skip
 #: The task's error message when the gate stops a guest.
 MESSAGE = "stopped at a durable call: the workflow did not read task.cancelled"
 

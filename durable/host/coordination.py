@@ -18,7 +18,9 @@ from wasmtime import component as wc
 from durable.core import ops
 from durable.core.limits import input_too_large
 from durable.core.model import NewTask, Notification, TaskState
+from durable.core.queue import Placement, placement_problem
 from durable.core.side_writes import ConsumeNotification
+from durable.errors import ConfigurationError
 from durable.host._wit import Current, add_funcs, record
 from durable.host.context import AttemptContext
 from durable.host.world import DURABLE_VERSION
@@ -95,11 +97,25 @@ def send_notification(ctx: AttemptContext, task_id: int, event: str, data: str) 
 
 
 def spawn_child(
-    ctx: AttemptContext, workflow: str | None, entry: str, input_: str, name: str
+    ctx: AttemptContext,
+    workflow: str | None,
+    entry: str,
+    input_: str,
+    name: str,
+    placement: Placement | None = None,
 ) -> dict[str, Any]:
-    """The guest's `children.spawn`: {"id": n} or {"error": [kind, detail]}."""
+    """The guest's `children.spawn` (and, with a placement, `spawn-options.spawn-queued`):
+    {"id": n} or {"error": [kind, detail]}."""
     key = _key(ctx, "spawn")
-    op = ops.CHILDREN_SPAWN
+    op = ops.CHILDREN_SPAWN if placement is None else ops.CHILDREN_SPAWN_QUEUED
+    # A queued spawn's digest covers its placement: a replay that moves the child to
+    # another queue is a change of code, caught as nondeterminism.
+    digest = (
+        _digest(workflow, entry, input_, name)
+        if placement is None
+        else _digest(workflow, entry, input_, name, *placement)
+    )
+    queue, queue_key, priority = placement or (None, None, None)
 
     def perform() -> str:
         # Checked here, inside the recorded effect: the outcome is replayed as recorded
@@ -117,6 +133,9 @@ def spawn_child(
         problem = name_problem(label)  # the guest chose it: check as a launch would
         if problem is not None:
             return json.dumps({"error": ["other", f"cannot spawn the child: {problem}"]})
+        problem = placement_problem(queue, queue_key)
+        if problem is not None:
+            return op.encode({"error": ["other", f"cannot spawn the child: {problem}"]})
         spec = NewTask(
             name=label,
             workflow_hash=workflow_hash,
@@ -124,10 +143,16 @@ def spawn_child(
             entry=entry,
             parent_id=ctx.task.id,
             idempotency_key=key,
+            queue=queue,
+            queue_key=queue_key,
+            priority=priority,
         )
-        return op.encode({"id": ctx.sink.spawn(spec)})
+        try:
+            return op.encode({"id": ctx.sink.spawn(spec)})
+        except ConfigurationError as exc:  # a store without queues
+            return op.encode({"error": ["other", f"cannot spawn the child: {exc}"]})
 
-    return op.decode(ctx.effect(op.label, _digest(workflow, entry, input_, name), perform))
+    return op.decode(ctx.effect(op.label, digest, perform))
 
 
 def join_child(ctx: AttemptContext, child_id: int, timeout_ns: int | None) -> dict[str, Any] | None:

@@ -27,6 +27,7 @@ from durable.host.coordination import define_coordination
 from durable.host.http import define_http
 from durable.host.patch import define_patch
 from durable.host.source import define_source
+from durable.host.spawn_options import define_spawn_options
 from durable.host.sql import define_sql
 from durable.host.status import define_status
 from durable.host.world import DURABLE_VERSION
@@ -129,4 +130,5 @@ INTERFACES: list[Definer] = [
     define_child_control,
     define_patch,
     define_source,
+    define_spawn_options,
 ]

@@ -21,6 +21,7 @@ DURABLE_INTERFACES = (
     "durable:core/child-control",
     "durable:core/patch",
     "durable:core/source",
+    "durable:core/spawn-options",
 )
 #: The package version this host implements. Components built against an older minor
 #: version still link, because interfaces only ever gain functions.

@@ -53,6 +53,10 @@ def task(row: asyncpg.Record) -> Task:
         deadline_at=row["deadline_at"],
         cancel_requested=row["cancel_requested"],
         deaths=row["deaths"],
+        queue=row["queue"],
+        queue_key=row["queue_key"],
+        priority=row["priority"],
+        started_at=row["started_at"],
     )
 
 

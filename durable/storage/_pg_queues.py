@@ -34,9 +34,9 @@ async def create(conn: asyncpg.Connection, spec: NewTask, seed: int) -> asyncpg.
     debounced launch whose key has a waiting task renews that task instead. No row when
     the idempotency key is taken."""
     if spec.debounce_key is not None:
-        await conn.execute(_Q["debounce_lock"], spec.debounce_key)
+        await conn.execute(_Q["debounce_lock"], spec.debounce_key, spec.queue)
         row = await conn.fetchrow(
-            _Q["debounce_renew"], spec.debounce_key, spec.input, float(spec.debounce)
+            _Q["debounce_renew"], spec.debounce_key, spec.input, float(spec.debounce), spec.queue
         )
         if row is not None:
             return row

@@ -62,6 +62,10 @@ def task(row: Sequence[Any]) -> Task:
         deadline_at=maybe_dt(row[16]),
         cancel_requested=bool(row[17]),
         deaths=row[18],
+        queue=row[19],
+        queue_key=row[20],
+        priority=row[21],
+        started_at=maybe_dt(row[22]),
     )
 
 

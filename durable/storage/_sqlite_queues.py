@@ -24,11 +24,11 @@ async def _fetch(conn: aiosqlite.Connection, query: str, *params: Any) -> list[A
 
 
 async def debounced(conn: aiosqlite.Connection, spec: NewTask, now: float) -> int | None:
-    """The waiting task `spec`'s debounce key already names, given `spec`'s input and a
-    fresh wait; None when there is none (in the caller's transaction)."""
+    """The waiting task `spec`'s debounce key already names in its queue, given `spec`'s
+    input and a fresh wait; None when there is none (in the caller's transaction)."""
     if spec.debounce_key is None:
         return None
-    found = await _fetch(conn, "debounce_find", spec.debounce_key)
+    found = await _fetch(conn, "debounce_find", spec.debounce_key, spec.queue)
     if not found:
         return None
     task_id = int(found[0][0])
@@ -133,3 +133,9 @@ async def pause_task(conn: aiosqlite.Connection, task_id: int, paused: bool, now
     done = await conn.execute(_Q["pause_task"], (int(paused), now, task_id))
     if done.rowcount != 1:
         raise TaskNotFoundError(task_id)
+
+
+async def rate_window_opens(conn: aiosqlite.Connection, now: float) -> float | None:
+    """When a rate-limited queue at its limit, with a task ready, may start one again."""
+    opens = (await _fetch(conn, "rate_window_opens", now))[0][0]
+    return None if opens is None else float(opens) + q.RATE_WAKE_MARGIN

@@ -28,7 +28,8 @@ TASK_COLUMNS = (
     "id, name, workflow_hash, entry, "
     "(SELECT input FROM durable_task_input WHERE task_id = durable_task.id), state, seed, "
     "created_at, updated_at, wakeup_at, result, error, owner, attempts, parent_id, "
-    "idempotency_key, deadline_at, cancel_requested, deaths"
+    "idempotency_key, deadline_at, cancel_requested, deaths, "
+    "queue, queue_key, priority, started_at"
 )
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")

@@ -40,7 +40,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -63,6 +63,7 @@ from durable.core.model import (
     TaskState,
     WorkerInfo,
 )
+from durable.core.queue import RATE_WAKE_MARGIN
 from durable.core.side_writes import SideWrite
 from durable.core.status import StatusValue
 from durable.errors import (
@@ -475,11 +476,16 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         return sorted(row["id"] for row in rows if row["cancel_requested"])
 
     async def next_wakeup(self) -> datetime | None:
-        """The earliest suspended `wakeup_at` or active lease expiry; None if neither."""
+        """The earliest suspended `wakeup_at`, active lease expiry or reopening of a
+        rate-limited queue's window; None if none."""
         await self._listen()
         with translate("read the next wake-up"):
             when: datetime | None = await self._pool.fetchval(_Q["next_wakeup"])
-        return when
+            opens: datetime | None = await self._pool.fetchval(_Q["rate_window_opens"])
+        if opens is not None:
+            opens += timedelta(seconds=RATE_WAKE_MARGIN)
+        times = [t for t in (when, opens) if t is not None]
+        return min(times) if times else None
 
     async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 - the protocol's shape
         """Return when notified that work may be runnable, or after `timeout` seconds."""

@@ -562,10 +562,14 @@ class SQLiteStore:
         return sorted(task_id for task_id, cancel in rows if cancel)
 
     async def next_wakeup(self) -> datetime | None:
-        """The earliest suspended `wakeup_at` or active lease expiry, or None."""
+        """The earliest suspended `wakeup_at`, active lease expiry or reopening of a
+        rate-limited queue's window, or None."""
         async with self._use() as conn:
-            rows = await self._fetch(conn, "next_wakeup", self._clock())
-        return maybe_dt(rows[0][0])
+            now = self._clock()
+            rows = await self._fetch(conn, "next_wakeup", now)
+            opens = await queues.rate_window_opens(conn, now)
+        times = [t for t in (rows[0][0], opens) if t is not None]
+        return maybe_dt(min(times) if times else None)
 
     async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 - Store protocol
         """Return when something may have changed since the last return, or after `timeout`.

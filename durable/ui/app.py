@@ -329,7 +329,8 @@ async def task_page(dash: Dashboard, request: Request) -> Response:
     if task.cancel_requested:
         meta.append(("cancel", "requested"))
     if flow is not None and flow.queue is not None:
-        meta.append(("queue", f'<span id="queue">{e(flow.queue)}</span>'))
+        key = f", key {task.queue_key}" if task.queue_key is not None else ""
+        meta.append(("queue", f'<span id="queue">{e(flow.queue)}</span>{e(key)}'))
     paused = flow is not None and flow.paused and not task.state.is_terminal
     if flow is not None and not task.state.is_terminal:
         shown = "yes: no worker runs it until it is resumed" if paused else "no"

@@ -52,6 +52,7 @@ from durable.core.side_writes import SideWrite
 from durable.core.task_error import TaskError
 from durable.errors import (
     ComponentError,
+    ConfigurationError,
     InvalidStateError,
     LeaseLostError,
     NotFoundError,
@@ -62,7 +63,7 @@ from durable.host._shared_compile import CompileState
 from durable.host.context import AttemptContext
 from durable.host.runtime import AttemptEnd, Runtime
 from durable.metrics import LOST
-from durable.storage.base import GuestTransaction, SqlStore, Store
+from durable.storage.base import GuestTransaction, QueueStore, SqlStore, Store
 from durable.storage.guest import GuestResult, GuestValue
 from durable.storage.quarantine import last_chance
 from durable.tracing import AttemptTrace
@@ -119,7 +120,15 @@ class StoreSink:
         return None
 
     def spawn(self, spec: NewTask) -> int:
-        """Create the child (idempotent by key) and return its id."""
+        """Create the child (idempotent by key) and return its id.
+
+        Raises:
+            ConfigurationError: a queued child, and the store has no queues.
+        """
+        if (spec.queue is not None or spec.priority is not None) and not isinstance(
+            self._store, QueueStore
+        ):
+            raise ConfigurationError(f"the store {self._store.url} has no queues or priorities")
         return anyio.from_thread.run(self._store.create_task, spec).id
 
     def find_workflow(self, name: str) -> str | None:

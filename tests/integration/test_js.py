@@ -278,3 +278,15 @@ def test_a_bad_workflow_is_refused_in_one_line(tmp_path: Path, source: str, need
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert needle in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.anyio
+async def test_spawn_onto_a_queue(store: Store, runtime: Runtime, tour: bytes) -> None:
+    done = await _run(store, runtime, tour, "queuedParent", 2)
+    assert done.state is TaskState.COMPLETE, done.error
+    out = json.loads(done.result or "null")
+    child = await store.get_task(out["child"])
+    assert (child.queue, child.queue_key, child.priority) == ("js", "k", 3)
+    assert child.state is TaskState.COMPLETE
+    labels = [e.label for e in await store.load_history(done.id)]
+    assert "durable:spawn-options.spawn-queued" in labels

@@ -5,17 +5,20 @@ Claims are made by hand, as workers would make them, on SQLite and Postgres.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from durable.client import Client
 from durable.core.model import Completed, Lease, TaskState
-from durable.core.queue import QueueSettings
+from durable.core.queue import Queue, QueueSettings
 from durable.errors import ConfigurationError, InvalidStateError
 from durable.storage.base import QueueStore, Store
 from durable.storage.memory import MemoryStore
-from tests.helpers import until
+from tests.helpers import run_cli, until
 
 pytestmark = pytest.mark.anyio
 
@@ -101,7 +104,7 @@ async def test_paused_queue_and_task(client: Client) -> None:
     plain = await client.launch(h, name="plain")
     await client.pause(plain.id)
     assert await _claim(client.store, 10) == []
-    await client.set_queue("q")
+    await client.set_queue("q", paused=False)
     assert await _claim(client.store, 10) == [queued.id]
     resumed = await client.resume(plain.id)
     assert resumed.state is TaskState.READY
@@ -113,8 +116,9 @@ async def test_paused_queue_and_task(client: Client) -> None:
 
 async def test_debounce_replaces_the_waiting_input(client: Client) -> None:
     h = await _hash(client)
-    first = await client.launch(h, name="d", input=1, debounce_key="k", debounce=0.5)
-    second = await client.launch(h, name="d", input=2, debounce_key="k", debounce=0.5)
+    # A window long enough for a busy machine to launch twice and claim within it.
+    first = await client.launch(h, name="d", input=1, debounce_key="k", debounce=3.0)
+    second = await client.launch(h, name="d", input=2, debounce_key="k", debounce=3.0)
     assert second.id == first.id
     assert (await client.get(first.id)).input == "2"
     assert second.state is TaskState.SUSPENDED
@@ -135,3 +139,84 @@ async def test_bad_flow_control_is_refused() -> None:
         QueueSettings(name="q", concurrency=0)
     with pytest.raises(ConfigurationError, match="queue name"):
         QueueSettings(name="no spaces")
+
+
+async def test_a_task_shows_its_queue_key_priority_and_start(
+    client: Client, tmp_path: Path
+) -> None:
+    h = await _hash(client)
+    await client.set_queue("emails", priority=2)
+    placed = await client.launch(h, name="placed", queue="emails", queue_key="acme")
+    ranked = await client.launch(h, name="ranked", priority=7)
+    plain = await client.launch(h, name="plain")
+    assert (placed.queue, placed.queue_key, placed.priority) == ("emails", "acme", 2)
+    assert (ranked.queue, ranked.priority, plain.queue, plain.priority) == (None, 7, None, 0)
+    assert placed.started_at is None
+    await _claim(client.store, 10)
+    started = await client.get(placed.id)
+    assert started.started_at is not None
+    assert started.started_at <= datetime.now(UTC)
+    listed = {t.id: t for t in await client.list()}
+    assert (listed[placed.id].queue_key, listed[ranked.id].priority) == ("acme", 7)
+
+    url = client.store.url
+    shown = run_cli("show", str(placed.id), "--db", url, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"^queue +emails, key acme, priority 2$", shown.stdout, re.M)
+    assert re.search(r"^started +\d{4}-", shown.stdout, re.M)
+    table = run_cli("list", "--db", url, cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    rows = {line.split()[0]: line for line in table.stdout.splitlines()[1:]}
+    assert table.stdout.splitlines()[0].split()[-1] == "QUEUE"
+    assert rows[str(placed.id)].endswith("emails, key acme, priority 2")
+    assert rows[str(ranked.id)].endswith("priority 7")
+    assert rows[str(plain.id)].endswith(" -")
+
+
+async def test_debounce_keys_are_per_queue(client: Client) -> None:
+    h = await _hash(client)
+
+    async def launch(queue: str | None, value: int) -> int:
+        task = await client.launch(
+            h, name="d", input=value, queue=queue, debounce_key="tenant-1", debounce=30
+        )
+        return task.id
+
+    a = await launch("a", 1)
+    b = await launch("b", 2)
+    plain = await launch(None, 3)
+    assert len({a, b, plain}) == 3  # one key, three scopes: three waiting tasks
+    assert await launch("a", 4) == a  # the same queue and key: replaced
+    assert await launch("b", 5) == b
+    assert await launch(None, 6) == plain
+    inputs = [(await client.get(i)).input for i in (a, b, plain)]
+    assert inputs == ["4", "5", "6"]
+
+
+async def test_set_changes_only_what_it_is_given(client: Client, tmp_path: Path) -> None:
+    await client.set_queue("q", concurrency=3, key_concurrency=2, rate=(5, 1.0), priority=4)
+
+    def limits(q: Queue) -> tuple[object, ...]:
+        s = q.settings
+        return (s.concurrency, s.key_concurrency, s.rate_limit, s.rate_period, s.priority, s.paused)
+
+    assert limits(await client.set_queue("q", paused=True)) == (3, 2, 5, 1.0, 4, True)
+    assert limits(await client.set_queue("q", concurrency=None)) == (None, 2, 5, 1.0, 4, True)
+
+    url = client.store.url
+    cleared = run_cli("queue", "set", "q", "--rate", "none", "--resume", "--db", url, cwd=tmp_path)
+    assert cleared.returncode == 0, cleared.stderr
+    assert cleared.stderr == "queue q: per key 2, priority 4\n"
+    assert limits(await client.get_queue("q")) == (None, 2, None, None, 4, False)
+    more = run_cli("queue", "set", "q", "--concurrency", "7", "--db", url, cwd=tmp_path)
+    assert more.returncode == 0, more.stderr
+    assert limits(await client.get_queue("q")) == (7, 2, None, None, 4, False)
+    unset = run_cli("queue", "set", "q", "--key-concurrency", "none", "--db", url, cwd=tmp_path)
+    assert unset.returncode == 0, unset.stderr
+    assert limits(await client.get_queue("q")) == (7, None, None, None, 4, False)
+
+    bad = run_cli("queue", "set", "q", "--concurrency", "0", "--db", url, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "is not a whole number of at least 1, nor 'none'" in bad.stderr
+    assert "Traceback" not in bad.stderr
+    assert limits(await client.get_queue("q")) == (7, None, None, None, 4, False)

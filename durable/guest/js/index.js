@@ -16,6 +16,7 @@ import { fetch as httpFetch } from "durable:core/http@0.1.0";
 import { wait as notifyWait, send as notifySend } from "durable:core/notify@0.1.0";
 import { spawn as childSpawn, join as childJoin } from "durable:core/children@0.1.0";
 import { cancel as childCancel } from "durable:core/child-control@0.1.0";
+import { spawnQueued as childSpawnQueued } from "durable:core/spawn-options@0.1.0";
 import { set as statusSet } from "durable:core/status@0.1.0";
 import { patched as patchPatched, deprecate as patchDeprecate } from "durable:core/patch@0.1.0";
 import {
@@ -356,12 +357,27 @@ export function notify(taskId, event, data = null) {
 /**
  * Start a child task: `spawn({entry, input, workflow, name})`. Returns a handle with
  * `id`, `result({timeout, cancelOnTimeout})` and `cancel()`. Its id is recorded: it is never spawned twice.
+ * `queue`, `queueKey` and `priority` place the child on a named queue, as
+ * `durable launch --queue` does: it starts within the queue's limits.
  */
-export function spawn({ entry = "", input = null, workflow = undefined, name = "" } = {}) {
+export function spawn({
+  entry = "",
+  input = null,
+  workflow = undefined,
+  name = "",
+  queue = undefined,
+  queueKey = undefined,
+  priority = undefined,
+} = {}) {
   checkCancelled();
   let id;
   try {
-    id = childSpawn({ workflow, entry, input: JSON.stringify(input), name });
+    const request = { workflow, entry, input: JSON.stringify(input), name };
+    if (queue === undefined && queueKey === undefined && priority === undefined) {
+      id = childSpawn(request);
+    } else {
+      id = childSpawnQueued(request, { queue, queueKey, priority });
+    }
   } catch (e) {
     const why = payloadOf(e);
     if (why?.tag === "workflow-not-found") {

@@ -60,6 +60,11 @@ function parent(n) {
   return { child: child.id, result: child.result(), me: info().id };
 }
 
+function queuedParent(n) {
+  const child = spawn({ entry: "steps", input: n, queue: "js", queueKey: "k", priority: 3 });
+  return { child: child.id, result: child.result() };
+}
+
 function fetcher(url) {
   const res = durable.http.get(url);
   let error = "";
@@ -133,6 +138,7 @@ export const run = workflow({
   cancellable,
   inbox,
   parent,
+  queuedParent,
   fetcher,
   sql,
   notifier,

@@ -10,6 +10,7 @@ from typing import Any
 from componentize_py_types import Err
 from wit_world.imports import child_control as _child_control
 from wit_world.imports import children as _children
+from wit_world.imports import spawn_options as _spawn_options
 
 from durable import _cancel
 from durable._errors import ChildFailed, SpawnError
@@ -82,6 +83,9 @@ def spawn(
     *,
     entry: str = "",
     name: str = "",
+    queue: str | None = None,
+    queue_key: str | None = None,
+    priority: int | None = None,
 ) -> ChildHandle:
     """Start a child task and return its handle. Its id is recorded: never spawned twice.
 
@@ -89,8 +93,14 @@ def spawn(
     binary from that entry), or the name of another registered workflow (then `entry`
     picks its entry function, default its own default).
 
+    `queue` launches the child onto a named queue: it starts only within the queue's
+    limits (`durable queue set`), as a task launched with `--queue` does; `queue_key`
+    is its key for the queue's per-key limit, and `priority` orders it in the queue
+    (higher first; None: the queue's default).
+
     Raises:
-        SpawnError: no workflow is registered under that name.
+        SpawnError: no workflow is registered under that name, or the placement is
+            refused (a bad queue name, a key without a queue, a store without queues).
     """
     _cancel.check()
     if callable(workflow):
@@ -101,7 +111,13 @@ def spawn(
         workflow=other, entry=entry, input=json.dumps(input), name=name
     )
     try:
-        child_id = _children.spawn(request)
+        if queue is None and queue_key is None and priority is None:
+            child_id = _children.spawn(request)
+        else:
+            options = _spawn_options.QueueOptions(
+                queue=queue, queue_key=queue_key, priority=priority
+            )
+            child_id = _spawn_options.spawn_queued(request, options)
     except Err as exc:
         detail = getattr(exc.value, "value", "")
         if type(exc.value).__name__.endswith("WorkflowNotFound"):

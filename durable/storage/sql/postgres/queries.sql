@@ -687,13 +687,17 @@ ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING *;
 
 -- name: debounce_lock
-SELECT pg_advisory_xact_lock(hashtext('durable debounce'), hashtext($1));
+-- Debounce key $1 in queue $2 (NULL: no queue).
+SELECT pg_advisory_xact_lock(hashtext('durable debounce'),
+                             hashtext(coalesce($2::text, '') || '/' || $1));
 
 -- name: debounce_renew
--- The waiting task of debounce key $1 takes input $2 and waits $3 seconds more.
+-- The waiting task of debounce key $1 in queue $4 (NULL: no queue) takes input $2 and
+-- waits $3 seconds more.
 UPDATE durable.tasks
 SET input = $2, wakeup_at = now() + make_interval(secs => $3::float8), updated_at = now()
-WHERE debounce_key = $1 AND state = 'suspended' AND attempts = 0
+WHERE coalesce(queue, '') = coalesce($4::text, '') AND debounce_key = $1
+  AND state = 'suspended' AND attempts = 0
 RETURNING *;
 
 -- name: pause_task
@@ -737,3 +741,19 @@ WHERE task_id = $2 AND position < $3;
 -- name: task_forks
 -- The forks made from a task, oldest first. $1 origin_id, $2 limit.
 SELECT task_id, at FROM durable.task_origins WHERE origin_id = $1 ORDER BY task_id LIMIT $2;
+
+-- name: rate_window_opens
+-- When the next rate-limited queue with a task ready may start one again: its oldest
+-- start in the window leaves the window then. Only queues at their limit (one below
+-- it starts tasks now). A worker waits for this instead of its poll.
+SELECT min(opens) FROM (
+    SELECT min(s.started_at) + make_interval(secs => q.rate_period) AS opens,
+           count(*) AS n, q.rate_limit AS lim
+    FROM durable.queues AS q
+    JOIN durable.tasks AS s
+      ON s.queue = q.name AND s.started_at > now() - make_interval(secs => q.rate_period)
+    WHERE q.rate_limit IS NOT NULL AND NOT q.paused
+      AND EXISTS (SELECT 1 FROM durable.tasks AS r
+                  WHERE r.queue = q.name AND r.state = 'ready' AND NOT r.paused)
+    GROUP BY q.name, q.rate_limit, q.rate_period) AS w
+WHERE n >= lim;

@@ -553,7 +553,10 @@ SET queue = ?1, queue_key = ?2,
 WHERE id = ?4;
 
 -- name: debounce_find
-SELECT id FROM durable_task WHERE debounce_key = ? AND state = 'suspended' AND attempts = 0;
+-- The waiting task of debounce key ?1 in queue ?2 (NULL: no queue), by its unique index.
+SELECT id FROM durable_task INDEXED BY durable_task_debounce
+WHERE coalesce(queue, '') = coalesce(?2, '') AND debounce_key = ?1
+  AND state = 'suspended' AND attempts = 0;
 
 -- name: debounce_task
 -- Parameters: debounce_key, wakeup_at, updated_at, task_id.
@@ -603,3 +606,18 @@ WHERE task_id = ?2 AND position < ?3;
 -- name: task_forks
 -- The forks made from a task, oldest first. Parameters: origin_id, limit.
 SELECT task_id, at FROM durable_task_origin WHERE origin_id = ? ORDER BY task_id LIMIT ?;
+
+-- name: rate_window_opens
+-- When the next rate-limited queue with a task ready may start one again: its oldest
+-- start in the window leaves the window then. Only queues at their limit (one below
+-- it starts tasks now). A worker waits for this instead of its poll. ?1 now.
+SELECT min(opens) FROM (
+    SELECT min(s.started_at) + q.rate_period AS opens, count(*) AS n, q.rate_limit AS lim
+    FROM durable_queue AS q
+    JOIN durable_task AS s INDEXED BY durable_task_queue_starts
+      ON s.queue = q.name AND s.started_at > ?1 - q.rate_period
+    WHERE q.rate_limit IS NOT NULL AND NOT q.paused
+      AND EXISTS (SELECT 1 FROM durable_task INDEXED BY durable_task_queued
+                  WHERE queue = q.name AND state = 'ready' AND NOT paused)
+    GROUP BY q.name)
+WHERE n >= lim;

@@ -1,0 +1,9 @@
+-- durable schema: debounce keys are scoped by queue (`durable launch --debounce-key`).
+--
+-- Two queues may each hold a waiting task under the same debounce key (one tenant's
+-- key in two pipelines); a task with no queue has its own scope. The queue is compared
+-- through coalesce(), as the store's lookup does, so that the index serves it.
+
+DROP INDEX durable_task_debounce;
+CREATE UNIQUE INDEX durable_task_debounce ON durable_task (coalesce(queue, ''), debounce_key)
+    WHERE debounce_key IS NOT NULL AND state = 'suspended' AND attempts = 0;
