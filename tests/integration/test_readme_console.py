@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from durable.builder import build_workflow
 from durable.loader import prepare_workflow
 from tests.helpers import EXAMPLES, ROOT, cli_env
 
@@ -148,6 +149,8 @@ def _prebuild(command: str) -> None:
     for word in words:
         if word.startswith("examples/") and word.endswith((".py", ".js")):
             prepare_workflow(ROOT / word)
+            if words[1:2] == ["build"] and word.endswith(".py"):
+                build_workflow(ROOT / word)  # `durable build`'s standalone component
 
 
 def _prepare(where: Path) -> None:
