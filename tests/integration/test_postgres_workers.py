@@ -266,7 +266,17 @@ async def test_three_workers_300_tasks_one_killed(
                 takeover[task_id] = (updated_at - killed_at).total_seconds()
         return True if len(takeover) == len(orphans) else None
 
-    await _eventually(all_taken_over, HANG, "every orphan to be claimed again", 0.02)
+    try:
+        await _eventually(all_taken_over, HANG, "every orphan to be claimed again", 0.02)
+    except AssertionError:
+        left = await _rows(
+            pg_url,
+            "SELECT id, state, owner, lease_token, lease_expires_at, deaths, attempts, now() "
+            "FROM durable.tasks WHERE id = ANY($1::bigint[])",
+            [t for t in orphans if t not in takeover],
+        )
+        workers_now = await _rows(pg_url, "SELECT id, pid FROM durable.workers")
+        raise AssertionError(f"not taken over: {left}; workers {workers_now}; {orphans}") from None
 
     async def all_done() -> bool | None:
         (row,) = await _rows(pg_url, "SELECT count(*) FROM durable.tasks WHERE state='complete'")
