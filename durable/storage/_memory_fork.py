@@ -14,7 +14,7 @@ from datetime import datetime
 from durable.core.model import Task, TaskState
 from durable.core.status import StatusValue
 from durable.errors import ConflictError, NotFoundError, TaskNotFoundError
-from durable.storage._memory_rows import TaskRow
+from durable.storage._memory_rows import TaskRow, ready_task
 from durable.storage.fork import TaskFork, TaskOrigin, check_at
 from durable.storage.moves import BinaryMove
 
@@ -56,21 +56,14 @@ class MemoryForks:
             raise NotFoundError(f"workflow {workflow_hash} is not stored")
         now = self._now()
         self._last_id += 1
-        task = Task(
-            id=self._last_id,
+        task = ready_task(
+            self._last_id,
+            now,
             name=origin.task.name,
             workflow_hash=workflow_hash,
             entry=origin.task.entry,
             input=origin.task.input if input is None else input,
-            state=TaskState.READY,
             seed=origin.task.seed,  # the copied events derived their random bytes from it
-            created_at=now,
-            updated_at=now,
-            wakeup_at=None,
-            result=None,
-            error=None,
-            owner=None,
-            attempts=0,
             parent_id=None,
             idempotency_key=None,
         )

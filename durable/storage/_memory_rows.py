@@ -7,7 +7,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from durable.core.model import Event, LogChunk, Notification, Task
+from durable.core.model import Event, LogChunk, Notification, Task, TaskState
 
 __all__ = ["NotificationRow", "TaskRow", "aware"]
 
@@ -42,3 +42,19 @@ def aware(moment: datetime | None) -> datetime | None:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
+
+
+def ready_task(task_id: int, now: datetime, **fields: Any) -> Task:
+    """A task as it is made (by a launch or a fork): ready, never claimed, no result."""
+    return Task(
+        id=task_id,
+        state=TaskState.READY,
+        created_at=now,
+        updated_at=now,
+        wakeup_at=None,
+        result=None,
+        error=None,
+        owner=None,
+        attempts=0,
+        **fields,
+    )

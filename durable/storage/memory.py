@@ -62,6 +62,7 @@ from durable.storage._memory_fork import MemoryForks
 from durable.storage._memory_rows import NotificationRow as _NotificationRow
 from durable.storage._memory_rows import TaskRow as _TaskRow
 from durable.storage._memory_rows import aware as _aware
+from durable.storage._memory_rows import ready_task as _ready_task
 from durable.storage.fork import TaskOrigin
 from durable.storage.moves import BinaryMove
 
@@ -194,21 +195,14 @@ class MemoryStore(MemoryForks):
             raise TaskNotFoundError(spec.parent_id)
         now = self._now()
         self._last_id += 1
-        task = Task(
-            id=self._last_id,
+        task = _ready_task(
+            self._last_id,
+            now,
             name=spec.name,
             workflow_hash=spec.workflow_hash,
             entry=spec.entry,
             input=spec.input,
-            state=TaskState.READY,
             seed=spec.seed or secrets.randbits(63) or 1,
-            created_at=now,
-            updated_at=now,
-            wakeup_at=None,
-            result=None,
-            error=None,
-            owner=None,
-            attempts=0,
             parent_id=spec.parent_id,
             idempotency_key=spec.idempotency_key,
             deadline_at=None if spec.timeout is None else now + timedelta(seconds=spec.timeout),
