@@ -254,16 +254,27 @@ async def test_three_workers_300_tasks_one_killed(
     # clock). If it finished between two looks, `updated_at` is its end: a later time,
     # so the measured takeover can only be longer than the real one.
     takeover: dict[int, float] = {}
+    # A statement the victim sent just before the SIGKILL still runs to its end on the
+    # server, and its COMMIT lands: a task can leave `active` under the victim's own
+    # lease token after the look above (the busier the machine, the wider that window).
+    # That is the lease doing its job, not a takeover: such a task ran once. (One the
+    # commit suspended is taken over when it wakes, like any other.)
+    landed: set[int] = set()
 
     async def all_taken_over() -> bool | None:
         rows = await _rows(
             pg_url,
-            "SELECT id, lease_token, updated_at FROM durable.tasks WHERE id = ANY($1::bigint[])",
+            "SELECT id, lease_token, updated_at, state FROM durable.tasks "
+            "WHERE id = ANY($1::bigint[])",
             [t for t in orphans if t not in takeover],
         )
-        for task_id, token, updated_at in rows:
+        for task_id, token, updated_at, state in rows:
             if token > orphans[task_id]:
                 takeover[task_id] = (updated_at - killed_at).total_seconds()
+            elif state in ("complete", "failed"):
+                landed.add(task_id)
+        for task_id in landed:
+            orphans.pop(task_id, None)
         return True if len(takeover) == len(orphans) else None
 
     try:
@@ -301,9 +312,10 @@ async def test_three_workers_300_tasks_one_killed(
         assert [e[1] for e in events] == MAIN_LABELS, (task_id, events)
     # How soon is a figure (the benchmarks' failover_s), not a bound: on a loaded machine
     # the survivors finish their own tasks first.
+    spread = f"{min(takeover.values()):.2f}-{max(takeover.values()):.2f}s" if takeover else "-"
     print(
-        f"\n{len(orphans)} orphans taken over {min(takeover.values()):.2f}-"
-        f"{max(takeover.values()):.2f}s after the SIGKILL"
+        f"\n{len(orphans)} orphans taken over {spread} after the SIGKILL; "
+        f"{len(landed)} finished by the victim's last commit"
     )
 
 
