@@ -7,7 +7,7 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from durable.core.model import Event, LogChunk, Notification, Task, TaskState
+from durable.core.model import Event, LogChunk, Notification, RunInfo, Task, TaskState
 
 __all__ = ["NotificationRow", "TaskRow", "aware"]
 
@@ -23,6 +23,10 @@ class TaskRow:
     wake_pending: bool = False  # active: such a wake-up happened; cleared by claim
     events: list[Event] = dataclasses.field(default_factory=list)
     logs: list[LogChunk] = dataclasses.field(default_factory=list)
+    # The ended runs (`durable.continue_as_new`), oldest first, each with its history;
+    # and the seq of the last log chunk before the current run (its output follows).
+    runs: list[tuple[RunInfo, list[Event]]] = dataclasses.field(default_factory=list)
+    log_base: int = 0
 
     def change(self, **fields: Any) -> None:
         self.task = dataclasses.replace(self.task, **fields)

@@ -52,6 +52,7 @@ from durable.core.model import (
     Cancelled,
     Claim,
     Completed,
+    ContinuedAsNew,
     Event,
     Failed,
     Lease,
@@ -59,6 +60,7 @@ from durable.core.model import (
     NewTask,
     Notification,
     Outcome,
+    RunInfo,
     Task,
     TaskState,
     WorkerInfo,
@@ -380,15 +382,22 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         await self._cancel_family(conn, [r["id"] for r in family])
 
     async def _fenced(
-        self, sql: str, args: Sequence[Any], lease: Lease, writes: Sequence[SideWrite]
+        self,
+        sql: str,
+        args: Sequence[Any],
+        lease: Lease,
+        writes: Sequence[SideWrite],
+        *,
+        then: tuple[str, Sequence[Any]] | None = None,
     ) -> bool:
         """Run a fenced `append` or `finish` statement; whether the lease held.
 
         Children the side-writes cancel are cancelled in the same transaction, before
         the statement: children are locked before their parent, as everywhere else.
+        `then`, a statement to run after it in the same transaction once it matched.
         """
         children = side_writes.cancelled_children(writes)
-        if not children:
+        if not children and then is None:
             return bool(await self._pool.fetchval(sql, *args))
         try:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -396,6 +405,8 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
                     await self._cancel_child(conn, lease.task_id, child)
                 if not await conn.fetchval(sql, *args):
                     raise _NotFenced  # rolls the cancellations back
+                if then is not None:
+                    await conn.execute(then[0], *then[1])
         except _NotFenced:
             return False
         return True
@@ -573,17 +584,43 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         with translate("finish task", lease.task_id):
             if not codec.consecutive(events):
                 await self._refuse(lease, events)
+            # Continuing: the next run is set up in the same transaction as the finish.
+            then = (
+                (_Q["continue_run"], [lease.task_id, outcome.input])
+                if isinstance(outcome, ContinuedAsNew)
+                else None
+            )
             matched = await self._fenced(_Q["finish"], [
                 lease.task_id, lease.worker_id, lease.token,
                 *codec.write_args(events, logs, writes),
                 *codec.outcome_args(outcome, datetime.now(UTC)),
                 *codec.status_args(writes),
-            ], lease, writes)  # fmt: skip
+            ], lease, writes, then=then)  # fmt: skip
             if not matched:
                 await self._refuse(lease, events)
         if isinstance(outcome, Completed | Failed | Cancelled):
             # Committed: this store's own waiters need not wait for the NOTIFY's round trip.
             self._ends.ended(lease.task_id)
+
+    async def list_runs(self, task_id: int) -> list[RunInfo]:
+        """The task's ended runs, oldest first (`RunStore`)."""
+        with translate("read the runs of task", task_id):
+            rows = await self._pool.fetch(_Q["list_runs"], task_id)
+        return [
+            RunInfo(run=r["run"], input=r["input"], events=r["events"], ended_at=r["ended_at"])
+            for r in rows
+        ]
+
+    async def load_run_history(self, task_id: int, run: int) -> list[Event]:
+        """The events of run `run` of the task, ended or current (`RunStore`)."""
+        with translate("read the history of task", task_id):
+            async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+                current = await conn.fetchval(_Q["task_run"], task_id)
+                if current == run:
+                    rows = await conn.fetch(_Q["load_history"], task_id)
+                else:
+                    rows = await conn.fetch(_Q["load_run_history"], task_id, run)
+        return [codec.event(row) for row in rows]
 
     async def read_status(self, task_id: int) -> list[StatusValue]:
         """The task's status values, ordered by key."""

@@ -60,6 +60,7 @@ from durable.core.model import (
     Cancelled,
     Claim,
     Completed,
+    ContinuedAsNew,
     Event,
     Failed,
     Lease,
@@ -68,6 +69,7 @@ from durable.core.model import (
     Notification,
     Outcome,
     Released,
+    RunInfo,
     Suspended,
     Task,
     TaskState,
@@ -673,24 +675,58 @@ class SQLiteStore:
                 sql, values = _Q["finish_suspend"], (int(on_event), at, now)
             case Released(started=started):
                 sql, values = _Q["finish_release"], (int(started), now)
+            case ContinuedAsNew():
+                sql, values = _Q["finish_continue"], (now,)
             case _:
                 assert_never(outcome)
         params = (*values, *fence(lease))
+        continued = isinstance(outcome, ContinuedAsNew)
         async with self._use() as conn:
             if not codec.consecutive(events):
                 raise await self._refusal(conn, lease, "the events' indexes are not consecutive")
-            if not statements and not ends:
+            if not statements and not ends and not continued:
                 if (await conn.execute(sql, params)).rowcount != 1:  # autocommit
                     raise LeaseLostError(lease.task_id)
             else:
                 async with self._transaction(conn):
                     for statement in statements:
                         await self._run(conn, lease, statement)
+                    if isinstance(outcome, ContinuedAsNew):
+                        await self._continue_run(conn, lease.task_id, outcome.input, now)
                     if (await conn.execute(sql, params)).rowcount != 1:
-                        raise LeaseLostError(lease.task_id)
+                        raise LeaseLostError(lease.task_id)  # rolls the moves back too
                     if ends:
                         await conn.execute(_Q["wake_parent"], (now, lease.task_id))
             self._notify(wake.end_message(lease.task_id) if ends else wake.WORK)
+
+    @staticmethod
+    async def _continue_run(
+        conn: aiosqlite.Connection, task_id: int, text: str, now: float
+    ) -> None:
+        """Keep the current run's history as its run's, and give the task `text`."""
+        await conn.execute(_Q["finish_continue_run"], (now, task_id))
+        await conn.execute(_Q["finish_continue_events"], (task_id,))
+        await conn.execute(_Q["finish_continue_clear"], (task_id,))
+        await conn.execute(_Q["finish_continue_input"], (text, task_id))
+
+    async def list_runs(self, task_id: int) -> list[RunInfo]:
+        """The task's ended runs, oldest first (`RunStore`)."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "list_runs", task_id)
+        return [
+            RunInfo(run=run, input=text, events=count, ended_at=to_dt(at))
+            for run, text, count, at in rows
+        ]
+
+    async def load_run_history(self, task_id: int, run: int) -> list[Event]:
+        """The events of run `run` of the task, ended or current (`RunStore`)."""
+        async with self._use() as conn:
+            current = await self._fetch(conn, "get_task", task_id)
+            if current and codec.task(current[0]).run == run:
+                rows = await self._fetch(conn, "load_history", task_id)
+            else:
+                rows = await self._fetch(conn, "load_run_history", task_id, run)
+        return [codec.event(row) for row in rows]
 
     async def read_logs(
         self, task_id: int, *, after_seq: int = 0, limit: int | None = None
@@ -704,7 +740,7 @@ class SQLiteStore:
     async def logged_bytes(self, task_id: int, position: int) -> int:
         """Bytes of guest output logged at `position`."""
         async with self._use() as conn:
-            rows = await self._fetch(conn, "logged_bytes", task_id, position)
+            rows = await self._fetch(conn, "logged_bytes", task_id, position, task_id)
         return int(rows[0][0])
 
     async def read_status(self, task_id: int) -> list[StatusValue]:

@@ -266,9 +266,45 @@ LIMIT $3;
 -- name: logged_bytes
 -- Guest output at one position, both streams (host notes sit at position -1).
 -- octet_length of a TOASTed value reads its header, not its data.
+-- Only the current run's chunks (after the task's `log_base`): each run starts again
+-- at position 0.
 SELECT coalesce(sum(octet_length(data)), 0)::bigint
 FROM durable.logs
-WHERE task_id = $1 AND position = $2;
+WHERE task_id = $1 AND position = $2
+  AND seq > (SELECT log_base FROM durable.tasks WHERE id = $1);
+
+-- name: continue_run
+-- `ContinuedAsNew`, after `finish` made the task ready (in the same transaction, so
+-- no one sees it between): keep the run and move its events to the runs' history, and
+-- put the task at its next run with the input $2. One statement: every part reads the
+-- task and its events as they were before it.
+WITH kept AS (
+    INSERT INTO durable.task_runs (task_id, run, input, events, ended_at)
+    SELECT t.id, t.run, t.input,
+           (SELECT count(*) FROM durable.events AS e WHERE e.task_id = t.id), now()
+    FROM durable.tasks AS t WHERE t.id = $1
+), moved AS (
+    INSERT INTO durable.run_events (task_id, run, idx, label, digest, payload, created_at)
+    SELECT e.task_id, t.run, e.idx, e.label, e.digest, e.payload, e.created_at
+    FROM durable.events AS e JOIN durable.tasks AS t ON t.id = e.task_id
+    WHERE e.task_id = $1
+), cleared AS (
+    DELETE FROM durable.events WHERE task_id = $1
+)
+UPDATE durable.tasks
+SET run = run + 1, input = $2, on_event = false, wake_pending = false,
+    log_base = (SELECT coalesce(max(g.seq), 0) FROM durable.logs AS g WHERE g.task_id = $1)
+WHERE id = $1;
+
+-- name: task_run
+SELECT run FROM durable.tasks WHERE id = $1;
+
+-- name: list_runs
+SELECT run, input, events, ended_at FROM durable.task_runs WHERE task_id = $1 ORDER BY run;
+
+-- name: load_run_history
+SELECT idx, label, digest, payload, created_at FROM durable.run_events
+WHERE task_id = $1 AND run = $2 ORDER BY idx;
 
 -- name: append
 -- One statement, one round trip, and no new version of the task row per event.

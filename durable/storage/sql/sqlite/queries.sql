@@ -188,7 +188,11 @@ WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?;
 -- Guest output at one position, both streams (host notes sit at position -1). Only the
 -- task's newest chunks match (positions grow with seq), but the sum reads the lengths
 -- of all of its chunks: one index range, no blob data (length() reads the header).
-SELECT coalesce(sum(length(data)), 0) FROM durable_log WHERE task_id = ? AND position = ?;
+-- Only the current run's chunks (after the task's `log_base`): each run starts again
+-- at position 0. Parameters: task_id, position, task_id.
+SELECT coalesce(sum(length(data)), 0) FROM durable_log
+WHERE task_id = ? AND position = ?
+  AND seq > (SELECT log_base FROM durable_task WHERE id = ?);
 
 -- name: lease_holds
 -- Parameters: task_id, worker_id, lease_token.
@@ -254,6 +258,47 @@ UPDATE durable_task
 SET state = 'ready', wakeup_at = NULL, owner = NULL, lease_expires_at = NULL,
     on_event = 0, deaths = iif(?, 0, deaths), updated_at = ?
 WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?;
+
+-- name: finish_continue_run
+-- `ContinuedAsNew`, step 1: keep the run, and move its events to the runs' history.
+-- Parameters: ended_at, task_id, task_id.
+INSERT INTO durable_task_run (task_id, run, input, events, ended_at)
+SELECT t.id, t.run, (SELECT input FROM durable_task_input WHERE task_id = t.id),
+       (SELECT count(*) FROM durable_event WHERE task_id = t.id), ?
+FROM durable_task AS t WHERE t.id = ?;
+
+-- name: finish_continue_events
+-- Parameters: task_id, task_id.
+INSERT INTO durable_run_event (task_id, run, idx, label, digest, payload, created_at)
+SELECT e.task_id, (SELECT run FROM durable_task WHERE id = e.task_id), e.idx, e.label,
+       e.digest, e.payload, e.created_at
+FROM durable_event AS e WHERE e.task_id = ?;
+
+-- name: finish_continue_clear
+DELETE FROM durable_event WHERE task_id = ?;
+
+-- name: finish_continue_input
+-- Parameters: input, task_id.
+UPDATE durable_task_input SET input = ? WHERE task_id = ?;
+
+-- name: finish_continue
+-- Step 2, fenced: the task is ready at its next run (after the events moved, so that
+-- nothing is left of the old run). Parameters: updated_at, task_id, worker_id,
+-- lease_token.
+UPDATE durable_task
+SET state = 'ready', run = run + 1, wakeup_at = NULL, owner = NULL,
+    lease_expires_at = NULL, on_event = 0, wake_pending = 0, deaths = 0,
+    log_base = (SELECT coalesce(max(seq), 0) FROM durable_log WHERE task_id = durable_task.id),
+    updated_at = ?
+WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?;
+
+-- name: list_runs
+SELECT run, input, events, ended_at FROM durable_task_run WHERE task_id = ? ORDER BY run;
+
+-- name: load_run_history
+-- Parameters: task_id, run.
+SELECT idx, label, digest, payload, created_at FROM durable_run_event
+WHERE task_id = ? AND run = ? ORDER BY idx;
 
 -- name: wake
 -- A notification arrived, or a child ended: a task suspended `on_event` becomes ready;
