@@ -133,6 +133,8 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "parent_id": task.parent_id,
         "idempotency_key": task.idempotency_key,
         "cancel_requested": task.cancel_requested,
+        # Only after the first run: a history of run 1 exports exactly as before runs.
+        **({"run": task.run} if task.run > 1 else {}),
     }
 
 
@@ -157,6 +159,7 @@ def task_from_dict(data: Mapping[str, Any]) -> Task:
         parent_id=data.get("parent_id"),
         idempotency_key=data.get("idempotency_key"),
         cancel_requested=bool(data.get("cancel_requested", False)),
+        run=int(data.get("run", 1)),
     )
 
 

@@ -218,12 +218,12 @@ class ContinuedAsNew:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunInfo:
-    """One ended run of a task (`durable.continue_as_new`), as kept."""
+    """One run of a task (`durable.continue_as_new`): stores keep the ended ones."""
 
     run: int  # 1, 2, 3 ...
     input: str  # the input the run was started with, JSON text
     events: int  # how many events its history holds
-    ended_at: datetime  # when it continued as the next run
+    ended_at: datetime | None  # when it continued as the next run; None: the current run
 
 
 Outcome = Completed | Failed | Cancelled | Suspended | Released | ContinuedAsNew
