@@ -526,15 +526,23 @@ class Client(ScheduleClient, QueueClient):
         return await self.store.schema_version()
 
     async def fork(
-        self, task_id: int, *, at: int, workflow_hash: str | None = None, input: Any = _KEEP
+        self,
+        task_id: int,
+        *,
+        at: int,
+        workflow_hash: str | None = None,
+        input: Any = _KEEP,
+        run: int | None = None,
     ) -> Task:
         """A new task whose history is the first `at` events of `task_id`, run from
         there by a worker, on the same binary or `workflow_hash`, with the same input
         or `input`. The original is untouched; `task_origin` links the new task to it.
+        With `run`, from that run of the task (`durable.continue_as_new`; default:
+        its current run), whose input is then the default.
 
         Raises:
             TaskNotFoundError: no such task.
-            ConflictError: `at` is outside the task's history.
+            ConflictError: `at` is outside the run's history, or no such run.
             ConfigurationError: the store cannot fork (a custom store without the role).
         """
         from durable.storage.fork import ForkStore
@@ -545,7 +553,7 @@ class Client(ScheduleClient, QueueClient):
         origin = await self.store.get_task(task_id)
         text = None if input is _KEEP else encode_input(input, max_bytes=self.max_input_bytes)
         return await store.fork_task(
-            task_id, at=at, workflow_hash=workflow_hash or origin.workflow_hash, input=text
+            task_id, at=at, workflow_hash=workflow_hash or origin.workflow_hash, input=text, run=run
         )
 
     async def retry(self, task_id: int) -> Task:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from durable.core.model import Completed, ContinuedAsNew, Lease, TaskState
-from durable.errors import LeaseLostError
+from durable.core.model import Completed, ContinuedAsNew, Event, Lease, TaskState
+from durable.core.runs import run_seed
+from durable.errors import ConflictError, LeaseLostError
 from durable.storage._contract import (
     assert_raises,
     batch,
@@ -16,10 +17,16 @@ from durable.storage._contract import (
     within,
 )
 from durable.storage.base import RunStore, Store
+from durable.storage.fork import ForkStore
 
 
 def _runs(store: Store) -> RunStore:
     assert isinstance(store, RunStore), f"{type(store).__name__} keeps no runs"
+    return store
+
+
+def _forks(store: Store) -> ForkStore:
+    assert isinstance(store, ForkStore), f"{type(store).__name__} cannot fork"
     return store
 
 
@@ -90,3 +97,37 @@ async def check_a_stale_lease_continues_nothing(store: Store) -> None:
     assert shape(await store.load_history(task_id)) == shape(batch(0, 2))
     assert await runs.list_runs(task_id) == []
     assert await claim_ids(store) == [], "still held by its worker"
+
+
+@check
+async def check_a_fork_of_run_k_copies_run_k(store: Store) -> None:
+    forks = _forks(store)
+    claim = await claimed(store)
+    task_id, seed = claim.task.id, claim.task.seed
+    # Run 1: three events and "a" at 0, "b" at 2; run 2: two events and "c" at 0, "d" at 1.
+    await store.append(claim.lease, batch(0, 3), [chunk("a", 0), chunk("b", 2)])
+    await store.finish(claim.lease, ContinuedAsNew(input='{"n": 2}'))
+    (claim,) = await store.claim(worker_id="w", limit=1, lease_seconds=3600)
+    second = [Event(index=i, label=f"two {i}", digest=None, payload="2") for i in range(2)]
+    await store.append(claim.lease, second, [chunk("c", 0), chunk("d", 1)])
+    await store.finish(claim.lease, ContinuedAsNew(input='{"n": 3}'))
+
+    one = await forks.fork_task(task_id, at=2, workflow_hash=claim.task.workflow_hash, run=1)
+    assert (one.run, one.input, one.seed) == (1, '{"n": 1}', run_seed(seed, 1))
+    assert shape(await store.load_history(one.id)) == shape(batch(0, 2))
+    assert b"".join(c.data for c in await store.read_logs(one.id)) == b"ab"
+    two = await forks.fork_task(
+        task_id, at=1, workflow_hash=claim.task.workflow_hash, run=2, input="7"
+    )
+    assert (two.input, two.seed) == ("7", run_seed(seed, 2))
+    assert shape(await store.load_history(two.id)) == shape(second[:1])
+    assert b"".join(c.data for c in await store.read_logs(two.id)) == b"cd"
+    # The current run (3) has no events yet: a fork of it at 0 has its input and seed.
+    three = await forks.fork_task(task_id, at=0, workflow_hash=claim.task.workflow_hash)
+    assert (three.input, three.seed) == ('{"n": 3}', run_seed(seed, 3))
+    assert await store.read_logs(three.id) == [], "no output of earlier runs"
+    for run, at in ((4, 0), (2, 3)):
+        await assert_raises(
+            ConflictError,
+            forks.fork_task(task_id, at=at, workflow_hash=claim.task.workflow_hash, run=run),
+        )

@@ -61,6 +61,7 @@ from durable.errors import (
 from durable.storage import quarantine
 from durable.storage._end_watch import EndWaiters, EndWatch
 from durable.storage._memory_fork import MemoryForks
+from durable.storage._memory_rows import EndedRun
 from durable.storage._memory_rows import NotificationRow as _NotificationRow
 from durable.storage._memory_rows import TaskRow as _TaskRow
 from durable.storage._memory_rows import aware as _aware
@@ -545,7 +546,7 @@ class MemoryStore(MemoryForks):
         """Keep the run's history as run n; the task is ready at run n + 1 on `text`."""
         task = row.task
         info = RunInfo(run=task.run, input=task.input, events=len(row.events), ended_at=now)
-        row.runs.append((info, row.events))
+        row.runs.append(EndedRun(info=info, events=row.events, log_base=row.log_base))
         row.events = []
         row.log_base = len(row.logs)
         row.lease_expires_at = None
@@ -564,7 +565,7 @@ class MemoryStore(MemoryForks):
         """The task's ended runs, oldest first (`RunStore`)."""
         await self._enter("list_runs")
         row = self._tasks.get(task_id)
-        return [] if row is None else [info for info, _ in row.runs]
+        return [] if row is None else [ended.info for ended in row.runs]
 
     async def load_run_history(self, task_id: int, run: int) -> list[Event]:
         """The events of run `run` of the task, ended or current (`RunStore`)."""
@@ -574,7 +575,7 @@ class MemoryStore(MemoryForks):
             return []
         if run == row.task.run:
             return list(row.events)
-        return next((list(events) for info, events in row.runs if info.run == run), [])
+        return next((list(e.events) for e in row.runs if e.info.run == run), [])
 
     def _end(
         self, row: _TaskRow, state: TaskState, result: str | None, error: str | None, now: datetime

@@ -66,6 +66,7 @@ from durable.core.model import (
     WorkerInfo,
 )
 from durable.core.queue import RATE_WAKE_MARGIN
+from durable.core.runs import run_seed
 from durable.core.side_writes import SideWrite
 from durable.core.status import StatusValue
 from durable.errors import (
@@ -629,28 +630,50 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         return [codec.status_value(row) for row in rows]
 
     async def fork_task(
-        self, origin_id: int, *, at: int, workflow_hash: str, input: str | None = None
+        self,
+        origin_id: int,
+        *,
+        at: int,
+        workflow_hash: str,
+        input: str | None = None,
+        run: int | None = None,
     ) -> Task:
-        """A new task with the first `at` events of `origin_id` (`ForkStore`)."""
+        """A new task with the first `at` events of `origin_id`'s run (`ForkStore`)."""
         origin = await self.get_task(origin_id)
-        text = origin.input if input is None else input
         with translate("fork task", origin_id):
             async with self._pool.acquire() as conn, conn.transaction():
                 # Lock the origin's row: its history cannot grow while it is copied.
                 await conn.execute(_Q["lock_task_for_fork"], origin_id)
-                events = await conn.fetchval(_Q["event_count"], origin_id)
+                current = await conn.fetchval(_Q["task_run"], origin_id)
+                run = current if run is None else run
+                ended = {r["run"]: r for r in await conn.fetch(_Q["list_runs"], origin_id)}
+                if run != current and run not in ended:
+                    raise ConflictError(fork.no_run(origin_id, run, current))
+                if run == current:
+                    events = await conn.fetchval(_Q["event_count"], origin_id)
+                    own_input = await conn.fetchval(_Q["task_input"], origin_id)
+                else:
+                    events, own_input = ended[run]["events"], ended[run]["input"]
                 why = fork.check_at(at, events, origin_id)
                 if why is not None:
                     raise ConflictError(why)
+                text = own_input if input is None else input
+                seed = run_seed(origin.seed, run)
                 try:
-                    row = await conn.fetchrow(_Q["fork_task"], origin_id, workflow_hash, text)
+                    row = await conn.fetchrow(_Q["fork_task"], origin_id, workflow_hash, text, seed)
                 except asyncpg.ForeignKeyViolationError as exc:
                     raise NotFoundError(f"workflow {workflow_hash} is not stored") from exc
                 assert row is not None  # the origin exists: read above, locked now
-                await conn.execute(_Q["fork_events"], row["id"], origin_id, at)
-                await conn.execute(_Q["fork_logs"], row["id"], origin_id, at)
+                if run == current:
+                    await conn.execute(_Q["fork_events"], row["id"], origin_id, at)
+                    await conn.execute(_Q["fork_status"], row["id"], origin_id, at)
+                else:
+                    await conn.execute(_Q["fork_run_events"], row["id"], origin_id, run, at)
+                base = await conn.fetchval(_Q["task_log_base"], origin_id)
+                bases = {n: r["log_base"] for n, r in ended.items()}
+                low, high = fork.log_range(run, current, bases, base)
+                await conn.execute(_Q["fork_logs"], row["id"], origin_id, at, low, high)
                 await conn.execute(_Q["fork_origin"], row["id"], origin_id, at)
-                await conn.execute(_Q["fork_status"], row["id"], origin_id, at)
         return codec.task(row)
 
     async def workflow_hashes(self, name: str) -> list[str]:

@@ -76,6 +76,7 @@ from durable.core.model import (
     WorkerInfo,
 )
 from durable.core.queue import Queue, QueueSettings
+from durable.core.runs import run_seed
 from durable.core.schedule import Schedule, ScheduleSpec
 from durable.core.side_writes import SideWrite
 from durable.core.status import StatusValue
@@ -715,7 +716,7 @@ class SQLiteStore:
             rows = await self._fetch(conn, "list_runs", task_id)
         return [
             RunInfo(run=run, input=text, events=count, ended_at=to_dt(at))
-            for run, text, count, at in rows
+            for run, text, count, at, _base in rows
         ]
 
     async def load_run_history(self, task_id: int, run: int) -> list[Event]:
@@ -755,26 +756,48 @@ class SQLiteStore:
     # -- forks (`durable.storage.fork`) ----------------------------------------------------
 
     async def fork_task(
-        self, origin_id: int, *, at: int, workflow_hash: str, input: str | None = None
+        self,
+        origin_id: int,
+        *,
+        at: int,
+        workflow_hash: str,
+        input: str | None = None,
+        run: int | None = None,
     ) -> Task:
-        """A new task with the first `at` events of `origin_id` (`ForkStore`)."""
+        """A new task with the first `at` events of `origin_id`'s run (`ForkStore`)."""
         origin = await self.get_task(origin_id)
         now = self._clock()
         async with self._use() as conn, self._transaction(conn):
-            events = (await self._fetch(conn, "event_count", origin_id))[0][0]
+            current = codec.task((await self._fetch(conn, "get_task", origin_id))[0]).run
+            run = current if run is None else run
+            ended = {r[0]: r for r in await self._fetch(conn, "list_runs", origin_id)}
+            if run != current and run not in ended:
+                raise ConflictError(fork.no_run(origin_id, run, current))
+            if run == current:
+                events = (await self._fetch(conn, "event_count", origin_id))[0][0]
+                own_input = origin.input
+            else:
+                events, own_input = ended[run][2], ended[run][1]
             why = fork.check_at(at, events, origin_id)
             if why is not None:
                 raise ConflictError(why)
-            rows = await self._fetch(conn, "fork_task", now, now, workflow_hash, origin_id)
+            seed = run_seed(origin.seed, run)
+            rows = await self._fetch(conn, "fork_task", seed, now, now, workflow_hash, origin_id)
             if not rows:
                 raise NotFoundError(f"workflow {workflow_hash} is not stored")
             task_id = rows[0][0]
-            text = origin.input if input is None else input
+            text = own_input if input is None else input
             await conn.execute(_Q["insert_input"], (task_id, text))
-            await conn.execute(_Q["fork_events"], (task_id, origin_id, at))
-            await conn.execute(_Q["fork_logs"], (task_id, origin_id, at))
+            if run == current:
+                await conn.execute(_Q["fork_events"], (task_id, origin_id, at))
+                await conn.execute(_Q["fork_status"], (task_id, origin_id, at))
+            else:
+                await conn.execute(_Q["fork_run_events"], (task_id, origin_id, run, at))
+            base = (await self._fetch(conn, "task_log_base", origin_id))[0][0]
+            bases = {n: r[4] for n, r in ended.items()}
+            low, high = fork.log_range(run, current, bases, base)
+            await conn.execute(_Q["fork_logs"], (task_id, origin_id, at, low, high))
             await conn.execute(_Q["fork_origin"], (task_id, origin_id, at))
-            await conn.execute(_Q["fork_status"], (task_id, origin_id, at))
         self._notify()
         return dataclasses.replace(codec.task(rows[0]), input=text)
 

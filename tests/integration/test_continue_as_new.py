@@ -97,6 +97,24 @@ async def test_show_lists_the_runs(store: Store, runtime: Runtime, wasm: bytes) 
     ]
 
 
+async def test_a_fork_of_run_k_replays_run_k(store: Store, runtime: Runtime, wasm: bytes) -> None:
+    origin = await launch_task(store, wasm, "loop", {"runs": 5}, workflow_name="loop")
+    await run_until_idle(store, runtime)
+    seen = completed_result(await store.get_task(origin.id))["seen"]
+    # Run 3's first two events: its spawn and its draw. Run 1's would diverge (the
+    # spawn's input differs), so a fork from the wrong run fails.
+    fork = await Client(store).fork(origin.id, at=2, run=3)
+    await run_until_idle(store, runtime)
+    done = await store.get_task(fork.id)
+    forked = completed_result(done)["seen"]
+    assert forked[:3] == seen[:3], "run 3's child and draw, replayed"
+    assert len(forked) == 5
+    assert {child for child, _ in forked[3:]}.isdisjoint(child for child, _ in seen), (
+        "the fork's later runs spawn children of their own"
+    )
+    assert done.run == 3, "the fork's runs 1 to 3 are the origin's runs 3 to 5"
+
+
 # -- worker processes -----------------------------------------------------------------
 
 

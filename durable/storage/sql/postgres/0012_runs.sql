@@ -14,6 +14,7 @@ CREATE TABLE durable.task_runs (
     run         integer NOT NULL,
     input       text NOT NULL,
     events      integer NOT NULL,
+    log_base    integer NOT NULL,               -- the task's log_base during the run
     ended_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (task_id, run)
 );

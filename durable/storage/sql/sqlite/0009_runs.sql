@@ -14,6 +14,7 @@ CREATE TABLE durable_task_run (
     run         INTEGER NOT NULL,
     input       TEXT NOT NULL,
     events      INTEGER NOT NULL,
+    log_base    INTEGER NOT NULL,               -- the task's log_base during the run
     ended_at    REAL NOT NULL,
     PRIMARY KEY (task_id, run)
 );

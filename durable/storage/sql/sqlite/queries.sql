@@ -262,9 +262,9 @@ WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?;
 -- name: finish_continue_run
 -- `ContinuedAsNew`, step 1: keep the run, and move its events to the runs' history.
 -- Parameters: ended_at, task_id, task_id.
-INSERT INTO durable_task_run (task_id, run, input, events, ended_at)
+INSERT INTO durable_task_run (task_id, run, input, events, log_base, ended_at)
 SELECT t.id, t.run, (SELECT input FROM durable_task_input WHERE task_id = t.id),
-       (SELECT count(*) FROM durable_event WHERE task_id = t.id), ?
+       (SELECT count(*) FROM durable_event WHERE task_id = t.id), t.log_base, ?
 FROM durable_task AS t WHERE t.id = ?;
 
 -- name: finish_continue_events
@@ -292,8 +292,12 @@ SET state = 'ready', run = run + 1, wakeup_at = NULL, owner = NULL,
     updated_at = ?
 WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?;
 
+-- name: task_log_base
+SELECT log_base FROM durable_task WHERE id = ?;
+
 -- name: list_runs
-SELECT run, input, events, ended_at FROM durable_task_run WHERE task_id = ? ORDER BY run;
+SELECT run, input, events, ended_at, log_base FROM durable_task_run
+WHERE task_id = ? ORDER BY run;
 
 -- name: load_run_history
 -- Parameters: task_id, run.
@@ -411,10 +415,11 @@ UPDATE durable_task SET cancel_requested = 1, updated_at = ?3
 WHERE id IN tree AND state = 'active';
 -- name: fork_task
 -- A ready task with the origin's name, entry and seed (the seed derives its random
--- bytes, which the copied events must see again), on the binary given. Parameters:
+-- bytes, which the copied events must see again), on the binary given.
+-- The seed is the origin's run's (`durable.core.runs.run_seed`). Parameters: seed,
 -- created_at, updated_at, workflow_hash, origin_id.
 INSERT INTO durable_task (name, workflow_hash, entry, state, seed, created_at, updated_at)
-SELECT t.name, w.hash, t.entry, 'ready', t.seed, ?, ?
+SELECT t.name, w.hash, t.entry, 'ready', ?, ?, ?
 FROM durable_task AS t, durable_workflow AS w
 WHERE w.hash = ? AND t.id = ?
 RETURNING {task_columns};
@@ -424,6 +429,12 @@ RETURNING {task_columns};
 INSERT INTO durable_event (task_id, idx, label, digest, payload, created_at)
 SELECT ?, idx, label, digest, payload, created_at FROM durable_event
 WHERE task_id = ? AND idx < ?;
+
+-- name: fork_run_events
+-- From an ended run. Parameters: the fork's task_id, the origin's id, the run, how many.
+INSERT INTO durable_event (task_id, idx, label, digest, payload, created_at)
+SELECT ?, idx, label, digest, payload, created_at FROM durable_run_event
+WHERE task_id = ? AND run = ? AND idx < ?;
 
 -- name: fork_origin
 -- Parameters: task_id, origin_id, at.
@@ -438,10 +449,11 @@ SELECT count(*) FROM durable_event WHERE task_id = ?;
 -- name: fork_logs
 -- The output the copied events account for (positions 0 .. at; a replay skips what
 -- is logged, so the fork's log would otherwise miss it), renumbered from 1; host
--- notes (position -1) stay with the origin. Parameters: the fork, the origin, at.
+-- notes (position -1) stay with the origin. Only the run's own output: seq in
+-- (low, high]. Parameters: the fork, the origin, at, low, high.
 INSERT INTO durable_log (task_id, seq, position, stream, data, created_at)
 SELECT ?, row_number() OVER (ORDER BY seq), position, stream, data, created_at
-FROM durable_log WHERE task_id = ? AND position BETWEEN 0 AND ?;
+FROM durable_log WHERE task_id = ? AND position BETWEEN 0 AND ? AND seq > ? AND seq <= ?;
 
 -- name: workflow_hashes
 -- Every binary stored under a name (first stored under it, or named by it since).
