@@ -104,10 +104,11 @@ def list_tasks(
 @db_option
 @handle_errors
 def show(task_id: int, as_json: bool, run: int | None, db: str | None) -> None:
-    """Show TASK: its state, times, input, result or error, its status values, its
-    runs, and its event history (of its current run, or of run N with --run).
+    """Show TASK: its state, times, input, result or error, its status values, and its
+    event history.
 
-    Each event is shown with its index, its label (the operation it records), a short
+    A task that continued as new (durable.continue_as_new) has runs: they are listed,
+    and the history shown is its current run's, or run N's with --run. Each event is shown with its index, its label (the operation it records), a short
     form of its payload and the local time it was committed.
     """
 
@@ -145,7 +146,7 @@ def show(task_id: int, as_json: bool, run: int | None, db: str | None) -> None:
             [
                 str(r.run),
                 str(r.events),
-                "(current)" if r.ended_at is None else fmt.local_time(r.ended_at),
+                _run_end(r, history.task),
                 fmt.short(r.input, 60),
             ]
             for r in runs
@@ -173,6 +174,13 @@ def show(task_id: int, as_json: bool, run: int | None, db: str | None) -> None:
         for e in events
     ]
     click.echo(fmt.table(["INDEX", "LABEL", "PAYLOAD", "TIME"], rows))
+
+
+def _run_end(run: RunInfo, task: Task) -> str:
+    """When the run ended: it continued as new, or the task ended in it."""
+    if run.ended_at is not None:
+        return fmt.local_time(run.ended_at)
+    return fmt.local_time(task.updated_at) if task.state.is_terminal else "(current)"
 
 
 def _run_json(run: RunInfo) -> dict[str, object]:
