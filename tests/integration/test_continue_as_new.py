@@ -18,6 +18,7 @@ import pytest
 from durable.client import Client
 from durable.core.model import Task, TaskState
 from durable.host import HostConfig, Runtime
+from durable.js_build import build_js_workflow
 from durable.storage import open_store
 from durable.storage.base import RunStore, Store
 from tests.helpers import (
@@ -113,6 +114,22 @@ async def test_a_fork_of_run_k_replays_run_k(store: Store, runtime: Runtime, was
         "the fork's later runs spawn children of their own"
     )
     assert done.run == 3, "the fork's runs 1 to 3 are the origin's runs 3 to 5"
+
+
+async def test_javascript_continue_as_new(store: Store, runtime: Runtime) -> None:
+    wasm = build_js_workflow(WORKFLOWS / "js" / "continue_loop.js").wasm_path.read_bytes()
+    task = await launch_task(store, wasm, "loop", {"runs": 4}, workflow_name="loop-js")
+    misuse = await launch_task(store, wasm, "misuse", None, workflow_name="loop-js")
+    await run_until_idle(store, runtime)
+    done = await store.get_task(task.id)
+    assert completed_result(done) == 4
+    assert done.run == 4
+    assert [r.events for r in await _runs(store).list_runs(task.id)] == [1, 1, 1]
+    # A step whose body throws anything but a built-in error fails as `StepFailed`.
+    assert completed_result(await store.get_task(misuse.id)) == (
+        "StepFailed: DurableError: durable.continue_as_new inside step 'step inside': "
+        "call it outside steps"
+    )
 
 
 # -- worker processes -----------------------------------------------------------------
