@@ -210,9 +210,11 @@ class Worker:
         idle = running_before == 0 and not claimed
         nothing_due = timeout is None or timeout > self.config.host.suspend_after
         if self.config.exit_when_idle and idle and nothing_due:
-            # Exit on the second idle look in a row: the first may have met a row
-            # another transaction still held (SKIP LOCKED passes over it), such as a
-            # task our own attempt just made ready again (`continue_as_new`).
+            # Exit on the second idle look in a row. An attempt's finish (with the next
+            # run of a `continue_as_new`) commits before the attempt stops counting as
+            # running, so the claim above followed every finish; the second look is a
+            # guard against a claim that passed over a row another transaction still
+            # held (Postgres claims SKIP LOCKED), at the cost of one claim at exit.
             if self._idle_seen:
                 return True
             self._idle_seen = True
