@@ -7,6 +7,7 @@ compiling looks at nothing else.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -107,11 +108,11 @@ def build_hello_wat(out_dir: Path, wit: Path = WIT_DIR) -> Path:
     return build_wat("hello", out_dir, wit)
 
 
-def build_wat(name: str, out_dir: Path, wit: Path = WIT_DIR) -> Path:
-    """`tests/guests/NAME.wat` as a workflow component, against the WIT in `wit`."""
+def build_wat(name: str, out_dir: Path, wit: Path = WIT_DIR, world: str = "workflow") -> Path:
+    """`tests/guests/NAME.wat` as a workflow component, against `world` in `wit`."""
     core = out_dir / f"{name}.core.wasm"
     target = out_dir / f"{name}_wat.wasm"
-    wasm_tools("component", "embed", wit, "-w", "workflow", HERE / f"{name}.wat", "-o", core)
+    wasm_tools("component", "embed", wit, "-w", world, HERE / f"{name}.wat", "-o", core)
     wasm_tools("component", "new", core, "-o", target)
     return target
 
@@ -128,3 +129,22 @@ def build_mismatch(name: str, out_dir: Path) -> Path:
     wasm_tools("component", "embed", wit, "-w", "workflow", "--dummy", "-o", core)
     wasm_tools("component", "new", core, "-o", target)
     return target
+
+
+#: The workflow world plus the WASI clocks a hand-written guest may import directly.
+_CLOCKED = """package durable:core@0.1.0;
+
+world clocked {
+    include workflow;
+    import wasi:clocks/monotonic-clock@0.2.9;
+    import wasi:io/poll@0.2.9;
+}
+"""
+
+
+def build_clock_wat(out_dir: Path) -> Path:
+    """`clock.wat`, which imports the WASI monotonic clock and pollables itself."""
+    wit = out_dir / "clocked-wit"
+    shutil.copytree(WIT_DIR, wit)
+    (wit / "clocked.wit").write_text(_CLOCKED)
+    return build_wat("clock", out_dir, wit, world="clocked")
