@@ -108,11 +108,11 @@ def build_hello_wat(out_dir: Path, wit: Path = WIT_DIR) -> Path:
     return build_wat("hello", out_dir, wit)
 
 
-def build_wat(name: str, out_dir: Path, wit: Path = WIT_DIR, world: str = "workflow") -> Path:
-    """`tests/guests/NAME.wat` as a workflow component, against `world` in `wit`."""
+def build_wat(name: str, out_dir: Path, wit: Path = WIT_DIR) -> Path:
+    """`tests/guests/NAME.wat` as a workflow component, against the WIT in `wit`."""
     core = out_dir / f"{name}.core.wasm"
     target = out_dir / f"{name}_wat.wasm"
-    wasm_tools("component", "embed", wit, "-w", world, HERE / f"{name}.wat", "-o", core)
+    wasm_tools("component", "embed", wit, "-w", "workflow", HERE / f"{name}.wat", "-o", core)
     wasm_tools("component", "new", core, "-o", target)
     return target
 
@@ -140,11 +140,21 @@ world clocked {
     import wasi:io/poll@0.2.9;
 }
 """
+_VENDORED_WASI = "0.2.9"
 
 
-def build_clock_wat(out_dir: Path) -> Path:
-    """`clock.wat`, which imports the WASI monotonic clock and pollables itself."""
-    wit = out_dir / "clocked-wit"
+def build_clock_wat(out_dir: Path, wasi: str = _VENDORED_WASI) -> Path:
+    """`clock.wat`, which imports the WASI monotonic clock and pollables itself, at WASI
+    version `wasi` (the vendored WIT, relabelled: 0.2.x differ only in what they add)."""
+    out = out_dir / f"clock-{wasi}"
+    wit = out / "wit"
     shutil.copytree(WIT_DIR, wit)
     (wit / "clocked.wit").write_text(_CLOCKED)
-    return build_wat("clock", out_dir, wit, world="clocked")
+    for path in [wit / "clocked.wit", *(wit / "deps").iterdir()]:
+        path.write_text(path.read_text().replace(f"@{_VENDORED_WASI}", f"@{wasi}"))
+    wat = (HERE / "clock.wat").read_text().replace(f"@{_VENDORED_WASI}", f"@{wasi}")
+    (out / "clock.wat").write_text(wat)
+    core = out / "clock.core.wasm"
+    wasm_tools("component", "embed", wit, "-w", "clocked", out / "clock.wat", "-o", core)
+    wasm_tools("component", "new", core, "-o", out / "clock.wasm")
+    return out / "clock.wasm"
