@@ -335,3 +335,15 @@ def test_a_loop_waiting_for_performance_now_to_move_ends(tmp_path: Path) -> None
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.splitlines()[-1]) > 0
+
+
+def test_an_async_workflows_rejection_is_the_tasks_error(tmp_path: Path) -> None:
+    db = str(tmp_path / "late.db")
+    proc = run_cli("run", str(CLOCK), "--entry", "late", "--db", db, cwd=tmp_path, timeout=BUILD)
+    assert proc.returncode != 0
+    show = run_cli("show", "1", "--json", "--db", db, cwd=tmp_path)
+    task = json.loads(show.stdout)["task"]
+    assert task["state"] == "failed", task
+    error = json.loads(task["error"])
+    assert (error["kind"], error["message"]) == ("RangeError", "too late")
+    assert "late" in error["traceback"]

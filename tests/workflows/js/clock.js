@@ -33,6 +33,11 @@ export const run = workflow({
     }
     return lines;
   },
+  // An async workflow's rejection fails the task as a thrown error does.
+  async late() {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    throw new RangeError("too late");
+  },
   spin(ms) {
     const t0 = performance.now();
     let spins = 0;
