@@ -133,6 +133,11 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "parent_id": task.parent_id,
         "idempotency_key": task.idempotency_key,
         "cancel_requested": task.cancel_requested,
+        "deaths": task.deaths,
+        "queue": task.queue,
+        "queue_key": task.queue_key,
+        "priority": task.priority,
+        "started_at": _time(task.started_at),
     }
 
 
@@ -157,6 +162,11 @@ def task_from_dict(data: Mapping[str, Any]) -> Task:
         parent_id=data.get("parent_id"),
         idempotency_key=data.get("idempotency_key"),
         cancel_requested=bool(data.get("cancel_requested", False)),
+        deaths=int(data.get("deaths", 0)),
+        queue=data.get("queue"),
+        queue_key=data.get("queue_key"),
+        priority=int(data.get("priority", 0)),
+        started_at=_parse_optional_time(data.get("started_at")),
     )
 
 
