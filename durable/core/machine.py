@@ -33,7 +33,7 @@ from durable.core.model import Event
 from durable.core.replay import ReplayCursor
 from durable.core.side_writes import SideWrite
 from durable.core.signals import HistoryExhausted
-from durable.core.virtual_clock import VirtualClock
+from durable.core.virtual_clock import STEP_LABEL, VirtualClock
 from durable.errors import HostError
 
 
@@ -269,7 +269,11 @@ class ReplayMachine:
             raise HostError(f"step {label!r} started inside step {self.step_label!r}")
         event = self.cursor.next(label, digest)
         if event is not None:
-            self.monotonic.step_replayed()
+            advance = None
+            if self.cursor.peek_label() == STEP_LABEL:  # the body moved the clock far
+                moved = self.cursor.next(STEP_LABEL)
+                advance = None if moved is None else int(moved.payload)
+            self.monotonic.step_replayed(advance)
             return event.payload
         if self.replay_only:
             # A replay check must not run a step's body: it may have effects.
@@ -284,8 +288,10 @@ class ReplayMachine:
         if not self.in_step:
             raise HostError("step exit without a step in progress")
         self.in_step = False
-        self.monotonic.exit_step()
+        advance = self.monotonic.exit_step()
         self.record(self.step_label, self.step_digest, payload)
+        if advance is not None:
+            self.record(STEP_LABEL, None, str(advance))
         effect, self.effect_in_step = self.effect_in_step, False
         return effect
 

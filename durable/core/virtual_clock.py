@@ -10,13 +10,15 @@ starts a virtual clock at the same origin and moves it only by what the guest do
 - a timer (`subscribe-duration`, `subscribe-instant`) is ready at once and moves the
   clock to its deadline, if that is later: time jumps instead of passing;
 - a durable sleep moves it by the sleep's duration;
-- a step's body runs once and is skipped on replay, so what it does to the clock is
-  undone at the step's end: after a step the clock reads as it did before it, plus one
-  quantum, whether the body ran or was replayed. (A reading after a step can thus be
-  lower than one taken inside the step; the step's payload covers the latter.)
+- a step's body runs once and is skipped on replay, so the clock after a step must not
+  depend on what the body did, yet must not go back below a reading taken inside it.
+  So a step moves the clock by a fixed allowance (`STEP_ALLOWANCE_NS`, whether the body
+  ran or was replayed), and a body that moved it further than that (a timer, a long
+  spin) has its advance recorded in one event right after the step's own
+  (`STEP_LABEL`), which a replay applies.
 
 The guest's calls replay in the same order, so the readings are a function of the
-history, and need no events.
+history; only such steps need an event.
 """
 
 from __future__ import annotations
@@ -25,6 +27,11 @@ from __future__ import annotations
 QUANTUM_NS = 1_000
 #: Where every attempt's clock starts (an arbitrary origin, as a monotonic clock's is).
 ORIGIN_NS = 1_000_000_000
+#: How far a step moves the clock when its body moved it no further (1 ms: a thousand
+#: readings, far more than a step's own bookkeeping makes).
+STEP_ALLOWANCE_NS = 1_000_000
+#: The label of the event that records a step body's larger advance (nanoseconds).
+STEP_LABEL = "wasi:clocks/monotonic-clock.step"
 
 
 class VirtualClock:
@@ -57,12 +64,21 @@ class VirtualClock:
         """A step's body starts (it will not run on replay)."""
         self._before_step = self._ns
 
-    def exit_step(self) -> None:
-        """The step's body ended: undo what it did to the clock."""
-        if self._before_step is not None:
-            self._ns, self._before_step = self._before_step, None
-        self._ns += QUANTUM_NS
+    def exit_step(self) -> int | None:
+        """The step's body ended: move past its readings by the step's rule.
 
-    def step_replayed(self) -> None:
-        """A step was answered from the history: the same clock as `exit_step` leaves."""
-        self._ns += QUANTUM_NS
+        Returns the advance to record (nanoseconds) when the body moved the clock past
+        the allowance, else None (nothing to record).
+        """
+        before, self._before_step = self._before_step, None
+        if before is None:
+            before = self._ns
+        advance = self._ns - before
+        recorded = advance if advance > STEP_ALLOWANCE_NS else None
+        self._ns = before
+        self.step_replayed(recorded)
+        return recorded
+
+    def step_replayed(self, recorded: int | None) -> None:
+        """A step ended, live or from the history, with `recorded` (its event's advance)."""
+        self._ns += max(STEP_ALLOWANCE_NS, recorded or 0) + QUANTUM_NS
