@@ -133,8 +133,14 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "parent_id": task.parent_id,
         "idempotency_key": task.idempotency_key,
         "cancel_requested": task.cancel_requested,
-        # Only after the first run: a history of run 1 exports exactly as before runs.
-        **({"run": task.run} if task.run > 1 else {}),
+        "deaths": task.deaths,
+        "queue": task.queue,
+        "queue_key": task.queue_key,
+        "priority": task.priority,
+        "started_at": _time(task.started_at),
+        # Which run of the task the history is (`durable.continue_as_new`): its entropy
+        # derives from it, so a replay needs it.
+        "run": task.run,
     }
 
 
@@ -159,6 +165,11 @@ def task_from_dict(data: Mapping[str, Any]) -> Task:
         parent_id=data.get("parent_id"),
         idempotency_key=data.get("idempotency_key"),
         cancel_requested=bool(data.get("cancel_requested", False)),
+        deaths=int(data.get("deaths", 0)),
+        queue=data.get("queue"),
+        queue_key=data.get("queue_key"),
+        priority=int(data.get("priority", 0)),
+        started_at=_parse_optional_time(data.get("started_at")),
         run=int(data.get("run", 1)),
     )
 

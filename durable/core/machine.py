@@ -33,6 +33,7 @@ from durable.core.model import Event
 from durable.core.replay import ReplayCursor
 from durable.core.side_writes import SideWrite
 from durable.core.signals import HistoryExhausted
+from durable.core.virtual_clock import STEP_LABEL, VirtualClock
 from durable.errors import HostError
 
 
@@ -173,6 +174,8 @@ class ReplayMachine:
         self._call_position = -1
         self._call_counter = 0
         self._patches: dict[str, bool] = {}  # each patch's answer in this run, by id
+        # The guest's monotonic clock: derived from what it does (no events).
+        self.monotonic = VirtualClock()
 
     # -- recording and group commit --------------------------------------------------------
 
@@ -266,11 +269,17 @@ class ReplayMachine:
             raise HostError(f"step {label!r} started inside step {self.step_label!r}")
         event = self.cursor.next(label, digest)
         if event is not None:
+            advance = None
+            if self.cursor.peek_label() == STEP_LABEL:  # the body moved the clock far
+                moved = self.cursor.next(STEP_LABEL)
+                advance = None if moved is None else int(moved.payload)
+            self.monotonic.step_replayed(advance)
             return event.payload
         if self.replay_only:
             # A replay check must not run a step's body: it may have effects.
             raise HistoryExhausted(self.cursor.position, label)
         self.in_step, self.step_label, self.step_digest = True, label, digest
+        self.monotonic.enter_step()
         return None
 
     def step_exit(self, payload: str) -> bool:
@@ -279,7 +288,10 @@ class ReplayMachine:
         if not self.in_step:
             raise HostError("step exit without a step in progress")
         self.in_step = False
+        advance = self.monotonic.exit_step()
         self.record(self.step_label, self.step_digest, payload)
+        if advance is not None:
+            self.record(STEP_LABEL, None, str(advance))
         effect, self.effect_in_step = self.effect_in_step, False
         return effect
 

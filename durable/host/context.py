@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from durable import metrics
 from durable.bundle import Bundle
@@ -34,6 +34,9 @@ from durable.errors import OutputLimitExceeded
 from durable.host._sql_cursor import TransactionCursor
 from durable.host.config import HostConfig
 from durable.tracing import AttemptTrace
+
+if TYPE_CHECKING:
+    from durable.host.monotonic import ReadyPollables
 
 T = TypeVar("T")
 
@@ -146,6 +149,8 @@ class AttemptContext:
         self.cancel_seen_at: float | None = None
         self.interrupt_seen_at: float | None = None
         self.stopped_by: str | None = None
+        # Where the guest's timers get their ready pollables (set by the runtime).
+        self.pollables: ReadyPollables | None = None
         self._output = OutputBuffer(
             frontier=len(history),
             logged=logged,
@@ -400,6 +405,7 @@ class AttemptContext:
 
     def sleep(self, duration_ns: int) -> None:
         """Durable relative sleep: the deadline is recorded when the sleep starts."""
+        self.machine.monotonic.sleep(duration_ns)
         if self.in_step:
             self._block(duration_ns / 1e9)
             return

@@ -1,15 +1,12 @@
 """The host functions: WASI shadows and the durable:core interfaces.
 
-wasmtime's WASI p2 is linked first; then, with shadowing allowed, the wall clock and
-the random source are replaced by ours so that the guest's `time.time()` is recorded and
-its `os.urandom()` is derived from the task's seed. Shadowing replaces a whole interface
-instance, so every function of each shadowed interface is defined here.
-
-The monotonic clock is left to wasmtime: replacing it means implementing `wasi:io/poll`
-and the streams that hand out pollables. The Python SDK routes `time.monotonic`,
-`time.perf_counter` and `time.sleep` through recorded calls instead. The gap this
-leaves: a non-Python guest that reads the WASI monotonic clock directly, or a Python C
-extension that does, sees live (unrecorded) readings.
+wasmtime's WASI p2 is linked first; then, with shadowing allowed, the clocks and the
+random source are replaced by ours so that the guest's `time.time()` is recorded, its
+monotonic clock and timers are derived (`durable.host.monotonic`: a virtual clock, and
+timer pollables that are ready at once) and its `os.urandom()` is derived from the
+task's seed. Shadowing replaces a whole interface instance, so every function of each
+shadowed interface is defined here. `wasi:io/poll` stays wasmtime's: the timer
+pollables the host hands out are wasmtime's own, made by a helper component.
 """
 
 from __future__ import annotations
@@ -26,6 +23,7 @@ from durable.host.context import AttemptContext
 from durable.host.continuation import define_continuation
 from durable.host.coordination import define_coordination
 from durable.host.http import define_http
+from durable.host.monotonic import define_monotonic_clock
 from durable.host.patch import define_patch
 from durable.host.source import define_source
 from durable.host.spawn_options import define_spawn_options
@@ -34,7 +32,7 @@ from durable.host.status import define_status
 from durable.host.world import DURABLE_VERSION
 
 # Components built by different componentize-py releases import different WASI 0.2.x
-# versions; shadow them all so that none falls through to an unrecorded clock.
+# versions; shadow them all so that none falls through to a live clock.
 WASI_VERSIONS = tuple(f"0.2.{minor}" for minor in range(13))
 
 
@@ -47,6 +45,8 @@ def build_linker(engine: wasmtime.Engine, current: Callable[[], AttemptContext])
         for version in WASI_VERSIONS:
             with root.add_instance(f"wasi:clocks/wall-clock@{version}") as clock:
                 _define_wall_clock(clock, current)
+            with root.add_instance(f"wasi:clocks/monotonic-clock@{version}") as mono:
+                define_monotonic_clock(mono, current)
             with root.add_instance(f"wasi:random/random@{version}") as rand:
                 _define_random(rand, current)
         for define in INTERFACES:

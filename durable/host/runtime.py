@@ -42,6 +42,7 @@ from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
 from durable.host.lifecycle import Guests
 from durable.host.linker import build_linker
+from durable.host.monotonic import ReadyPollables, TimerHelper
 from durable.host.traps import LastWords, from_guest, from_trap
 from durable.host.watchdog import SHUTDOWN_GRACE
 from durable.host.watchdog import install as install_watchdog
@@ -83,6 +84,7 @@ class Runtime:
         )
         self._local = _Local()
         self.linker = build_linker(self.engine, self._current)
+        self.timer_helper = TimerHelper(self.engine)  # compiled once, on first use
         self._guests = Guests()
         self._running: set[AttemptContext] = set()  # attempts inside `run`
         self._closing = False
@@ -151,6 +153,7 @@ class Runtime:
                 stderr=on_stderr,
             )
             store.set_wasi(wasi)
+            ctx.pollables = ReadyPollables(self.timer_helper, store)
             store.set_limits(memory_size=self.config.memory_limit)
             watchdog = install_watchdog(store, ctx, self.engine)
             try:

@@ -177,6 +177,9 @@ class CrashingStore:
             return attr  # closing only releases resources, even after a crash
         if name in self.counted:
             return functools.partial(self._write, name, attr)
+        if not inspect.iscoroutinefunction(attr):
+            # `watch_end` and the like return a context manager, not a coroutine.
+            return functools.partial(self._call_now, attr)
         return functools.partial(self._call, attr)
 
     async def _begin_guest_transaction(self, lease: Lease) -> GuestTransaction:
@@ -189,6 +192,10 @@ class CrashingStore:
     async def _call(self, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
         self._alive()
         return await method(*args, **kwargs)
+
+    def _call_now(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self._alive()
+        return method(*args, **kwargs)
 
     async def _write(
         self, name: str, method: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any

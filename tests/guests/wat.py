@@ -7,6 +7,7 @@ compiling looks at nothing else.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -128,3 +129,32 @@ def build_mismatch(name: str, out_dir: Path) -> Path:
     wasm_tools("component", "embed", wit, "-w", "workflow", "--dummy", "-o", core)
     wasm_tools("component", "new", core, "-o", target)
     return target
+
+
+#: The workflow world plus the WASI clocks a hand-written guest may import directly.
+_CLOCKED = """package durable:core@0.1.0;
+
+world clocked {
+    include workflow;
+    import wasi:clocks/monotonic-clock@0.2.9;
+    import wasi:io/poll@0.2.9;
+}
+"""
+_VENDORED_WASI = "0.2.9"
+
+
+def build_clock_wat(out_dir: Path, wasi: str = _VENDORED_WASI) -> Path:
+    """`clock.wat`, which imports the WASI monotonic clock and pollables itself, at WASI
+    version `wasi` (the vendored WIT, relabelled: 0.2.x differ only in what they add)."""
+    out = out_dir / f"clock-{wasi}"
+    wit = out / "wit"
+    shutil.copytree(WIT_DIR, wit)
+    (wit / "clocked.wit").write_text(_CLOCKED)
+    for path in [wit / "clocked.wit", *(wit / "deps").iterdir()]:
+        path.write_text(path.read_text().replace(f"@{_VENDORED_WASI}", f"@{wasi}"))
+    wat = (HERE / "clock.wat").read_text().replace(f"@{_VENDORED_WASI}", f"@{wasi}")
+    (out / "clock.wat").write_text(wat)
+    core = out / "clock.core.wasm"
+    wasm_tools("component", "embed", wit, "-w", "clocked", out / "clock.wat", "-o", core)
+    wasm_tools("component", "new", core, "-o", out / "clock.wasm")
+    return out / "clock.wasm"

@@ -1,8 +1,6 @@
-"""A probe for issue 19 item 4: can the host derive the monotonic clock and still give
-guests real WASI timer pollables, with wasmtime-py's component API?
-
-Not a feature yet: this records what the API allows, so that whoever builds it (and
-whoever upgrades wasmtime-py) finds out at once if it changes. Two facts:
+"""The guard of the technique behind the derived monotonic clock (issue 19 item 4):
+what wasmtime-py's component API allows, so that whoever upgrades wasmtime-py finds out
+at once if it changes (`durable.host.monotonic` relies on both facts):
 
 1. Shadowing is per instance, not per function: defining `now` alone in
    `wasi:clocks/monotonic-clock` replaces the whole built-in instance, and a guest that
@@ -14,7 +12,9 @@ whoever upgrades wasmtime-py) finds out at once if it changes. Two facts:
    component, instantiated in the same store with the built-in WASI, which forwards to
    the real `subscribe-duration`; the pollable it returns is passed on to the guest,
    whose `pollable.block` (built-in) then waits the real duration, while `now` is the
-   host's own.
+   host's own. (The host asks for 0 ns: a pollable that is ready at once.)
+
+The feature itself is tested in test_monotonic_clock.py.
 """
 
 from __future__ import annotations

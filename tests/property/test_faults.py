@@ -110,6 +110,20 @@ async def test_a_crash_point_makes_the_write_all_or_nothing_then_the_process_is_
     await store.close()  # closing only releases resources
 
 
+async def test_a_store_method_that_returns_a_context_manager_passes_through_alive() -> None:
+    """`watch_end` returns an async context manager, not a coroutine (`durable run`
+    with the crash hook waits for its task's end through it)."""
+    inner = MemoryStore()
+    lease = await _claimed(inner)
+    store = CrashingStore(inner, crash_at=0)
+    async with store.watch_end(lease.task_id) as watch:
+        assert watch is not None
+    with pytest.raises(SimulatedCrash):
+        await store.finish(lease, Completed(result="1"))
+    with pytest.raises(SimulatedCrash):
+        store.watch_end(lease.task_id)
+
+
 async def test_more_methods_can_count_as_writes() -> None:
     inner = MemoryStore()
     store = CrashingStore(inner, crash_at=0, counted=("put_workflow",))

@@ -13,6 +13,7 @@ from durable.core.runs import effect_key, run_seed
 from durable.core.side_writes import SideWrite
 from durable.core.signals import ContinueAsNew
 from durable.errors import NondeterminismError
+from durable.history import task_from_dict, task_to_dict
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
 from durable.host.continuation import continue_as_new
@@ -102,3 +103,12 @@ def test_an_input_over_the_payload_limit_is_refused() -> None:
     why = continue_as_new(ctx, big)
     assert isinstance(why, str)
     assert why.startswith("cannot continue as new:")
+
+
+def test_a_history_file_keeps_its_run() -> None:
+    task = _ctx(run=4).task
+    data = task_to_dict(task)
+    assert data["run"] == 4
+    assert task_from_dict(data) == task
+    del data["run"]  # a file written before runs existed
+    assert task_from_dict(data).run == 1

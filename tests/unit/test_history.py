@@ -70,6 +70,16 @@ def test_task_dict_round_trip() -> None:
     assert task_from_dict(task_to_dict(task)) == task
 
 
+def test_task_dict_keeps_a_queued_task_s_placement_and_deaths() -> None:
+    task = _task(deaths=2, queue="emails", queue_key="acme", priority=5, started_at=T0)
+    data = task_to_dict(task)
+    assert (data["queue"], data["queue_key"], data["priority"], data["deaths"]) == (
+        "emails", "acme", 5, 2,
+    )  # fmt: skip
+    assert data["started_at"] == "2025-06-01T12:00:00.123456+00:00"
+    assert task_from_dict(data) == task
+
+
 def test_golden_histories_load() -> None:
     for path in sorted(FIXTURES.glob("*.json")):
         history = TaskHistory.load(path)

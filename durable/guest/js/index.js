@@ -137,20 +137,79 @@ export function workflow(entries) {
         throw new TypeError(`no entry ${JSON.stringify(entry)} (entries: ${names.join(", ")})`);
       }
       const value = fn(JSON.parse(input));
-      if (value instanceof Promise) {
-        throw new TypeError("a workflow function must not be async: durable calls block");
-      }
-      return JSON.stringify(value === undefined ? null : value);
+      // An async function may await timers (`setTimeout`): componentize-js runs the
+      // event loop until the promise settles. Durable calls still block in place.
+      if (value instanceof Promise) return value.then(resultText, failWith);
+      return resultText(value);
     } catch (e) {
-      // As the Python SDK prints its traceback: the log says why the task failed.
-      const err = errorRecord(e);
-      console.error(`${err.kind}: ${err.message}` + (err.traceback ? `\n${err.traceback}` : ""));
-      // componentize-js turns a thrown workflow-error record into `err`; anything
-      // else would trap.
-      throw err;
+      failWith(e);
     }
   };
 }
+
+function resultText(value) {
+  return JSON.stringify(value === undefined ? null : value);
+}
+
+function failWith(e) {
+  // As the Python SDK prints its traceback: the log says why the task failed.
+  const err = errorRecord(e);
+  console.error(`${err.kind}: ${err.message}` + (err.traceback ? `\n${err.traceback}` : ""));
+  // componentize-js turns a thrown workflow-error record into `err`; anything
+  // else would trap.
+  throw err;
+}
+
+// -- timers ---------------------------------------------------------------------------
+
+// The host's monotonic clock is virtual (docs/guests.md): every timer's pollable is
+// ready at once, and the event loop would run ready timers in the order they were set,
+// not by deadline. So the SDK keeps the timers itself: each `setTimeout` queues one
+// native zero-delay timer, and each of those runs the pending timer with the earliest
+// deadline (ties: the first set), after moving the clock to that deadline.
+const nativeSetTimeout = globalThis.setTimeout;
+const nativeClearTimeout = globalThis.clearTimeout;
+const timers = new Map();
+let timerIds = 0;
+let timerOrder = 0;
+
+function fireNextTimer() {
+  let next = null;
+  for (const t of timers.values()) {
+    if (next === null || t.deadline < next.deadline
+        || (t.deadline === next.deadline && t.order < next.order)) {
+      next = t;
+    }
+  }
+  if (next === null) return; // cleared
+  const wait = next.deadline - performance.now();
+  // A native timer for the rest of the wait moves the virtual clock to the deadline
+  // (its delay is whole milliseconds: round up).
+  if (wait > 0) nativeClearTimeout(nativeSetTimeout(() => {}, Math.ceil(wait)));
+  if (next.every === null) {
+    timers.delete(next.id);
+  } else {
+    next.deadline += next.every;
+    next.order = timerOrder++;
+    nativeSetTimeout(fireNextTimer, 0);
+  }
+  next.fn(...next.args);
+}
+
+function addTimer(fn, delay, args, repeat) {
+  if (typeof fn !== "function") throw new TypeError("a timer's callback must be a function");
+  const ms = Math.max(0, Number(delay) || 0);
+  const id = ++timerIds;
+  const every = repeat ? Math.max(ms, 1) : null;
+  timers.set(id, { id, fn, args, every, deadline: performance.now() + ms, order: timerOrder++ });
+  nativeSetTimeout(fireNextTimer, 0);
+  return id;
+}
+
+globalThis.setTimeout = (fn, delay, ...args) => addTimer(fn, delay, args, false);
+globalThis.setInterval = (fn, delay, ...args) => addTimer(fn, delay, args, true);
+globalThis.clearTimeout = (id) => void timers.delete(id);
+globalThis.clearInterval = globalThis.clearTimeout;
 
 // -- steps ----------------------------------------------------------------------------
 
