@@ -108,8 +108,9 @@ def show(task_id: int, as_json: bool, run: int | None, db: str | None) -> None:
     event history.
 
     A task that continued as new (durable.continue_as_new) has runs: they are listed,
-    and the history shown is its current run's, or run N's with --run. Each event is shown with its index, its label (the operation it records), a short
-    form of its payload and the local time it was committed.
+    and the history shown is its current run's, or run N's with --run. Each event is
+    shown with its index, its label (the operation it records), a short form of its
+    payload and the local time it was committed.
     """
 
     async def main() -> tuple[TaskHistory, list[Task], list[StatusValue], Lineage, list[RunInfo]]:
