@@ -14,6 +14,7 @@ from durable._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from durable.client import Client as Client
+    from durable.core.model import RunInfo as RunInfo
     from durable.core.model import Task as Task
     from durable.core.model import TaskState as TaskState
     from durable.errors import DurableError as DurableError
@@ -30,6 +31,7 @@ __all__ = [
     "NondeterminismError",
     "ReplayReport",
     "Replayer",
+    "RunInfo",
     "Task",
     "TaskHistory",
     "TaskState",
@@ -48,6 +50,7 @@ _LAZY = {
     "NondeterminismError": "durable.errors",
     "ReplayReport": "durable.replayer",
     "Replayer": "durable.replayer",
+    "RunInfo": "durable.core.model",
     "Task": "durable.core.model",
     "TaskHistory": "durable.history",
     "TaskState": "durable.core.model",

@@ -15,6 +15,7 @@ one, on the same database) runs them.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -31,7 +32,7 @@ from durable.bundle import is_bundle
 from durable.client_queues import QueueClient, check_flow
 from durable.client_schedules import ScheduleClient
 from durable.core.limits import input_too_large
-from durable.core.model import LogChunk, NewTask, Notification, Task, TaskState
+from durable.core.model import LogChunk, NewTask, Notification, RunInfo, Task, TaskState
 from durable.core.status import StatusValue
 from durable.errors import ConfigurationError, InputTooLargeError, NotFoundError
 from durable.history import TaskHistory
@@ -39,7 +40,7 @@ from durable.host.config import HostConfig
 from durable.loader import compile_for_machine, interpreter_name, local_interpreter, read_workflow
 from durable.storage import Store, open_store
 from durable.storage._end_watch import EndWatch
-from durable.storage.base import EndSignals
+from durable.storage.base import EndSignals, RunStore
 from durable.task_names import name_problem
 
 if TYPE_CHECKING:  # the replayer loads wasmtime: only for `replay`, when it is called
@@ -260,6 +261,38 @@ class Client(ScheduleClient, QueueClient):
         task = await self.store.get_task(task_id)
         events = await self.store.load_history(task_id)
         return TaskHistory(task=task, events=tuple(events))
+
+    async def runs(self, task_id: int) -> builtins.list[RunInfo]:
+        """The task's runs, oldest first: the ended ones (`durable.continue_as_new`),
+        then the current one (its `ended_at` None). A task that never continued: one.
+
+        Raises:
+            TaskNotFoundError: no such task.
+        """
+        task = await self.store.get_task(task_id)
+        ended = await self.store.list_runs(task_id) if isinstance(self.store, RunStore) else []
+        events = len(await self.store.load_history(task_id))
+        current = RunInfo(run=task.run, input=task.input, events=events, ended_at=None)
+        return [*ended, current]
+
+    async def run_history(self, task_id: int, run: int) -> TaskHistory:
+        """The task with the events of one of its runs (ended or current).
+
+        Raises:
+            TaskNotFoundError: no such task.
+            NotFoundError: the task has no such run.
+        """
+        task = await self.store.get_task(task_id)
+        if run == task.run:
+            return await self.history(task_id)
+        if not 1 <= run < task.run or not isinstance(self.store, RunStore):
+            raise NotFoundError(f"task {task_id} has no run {run} (it is at run {task.run})")
+        (info,) = [r for r in await self.store.list_runs(task_id) if r.run == run]
+        events = await self.store.load_run_history(task_id, run)
+        # The task as that run saw it: its run number and input (which a replay needs:
+        # the run's entropy derives from its number), and ready, as the run left it.
+        as_run = dataclasses.replace(task, run=run, input=info.input, state=TaskState.READY)
+        return TaskHistory(task=as_run, events=tuple(events))
 
     async def replay(
         self,
@@ -493,15 +526,23 @@ class Client(ScheduleClient, QueueClient):
         return await self.store.schema_version()
 
     async def fork(
-        self, task_id: int, *, at: int, workflow_hash: str | None = None, input: Any = _KEEP
+        self,
+        task_id: int,
+        *,
+        at: int,
+        workflow_hash: str | None = None,
+        input: Any = _KEEP,
+        run: int | None = None,
     ) -> Task:
         """A new task whose history is the first `at` events of `task_id`, run from
         there by a worker, on the same binary or `workflow_hash`, with the same input
         or `input`. The original is untouched; `task_origin` links the new task to it.
+        With `run`, from that run of the task (`durable.continue_as_new`; default:
+        its current run), whose input is then the default.
 
         Raises:
             TaskNotFoundError: no such task.
-            ConflictError: `at` is outside the task's history.
+            ConflictError: `at` is outside the run's history, or no such run.
             ConfigurationError: the store cannot fork (a custom store without the role).
         """
         from durable.storage.fork import ForkStore
@@ -512,7 +553,7 @@ class Client(ScheduleClient, QueueClient):
         origin = await self.store.get_task(task_id)
         text = None if input is _KEEP else encode_input(input, max_bytes=self.max_input_bytes)
         return await store.fork_task(
-            task_id, at=at, workflow_hash=workflow_hash or origin.workflow_hash, input=text
+            task_id, at=at, workflow_hash=workflow_hash or origin.workflow_hash, input=text, run=run
         )
 
     async def retry(self, task_id: int) -> Task:

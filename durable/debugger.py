@@ -32,11 +32,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from durable.core.signals import HistoryExhausted
+from durable.core.signals import ContinueAsNew, HistoryExhausted
 from durable.debugger_effects import Datetime, effect_modules
 from durable.errors import ConfigurationError, NondeterminismError
 from durable.history import TaskHistory
-from durable.host import coordination, patch, status
+from durable.host import continuation, coordination, patch, status
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
 from durable.replayer import replay_attempt
@@ -170,6 +170,10 @@ def _stand_ins(ctx: AttemptContext, parked: list[BaseException]) -> dict[str, ty
             patched=lambda i: err_or(patch.patched(ctx, i)),
             deprecate=lambda i: err_or(patch.patched(ctx, i, deprecated=True) or None),
         ),
+        "wit_world.imports.continuation": module(
+            "continuation",
+            continue_as_new=lambda i: err_or(continuation.continue_as_new(ctx, i)),
+        ),
         "wit_world.imports.types": module("types", WorkflowError=WorkflowError, Datetime=Datetime),
         **effect_modules(ctx, _Err, host),
     }
@@ -265,4 +269,10 @@ def _unwound(history: TaskHistory, exc: BaseException | None) -> DebugEnd:
         )
     if isinstance(exc, NondeterminismError):
         return DebugEnd(f"task {task_id} diverges: {exc}", clean=False)
+    if isinstance(exc, ContinueAsNew):
+        return DebugEnd(
+            f"task {task_id} replays cleanly ({len(history.events)} events), "
+            f"then continues as new on {exc.input}",
+            clean=True,
+        )
     raise exc if exc is not None else RuntimeError("the workflow unwound with no host error")

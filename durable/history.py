@@ -138,6 +138,9 @@ def task_to_dict(task: Task) -> dict[str, Any]:
         "queue_key": task.queue_key,
         "priority": task.priority,
         "started_at": _time(task.started_at),
+        # Which run of the task the history is (`durable.continue_as_new`): its entropy
+        # derives from it, so a replay needs it.
+        "run": task.run,
     }
 
 
@@ -167,6 +170,7 @@ def task_from_dict(data: Mapping[str, Any]) -> Task:
         queue_key=data.get("queue_key"),
         priority=int(data.get("priority", 0)),
         started_at=_parse_optional_time(data.get("started_at")),
+        run=int(data.get("run", 1)),
     )
 
 

@@ -43,6 +43,7 @@ from durable.core import ops
 from durable.core.model import (
     Cancelled,
     Completed,
+    ContinuedAsNew,
     Event,
     Failed,
     LogChunk,
@@ -288,7 +289,8 @@ def _report(history: TaskHistory, ctx: AttemptContext, end: AttemptEnd) -> Repla
         how, result, error = ReplayEnd.FAILED, None, outcome.error
     elif isinstance(outcome, Cancelled):
         how, result, error = ReplayEnd.CANCELLED, None, outcome.error
-    elif isinstance(outcome, Suspended):  # a wait past the history (no events to match)
+    elif isinstance(outcome, Suspended | ContinuedAsNew):
+        # A wait past the history (no events to match), or the start of the next run.
         how, result, error = ReplayEnd.CONTINUES, None, None
     else:
         raise ReplayError(f"task {history.task.id}: the replay ended unexpectedly ({outcome})")

@@ -22,6 +22,12 @@ from durable.cli._common import db_option, fail, handle_errors, open_client, par
     help="Run the new task on this binary (.wasm or .py) instead of TASK's own.",
 )
 @click.option("--input", "input_", metavar="JSON", default=None, help="A new input (JSON).")
+@click.option(
+    "--run",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Fork from run N of TASK (durable.continue_as_new) [default: its current run].",
+)
 @db_option
 @handle_errors
 def fork(
@@ -30,6 +36,7 @@ def fork(
     at: int,
     wasm: Path | None,
     input_: str | None,
+    run: int | None,
     db: str | None,
 ) -> None:
     """Start a new task from the first K events of TASK's history (--at K).
@@ -48,11 +55,14 @@ def fork(
         async with await open_client(db) as client:
             new_hash = None if code is None else await client.register_file(code)
             if input_ is None:
-                task = await client.fork(task_id, at=at, workflow_hash=new_hash)
+                task = await client.fork(task_id, at=at, workflow_hash=new_hash, run=run)
             else:
-                task = await client.fork(task_id, at=at, workflow_hash=new_hash, input=value)
+                task = await client.fork(
+                    task_id, at=at, workflow_hash=new_hash, input=value, run=run
+                )
             click.echo(task.id)
-            click.echo(f"task {task.id}: forked from task {task_id} at event {at}", err=True)
+            where = f"at event {at}" if run is None else f"at event {at} of run {run}"
+            click.echo(f"task {task.id}: forked from task {task_id} {where}", err=True)
 
     run_async(main)
 

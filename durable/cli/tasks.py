@@ -11,7 +11,7 @@ from durable.cli._common import db_option, handle_errors, open_client, run_async
 from durable.cli._lineage import Lineage, read_lineage
 from durable.cli._lineage import pairs as lineage_pairs
 from durable.cli._lineage import to_json as lineage_json
-from durable.core.model import Task, TaskState
+from durable.core.model import RunInfo, Task, TaskState
 from durable.core.status import StatusValue
 from durable.history import TaskHistory, task_to_dict
 
@@ -94,36 +94,66 @@ def list_tasks(
     help="Export the task and its full history as JSON (the format `durable replay "
     "--history` reads), with its status values, if it has any.",
 )
+@click.option(
+    "--run",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Show the history of run N (a task that used durable.continue_as_new) "
+    "[default: the current run].",
+)
 @db_option
 @handle_errors
-def show(task_id: int, as_json: bool, db: str | None) -> None:
+def show(task_id: int, as_json: bool, run: int | None, db: str | None) -> None:
     """Show TASK: its state, times, input, result or error, its status values, and its
     event history.
 
-    Each event is shown with its index, its label (the operation it records), a short
-    form of its payload and the local time it was committed.
+    A task that continued as new (durable.continue_as_new) has runs: they are listed,
+    and the history shown is its current run's, or run N's with --run. Each event is
+    shown with its index, its label (the operation it records), a short form of its
+    payload and the local time it was committed.
     """
 
-    async def main() -> tuple[TaskHistory, list[Task], list[StatusValue], Lineage]:
+    async def main() -> tuple[TaskHistory, list[Task], list[StatusValue], Lineage, list[RunInfo]]:
         async with await open_client(db) as client:
-            history = await client.history(task_id)
+            history = await (
+                client.history(task_id) if run is None else client.run_history(task_id, run)
+            )
             values = await client.status_values(task_id)
             lineage = await read_lineage(client, task_id)
+            runs = await client.runs(task_id)
             if as_json:
-                return history, [], values, lineage
+                return history, [], values, lineage, runs
+            if run is not None:  # the summary shows the task as it is now
+                history = TaskHistory(task=await client.get(task_id), events=history.events)
             children = await client.list(parent_id=task_id, limit=_CHILDREN_SHOWN + 1)
-            return history, children, values, lineage
+            return history, children, values, lineage, runs
 
-    history, children, values, lineage = run_async(main)
+    history, children, values, lineage, runs = run_async(main)
     if as_json:
         document = history.to_dict()
         if values:  # only then: a task without status exports exactly as before
             document["status"] = {v.key: v.to_json() for v in values}
         document.update(lineage_json(lineage))
+        if len(runs) > 1:  # likewise: a task that never continued as new
+            document["runs"] = [_run_json(r) for r in runs]
         click.echo(json.dumps(document, indent=2))
         return
-    click.echo(_summary(history.task, children, lineage_pairs(lineage)))
+    shown = run or history.task.run
+    click.echo(_summary(history.task, children, lineage_pairs(lineage), shown, len(runs)))
     click.echo()
+    if len(runs) > 1:
+        click.echo("runs:")
+        rows = [
+            [
+                str(r.run),
+                str(r.events),
+                _run_end(r, history.task),
+                fmt.short(r.input, 60),
+            ]
+            for r in runs
+        ]
+        click.echo(fmt.table(["RUN", "EVENTS", "ENDED", "INPUT"], rows))
+        click.echo()
     if values:
         click.echo("status:")
         rows = [[v.key, fmt.short(v.value, 60), fmt.local_time(v.updated_at)] for v in values]
@@ -147,7 +177,25 @@ def show(task_id: int, as_json: bool, db: str | None) -> None:
     click.echo(fmt.table(["INDEX", "LABEL", "PAYLOAD", "TIME"], rows))
 
 
-def _summary(task: Task, children: list[Task], lineage: list[tuple[str, str]]) -> str:
+def _run_end(run: RunInfo, task: Task) -> str:
+    """When the run ended: it continued as new, or the task ended in it."""
+    if run.ended_at is not None:
+        return fmt.local_time(run.ended_at)
+    return fmt.local_time(task.updated_at) if task.state.is_terminal else "(current)"
+
+
+def _run_json(run: RunInfo) -> dict[str, object]:
+    ended = None if run.ended_at is None else run.ended_at.isoformat()
+    return {"run": run.run, "events": run.events, "ended_at": ended, "input": run.input}
+
+
+def _summary(
+    task: Task,
+    children: list[Task],
+    lineage: list[tuple[str, str]],
+    run: int = 1,
+    runs: int = 1,
+) -> str:
     pairs = [
         ("state", fmt.state(task.state) + (" (cancel requested)" if task.cancel_requested else "")),
         ("workflow", f"{task.workflow_hash[:12]}, entry {task.entry or '(default)'}"),
@@ -161,6 +209,8 @@ def _summary(task: Task, children: list[Task], lineage: list[tuple[str, str]]) -
     if task.deadline_at is not None:
         pairs.append(("deadline", fmt.local_time(task.deadline_at)))
     pairs.append(("attempts", str(task.attempts)))
+    if runs > 1:  # durable.continue_as_new: which run the history below is of
+        pairs.append(("run", f"run {run} of {runs}"))
     if task.queue is not None or task.priority:
         pairs.append(("queue", _placement(task)))
     if task.started_at is not None:

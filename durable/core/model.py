@@ -95,6 +95,9 @@ class Task:
     queue_key: str | None = None
     priority: int = 0
     started_at: datetime | None = None
+    # Which run of the task this is: 1, then one more at each `durable.continue_as_new`,
+    # which ends a run (its history kept as that run's) and starts the next afresh.
+    run: int = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,4 +205,25 @@ class Released:
     started: bool = True
 
 
-Outcome = Completed | Failed | Cancelled | Suspended | Released
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContinuedAsNew:
+    """The run ends and the task starts its next run, afresh, on `input`.
+
+    In one transaction: the run's history is kept as run n of the task, and the task,
+    now at run n + 1, is `ready` with an empty history and this input.
+    """
+
+    input: str  # JSON text for the next run
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunInfo:
+    """One run of a task (`durable.continue_as_new`): stores keep the ended ones."""
+
+    run: int  # 1, 2, 3 ...
+    input: str  # the input the run was started with, JSON text
+    events: int  # how many events its history holds
+    ended_at: datetime | None  # when it continued as the next run; None: the current run
+
+
+Outcome = Completed | Failed | Cancelled | Suspended | Released | ContinuedAsNew

@@ -48,3 +48,11 @@ class HistoryExhausted(ControlSignal):
         super().__init__(f"history ends at event {position}; the workflow went on to {label!r}")
         self.position = position
         self.label = label
+
+
+class ContinueAsNew(ControlSignal):
+    """End this run and start the task's next run afresh on `input` (JSON text)."""
+
+    def __init__(self, input_: str) -> None:
+        super().__init__("continue as new")
+        self.input = input_

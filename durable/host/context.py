@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 from durable import metrics
 from durable.bundle import Bundle
 from durable.core import machine as m
-from durable.core import ops
+from durable.core import ops, runs
 from durable.core.model import Event, LogChunk, NewTask, Notification, Stream, Task
 from durable.core.output import OutputBuffer
 from durable.core.replay import ReplayCursor
@@ -115,7 +115,7 @@ class AttemptContext:
         deadline = task.deadline_at
         self.machine = m.ReplayMachine(
             history,
-            seed=task.seed,
+            seed=runs.run_seed(task.seed, task.run),
             task_id=task.id,
             limits=m.Limits(
                 max_events=config.max_events,

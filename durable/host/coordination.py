@@ -15,7 +15,7 @@ from typing import Any
 
 from wasmtime import component as wc
 
-from durable.core import ops
+from durable.core import ops, runs
 from durable.core.limits import input_too_large
 from durable.core.model import NewTask, Notification, TaskState
 from durable.core.queue import Placement, placement_problem
@@ -32,9 +32,9 @@ def _digest(*parts: object) -> str:
 
 
 def _key(ctx: AttemptContext, kind: str) -> str:
-    """A key unique to this call: task, event position, and calls so far at it."""
+    """A key unique to this call: task, run, event position, and calls so far at it."""
     n = ctx.next_call_number()
-    return f"{kind}:{ctx.task.id}:{ctx.cursor.position}:{n}"
+    return runs.effect_key(kind, ctx.task.id, ctx.task.run, ctx.cursor.position, n)
 
 
 def _datetime(seconds: float) -> wc.Record:

@@ -20,6 +20,7 @@ from wasmtime import component as wc
 from durable.host._wit import Current, Definer, add_funcs, record
 from durable.host.child_control import define_child_control
 from durable.host.context import AttemptContext
+from durable.host.continuation import define_continuation
 from durable.host.coordination import define_coordination
 from durable.host.http import define_http
 from durable.host.monotonic import define_monotonic_clock
@@ -131,4 +132,5 @@ INTERFACES: list[Definer] = [
     define_patch,
     define_source,
     define_spawn_options,
+    define_continuation,
 ]

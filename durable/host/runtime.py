@@ -22,6 +22,7 @@ from wasmtime import component as wc
 from durable.core.model import (
     Cancelled,
     Completed,
+    ContinuedAsNew,
     Event,
     Failed,
     LogChunk,
@@ -31,7 +32,7 @@ from durable.core.model import (
     Suspended,
 )
 from durable.core.side_writes import SideWrite
-from durable.core.signals import HistoryExhausted, Release, Suspend, TimedOut
+from durable.core.signals import ContinueAsNew, HistoryExhausted, Release, Suspend, TimedOut
 from durable.core.task_error import TaskError
 from durable.errors import HostError, LeaseLostError, NondeterminismError, OutputLimitExceeded
 from durable.host import cancel_gate, watchdog
@@ -201,6 +202,10 @@ class Runtime:
             return _end(ctx, Suspended(wakeup_at=signal.wakeup_at, on_event=signal.on_event))
         except Release:
             return _end(ctx, Released())
+        except ContinueAsNew as signal:
+            if ctx.cancel_delivered:
+                return _cancelled(ctx, "the workflow handled the cancellation and continued as new")
+            return _end(ctx, ContinuedAsNew(input=signal.input), frontier=True)
         except TimedOut:
             return _timed_out(ctx)
         except CancelledAtCall:

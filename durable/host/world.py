@@ -22,6 +22,7 @@ DURABLE_INTERFACES = (
     "durable:core/patch",
     "durable:core/source",
     "durable:core/spawn-options",
+    "durable:core/continuation",
 )
 #: The package version this host implements. Components built against an older minor
 #: version still link, because interfaces only ever gain functions.

@@ -12,10 +12,11 @@ from collections.abc import Callable
 from datetime import datetime
 
 from durable.core.model import Task, TaskState
+from durable.core.runs import run_seed
 from durable.core.status import StatusValue
 from durable.errors import ConflictError, NotFoundError, TaskNotFoundError
 from durable.storage._memory_rows import TaskRow, ready_task
-from durable.storage.fork import TaskFork, TaskOrigin, check_at
+from durable.storage.fork import TaskFork, TaskOrigin, check_at, log_range, no_run
 from durable.storage.moves import BinaryMove
 
 __all__ = ["MemoryForks"]
@@ -42,36 +43,52 @@ class MemoryForks:
         raise NotImplementedError  # pragma: no cover - `MemoryStore` defines it
 
     async def fork_task(
-        self, origin_id: int, *, at: int, workflow_hash: str, input: str | None = None
+        self,
+        origin_id: int,
+        *,
+        at: int,
+        workflow_hash: str,
+        input: str | None = None,
+        run: int | None = None,
     ) -> Task:
-        """A new task with the first `at` events of `origin_id` (`ForkStore`)."""
+        """A new task with the first `at` events of `origin_id`'s run (`ForkStore`)."""
         await self._enter("fork_task")
         if origin_id not in self._tasks:
             raise TaskNotFoundError(origin_id)
         origin = self._tasks[origin_id]
-        why = check_at(at, len(origin.events), origin_id)
+        current = origin.task.run
+        run = current if run is None else run
+        ended = {e.info.run: e for e in origin.runs}
+        if run != current and run not in ended:
+            raise ConflictError(no_run(origin_id, run, current))
+        events = origin.events if run == current else ended[run].events
+        why = check_at(at, len(events), origin_id)
         if why is not None:
             raise ConflictError(why)
         if workflow_hash not in self._workflows:
             raise NotFoundError(f"workflow {workflow_hash} is not stored")
         now = self._now()
         self._last_id += 1
+        own_input = origin.task.input if run == current else ended[run].info.input
         task = ready_task(
             self._last_id,
             now,
             name=origin.task.name,
             workflow_hash=workflow_hash,
             entry=origin.task.entry,
-            input=origin.task.input if input is None else input,
-            seed=origin.task.seed,  # the copied events derived their random bytes from it
+            input=own_input if input is None else input,
+            # The copied events derived their random bytes from the run's seed.
+            seed=run_seed(origin.task.seed, run),
             parent_id=None,
             idempotency_key=None,
         )
+        bases = {n: e.log_base for n, e in ended.items()}
+        low, high = log_range(run, current, bases, origin.log_base)
         # Host notes (position -1) stay with the origin; the rest is renumbered from 1.
-        kept = [c for c in origin.logs if 0 <= c.position <= at]
+        kept = [c for c in origin.logs[low:high] if 0 <= c.position <= at]
         logs = [dataclasses.replace(c, seq=i) for i, c in enumerate(kept, start=1)]
-        self._tasks[task.id] = TaskRow(task=task, events=list(origin.events[:at]), logs=logs)
-        values = self._statuses.get(origin_id, {})
+        self._tasks[task.id] = TaskRow(task=task, events=list(events[:at]), logs=logs)
+        values = self._statuses.get(origin_id, {}) if run == current else {}
         self._statuses[task.id] = {k: v for k, v in values.items() if v.position < at}
         self._origins[task.id] = TaskOrigin(origin_id=origin_id, at=at)
         self._notify()

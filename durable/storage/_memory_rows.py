@@ -7,9 +7,19 @@ import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
-from durable.core.model import Event, LogChunk, Notification, Task, TaskState
+from durable.core.model import Event, LogChunk, Notification, RunInfo, Task, TaskState
 
-__all__ = ["NotificationRow", "TaskRow", "aware"]
+__all__ = ["EndedRun", "NotificationRow", "TaskRow", "aware"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class EndedRun:
+    """A run that continued as the next one: what it was, its history, and the seq of
+    the last log chunk before it."""
+
+    info: RunInfo
+    events: list[Event]
+    log_base: int
 
 
 @dataclasses.dataclass(slots=True, kw_only=True)
@@ -23,6 +33,10 @@ class TaskRow:
     wake_pending: bool = False  # active: such a wake-up happened; cleared by claim
     events: list[Event] = dataclasses.field(default_factory=list)
     logs: list[LogChunk] = dataclasses.field(default_factory=list)
+    # The ended runs (`durable.continue_as_new`), oldest first; and the seq of the
+    # last log chunk before the current run (its output follows).
+    runs: list[EndedRun] = dataclasses.field(default_factory=list)
+    log_base: int = 0
 
     def change(self, **fields: Any) -> None:
         self.task = dataclasses.replace(self.task, **fields)

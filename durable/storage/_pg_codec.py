@@ -12,6 +12,7 @@ from durable.core import side_writes
 from durable.core.model import (
     Cancelled,
     Completed,
+    ContinuedAsNew,
     Event,
     Failed,
     LogChunk,
@@ -57,6 +58,7 @@ def task(row: asyncpg.Record) -> Task:
         queue_key=row["queue_key"],
         priority=row["priority"],
         started_at=row["started_at"],
+        run=row.get("run", 1),
     )
 
 
@@ -155,6 +157,8 @@ def outcome_args(
             return "suspended", None, None, wakeup_at - now, on_event, False
         case Released(started=started):
             return "ready", None, None, None, False, not started
+        case ContinuedAsNew():  # ready; its next run is set up by `continue_run`
+            return "ready", None, None, None, False, False
     raise TypeError(f"not an Outcome: {outcome!r}")  # pragma: no cover
 
 

@@ -66,6 +66,7 @@ def task(row: Sequence[Any]) -> Task:
         queue_key=row[20],
         priority=row[21],
         started_at=maybe_dt(row[22]),
+        run=row[23],
     )
 
 

@@ -29,7 +29,7 @@ TASK_COLUMNS = (
     "(SELECT input FROM durable_task_input WHERE task_id = durable_task.id), state, seed, "
     "created_at, updated_at, wakeup_at, result, error, owner, attempts, parent_id, "
     "idempotency_key, deadline_at, cancel_requested, deaths, "
-    "queue, queue_key, priority, started_at"
+    "queue, queue_key, priority, started_at, run"
 )
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")

@@ -32,6 +32,7 @@ from durable.core.model import (
     NewTask,
     Notification,
     Outcome,
+    RunInfo,
     Task,
     TaskState,
     WorkerInfo,
@@ -282,8 +283,12 @@ class HistoryStore(Protocol):
         one of its children, that happens while the task is `active` leaves a "wake
         pending" mark (cleared by `claim`), and a later `Suspended(on_event=True)` then
         leaves the task runnable at once. `Released` makes it `ready` for any worker.
-        Every outcome resets the task's `deaths` to 0, except `Released(started=False)`,
-        which keeps it. Fenced like `append`; `writes` as in `append`.
+        `ContinuedAsNew` ends the task's run n and starts run n + 1: the run's events
+        are kept as run n's (`RunStore`), the task is `ready` with `run` one higher, the
+        new input and an empty history, and its output so far no longer counts for
+        `logged_bytes`. Every outcome resets the task's `deaths` to 0, except
+        `Released(started=False)`, which keeps it. Fenced like `append`; `writes` as in
+        `append`.
         """
         ...
 
@@ -350,6 +355,23 @@ class Store(TaskQueue, HistoryStore, NotificationStore, StatusStore, Protocol):
     (`WorkflowSQL`), which the memory store does not have: the host checks for it by
     type, and a workflow that asks for it there fails with a clear error.
     """
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """The runs role: the ended runs of a task (`durable.continue_as_new`), kept.
+
+    `load_history` reads only the current run, so a replay never reads old runs.
+    """
+
+    async def list_runs(self, task_id: int) -> list[RunInfo]:
+        """The task's ended runs, oldest first (none for a task still in run 1)."""
+        ...
+
+    async def load_run_history(self, task_id: int, run: int) -> list[Event]:
+        """The events of run `run` of the task (ended, or the current one), in order;
+        [] for no such run."""
+        ...
 
 
 @runtime_checkable

@@ -36,18 +36,30 @@ class ForkStore(Protocol):
     """The fork role (see the module docstring)."""
 
     async def fork_task(
-        self, origin_id: int, *, at: int, workflow_hash: str, input: str | None = None
+        self,
+        origin_id: int,
+        *,
+        at: int,
+        workflow_hash: str,
+        input: str | None = None,
+        run: int | None = None,
     ) -> Task:
-        """A new `ready` task: the origin's name, entry and seed, the binary
+        """A new `ready` task: the origin's name and entry, the binary
         `workflow_hash`, `input` (default: the origin's), and the origin's first `at`
         events as its history with the output they account for (the log at positions
         0 .. `at`) and the status values set before event `at` (and not set again
         since: a store keeps only a key's latest value), all in one transaction.
 
+        `run`: fork from that run of the origin (`durable.continue_as_new`; default:
+        its current run): its events and output, its input by default, no status values
+        (for an ended run). The fork is at its run 1, with the seed of the origin's run
+        (`durable.core.runs.run_seed`), so that the copied events see their entropy.
+
         Raises:
             TaskNotFoundError: no task `origin_id`.
             NotFoundError: the binary is not stored.
-            ConflictError: `at` is negative or past the end of the origin's history.
+            ConflictError: `at` is negative or past the end of the run's history, or
+                the origin has no such run.
         """
         ...
 
@@ -58,6 +70,23 @@ class ForkStore(Protocol):
     async def task_forks(self, origin_id: int, *, limit: int = 100) -> list[TaskFork]:
         """Up to `limit` of the tasks forked from `origin_id`, oldest first."""
         ...
+
+
+#: The end of the current run's log range: no log seq is above it.
+NO_END = 2**31 - 1
+
+
+def log_range(run: int, current: int, bases: dict[int, int], base: int) -> tuple[int, int]:
+    """The log seqs `(low, high]` of `run` of a task at run `current` whose log base is
+    `base`, given each ended run's log base (`bases`)."""
+    if run == current:
+        return base, NO_END
+    return bases[run], bases.get(run + 1, base)
+
+
+def no_run(origin_id: int, run: int, current: int) -> str:
+    """Why a fork of run `run` is refused: the origin has no such run."""
+    return f"task {origin_id} has no run {run} (it is at run {current})"
 
 
 @runtime_checkable

@@ -33,6 +33,7 @@ from durable.core.model import (
     Cancelled,
     Claim,
     Completed,
+    ContinuedAsNew,
     Event,
     Failed,
     Lease,
@@ -41,6 +42,7 @@ from durable.core.model import (
     Notification,
     Outcome,
     Released,
+    RunInfo,
     Suspended,
     Task,
     TaskState,
@@ -59,6 +61,7 @@ from durable.errors import (
 from durable.storage import quarantine
 from durable.storage._end_watch import EndWaiters, EndWatch
 from durable.storage._memory_fork import MemoryForks
+from durable.storage._memory_rows import EndedRun
 from durable.storage._memory_rows import NotificationRow as _NotificationRow
 from durable.storage._memory_rows import TaskRow as _TaskRow
 from durable.storage._memory_rows import aware as _aware
@@ -530,11 +533,49 @@ class MemoryStore(MemoryForks):
             case Released():
                 row.lease_expires_at = None
                 row.change(state=TaskState.READY, owner=None, updated_at=now)
+            case ContinuedAsNew(input=text):
+                self._continue(row, text, now)
             case _:
                 assert_never(outcome)
         if row.task.state.is_terminal:
             self._wake_parent(row)
         self._notify()
+
+    @staticmethod
+    def _continue(row: _TaskRow, text: str, now: datetime) -> None:
+        """Keep the run's history as run n; the task is ready at run n + 1 on `text`."""
+        task = row.task
+        info = RunInfo(run=task.run, input=task.input, events=len(row.events), ended_at=now)
+        row.runs.append(EndedRun(info=info, events=row.events, log_base=row.log_base))
+        row.events = []
+        row.log_base = len(row.logs)
+        row.lease_expires_at = None
+        row.on_event = False
+        row.wake_pending = False
+        row.change(
+            state=TaskState.READY,
+            run=task.run + 1,
+            input=text,
+            owner=None,
+            wakeup_at=None,
+            updated_at=now,
+        )
+
+    async def list_runs(self, task_id: int) -> list[RunInfo]:
+        """The task's ended runs, oldest first (`RunStore`)."""
+        await self._enter("list_runs")
+        row = self._tasks.get(task_id)
+        return [] if row is None else [ended.info for ended in row.runs]
+
+    async def load_run_history(self, task_id: int, run: int) -> list[Event]:
+        """The events of run `run` of the task, ended or current (`RunStore`)."""
+        await self._enter("load_run_history")
+        row = self._tasks.get(task_id)
+        if row is None:
+            return []
+        if run == row.task.run:
+            return list(row.events)
+        return next((list(e.events) for e in row.runs if e.info.run == run), [])
 
     def _end(
         self, row: _TaskRow, state: TaskState, result: str | None, error: str | None, now: datetime
@@ -566,7 +607,8 @@ class MemoryStore(MemoryForks):
         """Bytes of guest output logged at `position`."""
         await self._enter("logged_bytes")
         row = self._tasks.get(task_id)
-        logs = [] if row is None else row.logs
+        # Only the current run's output: each run starts again at position 0.
+        logs = [] if row is None else row.logs[row.log_base :]
         return sum(len(c.data) for c in logs if c.position == position)
 
     async def read_status(self, task_id: int) -> list[StatusValue]:

@@ -52,6 +52,7 @@ from durable.core.model import (
     Cancelled,
     Claim,
     Completed,
+    ContinuedAsNew,
     Event,
     Failed,
     Lease,
@@ -59,11 +60,13 @@ from durable.core.model import (
     NewTask,
     Notification,
     Outcome,
+    RunInfo,
     Task,
     TaskState,
     WorkerInfo,
 )
 from durable.core.queue import RATE_WAKE_MARGIN
+from durable.core.runs import run_seed
 from durable.core.side_writes import SideWrite
 from durable.core.status import StatusValue
 from durable.errors import (
@@ -380,15 +383,22 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         await self._cancel_family(conn, [r["id"] for r in family])
 
     async def _fenced(
-        self, sql: str, args: Sequence[Any], lease: Lease, writes: Sequence[SideWrite]
+        self,
+        sql: str,
+        args: Sequence[Any],
+        lease: Lease,
+        writes: Sequence[SideWrite],
+        *,
+        then: tuple[str, Sequence[Any]] | None = None,
     ) -> bool:
         """Run a fenced `append` or `finish` statement; whether the lease held.
 
         Children the side-writes cancel are cancelled in the same transaction, before
         the statement: children are locked before their parent, as everywhere else.
+        `then`, a statement to run after it in the same transaction once it matched.
         """
         children = side_writes.cancelled_children(writes)
-        if not children:
+        if not children and then is None:
             return bool(await self._pool.fetchval(sql, *args))
         try:
             async with self._pool.acquire() as conn, conn.transaction():
@@ -396,6 +406,8 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
                     await self._cancel_child(conn, lease.task_id, child)
                 if not await conn.fetchval(sql, *args):
                     raise _NotFenced  # rolls the cancellations back
+                if then is not None:
+                    await conn.execute(then[0], *then[1])
         except _NotFenced:
             return False
         return True
@@ -573,17 +585,43 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         with translate("finish task", lease.task_id):
             if not codec.consecutive(events):
                 await self._refuse(lease, events)
+            # Continuing: the next run is set up in the same transaction as the finish.
+            then = (
+                (_Q["continue_run"], [lease.task_id, outcome.input])
+                if isinstance(outcome, ContinuedAsNew)
+                else None
+            )
             matched = await self._fenced(_Q["finish"], [
                 lease.task_id, lease.worker_id, lease.token,
                 *codec.write_args(events, logs, writes),
                 *codec.outcome_args(outcome, datetime.now(UTC)),
                 *codec.status_args(writes),
-            ], lease, writes)  # fmt: skip
+            ], lease, writes, then=then)  # fmt: skip
             if not matched:
                 await self._refuse(lease, events)
         if isinstance(outcome, Completed | Failed | Cancelled):
             # Committed: this store's own waiters need not wait for the NOTIFY's round trip.
             self._ends.ended(lease.task_id)
+
+    async def list_runs(self, task_id: int) -> list[RunInfo]:
+        """The task's ended runs, oldest first (`RunStore`)."""
+        with translate("read the runs of task", task_id):
+            rows = await self._pool.fetch(_Q["list_runs"], task_id)
+        return [
+            RunInfo(run=r["run"], input=r["input"], events=r["events"], ended_at=r["ended_at"])
+            for r in rows
+        ]
+
+    async def load_run_history(self, task_id: int, run: int) -> list[Event]:
+        """The events of run `run` of the task, ended or current (`RunStore`)."""
+        with translate("read the history of task", task_id):
+            async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+                current = await conn.fetchval(_Q["task_run"], task_id)
+                if current == run:
+                    rows = await conn.fetch(_Q["load_history"], task_id)
+                else:
+                    rows = await conn.fetch(_Q["load_run_history"], task_id, run)
+        return [codec.event(row) for row in rows]
 
     async def read_status(self, task_id: int) -> list[StatusValue]:
         """The task's status values, ordered by key."""
@@ -592,28 +630,50 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         return [codec.status_value(row) for row in rows]
 
     async def fork_task(
-        self, origin_id: int, *, at: int, workflow_hash: str, input: str | None = None
+        self,
+        origin_id: int,
+        *,
+        at: int,
+        workflow_hash: str,
+        input: str | None = None,
+        run: int | None = None,
     ) -> Task:
-        """A new task with the first `at` events of `origin_id` (`ForkStore`)."""
+        """A new task with the first `at` events of `origin_id`'s run (`ForkStore`)."""
         origin = await self.get_task(origin_id)
-        text = origin.input if input is None else input
         with translate("fork task", origin_id):
             async with self._pool.acquire() as conn, conn.transaction():
                 # Lock the origin's row: its history cannot grow while it is copied.
                 await conn.execute(_Q["lock_task_for_fork"], origin_id)
-                events = await conn.fetchval(_Q["event_count"], origin_id)
+                current = await conn.fetchval(_Q["task_run"], origin_id)
+                run = current if run is None else run
+                ended = {r["run"]: r for r in await conn.fetch(_Q["list_runs"], origin_id)}
+                if run != current and run not in ended:
+                    raise ConflictError(fork.no_run(origin_id, run, current))
+                if run == current:
+                    events = await conn.fetchval(_Q["event_count"], origin_id)
+                    own_input = await conn.fetchval(_Q["task_input"], origin_id)
+                else:
+                    events, own_input = ended[run]["events"], ended[run]["input"]
                 why = fork.check_at(at, events, origin_id)
                 if why is not None:
                     raise ConflictError(why)
+                text = own_input if input is None else input
+                seed = run_seed(origin.seed, run)
                 try:
-                    row = await conn.fetchrow(_Q["fork_task"], origin_id, workflow_hash, text)
+                    row = await conn.fetchrow(_Q["fork_task"], origin_id, workflow_hash, text, seed)
                 except asyncpg.ForeignKeyViolationError as exc:
                     raise NotFoundError(f"workflow {workflow_hash} is not stored") from exc
                 assert row is not None  # the origin exists: read above, locked now
-                await conn.execute(_Q["fork_events"], row["id"], origin_id, at)
-                await conn.execute(_Q["fork_logs"], row["id"], origin_id, at)
+                if run == current:
+                    await conn.execute(_Q["fork_events"], row["id"], origin_id, at)
+                    await conn.execute(_Q["fork_status"], row["id"], origin_id, at)
+                else:
+                    await conn.execute(_Q["fork_run_events"], row["id"], origin_id, run, at)
+                base = await conn.fetchval(_Q["task_log_base"], origin_id)
+                bases = {n: r["log_base"] for n, r in ended.items()}
+                low, high = fork.log_range(run, current, bases, base)
+                await conn.execute(_Q["fork_logs"], row["id"], origin_id, at, low, high)
                 await conn.execute(_Q["fork_origin"], row["id"], origin_id, at)
-                await conn.execute(_Q["fork_status"], row["id"], origin_id, at)
         return codec.task(row)
 
     async def workflow_hashes(self, name: str) -> list[str]:

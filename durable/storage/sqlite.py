@@ -60,6 +60,7 @@ from durable.core.model import (
     Cancelled,
     Claim,
     Completed,
+    ContinuedAsNew,
     Event,
     Failed,
     Lease,
@@ -68,12 +69,14 @@ from durable.core.model import (
     Notification,
     Outcome,
     Released,
+    RunInfo,
     Suspended,
     Task,
     TaskState,
     WorkerInfo,
 )
 from durable.core.queue import Queue, QueueSettings
+from durable.core.runs import run_seed
 from durable.core.schedule import Schedule, ScheduleSpec
 from durable.core.side_writes import SideWrite
 from durable.core.status import StatusValue
@@ -673,24 +676,58 @@ class SQLiteStore:
                 sql, values = _Q["finish_suspend"], (int(on_event), at, now)
             case Released(started=started):
                 sql, values = _Q["finish_release"], (int(started), now)
+            case ContinuedAsNew():
+                sql, values = _Q["finish_continue"], (now,)
             case _:
                 assert_never(outcome)
         params = (*values, *fence(lease))
+        continued = isinstance(outcome, ContinuedAsNew)
         async with self._use() as conn:
             if not codec.consecutive(events):
                 raise await self._refusal(conn, lease, "the events' indexes are not consecutive")
-            if not statements and not ends:
+            if not statements and not ends and not continued:
                 if (await conn.execute(sql, params)).rowcount != 1:  # autocommit
                     raise LeaseLostError(lease.task_id)
             else:
                 async with self._transaction(conn):
                     for statement in statements:
                         await self._run(conn, lease, statement)
+                    if isinstance(outcome, ContinuedAsNew):
+                        await self._continue_run(conn, lease.task_id, outcome.input, now)
                     if (await conn.execute(sql, params)).rowcount != 1:
-                        raise LeaseLostError(lease.task_id)
+                        raise LeaseLostError(lease.task_id)  # rolls the moves back too
                     if ends:
                         await conn.execute(_Q["wake_parent"], (now, lease.task_id))
             self._notify(wake.end_message(lease.task_id) if ends else wake.WORK)
+
+    @staticmethod
+    async def _continue_run(
+        conn: aiosqlite.Connection, task_id: int, text: str, now: float
+    ) -> None:
+        """Keep the current run's history as its run's, and give the task `text`."""
+        await conn.execute(_Q["finish_continue_run"], (now, task_id))
+        await conn.execute(_Q["finish_continue_events"], (task_id,))
+        await conn.execute(_Q["finish_continue_clear"], (task_id,))
+        await conn.execute(_Q["finish_continue_input"], (text, task_id))
+
+    async def list_runs(self, task_id: int) -> list[RunInfo]:
+        """The task's ended runs, oldest first (`RunStore`)."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "list_runs", task_id)
+        return [
+            RunInfo(run=run, input=text, events=count, ended_at=to_dt(at))
+            for run, text, count, at, _base in rows
+        ]
+
+    async def load_run_history(self, task_id: int, run: int) -> list[Event]:
+        """The events of run `run` of the task, ended or current (`RunStore`)."""
+        async with self._use() as conn:
+            current = await self._fetch(conn, "get_task", task_id)
+            if current and codec.task(current[0]).run == run:
+                rows = await self._fetch(conn, "load_history", task_id)
+            else:
+                rows = await self._fetch(conn, "load_run_history", task_id, run)
+        return [codec.event(row) for row in rows]
 
     async def read_logs(
         self, task_id: int, *, after_seq: int = 0, limit: int | None = None
@@ -704,7 +741,7 @@ class SQLiteStore:
     async def logged_bytes(self, task_id: int, position: int) -> int:
         """Bytes of guest output logged at `position`."""
         async with self._use() as conn:
-            rows = await self._fetch(conn, "logged_bytes", task_id, position)
+            rows = await self._fetch(conn, "logged_bytes", task_id, position, task_id)
         return int(rows[0][0])
 
     async def read_status(self, task_id: int) -> list[StatusValue]:
@@ -719,26 +756,48 @@ class SQLiteStore:
     # -- forks (`durable.storage.fork`) ----------------------------------------------------
 
     async def fork_task(
-        self, origin_id: int, *, at: int, workflow_hash: str, input: str | None = None
+        self,
+        origin_id: int,
+        *,
+        at: int,
+        workflow_hash: str,
+        input: str | None = None,
+        run: int | None = None,
     ) -> Task:
-        """A new task with the first `at` events of `origin_id` (`ForkStore`)."""
+        """A new task with the first `at` events of `origin_id`'s run (`ForkStore`)."""
         origin = await self.get_task(origin_id)
         now = self._clock()
         async with self._use() as conn, self._transaction(conn):
-            events = (await self._fetch(conn, "event_count", origin_id))[0][0]
+            current = codec.task((await self._fetch(conn, "get_task", origin_id))[0]).run
+            run = current if run is None else run
+            ended = {r[0]: r for r in await self._fetch(conn, "list_runs", origin_id)}
+            if run != current and run not in ended:
+                raise ConflictError(fork.no_run(origin_id, run, current))
+            if run == current:
+                events = (await self._fetch(conn, "event_count", origin_id))[0][0]
+                own_input = origin.input
+            else:
+                events, own_input = ended[run][2], ended[run][1]
             why = fork.check_at(at, events, origin_id)
             if why is not None:
                 raise ConflictError(why)
-            rows = await self._fetch(conn, "fork_task", now, now, workflow_hash, origin_id)
+            seed = run_seed(origin.seed, run)
+            rows = await self._fetch(conn, "fork_task", seed, now, now, workflow_hash, origin_id)
             if not rows:
                 raise NotFoundError(f"workflow {workflow_hash} is not stored")
             task_id = rows[0][0]
-            text = origin.input if input is None else input
+            text = own_input if input is None else input
             await conn.execute(_Q["insert_input"], (task_id, text))
-            await conn.execute(_Q["fork_events"], (task_id, origin_id, at))
-            await conn.execute(_Q["fork_logs"], (task_id, origin_id, at))
+            if run == current:
+                await conn.execute(_Q["fork_events"], (task_id, origin_id, at))
+                await conn.execute(_Q["fork_status"], (task_id, origin_id, at))
+            else:
+                await conn.execute(_Q["fork_run_events"], (task_id, origin_id, run, at))
+            base = (await self._fetch(conn, "task_log_base", origin_id))[0][0]
+            bases = {n: r[4] for n, r in ended.items()}
+            low, high = fork.log_range(run, current, bases, base)
+            await conn.execute(_Q["fork_logs"], (task_id, origin_id, at, low, high))
             await conn.execute(_Q["fork_origin"], (task_id, origin_id, at))
-            await conn.execute(_Q["fork_status"], (task_id, origin_id, at))
         self._notify()
         return dataclasses.replace(codec.task(rows[0]), input=text)
 

@@ -20,7 +20,8 @@ The checks live in `_contract_basics` (schema, binaries, tasks, workers, claims)
 (notifications, cancellation, children, names and filters), `_contract_guest`
 (transactions for workflow SQL), `_contract_deaths` (worker deaths, quarantine) and
 `_contract_status` (task status values), `_contract_children` (a workflow cancelling
-its children) and `_contract_fork` (forks, a workflow's binaries, moves onto a new one).
+its children), `_contract_fork` (forks, a workflow's binaries, moves onto a new one) and
+`_contract_runs` (runs of a task: `durable.continue_as_new`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from durable.storage import (
     _contract_fork,
     _contract_guest,
     _contract_history,
+    _contract_runs,
     _contract_status,
 )
 from durable.storage._contract import STORE_CHECKS, StoreCheck
@@ -53,6 +55,7 @@ _MODULES = (
     _contract_status,
     _contract_children,
     _contract_fork,
+    _contract_runs,
 )
 
 StoreFactory = Callable[[], AbstractAsyncContextManager[Store]]

@@ -83,6 +83,7 @@ class Worker:
         self._database_down = False  # said "database unavailable", not yet "reachable"
         self._changed = anyio.Event()
         self._next_tick: datetime | None = None  # when a schedule's next tick is due
+        self._idle_seen = False  # the last look found nothing to do (exit_when_idle)
         self._on_claim = on_claim
         self._info: WorkerInfo | None = None  # as registered, once `run` starts
         self._attempts = AttemptRunner(
@@ -209,7 +210,16 @@ class Worker:
         idle = running_before == 0 and not claimed
         nothing_due = timeout is None or timeout > self.config.host.suspend_after
         if self.config.exit_when_idle and idle and nothing_due:
-            return True
+            # Exit on the second idle look in a row. An attempt's finish (with the next
+            # run of a `continue_as_new`) commits before the attempt stops counting as
+            # running, so the claim above followed every finish; the second look is a
+            # guard against a claim that passed over a row another transaction still
+            # held (Postgres claims SKIP LOCKED), at the cost of one claim at exit.
+            if self._idle_seen:
+                return True
+            self._idle_seen = True
+            return False
+        self._idle_seen = False
         await self._wait(timeout if timeout is not None else self.config.poll_interval)
         return False
 

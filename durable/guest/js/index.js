@@ -2,9 +2,9 @@
 //
 // Same shape as the Python SDK: `workflow` wraps the entry function, `step` records a
 // computation, `sleep`, `wait`, `notify`, `spawn`, `http`, `transaction`,
-// `setStatus`, `patched` and `deprecatePatch` are the durable calls. Every call goes
-// through the durable:core imports; on replay the host answers them from the task's
-// history. The WIT protocol is in docs/guests.md.
+// `setStatus`, `patched`, `deprecatePatch` and `continueAsNew` are the durable calls.
+// Every call goes through the durable:core imports; on replay the host answers them
+// from the task's history. The WIT protocol is in docs/guests.md.
 //
 // `durable build` bundles this module with the workflow (componentize-js takes one
 // module), so it may import only WIT interfaces.
@@ -19,6 +19,7 @@ import { cancel as childCancel } from "durable:core/child-control@0.1.0";
 import { spawnQueued as childSpawnQueued } from "durable:core/spawn-options@0.1.0";
 import { set as statusSet } from "durable:core/status@0.1.0";
 import { patched as patchPatched, deprecate as patchDeprecate } from "durable:core/patch@0.1.0";
+import { continueAsNew as continuationContinueAsNew } from "durable:core/continuation@0.1.0";
 import {
   begin as sqlBegin,
   execute as sqlExecute,
@@ -548,6 +549,30 @@ export function deprecatePatch(id) {
   } catch (e) {
     throw new DurableError(String(payloadOf(e)));
   }
+}
+
+// -- endless loops --------------------------------------------------------------------
+
+/**
+ * End this run and start the task again on `input`, with a fresh history:
+ * `continueAsNew({ count })`. Like a return, it ends the run (nothing after it runs);
+ * the task keeps its id, its next run calls the same entry with `input` (anything
+ * JSON can encode), and the old run's history is kept as run n of the task. Throws
+ * `DurableError` with the host's reason inside a step or a SQL transaction, or for an
+ * input over the payload limit.
+ */
+export function continueAsNew(input = null) {
+  const text = JSON.stringify(input === undefined ? null : input);
+  if (text === undefined) {
+    throw new TypeError("continueAsNew input is not JSON-serialisable");
+  }
+  checkCancelled();
+  try {
+    continuationContinueAsNew(text);
+  } catch (e) {
+    throw new DurableError(String(payloadOf(e)));
+  }
+  throw new Error("the host did not end the run");
 }
 
 // -- HTTP -----------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from durable import http, sql
 from durable._children import ChildHandle, spawn
+from durable._continue import continue_as_new
 from durable._errors import (
     Cancelled,
     ChildFailed,
@@ -58,6 +59,7 @@ __all__ = [
     "SpawnError",
     "StepFailed",
     "TaskInfo",
+    "continue_as_new",
     "deprecate_patch",
     "http",
     "info",

@@ -266,9 +266,52 @@ LIMIT $3;
 -- name: logged_bytes
 -- Guest output at one position, both streams (host notes sit at position -1).
 -- octet_length of a TOASTed value reads its header, not its data.
+-- Only the current run's chunks (after the task's `log_base`): each run starts again
+-- at position 0.
 SELECT coalesce(sum(octet_length(data)), 0)::bigint
 FROM durable.logs
-WHERE task_id = $1 AND position = $2;
+WHERE task_id = $1 AND position = $2
+  AND seq > (SELECT log_base FROM durable.tasks WHERE id = $1);
+
+-- name: continue_run
+-- `ContinuedAsNew`, after `finish` made the task ready (in the same transaction, so
+-- no one sees it between): keep the run and move its events to the runs' history, and
+-- put the task at its next run with the input $2. One statement: every part reads the
+-- task and its events as they were before it.
+WITH kept AS (
+    INSERT INTO durable.task_runs (task_id, run, input, events, log_base, ended_at)
+    SELECT t.id, t.run, t.input,
+           (SELECT count(*) FROM durable.events AS e WHERE e.task_id = t.id), t.log_base, now()
+    FROM durable.tasks AS t WHERE t.id = $1
+), moved AS (
+    INSERT INTO durable.run_events (task_id, run, idx, label, digest, payload, created_at)
+    SELECT e.task_id, t.run, e.idx, e.label, e.digest, e.payload, e.created_at
+    FROM durable.events AS e JOIN durable.tasks AS t ON t.id = e.task_id
+    WHERE e.task_id = $1
+), cleared AS (
+    DELETE FROM durable.events WHERE task_id = $1
+)
+UPDATE durable.tasks
+SET run = run + 1, input = $2, on_event = false, wake_pending = false,
+    log_base = (SELECT coalesce(max(g.seq), 0) FROM durable.logs AS g WHERE g.task_id = $1)
+WHERE id = $1;
+
+-- name: task_run
+SELECT run FROM durable.tasks WHERE id = $1;
+
+-- name: task_input
+SELECT input FROM durable.tasks WHERE id = $1;
+
+-- name: list_runs
+SELECT run, input, events, ended_at, log_base FROM durable.task_runs
+WHERE task_id = $1 ORDER BY run;
+
+-- name: task_log_base
+SELECT log_base FROM durable.tasks WHERE id = $1;
+
+-- name: load_run_history
+SELECT idx, label, digest, payload, created_at FROM durable.run_events
+WHERE task_id = $1 AND run = $2 ORDER BY idx;
 
 -- name: append
 -- One statement, one round trip, and no new version of the task row per event.
@@ -491,9 +534,10 @@ WHERE task_id = $1 ORDER BY key;
 
 -- name: fork_task
 -- A ready task with the origin's name, entry and seed (the seed derives its random
--- bytes, which the copied events must see again). $1 origin, $2 binary, $3 input.
+-- bytes, which the copied events must see again): the origin's run's
+-- (`durable.core.runs.run_seed`). $1 origin, $2 binary, $3 input, $4 seed.
 INSERT INTO durable.tasks (name, workflow_hash, entry, input, seed)
-SELECT name, $2, entry, $3, seed FROM durable.tasks WHERE id = $1
+SELECT name, $2, entry, $3, $4 FROM durable.tasks WHERE id = $1
 RETURNING *;
 
 -- name: fork_events
@@ -501,6 +545,12 @@ RETURNING *;
 INSERT INTO durable.events (task_id, idx, label, digest, payload, created_at)
 SELECT $1, idx, label, digest, payload, created_at FROM durable.events
 WHERE task_id = $2 AND idx < $3;
+
+-- name: fork_run_events
+-- From an ended run: $1 the fork, $2 its origin, $3 the run, $4 how many events.
+INSERT INTO durable.events (task_id, idx, label, digest, payload, created_at)
+SELECT $1, idx, label, digest, payload, created_at FROM durable.run_events
+WHERE task_id = $2 AND run = $3 AND idx < $4;
 
 -- name: fork_origin
 INSERT INTO durable.task_origins (task_id, origin_id, at) VALUES ($1, $2, $3);
@@ -517,10 +567,12 @@ SELECT 1 FROM durable.tasks WHERE id = $1 FOR SHARE;
 -- name: fork_logs
 -- The output the copied events account for (positions 0 .. at; a replay skips what
 -- is logged, so the fork's log would otherwise miss it), renumbered from 1; host
--- notes (position -1) stay with the origin. $1 the fork, $2 the origin, $3 at.
+-- notes (position -1) stay with the origin. Only the run's own output: seq in
+-- ($4, $5]. $1 the fork, $2 the origin, $3 at.
 INSERT INTO durable.logs (task_id, seq, position, stream, data, created_at)
 SELECT $1, row_number() OVER (ORDER BY seq), position, stream, data, created_at
-FROM durable.logs WHERE task_id = $2 AND position BETWEEN 0 AND $3;
+FROM durable.logs
+WHERE task_id = $2 AND position BETWEEN 0 AND $3 AND seq > $4 AND seq <= $5;
 
 -- name: workflow_hashes
 -- Every binary stored under a name (first stored under it, or named by it since).

@@ -188,7 +188,11 @@ WHERE task_id = ? AND seq > ? ORDER BY seq LIMIT ?;
 -- Guest output at one position, both streams (host notes sit at position -1). Only the
 -- task's newest chunks match (positions grow with seq), but the sum reads the lengths
 -- of all of its chunks: one index range, no blob data (length() reads the header).
-SELECT coalesce(sum(length(data)), 0) FROM durable_log WHERE task_id = ? AND position = ?;
+-- Only the current run's chunks (after the task's `log_base`): each run starts again
+-- at position 0. Parameters: task_id, position, task_id.
+SELECT coalesce(sum(length(data)), 0) FROM durable_log
+WHERE task_id = ? AND position = ?
+  AND seq > (SELECT log_base FROM durable_task WHERE id = ?);
 
 -- name: lease_holds
 -- Parameters: task_id, worker_id, lease_token.
@@ -254,6 +258,51 @@ UPDATE durable_task
 SET state = 'ready', wakeup_at = NULL, owner = NULL, lease_expires_at = NULL,
     on_event = 0, deaths = iif(?, 0, deaths), updated_at = ?
 WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?;
+
+-- name: finish_continue_run
+-- `ContinuedAsNew`, step 1: keep the run, and move its events to the runs' history.
+-- Parameters: ended_at, task_id, task_id.
+INSERT INTO durable_task_run (task_id, run, input, events, log_base, ended_at)
+SELECT t.id, t.run, (SELECT input FROM durable_task_input WHERE task_id = t.id),
+       (SELECT count(*) FROM durable_event WHERE task_id = t.id), t.log_base, ?
+FROM durable_task AS t WHERE t.id = ?;
+
+-- name: finish_continue_events
+-- Parameters: task_id, task_id.
+INSERT INTO durable_run_event (task_id, run, idx, label, digest, payload, created_at)
+SELECT e.task_id, (SELECT run FROM durable_task WHERE id = e.task_id), e.idx, e.label,
+       e.digest, e.payload, e.created_at
+FROM durable_event AS e WHERE e.task_id = ?;
+
+-- name: finish_continue_clear
+DELETE FROM durable_event WHERE task_id = ?;
+
+-- name: finish_continue_input
+-- Parameters: input, task_id.
+UPDATE durable_task_input SET input = ? WHERE task_id = ?;
+
+-- name: finish_continue
+-- Step 2, fenced: the task is ready at its next run (after the events moved, so that
+-- nothing is left of the old run). Parameters: updated_at, task_id, worker_id,
+-- lease_token.
+UPDATE durable_task
+SET state = 'ready', run = run + 1, wakeup_at = NULL, owner = NULL,
+    lease_expires_at = NULL, on_event = 0, wake_pending = 0, deaths = 0,
+    log_base = (SELECT coalesce(max(seq), 0) FROM durable_log WHERE task_id = durable_task.id),
+    updated_at = ?
+WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?;
+
+-- name: task_log_base
+SELECT log_base FROM durable_task WHERE id = ?;
+
+-- name: list_runs
+SELECT run, input, events, ended_at, log_base FROM durable_task_run
+WHERE task_id = ? ORDER BY run;
+
+-- name: load_run_history
+-- Parameters: task_id, run.
+SELECT idx, label, digest, payload, created_at FROM durable_run_event
+WHERE task_id = ? AND run = ? ORDER BY idx;
 
 -- name: wake
 -- A notification arrived, or a child ended: a task suspended `on_event` becomes ready;
@@ -366,10 +415,11 @@ UPDATE durable_task SET cancel_requested = 1, updated_at = ?3
 WHERE id IN tree AND state = 'active';
 -- name: fork_task
 -- A ready task with the origin's name, entry and seed (the seed derives its random
--- bytes, which the copied events must see again), on the binary given. Parameters:
+-- bytes, which the copied events must see again), on the binary given.
+-- The seed is the origin's run's (`durable.core.runs.run_seed`). Parameters: seed,
 -- created_at, updated_at, workflow_hash, origin_id.
 INSERT INTO durable_task (name, workflow_hash, entry, state, seed, created_at, updated_at)
-SELECT t.name, w.hash, t.entry, 'ready', t.seed, ?, ?
+SELECT t.name, w.hash, t.entry, 'ready', ?, ?, ?
 FROM durable_task AS t, durable_workflow AS w
 WHERE w.hash = ? AND t.id = ?
 RETURNING {task_columns};
@@ -379,6 +429,12 @@ RETURNING {task_columns};
 INSERT INTO durable_event (task_id, idx, label, digest, payload, created_at)
 SELECT ?, idx, label, digest, payload, created_at FROM durable_event
 WHERE task_id = ? AND idx < ?;
+
+-- name: fork_run_events
+-- From an ended run. Parameters: the fork's task_id, the origin's id, the run, how many.
+INSERT INTO durable_event (task_id, idx, label, digest, payload, created_at)
+SELECT ?, idx, label, digest, payload, created_at FROM durable_run_event
+WHERE task_id = ? AND run = ? AND idx < ?;
 
 -- name: fork_origin
 -- Parameters: task_id, origin_id, at.
@@ -393,10 +449,11 @@ SELECT count(*) FROM durable_event WHERE task_id = ?;
 -- name: fork_logs
 -- The output the copied events account for (positions 0 .. at; a replay skips what
 -- is logged, so the fork's log would otherwise miss it), renumbered from 1; host
--- notes (position -1) stay with the origin. Parameters: the fork, the origin, at.
+-- notes (position -1) stay with the origin. Only the run's own output: seq in
+-- (low, high]. Parameters: the fork, the origin, at, low, high.
 INSERT INTO durable_log (task_id, seq, position, stream, data, created_at)
 SELECT ?, row_number() OVER (ORDER BY seq), position, stream, data, created_at
-FROM durable_log WHERE task_id = ? AND position BETWEEN 0 AND ?;
+FROM durable_log WHERE task_id = ? AND position BETWEEN 0 AND ? AND seq > ? AND seq <= ?;
 
 -- name: workflow_hashes
 -- Every binary stored under a name (first stored under it, or named by it since).
