@@ -76,13 +76,20 @@ async def ended(store: Store, task_id: int) -> Task:
 async def test_long_sleep_suspends_and_wakes_at_its_deadline(
     store: Store, runtime: Runtime, coordination: tuple[bytes, str]
 ) -> None:
-    task = await launch(store, coordination, "nap", 1.0)
+    # Long enough that a busy machine still sees it suspended before it wakes.
+    task = await launch(store, coordination, "nap", 3.0)
     # No idle polling: only the timer's own wake-up can bring the task back in time.
     config = WorkerConfig(concurrency=8, lease_seconds=5, poll_interval=3600, host=FAST)
     async with running_worker(store, runtime, config) as worker:
-        suspended = await until(lambda: state_is(store, task.id, TaskState.SUSPENDED))
-        assert suspended.wakeup_at is not None
-        assert worker.running == 0  # no thread or instance held for it
+
+        async def parked() -> Task | None:
+            # The row says suspended once the finish commits; the attempt lets go of
+            # its thread and instance right after: wait for both.
+            now = await store.get_task(task.id)
+            return now if now.state is TaskState.SUSPENDED and worker.running == 0 else None
+
+        suspended = await until(parked)
+        assert suspended.wakeup_at is not None  # no thread or instance held for it
         done = await ended(store, task.id)
     history = await store.load_history(task.id)
     deadline = int(history[0].payload) / 1e9
