@@ -69,6 +69,11 @@ class InstanceCache:
         for gone in dropped:
             self._evict(gone, "over the instance cache's budget")
 
+    def parked(self) -> list[Key]:
+        """The keys of the kept instances, least recently parked first."""
+        with self._lock:
+            return list(self._kept)
+
     def take(self, key: Key) -> LiveInstance | None:
         """Remove and return the instance kept for `key`, if any."""
         with self._lock:

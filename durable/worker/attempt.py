@@ -376,6 +376,21 @@ class AttemptRunner:
                 self._idle.set()
             self._on_end()
 
+    async def drop_ended(self) -> None:
+        """Evict the kept instances of tasks that ended without waking (cancelled while
+        suspended, say): no claim would ever take them out."""
+        cache = self._runtime.instances
+        for key in cache.parked():
+            if key[0] != self._store.url:
+                continue
+            try:
+                state = (await self._store.get_task(key[1])).state
+            except TaskNotFoundError:
+                state = None
+            live = cache.take(key) if state is None or state.is_terminal else None
+            if live is not None:
+                cache.discard(key, live, f"the task is {state.value if state else 'gone'}")
+
     async def _finish(self, claim: Claim, end: AttemptEnd) -> None:
         """Write the attempt's end; keep its guest, if it parked, once that is written.
 
