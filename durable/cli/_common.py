@@ -364,7 +364,8 @@ class ByteSize(click.ParamType[int]):
         except ValueError:
             self.fail(f"{value!r} is not a size (like 512M or 1G)", param, ctx)
         if size < 0 or (size == 0 and not self.allow_zero):
-            self.fail(f"{value!r} is not a positive size", param, ctx)
+            what = "a size (0 or more)" if self.allow_zero else "a positive size"
+            self.fail(f"{value!r} is not {what}", param, ctx)
         return size
 
 
