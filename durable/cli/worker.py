@@ -100,7 +100,7 @@ _WORKER = WorkerConfig()
 @click.option(
     "--instance-cache",
     type=ByteSize(allow_zero=True),
-    default="0",
+    default="512M",
     show_default=True,
     envvar="DURABLE_INSTANCE_CACHE",
     show_envvar=True,
