@@ -23,7 +23,7 @@ from typing import Any
 
 import anyio
 
-from benchmarks import coldstart, processes, scaling, waits
+from benchmarks import coldstart, processes, scaling, waits, wake
 from benchmarks import figures as f
 from benchmarks.backends import Backend, PostgresBackend, SQLiteBackend
 from benchmarks.figures import Bench, Figure, Sizes
@@ -43,6 +43,7 @@ async def run_backend(backend: Backend, bench: Bench, sizes: Sizes, log_dir: Pat
         ("(l) worker processes 1 and 2", scaling.process_scaling, (log_dir,)),
         ("(j) start from the artifact on disk", coldstart.start_from_disk, ()),
         ("(g) timer lateness", f.timer_lateness, ()),
+        ("(m) wake a task of 10,000 events", wake.wake_figures, ()),
         ("(h) worker memory", processes.memory, (log_dir,)),
     ]
     if backend.name == "postgres":

@@ -83,6 +83,12 @@ class Metrics:
             "durable_compile_cache", "Looks for a compiled workflow, by result (hit, miss).",
             ["result"], registry=r,
         )  # fmt: skip
+        self.instance_cache = Counter(
+            "durable_instance_cache",
+            "Wake-ups of a task whose instance this worker kept live (hit) or that "
+            "replayed instead (miss), and kept instances dropped (evicted).",
+            ["result"], registry=r,
+        )  # fmt: skip
         self.database_errors = Counter(
             "durable_database_errors", "Database calls that failed with a storage error.",
             registry=r,
@@ -91,6 +97,8 @@ class Metrics:
             self.tasks.labels(state=state.value).set(0)
         for result in ("hit", "miss"):
             self.compile_cache.labels(result=result)
+        for result in ("hit", "miss", "evicted"):
+            self.instance_cache.labels(result=result)
 
     async def render(self, count_tasks: Callable[[], Awaitable[Mapping[str, int]]]) -> bytes:
         """The metrics in the Prometheus text format, task counts read now."""

@@ -56,3 +56,14 @@ def hold(seconds: float) -> int:
         durable.sleep(0.1)
         rounds += 1
     return rounds
+
+
+@durable.workflow
+def wake_after(n: int) -> float:
+    """n recorded steps, then a wait for a notification (the task suspends); the clock
+    read right after the wake-up is the guest's next instruction."""
+    total = 0
+    for i in range(n):
+        total = add(total, i)
+    durable.wait("go")
+    return time.time()

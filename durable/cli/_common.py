@@ -348,6 +348,10 @@ class ByteSize(click.ParamType[int]):
     name = "size"
     _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
+    def __init__(self, *, allow_zero: bool = False) -> None:
+        """`allow_zero`: 0 is a size too (a setting that 0 turns off)."""
+        self.allow_zero = allow_zero
+
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         """Parse `value`; fail with click's one-line message when it is not a size."""
         if isinstance(value, int):
@@ -359,8 +363,9 @@ class ByteSize(click.ParamType[int]):
             size = int(float(number) * self._UNITS[unit])
         except ValueError:
             self.fail(f"{value!r} is not a size (like 512M or 1G)", param, ctx)
-        if size <= 0:
-            self.fail(f"{value!r} is not a positive size", param, ctx)
+        if size < 0 or (size == 0 and not self.allow_zero):
+            what = "a size (0 or more)" if self.allow_zero else "a positive size"
+            self.fail(f"{value!r} is not {what}", param, ctx)
         return size
 
 

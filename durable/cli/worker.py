@@ -12,6 +12,7 @@ import click
 
 from durable.cli._common import (
     EXIT_FAILED,
+    ByteSize,
     configure_logging,
     db_option,
     guest_db_option,
@@ -97,6 +98,17 @@ _WORKER = WorkerConfig()
     "durable call (where it is told) before it is stopped where it is.",
 )
 @click.option(
+    "--instance-cache",
+    type=ByteSize(allow_zero=True),
+    default="512M",
+    show_default=True,
+    envvar="DURABLE_INSTANCE_CACHE",
+    show_envvar=True,
+    metavar="SIZE",
+    help="Memory for workflow instances kept live after they suspend (e.g. 512M; 0: "
+    "none), so that a task woken on this worker goes on without replaying its history.",
+)
+@click.option(
     "--max-worker-deaths",
     type=click.IntRange(min=1),
     default=_WORKER.max_worker_deaths,
@@ -161,6 +173,7 @@ def worker(
     max_payload: int,
     max_output: int,
     cancel_grace: float,
+    instance_cache: int,
     max_worker_deaths: int,
     stop_timeout: float,
     exit_when_idle: bool,
@@ -192,6 +205,7 @@ def worker(
             max_payload=max_payload,
             max_output=max_output,
             cancel_grace=cancel_grace,
+            instance_cache=instance_cache,
         ),
     )
     cache_max_bytes(config.host.cache_max_bytes)  # a bad setting fails before the database

@@ -37,6 +37,11 @@ class Release(ControlSignal):
     """Give the task back to the queue: the worker is shutting down."""
 
 
+class Evicted(ControlSignal):
+    """A parked instance is dropped from the worker's instance cache: unwind it and
+    write nothing (the task's suspension is committed; whoever claims it replays)."""
+
+
 class LeaseLost(ControlSignal):
     """Another worker owns the task now: stop at once and write nothing."""
 

@@ -103,6 +103,10 @@ class HostConfig:
     # How long a process waits for a compile (its own, or another process's on this
     # machine) before giving up; also the compiler's CPU-time limit.
     compile_timeout: float = 600.0
+    # Bytes of suspended instances a worker keeps live, so that a task woken on the
+    # same worker goes on without replaying its history (`durable.host.instances`).
+    # 0: none kept (every wake-up replays).
+    instance_cache: int = 0
     # Outbound HTTP (`durable.http`): a response body larger than this many bytes is
     # cut off and recorded as a `too-large` error, so one request cannot bloat the log.
     http_max_response_bytes: int = 10 * 1024 * 1024

@@ -151,6 +151,11 @@ class AttemptContext:
         self.stopped_by: str | None = None
         # Where the guest's timers get their ready pollables (set by the runtime).
         self.pollables: ReadyPollables | None = None
+        # Set when the worker keeps suspended instances (`durable.host.live`): a wait
+        # that would suspend parks the guest's thread here instead, until this worker
+        # wakes it (it returns) or drops it (it raises `Evicted`).
+        self.park: Callable[[datetime | None, bool], None] | None = None
+        self.parked = False
         self._output = OutputBuffer(
             frontier=len(history),
             logged=logged,
@@ -457,7 +462,14 @@ class AttemptContext:
             if isinstance(decision, m.TaskTimedOut):
                 raise TimedOut()
             if isinstance(decision, m.SuspendTask):
-                raise Suspend(self._wakeup(decision.wakeup_ns), on_event=on_event)
+                wakeup = self._wakeup(decision.wakeup_ns)
+                if self.park is None or self.replay_only or self._holds_transaction():
+                    raise Suspend(wakeup, on_event=on_event)
+                # The suspension is committed as it would be by `Suspend`; the guest
+                # goes on from here if this worker claims the task back in time.
+                self.park(wakeup, on_event)
+                interval = 0.01
+                continue
             self.flush()  # what happened before the wait is durable before we block
             interval = min(interval * 2, 0.2)
             self._block(decision.seconds)

@@ -32,7 +32,14 @@ from durable.core.model import (
     Suspended,
 )
 from durable.core.side_writes import SideWrite
-from durable.core.signals import ContinueAsNew, HistoryExhausted, Release, Suspend, TimedOut
+from durable.core.signals import (
+    ContinueAsNew,
+    Evicted,
+    HistoryExhausted,
+    Release,
+    Suspend,
+    TimedOut,
+)
 from durable.core.task_error import TaskError
 from durable.errors import HostError, LeaseLostError, NondeterminismError, OutputLimitExceeded
 from durable.host import cancel_gate, watchdog
@@ -40,6 +47,7 @@ from durable.host.cache import ComponentCache, engine_config
 from durable.host.cancel_gate import CancelledAtCall
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
+from durable.host.instance_cache import InstanceCache
 from durable.host.lifecycle import Guests
 from durable.host.linker import build_linker
 from durable.host.monotonic import ReadyPollables, TimerHelper
@@ -83,6 +91,9 @@ class Runtime:
             compile_timeout=self.config.compile_timeout,
         )
         self._local = _Local()
+        # Suspended instances kept live (`durable.host.live`), for whichever worker
+        # shares this runtime.
+        self.instances = InstanceCache(self.config.instance_cache)
         self.linker = build_linker(self.engine, self._current)
         self.timer_helper = TimerHelper(self.engine)  # compiled once, on first use
         self._guests = Guests()
@@ -104,6 +115,7 @@ class Runtime:
             interpreter exit while it runs (`durable.host.lifecycle.quiesce`).
         """
         self._closing = True
+        self.instances.clear()  # their guests unwind and leave wasmtime
         for ctx in list(self._running):
             ctx.interrupt.set()
         if not self._guests.wait_idle(timeout):
@@ -116,7 +128,8 @@ class Runtime:
     def _tick(self) -> None:
         if not watchdog.CALLBACKS:  # the fallback moves the epoch only to stop guests
             while not self._stop.wait(watchdog.SLICE_SECONDS):
-                watchdog.sweep(list(self._running), self.engine)
+                # A parked guest waits in a host call, for as long as it is kept.
+                watchdog.sweep([c for c in self._running if not c.parked], self.engine)
             return
         while not self._stop.wait(_EPOCH_TICK):
             self.engine.increment_epoch()
@@ -199,7 +212,7 @@ class Runtime:
             ctx.raise_deferred()  # an output flush failed after the guest's last call
             ctx.cursor.check_finished()
         except Suspend as signal:
-            return _end(ctx, Suspended(wakeup_at=signal.wakeup_at, on_event=signal.on_event))
+            return suspended(ctx, signal.wakeup_at, on_event=signal.on_event)
         except Release:
             return _end(ctx, Released())
         except ContinueAsNew as signal:
@@ -210,6 +223,8 @@ class Runtime:
             return _timed_out(ctx)
         except CancelledAtCall:
             return _cancelled(ctx, cancel_gate.MESSAGE)
+        except Evicted:  # its suspension is written already: nothing more to write
+            return AttemptEnd(outcome=None)
         except HistoryExhausted as signal:
             return AttemptEnd(outcome=None, exhausted=signal)
         except LeaseLostError:
@@ -264,6 +279,11 @@ def _end(ctx: AttemptContext, outcome: Outcome, *, frontier: bool = False) -> At
         logs=ctx.take_logs(frontier=frontier),
         writes=writes,
     )
+
+
+def suspended(ctx: AttemptContext, wakeup_at: datetime | None, *, on_event: bool) -> AttemptEnd:
+    """The end of an attempt whose task suspends (`Suspend`, or a guest parked live)."""
+    return _end(ctx, Suspended(wakeup_at=wakeup_at, on_event=on_event))
 
 
 def _cancelled(ctx: AttemptContext, message: str, traceback: str = "") -> AttemptEnd:

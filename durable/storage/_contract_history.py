@@ -42,6 +42,7 @@ from durable.storage.base import Store
 async def check_append_and_load_history_round_trip(store: Store) -> None:
     claim = await claimed(store)
     assert await store.load_history(claim.task.id) == []
+    assert await store.history_length(claim.task.id) == 0
     before = now()
     await store.append(claim.lease, batch(0, 3), [])
     odd = Event(index=3, label="wasi:random ünïcode", digest="", payload='"\\u0000 \\"q\\""')
@@ -49,6 +50,8 @@ async def check_append_and_load_history_round_trip(store: Store) -> None:
     await store.append(claim.lease, batch(4, 1), [])
     history = await store.load_history(claim.task.id)
     assert shape(history) == shape([*batch(0, 3), odd, *batch(4, 1)])
+    assert await store.history_length(claim.task.id) == 5
+    assert await store.history_length(claim.task.id + 1000) == 0  # no such task
     for event in history:
         assert event.created_at is not None
         assert event.created_at >= before - timedelta(seconds=5)

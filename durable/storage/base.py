@@ -244,6 +244,11 @@ class HistoryStore(Protocol):
         """Return the task's events in index order."""
         ...
 
+    async def history_length(self, task_id: int) -> int:
+        """How many events the task's history holds (0 for an unknown task): one
+        indexed read, where `load_history` would read them all."""
+        ...
+
     async def append(
         self,
         lease: Lease,

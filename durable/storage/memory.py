@@ -475,6 +475,12 @@ class MemoryStore(MemoryForks):
         row = self._tasks.get(task_id)
         return [] if row is None else list(row.events)
 
+    async def history_length(self, task_id: int) -> int:
+        """How many events the task's history holds."""
+        await self._enter("history_length")
+        row = self._tasks.get(task_id)
+        return 0 if row is None else len(row.events)
+
     async def append(
         self,
         lease: Lease,

@@ -539,6 +539,11 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
             rows = await self._pool.fetch(_Q["load_history"], task_id)
         return [codec.event(row) for row in rows]
 
+    async def history_length(self, task_id: int) -> int:
+        """How many events the task's history holds."""
+        with translate("load the history of task", task_id):
+            return int(await self._pool.fetchval(_Q["history_length"], task_id))
+
     async def append(
         self,
         lease: Lease,

@@ -621,6 +621,12 @@ class SQLiteStore:
             rows = await self._fetch(conn, "load_history", task_id)
         return [codec.event(row) for row in rows]
 
+    async def history_length(self, task_id: int) -> int:
+        """How many events the task's history holds."""
+        async with self._use() as conn:
+            rows = await self._fetch(conn, "next_index", task_id)
+        return int(rows[0][0])
+
     async def append(
         self,
         lease: Lease,

@@ -61,6 +61,7 @@ from durable.errors import (
 )
 from durable.host._shared_compile import CompileState
 from durable.host.context import AttemptContext
+from durable.host.live import LiveInstance
 from durable.host.runtime import AttemptEnd, Runtime
 from durable.metrics import LOST
 from durable.storage.base import GuestTransaction, QueueStore, SqlStore, Store
@@ -68,6 +69,7 @@ from durable.storage.guest import GuestResult, GuestValue
 from durable.storage.quarantine import last_chance
 from durable.tracing import AttemptTrace
 from durable.worker.attempt_metrics import AttemptMeter, count_compile_lookup
+from durable.worker.resume import cache_key, take_live
 
 log = logging.getLogger("durable.worker")
 
@@ -104,14 +106,16 @@ class StoreSink:
     def next_notification(self, task_id: int, event: str | None) -> Notification | None:
         """The oldest unconsumed notification for the task."""
         return anyio.from_thread.run(
-            functools.partial(self._store.next_notification, task_id, event=event)
+            functools.partial(self._store.next_notification, task_id, event=event),
+            token=self._loop,
         )
 
     def notify(self, task_id: int, event: str, data: str, key: str) -> str | None:
         """Send once per key; None, or why it was refused."""
         try:
             anyio.from_thread.run(
-                functools.partial(self._store.notify, task_id, event, data, key=key)
+                functools.partial(self._store.notify, task_id, event, data, key=key),
+                token=self._loop,
             )
         except TaskNotFoundError:
             return "task-not-found"
@@ -129,18 +133,18 @@ class StoreSink:
             self._store, QueueStore
         ):
             raise ConfigurationError(f"the store {self._store.url} has no queues or priorities")
-        return anyio.from_thread.run(self._store.create_task, spec).id
+        return anyio.from_thread.run(self._store.create_task, spec, token=self._loop).id
 
     def find_workflow(self, name: str) -> str | None:
         """The newest binary registered as `name`."""
         try:
-            return anyio.from_thread.run(self._store.find_workflow, name)
+            return anyio.from_thread.run(self._store.find_workflow, name, token=self._loop)
         except NotFoundError:
             return None
 
     def get_task(self, task_id: int) -> Task:
         """The task as stored now."""
-        return anyio.from_thread.run(self._store.get_task, task_id)
+        return anyio.from_thread.run(self._store.get_task, task_id, token=self._loop)
 
     async def aclose(self) -> None:
         """Roll back a guest transaction the attempt left open (it trapped, say).
@@ -169,7 +173,9 @@ class SqlStoreSink(StoreSink):
 
     def begin_transaction(self) -> _SyncTransaction:
         """Open a transaction for the guest's SQL (`durable.host.sql`)."""
-        transaction = anyio.from_thread.run(self._sql_store.begin_guest_transaction, self._lease)
+        transaction = anyio.from_thread.run(
+            self._sql_store.begin_guest_transaction, self._lease, token=self._loop
+        )
         self._transaction = transaction
         return _SyncTransaction(self, transaction)
 
@@ -191,12 +197,13 @@ class _SyncTransaction:
     def execute(self, sql: str, params: Sequence[GuestValue], *, max_bytes: int) -> GuestResult:
         """Run one statement; blocks the guest."""
         return anyio.from_thread.run(
-            functools.partial(self._transaction.execute, sql, params, max_bytes=max_bytes)
+            functools.partial(self._transaction.execute, sql, params, max_bytes=max_bytes),
+            token=self._sink._loop,
         )
 
     def commit(self, events: Sequence[Event], logs: Sequence[LogChunk]) -> None:
         """Append the events and commit; blocks the guest until durable."""
-        anyio.from_thread.run(self._transaction.commit, events, logs)
+        anyio.from_thread.run(self._transaction.commit, events, logs, token=self._sink._loop)
         # Only now: if the call failed before reaching the store, the transaction is
         # still open, and the end of the attempt rolls it back (`StoreSink.aclose`).
         self._sink._ended(self._transaction)
@@ -204,7 +211,7 @@ class _SyncTransaction:
     def rollback(self) -> None:
         """Roll back."""
         try:
-            anyio.from_thread.run(self._transaction.rollback)
+            anyio.from_thread.run(self._transaction.rollback, token=self._sink._loop)
         finally:
             self._sink._ended(self._transaction)
 
@@ -252,6 +259,9 @@ class AttemptRunner:
         self._bundles: dict[str, Bundle] = {}
         # Held while deciding to start a compile (see `_component`).
         self._compile_gate = anyio.Lock()
+        # Guests parked live by attempts whose suspension is still to be written: kept
+        # (`durable.host.instance_cache`) once it is.
+        self._parked: dict[Lease, LiveInstance] = {}
 
     @property
     def running(self) -> int:
@@ -340,9 +350,7 @@ class AttemptRunner:
                 meter.outcome = LOST
                 await self._lease_lost(claim)  # a write from the guest's thread was refused
             else:
-                await self._store.finish(
-                    claim.lease, end.outcome, end.events, end.logs, writes=end.writes
-                )
+                await self._finish(claim, end)
                 meter.ended(end.outcome)
                 log.info("task %d: attempt %d %s", task.id, task.attempts, _ended(end.outcome))
         except LeaseLostError:
@@ -367,6 +375,41 @@ class AttemptRunner:
             if not self._contexts:
                 self._idle.set()
             self._on_end()
+
+    async def drop_ended(self) -> None:
+        """Evict the kept instances of tasks that ended without waking (cancelled while
+        suspended, say): no claim would ever take them out."""
+        cache = self._runtime.instances
+        for key in cache.parked():
+            if key[0] != self._store.url:
+                continue
+            try:
+                state = (await self._store.get_task(key[1])).state
+            except TaskNotFoundError:
+                state = None
+            live = cache.take(key) if state is None or state.is_terminal else None
+            if live is not None:
+                cache.discard(key, live, f"the task is {state.value if state else 'gone'}")
+
+    async def _finish(self, claim: Claim, end: AttemptEnd) -> None:
+        """Write the attempt's end; keep its guest, if it parked, once that is written.
+
+        Kept before the write: a claim that sees the suspension (this worker's own, just
+        after the commit) must find the instance. Evicted if the write fails.
+        """
+        assert end.outcome is not None
+        live = self._parked.pop(claim.lease, None)
+        key = cache_key(self._store, claim.task.id)
+        if live is not None:
+            self._runtime.instances.put(key, live)
+        try:
+            await self._store.finish(
+                claim.lease, end.outcome, end.events, end.logs, writes=end.writes
+            )
+        except BaseException:
+            if live is not None:
+                self._runtime.instances.discard(key, live, "its suspension was not written")
+            raise
 
     async def _lease_lost(self, claim: Claim) -> None:
         """Log that the attempt was fenced off, and why.
@@ -396,17 +439,64 @@ class AttemptRunner:
 
     async def _execute(self, claim: Claim, trace: AttemptTrace | None = None) -> AttemptEnd | None:
         """Run the attempt; None when the task was handed back before its guest started."""
-        task = claim.task
         try:
             component, source = await self._component(claim)
         except (ComponentError, NotFoundError) as exc:
             return AttemptEnd(outcome=Failed(error=_error("ComponentError", str(exc))))
         if component is None:
             return None  # handed back while its workflow compiles
+        if self._runtime.instances.enabled:
+            return await self._run_live(claim, component, source, trace)
+        sink = store_sink(self._store, claim.lease)
+        ctx = await self._context(claim, sink, trace, source)
+        if self._interrupted:
+            return AttemptEnd(outcome=Released(started=False))
+        try:
+            return await anyio.to_thread.run_sync(
+                self._runtime.run, component, ctx, limiter=self._limiter
+            )
+        finally:
+            await sink.aclose()  # a guest SQL transaction left open is rolled back
+
+    async def _run_live(
+        self,
+        claim: Claim,
+        component: wc.Component,
+        source: Bundle | None,
+        trace: AttemptTrace | None,
+    ) -> AttemptEnd:
+        """Run the attempt on a guest kept live: this worker's parked instance of the
+        task if it is still valid (no replay), else a new one that replays."""
+        task = claim.task
+        if self._interrupted:
+            return AttemptEnd(outcome=Released(started=False))
+        sink = store_sink(self._store, claim.lease)
+        live = await take_live(self._store, self._runtime.instances, task)
+        if live is not None:
+            log.info("task %d: woken on its live instance, no replay", task.id)
+            live.ctx.interrupt.clear()  # addressed to an attempt that has ended
+            self._contexts[claim.lease] = live.ctx
+            live.resume(task, sink, trace)
+        else:
+            ctx = await self._context(claim, sink, trace, source)
+            live = LiveInstance(self._runtime, component, ctx, task.workflow_hash)
+            live.start()
+        try:
+            end, parked = await live.wait()
+        finally:
+            await sink.aclose()  # a guest SQL transaction left open is rolled back
+        if parked:
+            self._parked[claim.lease] = live
+        return end
+
+    async def _context(
+        self, claim: Claim, sink: StoreSink, trace: AttemptTrace | None, source: Bundle | None
+    ) -> AttemptContext:
+        """A new attempt's context, from the task's history: registered as running."""
+        task = claim.task
         history = await self._store.load_history(task.id)
         # The lease fences out every other writer, so the two reads agree.
         logged = await self._store.logged_bytes(task.id, len(history))
-        sink = store_sink(self._store, claim.lease)
         ctx = AttemptContext(
             task=task,
             attempt=task.attempts,
@@ -418,14 +508,7 @@ class AttemptRunner:
         ctx.trace = trace
         ctx.source = source
         self._contexts[claim.lease] = ctx
-        if self._interrupted:
-            return AttemptEnd(outcome=Released(started=False))
-        try:
-            return await anyio.to_thread.run_sync(
-                self._runtime.run, component, ctx, limiter=self._limiter
-            )
-        finally:
-            await sink.aclose()  # a guest SQL transaction left open is rolled back
+        return ctx
 
     async def _component(self, claim: Claim) -> tuple[wc.Component | None, Bundle | None]:
         """The task's compiled workflow (None if this machine has not compiled it), and

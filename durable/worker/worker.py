@@ -291,6 +291,7 @@ class Worker:
                 beats += 1
                 if beats % register_every == 0 and self._info is not None:
                     await self.store.register_worker(self._info)
+                    await self._attempts.drop_ended()
                 if beats % reap_every == 0:
                     await reap_dead_local_workers(self.store, self.id)
             except StorageError as exc:  # the database may come back; leases may lapse

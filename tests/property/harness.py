@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sqlite3
 import tempfile
 from collections import Counter
@@ -37,6 +38,7 @@ from durable.core.model import (
     TaskState,
 )
 from durable.host import HostConfig, Runtime
+from durable.host.config import parse_size
 from durable.storage import _pg_admin as pg_admin
 from durable.storage import open_store
 from durable.storage.base import Store
@@ -70,14 +72,24 @@ BACKENDS = ("memory", "sqlite")
 #: step body's output is otherwise committed early once it has waited
 #: `output_flush_interval`, which a busy machine reaches at random points, adding a write
 #: the reference run did not make.
+#: "per-event-cached" is "per-event" with the instance cache on: a task woken on the
+#: runtime that suspended it goes on from its live instance (the harness's workers come
+#: and go, one after another, on the session's runtimes; the cache is the runtime's),
+#: and must end exactly as a replay would, at every crash point. With
+#: `DURABLE_TEST_INSTANCE_CACHE=SIZE` (512M, say), every configuration keeps instances.
+_CACHE_SETTING = os.environ.get("DURABLE_TEST_INSTANCE_CACHE", "")
+_CACHE = parse_size(_CACHE_SETTING) if _CACHE_SETTING else 0
+_PER_EVENT = HostConfig(
+    suspend_after=SUSPEND_AFTER,
+    max_pending_events=1,
+    output_flush_bytes=1,
+    output_flush_interval=3600.0,
+    instance_cache=_CACHE,
+)
 CONFIGS: dict[str, HostConfig] = {
-    "per-event": HostConfig(
-        suspend_after=SUSPEND_AFTER,
-        max_pending_events=1,
-        output_flush_bytes=1,
-        output_flush_interval=3600.0,
-    ),
-    "batched": HostConfig(suspend_after=SUSPEND_AFTER),
+    "per-event": _PER_EVENT,
+    "batched": HostConfig(suspend_after=SUSPEND_AFTER, instance_cache=_CACHE),
+    "per-event-cached": dataclasses.replace(_PER_EVENT, instance_cache=512 * 1024**2),
 }
 #: For Hypothesis tests: a failing property shrinks for up to about five minutes before
 #: Hypothesis prints the falsifying example; pytest-timeout's default (300 s) would kill

@@ -255,6 +255,9 @@ FROM durable.events
 WHERE task_id = $1
 ORDER BY idx;
 
+-- name: history_length
+SELECT coalesce(max(idx) + 1, 0) FROM durable.events WHERE task_id = $1;
+
 -- name: read_logs
 -- $3: how many chunks at most (NULL: all).
 SELECT seq, position, stream, data, created_at
