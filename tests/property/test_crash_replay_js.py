@@ -78,3 +78,10 @@ async def test_every_crash_point_of_a_js_guest_resumes_to_the_same_end(
         await _check_every_crash_point(
             store, runtimes, config, js_component, http_server, script, seed, "sqlite"
         )
+
+
+@given(script=scripts(names=JS_OPS, max_ops=6, max_long_sleeps=1))
+@settings(max_examples=200, database=None)
+def test_generated_js_scripts_use_only_what_the_js_interpreter_has(script: Script) -> None:
+    # A short script is padded to its minimum length: with an operation it has.
+    assert {op["op"] for op in script} <= set(JS_OPS)
