@@ -2,7 +2,7 @@
 
 A kept instance (`durable.host.live`) may go on only if it is exactly where a replay of
 the task's stored history would be: the same task (not another database's task of the
-same id); the same binary, entry, input and seed (what its code runs on); no claim by
+same id); the same run, binary, entry, input and seed (what its code runs on); no claim by
 anyone in between (`attempts` moved by exactly this worker's claim: so no other worker
 ran it, forked it back or took it over); no cancellation to deliver; and the stored
 history, read after the claim, holds exactly the events the instance has seen. The last
@@ -52,6 +52,8 @@ async def _invalid(store: Store, live: LiveInstance, task: Task) -> str | None:
         return "another task of the same id"
     if task.workflow_hash != live.workflow_hash:
         return "the task runs another binary now"
+    if task.run != kept.run:
+        return "the task continued as new since"  # a new run starts from its top
     if (task.entry, task.input, task.seed) != (kept.entry, kept.input, kept.seed):
         return "the task's entry, input or seed changed"  # what its code runs on
     if task.cancel_requested or live.ctx.cancel.is_set():
