@@ -44,18 +44,23 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture
-def worker_with_metrics(backend_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """A `durable worker --metrics-port` on a fresh database: (database URL, metrics URL)."""
+@pytest.fixture(params=["512M", "0"], ids=["kept", "replayed"])
+def worker_with_metrics(
+    backend_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[str, str, bool]]:
+    """A `durable worker --metrics-port` on a fresh database, with its instance cache on
+    or off: (database URL, metrics URL, whether it keeps suspended instances)."""
     port = free_port()
+    cache = request.param
+    args = ["--db", backend_url, "--migrate", "--metrics-port", str(port)]
     proc = subprocess.Popen(
-        durable_cmd("worker", "--db", backend_url, "--migrate", "--metrics-port", str(port)),
+        durable_cmd("worker", *args, "--instance-cache", cache),
         cwd=tmp_path,
         env=cli_env(),
         stderr=subprocess.PIPE,
     )
     try:
-        yield backend_url, f"http://127.0.0.1:{port}/metrics"
+        yield backend_url, f"http://127.0.0.1:{port}/metrics", cache != "0"
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=60)
@@ -78,9 +83,9 @@ async def counts(client: Client) -> dict[str, int]:
 
 
 async def test_metrics_follow_real_tasks_and_agree_with_the_database(
-    worker_with_metrics: tuple[str, str],
+    worker_with_metrics: tuple[str, str, bool],
 ) -> None:
-    db, url = worker_with_metrics
+    db, url, kept = worker_with_metrics
     wasm = compiled(WORKFLOWS / "dashboard.py")
     client = await open_client(db, migrate=True)
     try:
@@ -112,15 +117,19 @@ async def test_metrics_follow_real_tasks_and_agree_with_the_database(
         assert hits >= 6
         assert first["durable_database_errors_total"] == 0
 
-        # The waiter wakes on the instance this worker kept (`durable worker` keeps
-        # suspended instances by default): nothing of its history is replayed.
+        # The waiter wakes on the instance this worker kept, replaying nothing; with
+        # the instance cache off, by replay: its recorded events are read back.
         await client.notify(waiting.id, "go", {"ok": True})
         await client.wait(waiting.id, timeout=300)
         after = await until(lambda: _scraped_after(url))
         assert after['durable_tasks{state="complete"}'] == 6
         assert after['durable_tasks{state="suspended"}'] == 0
-        assert after['durable_instance_cache_total{result="hit"}'] >= 1
-        assert after["durable_events_replayed_total"] == 0
+        if kept:
+            assert after['durable_instance_cache_total{result="hit"}'] >= 1
+            assert after["durable_events_replayed_total"] == 0
+        else:
+            assert after["durable_events_replayed_total"] >= 1
+            assert after['durable_compile_cache_total{result="hit"}'] > hits
     finally:
         await client.close()
 
