@@ -160,53 +160,51 @@ async def _task(url: str, task_id: int) -> Task:
         await store.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'cont.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 async def test_exit_when_idle_worker_runs_the_loop_to_its_end(
-    db_url: str, wasm: bytes, tmp_path: Path
+    backend_url: str, wasm: bytes, tmp_path: Path
 ) -> None:
-    task = await _launch(db_url, wasm, "loop", {"runs": 50})
+    task = await _launch(backend_url, wasm, "loop", {"runs": 50})
     proc = await anyio.to_thread.run_sync(
-        lambda: run_cli("worker", "--db", db_url, "--exit-when-idle", cwd=tmp_path, timeout=HANG)
+        lambda: run_cli(
+            "worker", "--db", backend_url, "--exit-when-idle", cwd=tmp_path, timeout=HANG
+        )
     )
     assert proc.returncode == 0, proc.stderr
-    done = await _task(db_url, task.id)
+    done = await _task(backend_url, task.id)
     assert done.state is TaskState.COMPLETE, (done.state, done.run, proc.stderr[-2000:])
     assert done.run == 50
 
 
 async def test_a_worker_killed_in_a_run_resumes_it_with_each_insert_once(
-    db_url: str, wasm: bytes, tmp_path: Path
+    backend_url: str, wasm: bytes, tmp_path: Path
 ) -> None:
     table = f"cont_{uuid.uuid4().hex[:8]}"
     runs = 6
-    task = await _launch(db_url, wasm, "ledger", {"table": table, "runs": runs, "pause": 0.5})
+    task = await _launch(backend_url, wasm, "ledger", {"table": table, "runs": runs, "pause": 0.5})
     # A worker killed after its third insert, inside run 3's pause (or just after it).
-    proc = await anyio.open_process(durable_cmd("worker", "--db", db_url), cwd=tmp_path, env=_env())
+    proc = await anyio.open_process(
+        durable_cmd("worker", "--db", backend_url), cwd=tmp_path, env=_env()
+    )
     try:
-        await until(lambda: _inserted(db_url, table, 3), within=HANG)
+        await until(lambda: _inserted(backend_url, table, 3), within=HANG)
     finally:
         proc.send_signal(signal.SIGKILL)
         with anyio.fail_after(30):
             await proc.wait()
         await proc.aclose()
-    killed_at = await _task(db_url, task.id)
+    killed_at = await _task(backend_url, task.id)
     assert killed_at.run >= 3, killed_at
     assert not killed_at.state.is_terminal, killed_at
     resumed = await anyio.to_thread.run_sync(
-        lambda: run_cli("worker", "--db", db_url, "--exit-when-idle", cwd=tmp_path, timeout=HANG)
+        lambda: run_cli(
+            "worker", "--db", backend_url, "--exit-when-idle", cwd=tmp_path, timeout=HANG
+        )
     )
     assert resumed.returncode == 0, resumed.stderr
-    done = await _task(db_url, task.id)
+    done = await _task(backend_url, task.id)
     assert completed_result(done) == runs
     assert done.run == runs
-    assert await _rows(db_url, table) == list(range(1, runs + 1)), "each run's insert once"
+    assert await _rows(backend_url, table) == list(range(1, runs + 1)), "each run's insert once"
 
 
 async def _inserted(url: str, table: str, count: int) -> bool:

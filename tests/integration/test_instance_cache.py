@@ -210,29 +210,21 @@ def _start_worker(url: str, tmp_path: Path, name: str) -> subprocess.Popen[bytes
         )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'procs.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 LIVE = "woken on its live instance, no replay"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 async def test_worker_stopped_with_parked_instances_then_resumed_elsewhere(
-    db_url: str, tmp_path: Path, coordination: tuple[bytes, str], sig: signal.Signals
+    backend_url: str, tmp_path: Path, coordination: tuple[bytes, str], sig: signal.Signals
 ) -> None:
-    store = await open_store(db_url)
+    store = await open_store(backend_url)
     await store.migrate()
     try:
         tasks = [
             await launch(store, coordination, "inbox", {"count": 2, "event": "go"})
             for _ in range(2)
         ]
-        first = _start_worker(db_url, tmp_path, "first")
+        first = _start_worker(backend_url, tmp_path, "first")
         try:
             for t in tasks:
                 await until(lambda t=t: suspended(store, t.id))
@@ -252,7 +244,7 @@ async def test_worker_stopped_with_parked_instances_then_resumed_elsewhere(
             assert returncode == -signal.SIGKILL
         for t in tasks:
             await store.notify(t.id, "go", json.dumps("two"))
-        second = _start_worker(db_url, tmp_path, "second")
+        second = _start_worker(backend_url, tmp_path, "second")
         try:
             done = [await ended(store, t.id) for t in tasks]
         finally:
