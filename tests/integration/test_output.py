@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -278,21 +280,25 @@ async def test_workers_killed_mid_print_loop_lose_and_double_no_line(
     workers: Callable[[str], WorkerProcess],
 ) -> None:
     """Numbered lines on stdout and stderr, in stretches with durable calls and long
-    stretches without any; the worker is SIGKILLed three times while it prints, and
-    a fresh one resumes each time. The log holds every line once, in write order."""
-    spec = {"lines": 60_000, "every": 40, "block": 6_000}
+    stretches without any; the worker is SIGKILLed three times while output it printed
+    after its last event is logged, and a fresh one resumes each time. The log holds
+    every line once, in write order."""
+    # Each call-free block is 2.5 MB, more than a worker holds (1 MiB) before it logs
+    # output on its own, so every such block logs output after the last event.
+    spec = {"lines": 150_000, "every": 40, "block": 25_000}
     task = await launch(client, printer, "stretches", spec)
     frontier_output = []
-    for target in (1 * MiB, 2 * MiB, 4 * MiB):
+    killed_at = (0, 0)
+    for _ in range(3):
         worker = workers(db_url)
         with anyio.fail_after(SLOW):
-            while await _logged(client.store, task.id) < target:
+            while not await _past(client.store, task.id, killed_at, worker):
                 assert not (await client.get(task.id)).state.is_terminal, "ended too soon"
                 await anyio.sleep(0.02)
         worker.kill()
-        history = await client.store.load_history(task.id)
+        killed_at = await _frontier(client.store, task.id)
         # Output committed after the last event: the next attempt must skip it exactly.
-        frontier_output.append(await client.store.logged_bytes(task.id, len(history)))
+        frontier_output.append(killed_at[1])
     finish = await anyio.to_thread.run_sync(
         lambda: run_cli(
             "worker",
@@ -313,11 +319,34 @@ async def test_workers_killed_mid_print_loop_lose_and_double_no_line(
         raise AssertionError(f"lines logged out of order or not once: {_first_bad(numbers)}")
     streams = b"".join(c.data for c in log if c.stream is Stream.STDERR)
     assert streams == b"".join(line(i) for i in range(spec["lines"]) if i % 7 == 3)
+    # Each kill came after output was logged past the last event. On Postgres a COMMIT
+    # the worker sent just before its SIGKILL may still land and move the frontier.
     assert any(frontier_output), f"no kill left output after the last event: {frontier_output}"
 
 
-async def _logged(store: Store, task_id: int) -> int:
-    return sum(len(c.data) for c in await store.read_logs(task_id))
+async def _past(
+    store: Store, task_id: int, killed_at: tuple[int, int], worker: WorkerProcess
+) -> bool:
+    """Whether the worker has gone past `killed_at` and has logged output after the last
+    event; if so, it is left stopped (SIGSTOP), so that nothing more commits before
+    the caller kills it."""
+
+    def ready(at: tuple[int, int]) -> bool:
+        return at > killed_at and at[1] > 0
+
+    if not ready(await _frontier(store, task_id)):
+        return False
+    os.kill(worker.pid, signal.SIGSTOP)
+    if ready(await _frontier(store, task_id)):
+        return True
+    os.kill(worker.pid, signal.SIGCONT)  # an event landed in between: go on
+    return False
+
+
+async def _frontier(store: Store, task_id: int) -> tuple[int, int]:
+    """The task's recorded events, and the bytes of output logged after the last."""
+    events = len(await store.load_history(task_id))
+    return events, await store.logged_bytes(task_id, events)
 
 
 def _first_bad(numbers: list[int]) -> str:
