@@ -41,7 +41,7 @@ from durable.loader import compile_for_machine, interpreter_name, local_interpre
 from durable.storage import Store, open_store
 from durable.storage._end_watch import EndWatch
 from durable.storage.base import EndSignals, RunStore
-from durable.task_names import name_problem
+from durable.task_names import INTERPRETER_PREFIX, name_problem, reserved_name
 
 if TYPE_CHECKING:  # the replayer loads wasmtime: only for `replay`, when it is called
     from durable.replayer import Replayer, ReplayReport
@@ -122,7 +122,13 @@ class Client(ScheduleClient, QueueClient):
 
         Raises:
             ComponentError: `wasm` is not a workflow component (with `compile`).
+            ConfigurationError: `name` is one of durable's own (`durable-interpreter-...`).
         """
+        if name is not None and reserved_name(name):
+            raise ConfigurationError(
+                f"cannot register a workflow as {name!r}: names starting with"
+                f" {INTERPRETER_PREFIX!r} are durable's own"
+            )
         if is_bundle(wasm):  # a Python workflow's source: its interpreter goes first
             await self._register_interpreter(decode_bundle(wasm).interpreter, compile=compile)
         elif compile:

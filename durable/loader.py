@@ -23,6 +23,7 @@ from durable.bundle import keep as keep_bundle
 from durable.component_verdict import check_once
 from durable.errors import ComponentError, ConfigurationError
 from durable.interpreter import build_interpreter
+from durable.task_names import INTERPRETER_PREFIX
 
 #: File names taken as JavaScript workflows (ES modules).
 JS_SUFFIXES = (".js", ".mjs")
@@ -265,7 +266,7 @@ def _read_build(build: Callable[[], Path]) -> bytes:
 
 def interpreter_name(digest: str) -> str:
     """The name an interpreter component is stored under: finding it is its check."""
-    return f"durable-interpreter-{digest[:16]}"
+    return f"{INTERPRETER_PREFIX}{digest[:16]}"
 
 
 def local_interpreter(digest: str) -> bytes:

@@ -18,6 +18,16 @@ MAX_NAME_CHARS = 1000
 _REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 
 
+#: Names under which durable stores its interpreter components: no workflow of a user's
+#: is registered, or spawned, under one.
+INTERPRETER_PREFIX = "durable-interpreter-"
+
+
+def reserved_name(name: str) -> bool:
+    """Whether `name` is one durable keeps for its interpreter components."""
+    return name.startswith(INTERPRETER_PREFIX)
+
+
 def name_problem(name: str) -> str | None:
     """Why `name` cannot be a task name, in a few words; None when it can."""
     if not name.strip():

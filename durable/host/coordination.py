@@ -24,7 +24,7 @@ from durable.errors import ConfigurationError
 from durable.host._wit import Current, add_funcs, record
 from durable.host.context import AttemptContext
 from durable.host.world import DURABLE_VERSION
-from durable.task_names import name_problem
+from durable.task_names import name_problem, reserved_name
 
 
 def _digest(*parts: object) -> str:
@@ -124,7 +124,8 @@ def spawn_child(
         if too_large is not None:
             return op.encode({"error": ["other", f"cannot spawn the child: {too_large}"]})
         if workflow:
-            workflow_hash = ctx.sink.find_workflow(workflow)
+            # durable's interpreter components are not workflows a guest may start.
+            workflow_hash = None if reserved_name(workflow) else ctx.sink.find_workflow(workflow)
             if workflow_hash is None:
                 return op.encode({"error": ["workflow-not-found", workflow]})
         else:

@@ -177,3 +177,42 @@ def test_a_bundle_for_another_interpreter_is_refused_in_one_line(tmp_path: Path)
                 await client.store.find_workflow("m")
 
     anyio.run(register)
+
+
+SPAWNS_BY_NAME = """\
+import durable
+
+
+@durable.workflow
+def main(name):
+    try:
+        durable.spawn(name)
+    except durable.SpawnError as exc:
+        return str(exc)
+    return "spawned"
+"""
+
+
+def test_the_interpreter_is_not_a_workflow_to_spawn_or_register(tmp_path: Path) -> None:
+    """The interpreter component is stored under a name like a workflow's, but a guest
+    cannot start it by that name, and no user workflow can take such a name."""
+    db = tmp_path / "t.db"
+    source = _workflow(tmp_path / "flow", body=SPAWNS_BY_NAME)
+    first = run_cli(
+        "run", str(source), "--input", '"nothing-by-this-name"', "--db", str(db), cwd=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    with sqlite3.connect(db) as conn:
+        (name,) = conn.execute(
+            "SELECT name FROM durable_workflow WHERE name LIKE 'durable-interpreter-%'"
+        ).fetchone()
+    proc = run_cli("run", str(source), "--input", json.dumps(name), "--db", str(db), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == json.loads(first.stdout).replace(
+        "nothing-by-this-name", name
+    ), "refused as a workflow that does not exist"
+    taken = _workflow(tmp_path / "taken", name=f"{name}.py")
+    proc = run_cli("launch", "job", str(taken), "--db", str(db), cwd=tmp_path)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "durable's own" in proc.stderr
