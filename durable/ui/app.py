@@ -23,9 +23,9 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from durable.client import Client
-from durable.core.model import TaskState
+from durable.core.model import RunInfo, TaskState
 from durable.core.task_error import TaskError
-from durable.errors import DurableError, TaskNotFoundError
+from durable.errors import DurableError, NotFoundError, TaskNotFoundError
 from durable.metrics import Metrics
 from durable.metrics_http import metrics_route
 from durable.replayer import Replayer
@@ -174,13 +174,13 @@ def task_filter(params: Any) -> TaskFilter:
     )
 
 
-def _int(value: str | None, what: str) -> int | None:
+def _int(value: str | None, what: str, kind: str = "a task id") -> int | None:
     if not value:
         return None
     try:
         return int(value)
     except ValueError:
-        raise BadInput(f"{what} must be a task id, not {value!r}") from None
+        raise BadInput(f"{what} must be {kind}, not {value!r}") from None
 
 
 def _time(value: str | None, what: str) -> datetime | None:
@@ -294,7 +294,15 @@ async def task_page(dash: Dashboard, request: Request) -> Response:
     task_id = int(request.path_params["task_id"])
     client = dash.client
     task = await client.get(task_id)
-    history = await client.store.load_history(task_id)
+    runs = await client.runs(task_id) if task.run > 1 else []
+    shown_run = _int(request.query_params.get("run"), "run", "a run number") or task.run
+    if shown_run == task.run:
+        history = await client.store.load_history(task_id)
+    else:
+        try:
+            history = list((await client.run_history(task_id, shown_run)).events)
+        except NotFoundError as exc:
+            raise BadInput(str(exc)) from None
     children = await client.store.list_tasks(parent_id=task_id, limit=100)
     notes = await dash.reader.notifications(task_id)
     status = await client.store.read_status(task_id)
@@ -316,6 +324,7 @@ async def task_page(dash: Dashboard, request: Request) -> Response:
         ("created", e(when(task.created_at))),
         ("updated", e(when(task.updated_at))),
         ("attempts", str(task.attempts)),
+        *([("run", f'<span id="run">run {task.run} of {task.run}</span>')] if runs else []),
         ("parent", parent or '<span class="muted">none</span>'),
     ]
     if task.owner:
@@ -378,7 +387,9 @@ async def task_page(dash: Dashboard, request: Request) -> Response:
             "<h2>Notifications</h2>"
             + table(["#seq", "event", "data", "sent", "consumed"], rows, body_attrs=" id=notes")
         )
-    parts.append(_timeline(history, task.created_at))
+    if runs:
+        parts.append(_runs(task_id, runs, shown_run))
+    parts.append(_timeline(history, task.created_at, run=shown_run if runs else None))
     after = logs[-1].seq if logs else 0
     text = "".join(
         f'<span class="muted">{e(c.data.decode(errors="replace"))}</span>'
@@ -403,11 +414,31 @@ def _error_html(error: str) -> str:
     return f"<h2>Error</h2><p id=error><b>{e(err.kind)}</b>: {e(err.message)}</p>{trace}"
 
 
-def _timeline(history: list[Any], launched: datetime) -> str:
+def _runs(task_id: int, runs: list[RunInfo], shown: int) -> str:
+    """The runs of a task that continued as new, each linking to its history."""
+    rows = []
+    for r in runs:
+        label = f"{r.run} (current)" if r.ended_at is None else str(r.run)
+        link = label if r.run == shown else f'<a href="/tasks/{task_id}?run={r.run}">{label}</a>'
+        ended = e(when(r.ended_at)) if r.ended_at else '<span class="muted">running</span>'
+        rows.append(
+            [
+                td(link, num=True),
+                td(str(r.events), num=True),
+                td(ended),
+                td(f"<pre>{pretty_json(r.input, 2_000)}</pre>"),
+            ]
+        )
+    headers = ["#run", "events", "ended", "input"]
+    return "<h2>Runs</h2>" + table(headers, rows, body_attrs=" id=runs")
+
+
+def _timeline(history: list[Any], launched: datetime, *, run: int | None = None) -> str:
     """The history, each event with the time since the one before (the first: since
-    the launch), drawn to scale."""
+    the launch), drawn to scale. `run`: the run it is, for a task that has several."""
+    title = "History" if run is None else f"History of run {run}"
     if not history:
-        return '<h2>History</h2><p class="muted">No events recorded.</p>'
+        return f'<h2>{title}</h2><p class="muted">No events recorded.</p>'
     gaps: list[float] = []
     previous: datetime | None = launched
     for event in history:
@@ -433,7 +464,7 @@ def _timeline(history: list[Any], launched: datetime) -> str:
             ]
         )
     headers = ["#index", "operation", "payload", "time (UTC)", "since the event before"]
-    return "<h2>History</h2>" + table(headers, rows, body_attrs=" id=history")
+    return f"<h2>{title}</h2>" + table(headers, rows, body_attrs=" id=history")
 
 
 def _csrf(dash: Dashboard) -> str:

@@ -441,3 +441,46 @@ async def test_retry_pause_and_resume_need_the_pages_csrf_token(site: Site) -> N
     url = f"/tasks/{waiter}/resume"
     assert (await http.post(url, data={"csrf": "0" * 64})).status_code == 400
     assert await is_paused(site, waiter)
+
+
+async def test_a_task_that_continued_as_new_shows_each_runs_history(tmp_path: Path) -> None:
+    """Three runs of two steps each: the page lists the runs with their inputs and shows
+    the current run's history; `?run=N` shows run N's; a run it does not have is a 400."""
+    import anyio
+
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    client = await open_client(db, migrate=True)
+    try:
+        workflow = await client.register(compiled(WORKFLOWS / "continue_loop.py"), name="loop")
+        task = await client.launch(workflow, name="loop", entry="loop", input={"runs": 3})
+        with anyio.fail_after(IDLE_WITHIN):
+            await Worker(client.store, WorkerConfig(exit_when_idle=True)).run()
+        assert (await client.get(task.id)).run == 3
+        reader = await open_reader(db)
+        dash = Dashboard(client=client, reader=reader, guard=Guard(None))
+        transport = httpx.ASGITransport(app=create_app(dash))
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8400") as http:
+            current = (await http.get(f"/tasks/{task.id}")).text
+            first = (await http.get(f"/tasks/{task.id}?run=1")).text
+            missing = await http.get(f"/tasks/{task.id}?run=7")
+        dash.close()
+        await reader.close()
+    finally:
+        await client.close()
+    assert '<span id="run">run 3 of 3</span>' in current
+    runs = re.search(r"<tbody id=runs>(.*?)</tbody>", current, re.S)
+    assert runs is not None
+    assert re.findall(r"\?run=(\d)", runs.group(1)) == ["1", "2"], "the others link"
+    assert "3 (current)" in runs.group(1)
+    assert "History of run 3" in current
+    assert "History of run 1" in first
+    assert _history(first) != _history(current), "each run's own events"
+    assert missing.status_code == 400
+    assert "no run 7" in missing.text
+
+
+def _history(page: str) -> list[str]:
+    """The operations and payloads of the history table on a task page."""
+    body = re.search(r"<tbody id=history>(.*?)</tbody>", page, re.S)
+    assert body is not None, "a history table"
+    return re.findall(r"<code>([^<]*)</code>", body.group(1))
