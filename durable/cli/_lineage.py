@@ -41,9 +41,11 @@ def pairs(lineage: Lineage) -> list[tuple[str, str]]:
     out = []
     if lineage.origin is not None:
         o = lineage.origin
-        out.append(("forked from", f"task {o.origin_id} at event {o.at}"))
+        out.append(("forked from", f"task {o.origin_id} at event {o.at}{_of_run(o.run)}"))
     if lineage.forks:
-        shown = ", ".join(f"{f.task_id} (at {f.at})" for f in lineage.forks[:FORKS_SHOWN])
+        shown = ", ".join(
+            f"{f.task_id} (at {f.at}{_of_run(f.run)})" for f in lineage.forks[:FORKS_SHOWN]
+        )
         more = " and more" if len(lineage.forks) > FORKS_SHOWN else ""
         out.append(("forks", shown + more))
     for m in lineage.moves:
@@ -57,12 +59,18 @@ def pairs(lineage: Lineage) -> list[tuple[str, str]]:
     return out
 
 
+def _of_run(run: int) -> str:
+    """Which run a fork copied, said only past the first (most tasks have one run)."""
+    return "" if run == 1 else f" of run {run}"
+
+
 def to_json(lineage: Lineage) -> dict[str, object]:
     """Keys for `durable show --json`, each only when it has something to say (so that
     other tasks export exactly as before)."""
     out: dict[str, object] = {}
     if lineage.origin is not None:
-        out["origin"] = {"task": lineage.origin.origin_id, "at": lineage.origin.at}
+        o = lineage.origin
+        out["origin"] = {"task": o.origin_id, "at": o.at, "run": o.run}
     if lineage.moves:
         out["moves"] = [m.to_json() for m in lineage.moves]
     return out

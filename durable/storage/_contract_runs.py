@@ -17,7 +17,7 @@ from durable.storage._contract import (
     within,
 )
 from durable.storage.base import RunStore, Store
-from durable.storage.fork import ForkStore
+from durable.storage.fork import ForkStore, TaskFork, TaskOrigin
 
 
 def _runs(store: Store) -> RunStore:
@@ -99,6 +99,10 @@ async def check_a_stale_lease_continues_nothing(store: Store) -> None:
     assert await claim_ids(store) == [], "still held by its worker"
 
 
+#: The (at, run) each of the three forks below copies.
+_COPIED = [(2, 1), (1, 2), (0, 3)]
+
+
 @check
 async def check_a_fork_of_run_k_copies_run_k(store: Store) -> None:
     forks = _forks(store)
@@ -126,6 +130,12 @@ async def check_a_fork_of_run_k_copies_run_k(store: Store) -> None:
     three = await forks.fork_task(task_id, at=0, workflow_hash=claim.task.workflow_hash)
     assert (three.input, three.seed) == ('{"n": 3}', run_seed(seed, 3))
     assert await store.read_logs(three.id) == [], "no output of earlier runs"
+    origins = [await forks.task_origin(f.id) for f in (one, two, three)]
+    assert origins == [TaskOrigin(origin_id=task_id, at=at, run=run) for at, run in _COPIED]
+    made = zip((one, two, three), _COPIED, strict=True)
+    assert await forks.task_forks(task_id) == [
+        TaskFork(task_id=f.id, at=at, run=run) for f, (at, run) in made
+    ]
     for run, at in ((4, 0), (2, 3)):
         await assert_raises(
             ConflictError,

@@ -90,7 +90,7 @@ class MemoryForks:
         self._tasks[task.id] = TaskRow(task=task, events=list(events[:at]), logs=logs)
         values = self._statuses.get(origin_id, {}) if run == current else {}
         self._statuses[task.id] = {k: v for k, v in values.items() if v.position < at}
-        self._origins[task.id] = TaskOrigin(origin_id=origin_id, at=at)
+        self._origins[task.id] = TaskOrigin(origin_id=origin_id, at=at, run=run)
         self._notify()
         return task
 
@@ -103,7 +103,7 @@ class MemoryForks:
         """The tasks forked from `origin_id` (`ForkStore`)."""
         await self._enter("task_forks")
         found = [
-            TaskFork(task_id=i, at=o.at)
+            TaskFork(task_id=i, at=o.at, run=o.run)
             for i, o in self._origins.items()
             if o.origin_id == origin_id
         ]

@@ -21,6 +21,7 @@ class TaskOrigin:
 
     origin_id: int  # the task whose history was copied
     at: int  # how many of its events were copied (events 0 .. at-1)
+    run: int = 1  # which of its runs (`durable.continue_as_new`) they were copied from
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,6 +30,7 @@ class TaskFork:
 
     task_id: int  # the fork
     at: int  # how many of the origin's events it copied
+    run: int = 1  # from which of the origin's runs
 
 
 @runtime_checkable

@@ -678,7 +678,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
                 bases = {n: r["log_base"] for n, r in ended.items()}
                 low, high = fork.log_range(run, current, bases, base)
                 await conn.execute(_Q["fork_logs"], row["id"], origin_id, at, low, high)
-                await conn.execute(_Q["fork_origin"], row["id"], origin_id, at)
+                await conn.execute(_Q["fork_origin"], row["id"], origin_id, at, run)
         return codec.task(row)
 
     async def workflow_hashes(self, name: str) -> list[str]:
@@ -691,13 +691,13 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         """Where `task_id` was forked from, if it was (`ForkStore`)."""
         with translate("read the origin of task", task_id):
             row = await self._pool.fetchrow(_Q["task_origin"], task_id)
-        return None if row is None else fork.TaskOrigin(origin_id=row[0], at=row[1])
+        return None if row is None else fork.TaskOrigin(origin_id=row[0], at=row[1], run=row[2])
 
     async def task_forks(self, origin_id: int, *, limit: int = 100) -> list[fork.TaskFork]:
         """The tasks forked from `origin_id` (`ForkStore`)."""
         with translate("read the forks of task", origin_id):
             rows = await self._pool.fetch(_Q["task_forks"], origin_id, limit)
-        return [fork.TaskFork(task_id=r[0], at=r[1]) for r in rows]
+        return [fork.TaskFork(task_id=r[0], at=r[1], run=r[2]) for r in rows]
 
     # -- moves onto a new binary (`durable.storage.moves`) --------------------------------
 

@@ -803,7 +803,7 @@ class SQLiteStore:
             bases = {n: r[4] for n, r in ended.items()}
             low, high = fork.log_range(run, current, bases, base)
             await conn.execute(_Q["fork_logs"], (task_id, origin_id, at, low, high))
-            await conn.execute(_Q["fork_origin"], (task_id, origin_id, at))
+            await conn.execute(_Q["fork_origin"], (task_id, origin_id, at, run))
         self._notify()
         return dataclasses.replace(codec.task(rows[0]), input=text)
 
@@ -817,13 +817,16 @@ class SQLiteStore:
         """Where `task_id` was forked from, if it was (`ForkStore`)."""
         async with self._use() as conn:
             rows = await self._fetch(conn, "task_origin", task_id)
-        return fork.TaskOrigin(origin_id=rows[0][0], at=rows[0][1]) if rows else None
+        if not rows:
+            return None
+        origin_id, at, run = rows[0]
+        return fork.TaskOrigin(origin_id=origin_id, at=at, run=run)
 
     async def task_forks(self, origin_id: int, *, limit: int = 100) -> list[fork.TaskFork]:
         """The tasks forked from `origin_id` (`ForkStore`)."""
         async with self._use() as conn:
             rows = await self._fetch(conn, "task_forks", origin_id, limit)
-        return [fork.TaskFork(task_id=r[0], at=r[1]) for r in rows]
+        return [fork.TaskFork(task_id=r[0], at=r[1], run=r[2]) for r in rows]
 
     # -- moves onto a new binary (`durable.storage.moves`) --------------------------------
 

@@ -346,7 +346,9 @@ async def task_page(dash: Dashboard, request: Request) -> Response:
         meta.append(("paused", f'<span id="paused">{shown}</span>'))
     if origin is not None:
         link = f'<a href="/tasks/{origin.origin_id}">{origin.origin_id}</a>'
-        meta.append(("forked from", f'<span id="origin">task {link}, at event {origin.at}</span>'))
+        run = "" if origin.run == 1 else f" of run {origin.run}"
+        where = f"task {link}, at event {origin.at}{run}"
+        meta.append(("forked from", f'<span id="origin">{where}</span>'))
     parts = ['<dl class="meta">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in meta) + "</dl>"]
     parts.append(_actions(dash, task_id, task.state, paused=paused))
     parts.append(_replay_form(dash, task_id))

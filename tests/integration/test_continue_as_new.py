@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
+from durable.cli import _lineage as lineage
 from durable.client import Client
 from durable.core.model import Task, TaskState
 from durable.host import HostConfig, Runtime
@@ -114,6 +115,14 @@ async def test_a_fork_of_run_k_replays_run_k(store: Store, runtime: Runtime, was
         "the fork's later runs spawn children of their own"
     )
     assert done.run == 3, "the fork's runs 1 to 3 are the origin's runs 3 to 5"
+    # `durable show` of each says which run the fork came from.
+    client = Client(store)
+    assert ("forked from", f"task {origin.id} at event 2 of run 3") in lineage.pairs(
+        await lineage.read_lineage(client, fork.id)
+    )
+    assert ("forks", f"{fork.id} (at 2 of run 3)") in lineage.pairs(
+        await lineage.read_lineage(client, origin.id)
+    )
 
 
 async def test_javascript_continue_as_new(store: Store, runtime: Runtime) -> None:

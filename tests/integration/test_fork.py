@@ -183,7 +183,7 @@ def test_fork_and_retry_commands(tmp_path: Path) -> None:
     shown = run_cli("show", "2", "--json", "--db", db, cwd=tmp_path)
     exported = json.loads(shown.stdout)
     assert json.loads(exported["task"]["result"])["total"] == 0 + 1 + 2 + 3
-    assert exported["origin"] == {"task": 1, "at": 1}
+    assert exported["origin"] == {"task": 1, "at": 1, "run": 1}
     assert "origin" not in json.loads(
         run_cli("show", "1", "--json", "--db", db, cwd=tmp_path).stdout
     )

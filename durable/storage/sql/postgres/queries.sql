@@ -556,10 +556,11 @@ SELECT $1, idx, label, digest, payload, created_at FROM durable.run_events
 WHERE task_id = $2 AND run = $3 AND idx < $4;
 
 -- name: fork_origin
-INSERT INTO durable.task_origins (task_id, origin_id, at) VALUES ($1, $2, $3);
+-- $4 the origin's run the events were copied from.
+INSERT INTO durable.task_origins (task_id, origin_id, at, run) VALUES ($1, $2, $3, $4);
 
 -- name: task_origin
-SELECT origin_id, at FROM durable.task_origins WHERE task_id = $1;
+SELECT origin_id, at, run FROM durable.task_origins WHERE task_id = $1;
 
 -- name: event_count
 SELECT count(*) FROM durable.events WHERE task_id = $1;
@@ -795,7 +796,7 @@ WHERE task_id = $2 AND position < $3;
 
 -- name: task_forks
 -- The forks made from a task, oldest first. $1 origin_id, $2 limit.
-SELECT task_id, at FROM durable.task_origins WHERE origin_id = $1 ORDER BY task_id LIMIT $2;
+SELECT task_id, at, run FROM durable.task_origins WHERE origin_id = $1 ORDER BY task_id LIMIT $2;
 
 -- name: rate_window_opens
 -- When the next rate-limited queue with a task ready may start one again: its oldest

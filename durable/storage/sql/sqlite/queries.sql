@@ -437,11 +437,11 @@ SELECT ?, idx, label, digest, payload, created_at FROM durable_run_event
 WHERE task_id = ? AND run = ? AND idx < ?;
 
 -- name: fork_origin
--- Parameters: task_id, origin_id, at.
-INSERT INTO durable_task_origin (task_id, origin_id, at) VALUES (?, ?, ?);
+-- Parameters: task_id, origin_id, at, run.
+INSERT INTO durable_task_origin (task_id, origin_id, at, run) VALUES (?, ?, ?, ?);
 
 -- name: task_origin
-SELECT origin_id, at FROM durable_task_origin WHERE task_id = ?;
+SELECT origin_id, at, run FROM durable_task_origin WHERE task_id = ?;
 
 -- name: event_count
 SELECT count(*) FROM durable_event WHERE task_id = ?;
@@ -662,7 +662,7 @@ WHERE task_id = ?2 AND position < ?3;
 
 -- name: task_forks
 -- The forks made from a task, oldest first. Parameters: origin_id, limit.
-SELECT task_id, at FROM durable_task_origin WHERE origin_id = ? ORDER BY task_id LIMIT ?;
+SELECT task_id, at, run FROM durable_task_origin WHERE origin_id = ? ORDER BY task_id LIMIT ?;
 
 -- name: rate_window_opens
 -- When the next rate-limited queue with a task ready may start one again: its oldest
