@@ -1,8 +1,15 @@
 """(l) throughput with 1 and 2 worker processes: `durable worker --processes N`.
 
-A burst of trivial tasks is launched into a database whose supervised workers are all
-registered and idle; the rate is tasks over the time until the last one has ended
-(each awaited with `Client.wait`, which the end signal wakes).
+Two ways, alternating between the process counts:
+
+* a burst: trivial tasks launched into a database whose supervised workers are all
+  registered and idle; the rate is tasks over the time until the last one has ended
+  (each awaited with `Client.wait`, which the end signal wakes). The launches run on
+  the same cores as the workers.
+* a backlog: the same tasks launched first onto a paused queue, then released at
+  once; the rate is tasks over the time from the release to the last end. Only the
+  workers (and the database) work while it is measured, so this is what more
+  processes add when the launches come from elsewhere.
 """
 
 from __future__ import annotations
@@ -44,12 +51,33 @@ async def _burst(client: Client, bench: Bench, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
+#: The queue the backlog waits on, paused, until it is released.
+BACKLOG = "bench-backlog"
+
+
+async def _backlog(client: Client, bench: Bench, count: int) -> float:
+    await client.set_queue(BACKLOG, paused=True)
+    tasks = [
+        await client.launch(bench.wasm_hash, name="bench-backlog", input=None, queue=BACKLOG)
+        for _ in range(count)
+    ]
+    started = time.perf_counter()
+    await client.set_queue(BACKLOG, paused=False)
+    with within(300, "the backlog did not drain"):
+        for task in tasks:
+            done = await client.wait(task.id)
+            if done.state is not TaskState.COMPLETE:
+                raise RuntimeError(f"task {task.id} ended {done.state}: {done.error}")
+    return count / (time.perf_counter() - started)
+
+
 async def process_scaling(
     backend: Backend, bench: Bench, sizes: Sizes, log_dir: Path
 ) -> list[Figure]:
     """(l) trivial workflows/s into `durable worker --processes N`, N = 1 and 2,
     alternating between them, median of `trivial_rounds` bursts of `trivial` tasks."""
     rates: dict[int, list[float]] = {n: [] for n in COUNTS}
+    drains: dict[int, list[float]] = {n: [] for n in COUNTS}
     for _ in range(sizes.trivial_rounds):
         for n in COUNTS:
             async with backend.database() as (url, store):
@@ -62,8 +90,10 @@ async def process_scaling(
                     await _registered(store, n, proc)
                     await _burst(client, bench, 3)  # each process compiles nothing: warm
                     rates[n].append(await _burst(client, bench, sizes.trivial))
+                    drains[n].append(await _backlog(client, bench, sizes.trivial))
                     proc.stop(timeout=60)
     one, two = median(rates[1]), median(rates[2])
+    drained = [median(drains[n]) for n in COUNTS]
     return [
         Figure(
             key="l",
@@ -77,6 +107,21 @@ async def process_scaling(
                 else f"{two / one:.2f}x one process; {len(rates[n])} bursts"
             ),
             samples=rates[n],
+        )
+        for n in COUNTS
+    ] + [
+        Figure(
+            key="l",
+            id=f"backlog_per_s_processes_{n}",
+            name=f"a released backlog drained/s, `--processes {n}`",
+            value=median(drains[n]),
+            unit="/s",
+            note=(
+                f"{sizes.trivial} waiting on a paused queue, then released"
+                if n == 1
+                else f"{drained[1] / drained[0]:.2f}x one process; {len(drains[n])} backlogs"
+            ),
+            samples=drains[n],
         )
         for n in COUNTS
     ]

@@ -47,6 +47,8 @@ SQLITE_FIGURES = {
     "pss_per_active_task_mib",
     "workflows_per_s_processes_1",
     "workflows_per_s_processes_2",
+    "backlog_per_s_processes_1",
+    "backlog_per_s_processes_2",
     "wake_next_instruction_cached_ms",
     "wake_next_instruction_replay_ms",
 }
