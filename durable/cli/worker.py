@@ -15,6 +15,7 @@ from durable.cli._common import (
     ByteSize,
     configure_logging,
     db_option,
+    fail,
     guest_db_option,
     handle_errors,
     hard_exit,
@@ -147,7 +148,8 @@ _WORKER = WorkerConfig()
     envvar="DURABLE_METRICS_PORT",
     show_envvar=True,
     metavar="PORT",
-    help="Serve Prometheus metrics at http://HOST:PORT/metrics while the worker runs.",
+    help="Serve Prometheus metrics at http://HOST:PORT/metrics while the worker runs "
+    "(with --processes N: process k on PORT+k, k from 0).",
 )
 @click.option(
     "--metrics-host",
@@ -252,6 +254,9 @@ def _supervise(processes: int, db: str | None, guest_db: str | None) -> NoReturn
     if guest_db is not None:
         env["DURABLE_GUEST_DATABASE_URL"] = guest_db
     count = processes or default_processes()
+    port = ctx.params.get("metrics_port")
+    if port is not None and port + count - 1 > 65535:
+        fail(f"--metrics-port {port} with {count} processes needs ports up to {port + count - 1}")
     supervisor = Supervisor(command=child_command(flags), env=env, processes=count)
     sys.exit(run_async(supervisor.run))
 

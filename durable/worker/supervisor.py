@@ -41,6 +41,8 @@ log = logging.getLogger("durable.worker")
 
 #: The environment variable that hands a child its end of the socket pair (an fd).
 SUPERVISOR_FD_ENV = "DURABLE_SUPERVISOR_FD"
+#: `--metrics-port`'s variable: each child serves on the port plus its slot.
+METRICS_PORT_ENV = "DURABLE_METRICS_PORT"
 #: A child that lived less than this counts as dying young: the next start waits longer.
 YOUNG = 10.0
 #: The longest pause before starting a child again.
@@ -73,7 +75,9 @@ class Supervisor:
 
     Args:
         command: a worker's command line (`python -m durable worker --processes 1 ...`).
-        env: the children's environment (the settings are in it).
+        env: the children's environment (the settings are in it). A metrics port in it
+            is the first child's; the child in slot k serves on that port plus k,
+            since one port can have only one listener.
         processes: how many children.
     """
 
@@ -124,6 +128,8 @@ class Supervisor:
     async def _run_once(self, child: _Child) -> int:
         ours, theirs = socket.socketpair()
         env = {**self.env, SUPERVISOR_FD_ENV: str(theirs.fileno())}
+        if METRICS_PORT_ENV in env:
+            env[METRICS_PORT_ENV] = str(int(env[METRICS_PORT_ENV]) + child.slot)
         try:
             process = await anyio.open_process(
                 list(self.command),

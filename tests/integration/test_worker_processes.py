@@ -6,12 +6,15 @@ against a hang.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 
 from durable import client as client_module
@@ -149,3 +152,75 @@ async def test_client_wait_is_woken_by_a_worker_process_finish(
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=120)
         await store.close()
+
+
+def _free_ports(count: int) -> int:
+    """The first of `count` consecutive ports that are free on loopback now."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = int(probe.getsockname()[1])
+        if first + count - 1 > 65535:
+            continue
+        try:
+            with contextlib.ExitStack() as held:
+                for port in range(first, first + count):
+                    s = held.enter_context(socket.socket())
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise RuntimeError("no free consecutive ports")
+
+
+async def test_each_process_serves_its_metrics_on_a_port_of_its_own(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """`--metrics-port P` with two processes: process k on P+k (one port has one
+    listener; they used to fight over P, one of them dying again and again)."""
+    wasm, _ = await anyio.to_thread.run_sync(built, WORKFLOWS / "greeter.py")
+    port = _free_ports(2)
+    proc = _supervisor(store.path, "--metrics-port", str(port))
+    try:
+        pids = await until(lambda: _pids_when(store, 2))
+        tasks = [await launch_task(store, wasm, "", i, workflow_name="greeter") for i in range(6)]
+        client = Client(store)
+        for task in tasks:
+            with anyio.fail_after(300):
+                assert (await client.wait(task.id)).state is TaskState.COMPLETE
+
+        async def started() -> list[float] | None:
+            counts = [await _scrape(port + k, "durable_attempts_started_total") for k in (0, 1)]
+            return counts if None not in counts and sum(counts) == len(tasks) else None  # type: ignore[arg-type]
+
+        assert await until(started), "both serve, and between them every attempt"
+        assert await _worker_pids(store) == pids, "no process was started again"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        await store.close()
+    assert proc.returncode == 0, err.decode()
+    assert b"exited with" not in err, err.decode()
+
+
+async def _scrape(port: int, name: str) -> float | None:
+    """The value of the sample `name` at http://127.0.0.1:PORT/metrics; None: no answer."""
+    try:
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{port}/metrics", timeout=10)).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def test_metrics_ports_past_the_last_are_refused_in_one_line(tmp_path: Path) -> None:
+    result = run_cli(
+        "worker", "--db", str(tmp_path / "x.db"), "--processes", "3", "--metrics-port", "65534",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr == "error: --metrics-port 65534 with 3 processes needs ports up to 65536\n"
+    assert not (tmp_path / "x.db").exists()
