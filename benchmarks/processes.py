@@ -40,7 +40,8 @@ def worker_command(
     max_worker_deaths: int | None = None,
 ) -> list[str]:
     """The command line of a worker process on `url` (None: the worker's default)."""
-    args = ["--db", url]
+    # One process: the figures read its memory, and kill it, by its pid.
+    args = ["--db", url, "--processes", "1"]
     if concurrency is not None:
         args += ["--concurrency", str(concurrency)]
     if suspend_after is not None:

@@ -36,6 +36,11 @@ settings.load_profile(
     or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
 )
 
+# One process per `durable worker` the tests start (the product's default is one per
+# core): tests find a worker by the pid they started, and read its memory and kill it
+# by that pid. The supervisor of several has tests of its own (test_worker_processes).
+os.environ["DURABLE_PROCESSES"] = "1"
+
 StoreFactory = Callable[[pytest.FixtureRequest], AbstractAsyncContextManager[Store]]
 
 

@@ -53,6 +53,22 @@ def cli_env(**extra: str) -> dict[str, str]:
     return env
 
 
+#: Durable settings a stock process still gets from the test session: where the compile
+#: cache is, and one process per `durable worker` (see tests/conftest.py).
+KEPT_SETTINGS = ("DURABLE_CACHE_DIR", "DURABLE_PROCESSES")
+
+
+def stock_env(**extra: str) -> dict[str, str]:
+    """The environment of a stock `durable` process: this process's without durable's
+    settings (a database, a lease...) that could leak in, except `KEPT_SETTINGS`; plus
+    `extra`."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("DURABLE_") or k in KEPT_SETTINGS
+    }
+    env.update(extra)
+    return env
+
+
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:

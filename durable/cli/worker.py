@@ -52,13 +52,14 @@ _WORKER = WorkerConfig()
 @click.option(
     "--processes",
     type=click.IntRange(min=0),
-    default=1,
-    show_default=True,
+    default=0,
+    show_default="0: one per core",
     envvar="DURABLE_PROCESSES",
     show_envvar=True,
     metavar="N",
-    help="Run N worker processes under one supervisor, to use N cores (0: one per core). "
-    "Each runs --concurrency tasks; a process that dies is started again.",
+    help="Run N worker processes under one supervisor, to use N cores (0: one per core "
+    "this process may use). Each runs --concurrency tasks and an equal share of "
+    "--instance-cache; a process that dies is started again. 1: no supervisor.",
 )
 @click.option(
     "--lease-seconds",
@@ -192,8 +193,9 @@ def worker(
     Every setting can also come from its DURABLE_* environment variable.
     """
     configure_logging(verbose)
-    if processes != 1:
-        _supervise(processes, db, guest_db)
+    count = processes or _cores()
+    if count > 1:
+        _supervise(count, db, guest_db, instance_cache)
     config = WorkerConfig(
         concurrency=concurrency,
         lease_seconds=lease_seconds,
@@ -230,13 +232,20 @@ def worker(
     )
 
 
-def _supervise(processes: int, db: str | None, guest_db: str | None) -> NoReturn:
-    """Run `processes` (0: one per core) copies of this command under a supervisor.
+def _cores() -> int:
+    from durable.worker.supervisor import default_processes
+
+    return default_processes()
+
+
+def _supervise(count: int, db: str | None, guest_db: str | None, cache: int) -> NoReturn:
+    """Run `count` copies of this command under a supervisor.
 
     Every setting with an environment variable goes to the children that way (a
     database password stays off their command lines); the flags without one follow.
+    The instance cache is the whole worker's budget: each child keeps its share.
     """
-    from durable.worker.supervisor import Supervisor, child_command, default_processes
+    from durable.worker.supervisor import Supervisor, child_command
 
     ctx = click.get_current_context()
     env = dict(os.environ)
@@ -253,7 +262,7 @@ def _supervise(processes: int, db: str | None, guest_db: str | None) -> NoReturn
         env["DURABLE_DATABASE_URL"] = db
     if guest_db is not None:
         env["DURABLE_GUEST_DATABASE_URL"] = guest_db
-    count = processes or default_processes()
+    env["DURABLE_INSTANCE_CACHE"] = str(cache // count)
     port = ctx.params.get("metrics_port")
     if port is not None and port + count - 1 > 65535:
         fail(f"--metrics-port {port} with {count} processes needs ports up to {port + count - 1}")

@@ -33,6 +33,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import anyio
 from anyio.abc import Process
@@ -49,12 +50,52 @@ YOUNG = 10.0
 MAX_BACKOFF = 30.0
 
 
+#: Where a cgroup's CPU quota is read from: v2's `cpu.max`, v1's quota and period.
+CGROUP_V2_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
+
+
 def default_processes() -> int:
-    """The number of cores this process may run on."""
+    """The cores this process may use: those it may run on, fewer if its cgroup's CPU
+    quota allows less (a container limited to 2 CPUs on a 64-core host runs 2
+    processes, not 64)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return max(1, cores if quota is None else min(cores, quota))
+
+
+def cgroup_cpu_quota() -> int | None:
+    """The CPUs this process's cgroup may use, rounded up; None when unlimited or not
+    known."""
+    try:
+        return quota_cpus(CGROUP_V2_CPU_MAX.read_text().split())
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = (CGROUP_V1_CPU / "cpu.cfs_quota_us").read_text().strip()
+        period = (CGROUP_V1_CPU / "cpu.cfs_period_us").read_text().strip()
+    except OSError:
+        return None
+    try:
+        return quota_cpus([quota, period])
+    except ValueError:
+        return None
+
+
+def quota_cpus(fields: Sequence[str]) -> int | None:
+    """CPUs from a quota and a period in microseconds ("max" or a negative quota: no
+    limit), rounded up.
+
+    Raises:
+        ValueError: not a quota and a period.
+    """
+    quota, period = fields  # ValueError unless exactly two
+    if quota == "max" or int(quota) < 0:
+        return None
+    return max(1, -(-int(quota) // int(period)))
 
 
 @dataclass

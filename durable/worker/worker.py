@@ -112,7 +112,12 @@ class Worker:
         )
         self._info = info
         await self.store.register_worker(info)
-        log.debug("worker %s started", self.id)
+        log.debug(
+            "worker %s started (concurrency %d, instance cache %d MiB)",
+            self.id,
+            self.config.concurrency,
+            self.config.host.instance_cache // 2**20,
+        )
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._heartbeat)

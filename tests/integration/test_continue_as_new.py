@@ -6,7 +6,6 @@ resumes that run with its SQL insert done exactly once, and the example runs."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import uuid
 from pathlib import Path
@@ -32,6 +31,7 @@ from tests.helpers import (
     launch_task,
     run_cli,
     run_until_idle,
+    stock_env,
     until,
 )
 
@@ -145,11 +145,7 @@ async def test_javascript_continue_as_new(store: Store, runtime: Runtime) -> Non
 
 
 def _env() -> dict[str, str]:
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("DURABLE_") or k == "DURABLE_CACHE_DIR"
-    }
+    return stock_env()
 
 
 async def _launch(url: str, wasm: bytes, entry: str, value: Any) -> Task:

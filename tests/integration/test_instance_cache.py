@@ -6,7 +6,6 @@ processes (SIGTERM, SIGKILL)."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +21,7 @@ from durable.host.instance_cache import INSTANCE_BYTES
 from durable.storage import open_store
 from durable.storage.base import Store
 from durable.worker import Worker, WorkerConfig
-from tests.helpers import WORKFLOWS, built, durable_cmd, running, until
+from tests.helpers import WORKFLOWS, built, durable_cmd, running, stock_env, until
 
 pytestmark = pytest.mark.anyio
 
@@ -197,9 +196,7 @@ async def test_a_cancelled_parked_task_is_dropped_and_replays_its_cancellation(
 
 
 def _start_worker(url: str, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
-    env["DURABLE_SUSPEND_AFTER"] = "0.3"
-    env["DURABLE_INSTANCE_CACHE"] = "512M"
+    env = stock_env(DURABLE_SUSPEND_AFTER="0.3", DURABLE_INSTANCE_CACHE="512M")
     with open(tmp_path / f"{name}.log", "wb") as log:
         return subprocess.Popen(
             durable_cmd("worker", "--db", url, "--migrate", "-v"),

@@ -35,7 +35,15 @@ from durable.storage import open_store
 from durable.storage.base import Store
 from durable.testing.postgres import PostgresServer, ServerHandle, find_binaries, skip_or_fail
 from durable.worker import Worker, WorkerConfig
-from tests.helpers import EXAMPLES, WORKFLOWS, built, durable_cmd, run_cli, without_progress
+from tests.helpers import (
+    EXAMPLES,
+    WORKFLOWS,
+    built,
+    durable_cmd,
+    run_cli,
+    stock_env,
+    without_progress,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
 
@@ -56,11 +64,7 @@ MAIN_LABELS = ["step double", "durable:timer.sleep", "step double"]
 def _env() -> dict[str, str]:
     """The test's environment without durable settings (database, lease...) that could
     leak in; the compile cache's location stays."""
-    return {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("DURABLE_") or k == "DURABLE_CACHE_DIR"
-    }
+    return stock_env()
 
 
 def _spawn(*args: str, cwd: Path, stderr: int) -> subprocess.Popen[bytes]:

@@ -5,7 +5,6 @@ Postgres."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
@@ -17,7 +16,7 @@ import pytest
 from durable.client import Client
 from durable.core.model import Task, TaskState
 from durable.storage import open_store
-from tests.helpers import WORKFLOWS, built, durable_cmd
+from tests.helpers import WORKFLOWS, built, durable_cmd, stock_env
 
 pytestmark = pytest.mark.anyio
 
@@ -31,8 +30,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 def _start_worker(url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")}
-    env["DURABLE_SUSPEND_AFTER"] = "0.3"
+    env = stock_env(DURABLE_SUSPEND_AFTER="0.3")
     return subprocess.Popen(
         durable_cmd("worker", "--db", url, "--migrate"),
         cwd=tmp_path,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from durable import client as client_module
 from durable.client import Client
 from durable.core.model import TaskState
 from durable.storage.sqlite import SQLiteStore
+from durable.worker.supervisor import default_processes
 from tests.helpers import WORKFLOWS, built, cli_env, durable_cmd, launch_task, run_cli, until
 
 pytestmark = pytest.mark.anyio
@@ -224,3 +226,23 @@ def test_metrics_ports_past_the_last_are_refused_in_one_line(tmp_path: Path) -> 
     assert result.returncode == 2
     assert result.stderr == "error: --metrics-port 65534 with 3 processes needs ports up to 65536\n"
     assert not (tmp_path / "x.db").exists()
+
+
+def test_by_default_one_process_per_core_sharing_the_instance_cache(tmp_path: Path) -> None:
+    """Without --processes, `durable worker` runs one process per core it may use, each
+    with its share of --instance-cache (the tests' own workers are set to one process)."""
+    env = {k: v for k, v in cli_env().items() if k != "DURABLE_PROCESSES"}
+    cores = default_processes()
+    done = subprocess.run(
+        durable_cmd(
+            "worker", "--db", str(tmp_path / "d.db"), "--exit-when-idle", "-v",
+            "--instance-cache", "600M",
+        ),
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    started = re.findall(
+        r"worker \S+ started \(concurrency \d+, instance cache (\d+) MiB\)", done.stderr
+    )
+    assert len(started) == cores, done.stderr
+    assert started == [str(600 // cores)] * cores
