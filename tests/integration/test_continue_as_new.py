@@ -99,6 +99,18 @@ async def test_show_lists_the_runs(store: Store, runtime: Runtime, wasm: bytes) 
     ]
 
 
+async def test_status_values_carry_over_to_later_runs(
+    store: Store, runtime: Runtime, wasm: bytes
+) -> None:
+    """Status values are the task's, not a run's: one set in run 1 is still there at
+    run 3, and one set again in each run has the last run's value."""
+    task = await launch_task(store, wasm, "statuses", {"runs": 3}, workflow_name="loop")
+    await run_until_idle(store, runtime)
+    assert completed_result(await store.get_task(task.id)) == 3
+    values = {v.key: json.loads(v.value) for v in await store.read_status(task.id)}
+    assert values == {"first": "set in run 1", "run": 3}
+
+
 async def test_a_fork_of_run_k_replays_run_k(store: Store, runtime: Runtime, wasm: bytes) -> None:
     origin = await launch_task(store, wasm, "loop", {"runs": 5}, workflow_name="loop")
     await run_until_idle(store, runtime)

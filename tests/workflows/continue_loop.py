@@ -52,3 +52,15 @@ def ledger(state: dict[str, Any]) -> int:
     if run >= state["runs"]:
         return run
     durable.continue_as_new({**state, "run": run + 1})
+
+
+@durable.workflow
+def statuses(state: dict[str, Any]) -> int:
+    """Set status `first` in run 1 only, and `run` in every run, for `runs` runs."""
+    run = state.get("run", 1)
+    if run == 1:
+        durable.set_status("first", "set in run 1")
+    durable.set_status("run", run)
+    if run >= state["runs"]:
+        return run
+    durable.continue_as_new({**state, "run": run + 1})
