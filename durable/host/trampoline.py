@@ -30,7 +30,7 @@ store, so it outlives both; the plans keep their own clones for the equality che
 
 The converters copy arguments out without taking them (wasmtime drops the arguments
 after the callback) and build results with the C API's own allocators, as wasmtime-py
-does. A Python exception still becomes a trap through wasmtime-py's `catch_exceptions`.
+does. A Python exception still becomes a trap as in wasmtime-py's `catch_exceptions`.
 Shapes this module does not convert itself (flags, resources, streams, futures) make the
 plan call wasmtime-py's converters on the cached types instead.
 
@@ -642,6 +642,8 @@ if FAST:
         _scratch.refs = refs
         return refs
 
+    _store_context = _wasmtime.store_context
+    _trap_for = _wasmtime.trap_for
     _ENTRIES: dict[int, _Entry] = {}
     _ids = itertools.count(1)
 
@@ -655,10 +657,15 @@ if FAST:
         results: Any,
         nresults: int,
     ) -> Any:
-        def run(store: Any) -> None:
+        # wasmtime-py's `catch_exceptions`, inlined: no closure, two frames fewer a call.
+        store = _store_context(context)
+        try:
             _ENTRIES[idx or 0].call(store, ty_raw, args, nargs, results, nresults)
-
-        return _wasmtime.catch_exceptions(context, run)
+        except Exception as exc:
+            return _trap_for(exc)
+        finally:
+            store._invalidate()
+        return 0
 
     @ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]
     def _finalize(idx: int | None) -> None:
