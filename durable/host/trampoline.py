@@ -496,6 +496,30 @@ def _lower_variant_like(ty: wc.VariantType | wc.OptionType | wc.ResultType) -> L
             out.kind = option
 
         return lower_option
+    if isinstance(ty, wc.ResultType) and tagged:
+        # As `choose` does for a tagged result, without its loop.
+        by_tag = {name: lower for name, lower, _ in cases}
+        new_result_val = ffi.wasmtime_component_val_t
+        result_kind = _K.RESULT
+
+        def lower_tagged_result(value: Any, out: Any) -> None:
+            if not isinstance(value, wc.Variant):
+                raise TypeError("expected Variant type")
+            tag = value.tag
+            if tag not in by_tag:
+                raise ValueError("value not valid for this variant")
+            lower = by_tag[tag]
+            payload = None
+            if lower is not None:
+                val = new_result_val()
+                lower(value.payload, val)
+                payload = _val_new(byref(val))  # moves `val` into a new box
+            res = out.of.result
+            res.is_ok = tag == "ok"
+            res.val = payload
+            out.kind = result_kind
+
+        return lower_tagged_result
     if isinstance(ty, wc.ResultType):
 
         def lower_result(value: Any, out: Any) -> None:
