@@ -116,7 +116,8 @@ def _plus(offsets: dict[str, int]) -> Callable[..., Any]:
     return f
 
 
-@pytest.mark.parametrize(
+#: Two components importing `f` with different types, and `f`'s offsets for each.
+TWO_TYPES = pytest.mark.parametrize(
     ("first", "second", "offsets"),
     [
         (_component("u32", "u32", "i32"), _component("u64", "u64", "i64"), {"n": 1}),
@@ -124,6 +125,9 @@ def _plus(offsets: dict[str, int]) -> Callable[..., Any]:
     ],
     ids=["primitive", "record"],
 )
+
+
+@TWO_TYPES
 def test_one_import_with_two_types_gets_two_plans(
     engine: wasmtime.Engine, first: str, second: str, offsets: dict[str, int]
 ) -> None:
@@ -182,14 +186,7 @@ def test_a_plan_scope_checks_each_function_type_once(
     assert len(calls) == 1  # inside: the first call only
 
 
-@pytest.mark.parametrize(
-    ("first", "second", "offsets"),
-    [
-        (_component("u32", "u32", "i32"), _component("u64", "u64", "i64"), {"n": 1}),
-        (_record("a"), _record("b"), {"a": 1, "b": 2}),
-    ],
-    ids=["primitive", "record"],
-)
+@TWO_TYPES
 def test_each_plan_scope_checks_its_own_types(
     engine: wasmtime.Engine, first: str, second: str, offsets: dict[str, int]
 ) -> None:
