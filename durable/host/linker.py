@@ -17,8 +17,8 @@ from typing import Any
 import wasmtime
 from wasmtime import component as wc
 
+from durable.host import cancel_gate
 from durable.host._wit import Current, Definer, add_funcs, record
-from durable.host.cancel_gate import gate
 from durable.host.child_control import define_child_control
 from durable.host.context import AttemptContext
 from durable.host.continuation import define_continuation
@@ -112,12 +112,12 @@ def _define_core(root: wc.LinkerInstance, current: Current) -> None:
 
     # `cancelled` then `enter`, as the guest would call them (`enter` behind its gate),
     # in one host crossing: the Python SDK's every step, half the crossings of a replay.
-    enter_gated = gate("enter", current, enter)
-
-    def enter_checked(store: object, label: str, digest: str | None) -> wc.Variant:
-        if current().cancelled():
+    def enter_checked(_store: object, label: str, digest: str | None) -> wc.Variant:
+        ctx = current()
+        if ctx.cancelled():
             return _CANCELLED
-        return wc.Variant("ok", enter_gated(store, label, digest))
+        cancel_gate.check(ctx)
+        return wc.Variant("ok", ctx.step_enter(label, digest))
 
     with root.add_instance(f"durable:core/step@{DURABLE_VERSION}") as inst:
         # (`enter-checked` is not gated as a whole: its `enter` half is, above.)
