@@ -131,6 +131,11 @@ def _stand_ins(ctx: AttemptContext, parked: list[BaseException]) -> dict[str, ty
             case = "".join(part.title() for part in refused.split("-"))
             raise _Err(type(f"SendError_{case}", (), {"value": None})())
 
+    def enter_checked(label: str, digest: str | None) -> str | None:
+        if ctx.cancelled():  # `task.cancelled`, then `step.enter`, as the host does
+            raise _Err(None)
+        return ctx.step_enter(label, digest)
+
     def module(name: str, **funcs: Any) -> types.ModuleType:
         mod = types.ModuleType(name)
         for key, value in funcs.items():
@@ -149,7 +154,9 @@ def _stand_ins(ctx: AttemptContext, parked: list[BaseException]) -> dict[str, ty
 
     mods = {
         "wit_world.imports.task": module("task", info=info, cancelled=lambda: ctx.cancelled()),
-        "wit_world.imports.step": module("step", enter=ctx.step_enter, exit=ctx.step_exit),
+        "wit_world.imports.step": module(
+            "step", enter=ctx.step_enter, exit=ctx.step_exit, enter_checked=enter_checked
+        ),
         "wit_world.imports.timer": module(
             "timer",
             sleep=ctx.sleep,

@@ -5,7 +5,8 @@ public API cannot serve:
 
 - the host-call trampoline (`durable.host.trampoline`): wasmtime-py's generic callback
   re-lifts every type on every call; ours caches plans. Needs the C bindings (`_ffi`),
-  `catch_exceptions`, `valtype_from_ptr`, `LinkerInstance._assert_not_locked`,
+  `StoreContext` and `LAST_EXCEPTION` (as wasmtime-py's `catch_exceptions` uses them),
+  `valtype_from_ptr`, `LinkerInstance._assert_not_locked`,
   `WasmtimeError._from_ptr` and the case lists of variant-like types;
 - the watchdog (`durable.host.watchdog`): an epoch deadline *callback*, so that a guest
   running without host calls gets another slice (and its output committed) or is
@@ -74,7 +75,7 @@ if FAST:
     try:
         from wasmtime import _bindings
         from wasmtime import _ffi as ffi
-        from wasmtime.component._enter import catch_exceptions as _catch_exceptions
+        from wasmtime.component import _enter
         from wasmtime.component._types import valtype_from_ptr as _valtype_from_ptr
 
         # Checked here, once, rather than failing at a first guest call.
@@ -82,6 +83,7 @@ if FAST:
         _DEADLINE_FINALIZER = _bindings._wasmtime_store_epoch_deadline_callback.argtypes[3]
         _WRITE = _bindings._wasi_config_set_stdout_custom.argtypes[1]
         _WRITE_FINALIZER = _bindings._wasi_config_set_stdout_custom.argtypes[3]
+        getattr(_enter, "LAST_EXCEPTION")  # noqa: B009 - where `trap_for` keeps it
         for _name in ("_assert_not_locked",):
             getattr(wc.LinkerInstance, _name)
         for _name in ("_tagged", "_cases"):
@@ -102,9 +104,19 @@ if FAST:
 # -- the trampoline ---------------------------------------------------------------------
 
 
-def catch_exceptions(context: Any, run: Callable[[Any], None]) -> Any:
-    """wasmtime-py's own bridge from a Python callback to a trap (or success)."""
-    return _catch_exceptions(context, run)
+def store_context(context: Any) -> wasmtime.StoreContext:
+    """The store a host function receives, as wasmtime-py's `catch_exceptions` makes
+    it (callers invalidate it when the call returns)."""
+    return wasmtime.StoreContext(context)
+
+
+def trap_for(exc: Exception) -> Any:
+    """What a host callback returns for `exc`, as wasmtime-py's `catch_exceptions` does:
+    the error itself, or a stand-in, `exc` kept for wasmtime-py to re-raise after the call."""
+    if not isinstance(exc, wasmtime.WasmtimeError):
+        _enter.LAST_EXCEPTION = exc
+        exc = wasmtime.WasmtimeError("python exception")
+    return ctypes.cast(exc._consume(), ctypes.c_void_p).value
 
 
 def valtype_from_ptr(raw: Any) -> wc.ValType:

@@ -49,14 +49,18 @@ def gate(
         return fn
 
     def gated(store: object, *args: Any) -> Any:
-        ctx = current()
-        if (
-            ctx.cancel.is_set()
-            and not ctx.cancel_delivered
-            and not ctx.in_step
-            and not ctx.cursor.replaying
-        ):
-            raise CancelledAtCall()
+        check(current())
         return fn(store, *args)
 
     return gated
+
+
+def check(ctx: AttemptContext) -> None:
+    """Stop the guest if the task is being cancelled without the guest knowing."""
+    if (
+        ctx.cancel.is_set()
+        and not ctx.cancel_delivered
+        and not ctx.in_step
+        and not ctx.cursor.replaying
+    ):
+        raise CancelledAtCall()

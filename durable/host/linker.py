@@ -17,6 +17,7 @@ from typing import Any
 import wasmtime
 from wasmtime import component as wc
 
+from durable.host import cancel_gate
 from durable.host._wit import Current, Definer, add_funcs, record
 from durable.host.child_control import define_child_control
 from durable.host.context import AttemptContext
@@ -34,6 +35,8 @@ from durable.host.world import DURABLE_VERSION
 # Components built by different componentize-py releases import different WASI 0.2.x
 # versions; shadow them all so that none falls through to a live clock.
 WASI_VERSIONS = tuple(f"0.2.{minor}" for minor in range(13))
+#: `step.enter-checked`'s answer when the task is being cancelled.
+_CANCELLED = wc.Variant("err")
 
 
 def build_linker(engine: wasmtime.Engine, current: Callable[[], AttemptContext]) -> wc.Linker:
@@ -107,8 +110,18 @@ def _define_core(root: wc.LinkerInstance, current: Current) -> None:
     def exit_(_store: object, payload: str) -> None:
         current().step_exit(payload)
 
+    # `cancelled` then `enter`, as the guest would call them (`enter` behind its gate),
+    # in one host crossing: the Python SDK's every step, half the crossings of a replay.
+    def enter_checked(_store: object, label: str, digest: str | None) -> wc.Variant:
+        ctx = current()
+        if ctx.cancelled():
+            return _CANCELLED
+        cancel_gate.check(ctx)
+        return wc.Variant("ok", ctx.step_enter(label, digest))
+
     with root.add_instance(f"durable:core/step@{DURABLE_VERSION}") as inst:
-        add_funcs(inst, current, {"enter": enter, "exit": exit_})
+        # (`enter-checked` is not gated as a whole: its `enter` half is, above.)
+        add_funcs(inst, current, {"enter": enter, "exit": exit_, "enter-checked": enter_checked})
 
     def sleep(_store: object, duration_ns: int) -> None:
         current().sleep(duration_ns)

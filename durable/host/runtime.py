@@ -42,7 +42,7 @@ from durable.core.signals import (
 )
 from durable.core.task_error import TaskError
 from durable.errors import HostError, LeaseLostError, NondeterminismError, OutputLimitExceeded
-from durable.host import cancel_gate, watchdog
+from durable.host import cancel_gate, trampoline, watchdog
 from durable.host.cache import ComponentCache, engine_config
 from durable.host.cancel_gate import CancelledAtCall
 from durable.host.config import HostConfig
@@ -170,7 +170,10 @@ class Runtime:
             store.set_limits(memory_size=self.config.memory_limit)
             watchdog = install_watchdog(store, ctx, self.engine)
             try:
-                return self._call(store, component, ctx, last_words)
+                # One component instance calls our host functions in this store: their
+                # types are checked at their first call, not at every call.
+                with trampoline.plan_scope():
+                    return self._call(store, component, ctx, last_words)
             finally:
                 del watchdog
         finally:

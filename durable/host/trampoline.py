@@ -19,7 +19,9 @@ same address for every call, whatever the type), so its address is no key. Each 
 therefore compares its types with the plan's, with wasmtime's own structural equality
 (`wasmtime_component_valtype_equal`, quick when both sides come from one component, as
 they share its type tables): one FFI call per parameter, two more for a compound type,
-about 1.5 us for `step.enter`. Another type gets a plan of its own.
+about 1.5 us for `step.enter`. Another type gets a plan of its own. Within a
+`plan_scope` (the runtime opens one per attempt: one store, one component calling us)
+a function's type cannot change, so only its first call there is checked.
 
 Why cached types stay valid: a lifted compound type (`ListType`, `RecordType`...) owns
 its C handle, a boxed clone of wasmtime's type that holds its own reference to the
@@ -28,7 +30,7 @@ store, so it outlives both; the plans keep their own clones for the equality che
 
 The converters copy arguments out without taking them (wasmtime drops the arguments
 after the callback) and build results with the C API's own allocators, as wasmtime-py
-does. A Python exception still becomes a trap through wasmtime-py's `catch_exceptions`.
+does. A Python exception still becomes a trap as in wasmtime-py's `catch_exceptions`.
 Shapes this module does not convert itself (flags, resources, streams, futures) make the
 plan call wasmtime-py's converters on the cached types instead.
 
@@ -39,11 +41,12 @@ back to the public `LinkerInstance.add_func`.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import itertools
 import operator
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from ctypes import byref, string_at
 from typing import Any
 
@@ -55,6 +58,9 @@ from durable.host._wasmtime import WRITTEN_FOR as WRITTEN_FOR
 Lift = Callable[[Any], Any]  # a C value (a view, not taken) -> its Python value
 Lower = Callable[[Any, Any], None]  # (Python value, C value to fill)
 HostFunc = Callable[..., Any]
+
+#: Per thread: the plans already checked in the current `plan_scope`, by entry.
+_scope = threading.local()
 
 #: Whether `add_func` uses this trampoline (else wasmtime-py's public `add_func`).
 FAST = _wasmtime.FAST
@@ -91,15 +97,46 @@ class _Entry:
     def call(
         self, store: Any, ty_raw: Any, args: Any, nargs: int, results: Any, nresults: int
     ) -> None:
+        scope: dict[_Entry, _Plan] | None = _scope.__dict__.get("plans")
+        plan = None if scope is None else scope.get(self)
+        if plan is None or plan.nparams != nargs:
+            plan = self.plan(ty_raw, nargs, nresults)
+            if scope is not None:
+                scope[self] = plan
+        lifts = plan.lifts
+        if nargs == 0:
+            result = self.fn(store)
+        elif nargs == 1:
+            result = self.fn(store, lifts[0](args[0]))
+        else:
+            result = self.fn(store, *[lifts[i](args[i]) for i in range(nargs)])
+        plan.finish(store, result, results)
+
+    def plan(self, ty_raw: Any, nargs: int, nresults: int) -> _Plan:
+        """The plan for the function type `ty_raw`, checked type by type (or new)."""
         for plan in self.plans:
             if plan.matches(ty_raw, nargs, nresults):
-                break
-        else:
-            plan = _Plan(ty_raw)
-            self.plans.append(plan)
-        lifts = plan.lifts
-        result = self.fn(store, *[lifts[i](args[i]) for i in range(nargs)])
-        plan.finish(store, result, results)
+                return plan
+        plan = _Plan(ty_raw)
+        self.plans.append(plan)
+        return plan
+
+
+@contextlib.contextmanager
+def plan_scope() -> Iterator[None]:
+    """Within this block, on this thread, each function's plan is checked once.
+
+    For a block in which this thread runs guest code of one store holding one
+    component instance (one attempt): a function's import type cannot change inside
+    it, so the type check of its first call covers the rest. Outside any scope, or
+    in a nested one, every call is checked as before.
+    """
+    saved = _scope.__dict__.get("plans")
+    _scope.plans = {}
+    try:
+        yield
+    finally:
+        _scope.plans = saved
 
 
 class _Plan:
@@ -220,7 +257,7 @@ def _lift(ty: wc.ValType) -> Lift:
     if isinstance(ty, wc.Char):
         return lambda c: chr(_checked(c, _K.CHAR).of.character)
     if isinstance(ty, wc.String):
-        return lambda c: _str(_checked(c, _K.STRING).of.string)
+        return _lift_string
     if isinstance(ty, wc.EnumType):
         return lambda c: _str(_checked(c, _K.ENUM).of.enumeration)
     if isinstance(ty, wc.ListType):
@@ -276,10 +313,15 @@ def _lift_variant_like(ty: wc.VariantType | wc.OptionType | wc.ResultType) -> Li
         return wc.Variant(tag, value) if tagged else value
 
     if isinstance(ty, wc.OptionType):
+        lift_some = cases["some"]
+        assert lift_some is not None  # option<T> always has a payload type
+        option = _K.OPTION
 
-        def lift_option(c: Any) -> Any:
-            payload = _checked(c, _K.OPTION).of.option
-            return finish("some" if payload else "none", payload)
+        def lift_option(c: Any) -> Any:  # the commonest compound type: a short path
+            if c.kind != option:
+                raise _mismatch(c.kind)
+            payload = c.of.option
+            return lift_some(payload.contents) if payload else None
 
         return lift_option
     if isinstance(ty, wc.ResultType):
@@ -295,6 +337,13 @@ def _lift_variant_like(ty: wc.VariantType | wc.OptionType | wc.ResultType) -> Li
         return finish(_str(var.discriminant), var.val)
 
     return lift_variant
+
+
+def _lift_string(c: Any) -> str:
+    if c.kind != _K.STRING:
+        raise _mismatch(c.kind)
+    vec = c.of.string
+    return string_at(vec.data, vec.size).decode("utf-8")
 
 
 def _lift_bytes(c: Any) -> bytes:
@@ -429,12 +478,48 @@ def _lower_variant_like(ty: wc.VariantType | wc.OptionType | wc.ResultType) -> L
         raise ValueError("value not valid for this variant")
 
     if isinstance(ty, wc.OptionType):
+        # As `choose` does for an option, without its loop: none for None, else some.
+        _, lower_some, some_classes = cases[1]
+        assert lower_some is not None  # option<T> always has a payload type
+        new_val = ffi.wasmtime_component_val_t
+        option = _K.OPTION
 
         def lower_option(value: Any, out: Any) -> None:
-            out.of.option = choose(value)[1]
-            out.kind = _K.OPTION
+            if value is None:
+                out.of.option = None
+            elif isinstance(value, some_classes):
+                payload = new_val()
+                lower_some(value, payload)
+                out.of.option = _val_new(byref(payload))  # moves `payload` into a new box
+            else:
+                raise ValueError("value not valid for this variant")
+            out.kind = option
 
         return lower_option
+    if isinstance(ty, wc.ResultType) and tagged:
+        # As `choose` does for a tagged result, without its loop.
+        by_tag = {name: lower for name, lower, _ in cases}
+        new_result_val = ffi.wasmtime_component_val_t
+        result_kind = _K.RESULT
+
+        def lower_tagged_result(value: Any, out: Any) -> None:
+            if not isinstance(value, wc.Variant):
+                raise TypeError("expected Variant type")
+            tag = value.tag
+            if tag not in by_tag:
+                raise ValueError("value not valid for this variant")
+            lower = by_tag[tag]
+            payload = None
+            if lower is not None:
+                val = new_result_val()
+                lower(value.payload, val)
+                payload = _val_new(byref(val))  # moves `val` into a new box
+            res = out.of.result
+            res.is_ok = tag == "ok"
+            res.val = payload
+            out.kind = result_kind
+
+        return lower_tagged_result
     if isinstance(ty, wc.ResultType):
 
         def lower_result(value: Any, out: Any) -> None:
@@ -581,6 +666,8 @@ if FAST:
         _scratch.refs = refs
         return refs
 
+    _store_context = _wasmtime.store_context
+    _trap_for = _wasmtime.trap_for
     _ENTRIES: dict[int, _Entry] = {}
     _ids = itertools.count(1)
 
@@ -594,10 +681,15 @@ if FAST:
         results: Any,
         nresults: int,
     ) -> Any:
-        def run(store: Any) -> None:
+        # wasmtime-py's `catch_exceptions`, inlined: no closure, two frames fewer a call.
+        store = _store_context(context)
+        try:
             _ENTRIES[idx or 0].call(store, ty_raw, args, nargs, results, nresults)
-
-        return _wasmtime.catch_exceptions(context, run)
+        except Exception as exc:
+            return _trap_for(exc)
+        finally:
+            store._invalidate()
+        return 0
 
     @ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]
     def _finalize(idx: int | None) -> None:

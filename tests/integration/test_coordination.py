@@ -16,6 +16,7 @@ import pytest
 from durable.client import Client
 from durable.core.model import NewTask, Task, TaskState
 from durable.host import HostConfig, Runtime
+from durable.replayer import ReplayEnd, Replayer
 from durable.storage.base import Store
 from durable.worker import Worker, WorkerConfig
 from tests.helpers import EXAMPLES, WORKFLOWS, built, running, until
@@ -287,6 +288,33 @@ async def test_cancel_runs_cleanup_steps(
     labels = [e.label for e in await store.load_history(task.id)]
     assert done.state is TaskState.CANCELLED
     assert labels[-2:] == ["durable:task.cancelled", "step mark"]
+
+
+async def test_a_cancellation_delivered_at_a_step_replays_there(
+    store: Store, runtime: Runtime, coordination: tuple[bytes, str]
+) -> None:
+    """The Python SDK asks `task.cancelled` and enters a step in one host call
+    (`step.enter-checked`): the delivery is recorded before the step it stopped, and a
+    replay delivers it at the same event."""
+    task = await launch(store, coordination, "ticks", 10**7)
+
+    async def ticking() -> bool:
+        return len(await store.load_history(task.id)) > 0
+
+    async with running_worker(store, runtime):
+        await until(ticking)
+        await Client(store).cancel(task.id)
+        done = await ended(store, task.id)
+    assert done.state is TaskState.CANCELLED
+    labels = [e.label for e in await store.load_history(task.id)]
+    at = labels.index("durable:task.cancelled")
+    assert at > 0
+    assert labels[:at] == ["step mark"] * at  # only steps: delivered by one of them
+    assert labels[at + 1 :] == ["step mark"]  # then the cleanup step, nothing else
+    report = await Client(store).replay(task.id, replayer=Replayer(runtime=runtime))
+    assert report.clean
+    assert report.end is ReplayEnd.CANCELLED
+    assert report.events == len(labels)
 
 
 async def test_children_are_cancelled_with_their_parent(

@@ -116,7 +116,8 @@ def _plus(offsets: dict[str, int]) -> Callable[..., Any]:
     return f
 
 
-@pytest.mark.parametrize(
+#: Two components importing `f` with different types, and `f`'s offsets for each.
+TWO_TYPES = pytest.mark.parametrize(
     ("first", "second", "offsets"),
     [
         (_component("u32", "u32", "i32"), _component("u64", "u64", "i64"), {"n": 1}),
@@ -124,6 +125,9 @@ def _plus(offsets: dict[str, int]) -> Callable[..., Any]:
     ],
     ids=["primitive", "record"],
 )
+
+
+@TWO_TYPES
 def test_one_import_with_two_types_gets_two_plans(
     engine: wasmtime.Engine, first: str, second: str, offsets: dict[str, int]
 ) -> None:
@@ -136,6 +140,66 @@ def test_one_import_with_two_types_gets_two_plans(
         assert _run(engine, linker, first, 10) == 10 + offsets.get("a", 1)
         assert _run(engine, linker, second, 10) == 10 + offsets.get("b", 1)
     assert len(trampoline._ENTRIES[new].plans) == 2
+
+
+def _counting_matches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the full type checks (`_Plan.matches` calls) from here on."""
+    calls: list[int] = []
+    matches = trampoline._Plan.matches
+
+    def counted(self: Any, *args: Any) -> bool:
+        calls.append(1)
+        return matches(self, *args)
+
+    monkeypatch.setattr(trampoline._Plan, "matches", counted)
+    return calls
+
+
+def _run_twice(engine: wasmtime.Engine, linker: wc.Linker, wat: str) -> list[int]:
+    """Call `f` twice in one store: the guest's `run` once per call."""
+    store = wasmtime.Store(engine)
+    try:
+        instance = linker.instantiate(store, wc.Component(engine, wat))
+        results = []
+        for x in (1, 2):
+            run = instance.get_func(store, "run")
+            assert run is not None
+            results.append(run(store, x))
+            run.post_return(store)
+        return results
+    finally:
+        store.close()
+
+
+def test_a_plan_scope_checks_each_function_type_once(
+    engine: wasmtime.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    linker = _linker(engine, lambda _store, x: x + 1, trampoline.add_func)
+    wat = _component("u32", "u32", "i32")
+    assert _run(engine, linker, wat, 0) == 1  # the plan exists from here on
+    calls = _counting_matches(monkeypatch)
+    assert _run_twice(engine, linker, wat) == [2, 3]
+    assert len(calls) == 2  # outside a scope: every call is checked
+    calls.clear()
+    with trampoline.plan_scope():
+        assert _run_twice(engine, linker, wat) == [2, 3]
+    assert len(calls) == 1  # inside: the first call only
+
+
+@TWO_TYPES
+def test_each_plan_scope_checks_its_own_types(
+    engine: wasmtime.Engine, first: str, second: str, offsets: dict[str, int]
+) -> None:
+    """Components importing `f` with different types, one per scope (one attempt each,
+    as the runtime runs them): each scope converts by its own component's type."""
+    linker = _linker(engine, _plus(offsets), trampoline.add_func)
+    for _ in range(2):
+        for wat, key in ((first, "a"), (second, "b")):
+            with trampoline.plan_scope():
+                assert _run(engine, linker, wat, 10) == 10 + offsets.get(key, 1)
+                with trampoline.plan_scope():  # nested: checks again, then restores
+                    assert _run(engine, linker, wat, 20) == 20 + offsets.get(key, 1)
+                assert _run(engine, linker, wat, 30) == 30 + offsets.get(key, 1)
 
 
 @pytest.fixture(params=sorted(REGISTRATIONS))

@@ -96,6 +96,19 @@ def cleanup(seconds: float) -> str:
 
 
 @durable.workflow
+def ticks(limit: int) -> int:
+    """Steps and nothing else, until cancelled (or `limit`); then one cleanup step. A
+    cancellation can only be delivered at a step: `step.enter-checked` delivers it."""
+    n = 0
+    try:
+        while n < limit:
+            n = mark(n + 1)
+    finally:
+        mark("cleaned up")
+    return n
+
+
+@durable.workflow
 def parent_of_sleepers(n: int) -> list:
     handles = [durable.spawn(nap, 3600) for _ in range(n)]
     return [h.result() for h in handles]

@@ -11,4 +11,9 @@ from durable._errors import Cancelled
 def check() -> None:
     """Raise `Cancelled` if the task is being cancelled (at most once per run)."""
     if not _state.in_step and _task.cancelled():
-        raise Cancelled("the task is being cancelled")
+        raise error()
+
+
+def error() -> Cancelled:
+    """What a durable call raises where the host delivers the cancellation."""
+    return Cancelled("the task is being cancelled")
