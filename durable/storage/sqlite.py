@@ -19,6 +19,10 @@ Design choices, and why:
   same lease token) and the gap (first new index = next index) in its WHERE clause:
   one round trip, one commit. Only a write that needs more than one statement (log
   chunks as well, or a very large batch) is wrapped in a transaction.
+* For the same reason the other operations on a short task's path (launch, claim,
+  finish, an attempt's first read, the worker's look for timers and schedules) run
+  all their statements, transaction included, in one trip to that thread
+  (`_sqlite_batch`).
 * `claim` is one `UPDATE ... FROM (runnable, oldest first) RETURNING ...`, so two
   claimers, in this process or another, never take the same task, and a task it
   quarantines (`durable.storage.quarantine`) is failed in the same statement.
