@@ -168,6 +168,8 @@ class MeteredStore:
             m.events_recorded.inc(len(events))
         elif name == "load_history":
             m.events_replayed.inc(len(result))
+        elif name == "load_attempt":
+            m.events_replayed.inc(len(result[0]))
         elif name == "claim":
             # A takeover adds a death; a death count kept by a hand-back before the
             # guest started also shows here (rare: that worker died mid-compile).

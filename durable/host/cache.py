@@ -130,6 +130,15 @@ class ComponentCache:
             raise ComponentError(failure)
         return component
 
+    def in_memory(self, wasm_hash: str) -> wc.Component | None:
+        """The compiled component if this process holds it already, else None: no disk,
+        no wait, so the event loop may ask without a hop to a thread."""
+        with self._lock:
+            hit = self._memory.get(wasm_hash)
+            if hit is not None:
+                self._memory.move_to_end(wasm_hash)
+            return hit
+
     def compile_in_background(self, wasm_hash: str, wasm: bytes) -> bool:
         """Make sure `wasm` is being compiled (or is compiled) for this machine; no wait.
 

@@ -51,6 +51,7 @@ from durable.host.instance_cache import InstanceCache
 from durable.host.lifecycle import Guests
 from durable.host.linker import build_linker
 from durable.host.monotonic import ReadyPollables, TimerHelper
+from durable.host.store_drop import StoreDropper
 from durable.host.traps import LastWords, from_guest, from_trap
 from durable.host.watchdog import SHUTDOWN_GRACE
 from durable.host.watchdog import install as install_watchdog
@@ -98,6 +99,8 @@ class Runtime:
         self.timer_helper = TimerHelper(self.engine)  # compiled once, on first use
         self._guests = Guests()
         self._running: set[AttemptContext] = set()  # attempts inside `run`
+        # Closes an ended attempt's store, then counts its thread out of wasmtime.
+        self._dropper = StoreDropper(self._guests.leave)
         self._closing = False
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="durable-epoch", daemon=True)
@@ -179,16 +182,12 @@ class Runtime:
         finally:
             ctx.close()
             self._local.ctx = None
-            store.close()  # its output streams go now, or soon on wasmtime's threads
-            self._left(ctx)
+            self._running.discard(ctx)  # ended: no sweep or close may touch it now
+            self._dropper.drop(store)  # closed on another thread, then counted out
 
     def _entered(self, ctx: AttemptContext) -> None:
         self._guests.enter()
         self._running.add(ctx)
-
-    def _left(self, ctx: AttemptContext) -> None:
-        self._running.discard(ctx)
-        self._guests.leave()
 
     def _call(
         self,

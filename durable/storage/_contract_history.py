@@ -155,6 +155,17 @@ async def check_logs_page_and_count_bytes_per_position(store: Store) -> None:
     assert await store.logged_bytes(other.task.id, 1) == 0, "per task"
 
 
+@check
+async def check_load_attempt_reads_history_and_bytes_logged_at_its_end(store: Store) -> None:
+    claim = await claimed(store)
+    assert await store.load_attempt(claim.task.id) == ([], 0)
+    await store.append(claim.lease, batch(0, 2), [chunk("ab", 0), chunk("cde", 2)])
+    history, logged = await store.load_attempt(claim.task.id)
+    assert shape(history) == shape(batch(0, 2))
+    assert logged == 3, "the bytes at position 2, where an attempt from this history starts"
+    assert history == await store.load_history(claim.task.id)
+
+
 # -- finishing ----------------------------------------------------------------------------
 
 

@@ -47,6 +47,7 @@ async def check_continue_as_new_starts_the_next_run_afresh(store: Store) -> None
     assert (task.state, task.run, task.input, task.owner) == (TaskState.READY, 2, '{"n": 2}', None)
     assert await store.load_history(task_id) == [], "the new run starts with no history"
     assert await store.logged_bytes(task_id, 0) == 0, "the old run's output does not count"
+    assert await store.load_attempt(task_id) == ([], 0), "nor does it for an attempt"
     (kept,) = await runs.list_runs(task_id)
     assert (kept.run, kept.input, kept.events) == (1, '{"n": 1}', 3)
     assert within(kept.ended_at, before, after), (kept.ended_at, before, after)

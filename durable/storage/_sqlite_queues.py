@@ -7,6 +7,7 @@ tasks active with nothing in between: no two workers can take the same last slot
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import aiosqlite
@@ -86,9 +87,10 @@ async def put(conn: aiosqlite.Connection, settings: q.QueueSettings, now: float)
     )  # fmt: skip
 
 
-async def any_queue(conn: aiosqlite.Connection) -> bool:
-    """Whether any queue exists (else the queue claim has nothing to do)."""
-    return bool((await _fetch(conn, "any_queue"))[0][0])
+def any_queue(db: sqlite3.Connection) -> bool:
+    """Whether any queue exists (else the queue claim has nothing to do); on the
+    connection's thread (`_sqlite_batch`)."""
+    return bool(db.execute(_Q["any_queue"]).fetchone()[0])
 
 
 async def claim(
@@ -135,7 +137,8 @@ async def pause_task(conn: aiosqlite.Connection, task_id: int, paused: bool, now
         raise TaskNotFoundError(task_id)
 
 
-async def rate_window_opens(conn: aiosqlite.Connection, now: float) -> float | None:
-    """When a rate-limited queue at its limit, with a task ready, may start one again."""
-    opens = (await _fetch(conn, "rate_window_opens", now))[0][0]
+def rate_window_opens(db: sqlite3.Connection, now: float) -> float | None:
+    """When a rate-limited queue at its limit, with a task ready, may start one again;
+    on the connection's thread (`_sqlite_batch`)."""
+    opens = db.execute(_Q["rate_window_opens"], (now,)).fetchone()[0]
     return None if opens is None else float(opens) + q.RATE_WAKE_MARGIN

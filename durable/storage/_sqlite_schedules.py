@@ -9,6 +9,7 @@ together or not at all.
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import uuid
 from datetime import datetime
 from typing import Any
@@ -117,9 +118,10 @@ async def trigger(conn: aiosqlite.Connection, name: str, now: float) -> int:
     return task_id
 
 
-async def any_due(conn: aiosqlite.Connection, now: float) -> bool:
-    """Whether a pass would find anything to do (a read, no write lock)."""
-    return bool((await _fetch(conn, "any_schedule_due", now))[0][0])
+def any_due(db: sqlite3.Connection, now: float) -> bool:
+    """Whether a pass would find anything to do (a read, no write lock); on the
+    connection's thread (`_sqlite_batch`)."""
+    return bool(db.execute(_Q["any_schedule_due"], (now,)).fetchone()[0])
 
 
 async def fire(conn: aiosqlite.Connection, now: float, limit: int) -> int:
@@ -158,6 +160,6 @@ async def fire(conn: aiosqlite.Connection, now: float, limit: int) -> int:
     return created
 
 
-async def next_due(conn: aiosqlite.Connection) -> datetime | None:
-    """When the next tick of any unpaused schedule is due."""
-    return maybe_dt((await _fetch(conn, "next_schedule_due"))[0][0])
+def next_due(db: sqlite3.Connection) -> datetime | None:
+    """When the next tick of any unpaused schedule is due; on the connection's thread."""
+    return maybe_dt(db.execute(_Q["next_schedule_due"]).fetchone()[0])

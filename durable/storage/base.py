@@ -244,6 +244,11 @@ class HistoryStore(Protocol):
         """Return the task's events in index order."""
         ...
 
+    async def load_attempt(self, task_id: int) -> tuple[list[Event], int]:
+        """What an attempt starts from: `load_history`, and `logged_bytes` at its end,
+        read together (one round trip; the lease keeps other writers out between)."""
+        ...
+
     async def history_length(self, task_id: int) -> int:
         """How many events the task's history holds (0 for an unknown task): one
         indexed read, where `load_history` would read them all."""

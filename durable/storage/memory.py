@@ -475,6 +475,11 @@ class MemoryStore(MemoryForks):
         row = self._tasks.get(task_id)
         return [] if row is None else list(row.events)
 
+    async def load_attempt(self, task_id: int) -> tuple[list[Event], int]:
+        """The history, and the output bytes logged at its end."""
+        history = await self.load_history(task_id)
+        return history, await self.logged_bytes(task_id, len(history))
+
     async def history_length(self, task_id: int) -> int:
         """How many events the task's history holds."""
         await self._enter("history_length")

@@ -19,6 +19,10 @@ Design choices, and why:
   same lease token) and the gap (first new index = next index) in its WHERE clause:
   one round trip, one commit. Only a write that needs more than one statement (log
   chunks as well, or a very large batch) is wrapped in a transaction.
+* For the same reason the other operations on a short task's path (launch, claim,
+  finish, an attempt's first read, the worker's look for timers and schedules) run
+  all their statements, transaction included, in one trip to that thread
+  (`_sqlite_batch`).
 * `claim` is one `UPDATE ... FROM (runnable, oldest first) RETURNING ...`, so two
   claimers, in this process or another, never take the same task, and a task it
   quarantines (`durable.storage.quarantine`) is failed in the same statement.
@@ -91,6 +95,7 @@ from durable.errors import (
     StorageError,
     TaskNotFoundError,
 )
+from durable.storage import _sqlite_batch as batch
 from durable.storage import _sqlite_codec as codec
 from durable.storage import _sqlite_guest as guest
 from durable.storage import _sqlite_queues as queues
@@ -382,22 +387,31 @@ class SQLiteStore:
         now = self._clock()
         seed = spec.seed or secrets.randbits(63) or 1
         deadline = None if spec.timeout is None else now + spec.timeout
-        async with self._use() as conn:
-            async with self._transaction(conn):
-                same = await queues.debounced(conn, spec, now)
-                if same is not None:  # a debounced launch: the waiting task, renewed
-                    rows = await self._fetch(conn, "get_task", same)
-                    self._notify()
-                    return codec.task(rows[0])
-                rows = await self._fetch(
-                    conn, "create_task",
-                    spec.name, spec.entry, seed, now, now, spec.parent_id,
-                    spec.idempotency_key, deadline, spec.workflow_hash, spec.parent_id,
-                    spec.parent_id,
-                )  # fmt: skip
+        params = (
+            spec.name, spec.entry, seed, now, now, spec.parent_id, spec.idempotency_key,
+            deadline, spec.workflow_hash, spec.parent_id, spec.parent_id,
+        )  # fmt: skip
+
+        def insert(db: sqlite3.Connection) -> list[Any]:
+            with batch.transaction(db):
+                rows = db.execute(_Q["create_task"], params).fetchall()
                 if rows:
-                    await conn.execute(_Q["insert_input"], (rows[0][0], spec.input))
-                    if spec.queue or spec.priority is not None or spec.debounce_key:
+                    db.execute(_Q["insert_input"], (rows[0][0], spec.input))
+            return rows
+
+        async with self._use() as conn:
+            if not (spec.queue or spec.priority is not None or spec.debounce_key):
+                rows = await batch.run(conn, insert)  # a plain launch: one hop
+            else:
+                async with self._transaction(conn):
+                    same = await queues.debounced(conn, spec, now)
+                    if same is not None:  # a debounced launch: the waiting task, renewed
+                        rows = await self._fetch(conn, "get_task", same)
+                        self._notify()
+                        return codec.task(rows[0])
+                    rows = await self._fetch(conn, "create_task", *params)
+                    if rows:
+                        await conn.execute(_Q["insert_input"], (rows[0][0], spec.input))
                         await queues.place(conn, rows[0][0], spec, now)
                         rows = await self._fetch(conn, "get_task", rows[0][0])
             if rows:
@@ -529,7 +543,8 @@ class SQLiteStore:
             return []
         template = quarantine.message_template(max_deaths or 0)
         last = quarantine.last_chance(max_deaths)
-        async with self._use() as conn:
+
+        def take(db: sqlite3.Connection) -> tuple[list[Any], bool]:
             # The clock is read once the connection is ours: a lease must not start
             # while the claim still waits for another operation to finish.
             now = self._clock()
@@ -537,8 +552,12 @@ class SQLiteStore:
                 worker_id, now + lease_seconds, now, limit, max_deaths, last, last_chances,
                 template,
             )  # fmt: skip
-            rows = await self._fetch(conn, "claim", *params)
-            if len(rows) < limit and await queues.any_queue(conn):
+            rows = db.execute(_Q["claim"], params).fetchall()
+            return rows, len(rows) < limit and queues.any_queue(db)
+
+        async with self._use() as conn:
+            rows, queued = await batch.run(conn, take)
+            if queued:
                 async with self._transaction(conn):
                     now = self._clock()
                     expires = now + lease_seconds
@@ -567,11 +586,15 @@ class SQLiteStore:
     async def next_wakeup(self) -> datetime | None:
         """The earliest suspended `wakeup_at`, active lease expiry or reopening of a
         rate-limited queue's window, or None."""
-        async with self._use() as conn:
+
+        def look(db: sqlite3.Connection) -> list[float | None]:
             now = self._clock()
-            rows = await self._fetch(conn, "next_wakeup", now)
-            opens = await queues.rate_window_opens(conn, now)
-        times = [t for t in (rows[0][0], opens) if t is not None]
+            due = db.execute(_Q["next_wakeup"], (now,)).fetchone()[0]
+            return [due, queues.rate_window_opens(db, now)]
+
+        async with self._use() as conn:
+            found = await batch.run(conn, look)
+        times = [t for t in found if t is not None]
         return maybe_dt(min(times) if times else None)
 
     async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 - Store protocol
@@ -621,6 +644,18 @@ class SQLiteStore:
             rows = await self._fetch(conn, "load_history", task_id)
         return [codec.event(row) for row in rows]
 
+    async def load_attempt(self, task_id: int) -> tuple[list[Event], int]:
+        """The history, and the output bytes logged at its end: one hop."""
+
+        def read(db: sqlite3.Connection) -> tuple[list[Any], int]:
+            rows = db.execute(_Q["load_history"], (task_id,)).fetchall()
+            at = (task_id, len(rows), task_id)
+            return rows, int(db.execute(_Q["logged_bytes"], at).fetchone()[0])
+
+        async with self._use() as conn:
+            rows, logged = await batch.run(conn, read)
+        return [codec.event(row) for row in rows], logged
+
     async def history_length(self, task_id: int) -> int:
         """How many events the task's history holds."""
         async with self._use() as conn:
@@ -644,12 +679,8 @@ class SQLiteStore:
                 # Nothing to write; still say whether the lease holds.
                 if not (await self._fetch(conn, "lease_holds", *fence(lease)))[0][0]:
                     raise LeaseLostError(lease.task_id)
-            elif len(statements) == 1:
-                await self._run(conn, lease, statements[0])  # autocommit: its own transaction
             else:
-                async with self._transaction(conn):
-                    for statement in statements:
-                        await self._run(conn, lease, statement)
+                await self._writes(conn, lease, statements)
 
     async def finish(
         self,
@@ -688,33 +719,30 @@ class SQLiteStore:
                 assert_never(outcome)
         params = (*values, *fence(lease))
         continued = isinstance(outcome, ContinuedAsNew)
+
+        def write(db: sqlite3.Connection) -> None:
+            if not statements and not ends and not continued:
+                if db.execute(sql, params).rowcount != 1:  # autocommit
+                    raise LeaseLostError(lease.task_id)
+                return
+            with batch.transaction(db):
+                for statement in statements:
+                    _write(db, statement)
+                if isinstance(outcome, ContinuedAsNew):
+                    _continue_run(db, lease.task_id, outcome.input, now)
+                if db.execute(sql, params).rowcount != 1:
+                    raise LeaseLostError(lease.task_id)  # rolls the moves back too
+                if ends:
+                    db.execute(_Q["wake_parent"], (now, lease.task_id))
+
         async with self._use() as conn:
             if not codec.consecutive(events):
                 raise await self._refusal(conn, lease, "the events' indexes are not consecutive")
-            if not statements and not ends and not continued:
-                if (await conn.execute(sql, params)).rowcount != 1:  # autocommit
-                    raise LeaseLostError(lease.task_id)
-            else:
-                async with self._transaction(conn):
-                    for statement in statements:
-                        await self._run(conn, lease, statement)
-                    if isinstance(outcome, ContinuedAsNew):
-                        await self._continue_run(conn, lease.task_id, outcome.input, now)
-                    if (await conn.execute(sql, params)).rowcount != 1:
-                        raise LeaseLostError(lease.task_id)  # rolls the moves back too
-                    if ends:
-                        await conn.execute(_Q["wake_parent"], (now, lease.task_id))
+            try:
+                await batch.run(conn, write)  # one hop for the whole transaction
+            except batch.Shortfall as exc:
+                raise await self._refusal(conn, lease, exc.what) from None
             self._notify(wake.end_message(lease.task_id) if ends else wake.WORK)
-
-    @staticmethod
-    async def _continue_run(
-        conn: aiosqlite.Connection, task_id: int, text: str, now: float
-    ) -> None:
-        """Keep the current run's history as its run's, and give the task `text`."""
-        await conn.execute(_Q["finish_continue_run"], (now, task_id))
-        await conn.execute(_Q["finish_continue_events"], (task_id,))
-        await conn.execute(_Q["finish_continue_clear"], (task_id,))
-        await conn.execute(_Q["finish_continue_input"], (text, task_id))
 
     async def list_runs(self, task_id: int) -> list[RunInfo]:
         """The task's ended runs, oldest first (`RunStore`)."""
@@ -865,10 +893,23 @@ class SQLiteStore:
 
     # -- fenced writes --------------------------------------------------------------------
 
-    async def _run(self, conn: aiosqlite.Connection, lease: Lease, write: codec.Write) -> None:
-        cursor = await conn.execute(write.sql, write.params)
-        if write.rows is not None and cursor.rowcount != write.rows:
-            raise await self._refusal(conn, lease, write.what)
+    async def _writes(
+        self, conn: aiosqlite.Connection, lease: Lease, statements: Sequence[codec.Write]
+    ) -> None:
+        """Run fenced writes, all or nothing, in one hop; a refused one says why."""
+
+        def write(db: sqlite3.Connection) -> None:
+            if len(statements) == 1:
+                _write(db, statements[0])  # autocommit: its own transaction
+                return
+            with batch.transaction(db):
+                for statement in statements:
+                    _write(db, statement)
+
+        try:
+            await batch.run(conn, write)
+        except batch.Shortfall as exc:
+            raise await self._refusal(conn, lease, exc.what) from None
 
     async def _refusal(self, conn: aiosqlite.Connection, lease: Lease, what: str) -> StorageError:
         """Why a fenced write wrote nothing: the lease is gone, or `what` went wrong.
@@ -927,13 +968,20 @@ class SQLiteStore:
         Looks first without the write lock: most passes find nothing due, and a
         `BEGIN IMMEDIATE` per worker loop would queue behind every append.
         """
+
+        def look(db: sqlite3.Connection) -> tuple[bool, datetime | None]:
+            due = schedules.any_due(db, self._clock())
+            return due, None if due else schedules.next_due(db)
+
         async with self._use() as conn:
-            if await schedules.any_due(conn, self._clock()):
-                async with self._transaction(conn):
-                    created = await schedules.fire(conn, self._clock(), limit)
-                if created:
-                    self._notify()
-            return await schedules.next_due(conn)
+            due, next_due = await batch.run(conn, look)  # one hop when nothing is due
+            if not due:
+                return next_due
+            async with self._transaction(conn):
+                created = await schedules.fire(conn, self._clock(), limit)
+            if created:
+                self._notify()
+            return await batch.run(conn, schedules.next_due)
 
     # -- queues and task pause (`durable.storage.base.QueueStore`) ------------------------
 
@@ -969,3 +1017,18 @@ class SQLiteStore:
         """This worker's active tasks that have been paused."""
         async with self._use() as conn:
             return [int(r[0]) for r in await self._fetch(conn, "paused_active", worker_id)]
+
+
+def _write(db: sqlite3.Connection, write: codec.Write) -> None:
+    """One fenced write, on the connection's thread; `Shortfall` if it was refused."""
+    changed = db.execute(write.sql, write.params).rowcount
+    if write.rows is not None and changed != write.rows:
+        raise batch.Shortfall(write.what)
+
+
+def _continue_run(db: sqlite3.Connection, task_id: int, text: str, now: float) -> None:
+    """Keep the current run's history as its run's, and give the task `text`."""
+    db.execute(_Q["finish_continue_run"], (now, task_id))
+    db.execute(_Q["finish_continue_events"], (task_id,))
+    db.execute(_Q["finish_continue_clear"], (task_id,))
+    db.execute(_Q["finish_continue_input"], (text, task_id))

@@ -257,6 +257,9 @@ class AttemptRunner:
         self._dropped: list[Lease] = []
         # Workflow sources by hash, for the shared interpreter (see `_bundle`).
         self._bundles: dict[str, Bundle] = {}
+        # Hashes found compiled as they are, so not bundles: no kept-bundle file to look
+        # for on their every attempt (a bundle's own hash never compiles).
+        self._not_bundles: set[str] = set()
         # Held while deciding to start a compile (see `_component`).
         self._compile_gate = anyio.Lock()
         # Guests parked live by attempts whose suspension is still to be written: kept
@@ -439,14 +442,22 @@ class AttemptRunner:
 
     async def _execute(self, claim: Claim, trace: AttemptTrace | None = None) -> AttemptEnd | None:
         """Run the attempt; None when the task was handed back before its guest started."""
-        try:
-            component, source = await self._component(claim)
-        except (ComponentError, NotFoundError) as exc:
-            return AttemptEnd(outcome=Failed(error=_error("ComponentError", str(exc))))
-        if component is None:
-            return None  # handed back while its workflow compiles
+        live: LiveInstance | None = None
+        if self._runtime.instances.enabled and not self._interrupted:
+            # A kept instance needs no component: look for it before the compile cache.
+            live = await take_live(self._store, self._runtime.instances, claim.task)
+        component: wc.Component | None = None
+        source: Bundle | None = None
+        if live is None:
+            try:
+                component, source = await self._component(claim)
+            except (ComponentError, NotFoundError) as exc:
+                return AttemptEnd(outcome=Failed(error=_error("ComponentError", str(exc))))
+            if component is None:
+                return None  # handed back while its workflow compiles
         if self._runtime.instances.enabled:
-            return await self._run_live(claim, component, source, trace)
+            return await self._run_live(claim, live, component, source, trace)
+        assert component is not None
         sink = store_sink(self._store, claim.lease)
         ctx = await self._context(claim, sink, trace, source)
         if self._interrupted:
@@ -461,23 +472,25 @@ class AttemptRunner:
     async def _run_live(
         self,
         claim: Claim,
-        component: wc.Component,
+        live: LiveInstance | None,
+        component: wc.Component | None,
         source: Bundle | None,
         trace: AttemptTrace | None,
     ) -> AttemptEnd:
-        """Run the attempt on a guest kept live: this worker's parked instance of the
-        task if it is still valid (no replay), else a new one that replays."""
+        """Run the attempt on a guest kept live: `live`, this worker's parked instance
+        of the task taken out of the cache as valid (no replay), else a new instance of
+        `component` that replays."""
         task = claim.task
-        if self._interrupted:
-            return AttemptEnd(outcome=Released(started=False))
         sink = store_sink(self._store, claim.lease)
-        live = await take_live(self._store, self._runtime.instances, task)
         if live is not None:
             log.info("task %d: woken on its live instance, no replay", task.id)
             live.ctx.interrupt.clear()  # addressed to an attempt that has ended
             self._contexts[claim.lease] = live.ctx
             live.resume(task, sink, trace)
         else:
+            if self._interrupted:
+                return AttemptEnd(outcome=Released(started=False))
+            assert component is not None
             ctx = await self._context(claim, sink, trace, source)
             live = LiveInstance(self._runtime, component, ctx, task.workflow_hash)
             live.start()
@@ -494,9 +507,7 @@ class AttemptRunner:
     ) -> AttemptContext:
         """A new attempt's context, from the task's history: registered as running."""
         task = claim.task
-        history = await self._store.load_history(task.id)
-        # The lease fences out every other writer, so the two reads agree.
-        logged = await self._store.logged_bytes(task.id, len(history))
+        history, logged = await self._store.load_attempt(task.id)
         ctx = AttemptContext(
             task=task,
             attempt=task.attempts,
@@ -526,14 +537,22 @@ class AttemptRunner:
         compile goes on without it.
         """
         cache = self._runtime.cache
-        source = self._bundle(claim.task.workflow_hash)
-        workflow_hash = claim.task.workflow_hash if source is None else source.interpreter
+        task_hash = claim.task.workflow_hash
+        source = None if task_hash in self._not_bundles else self._bundle(task_hash)
+        workflow_hash = task_hash if source is None else source.interpreter
         broken = self._broken.get(workflow_hash)
         if broken is not None:
             raise ComponentError(broken)
-        component = await anyio.to_thread.run_sync(cache.load_compiled, workflow_hash)
+        # Held in memory on every attempt but a worker's first: no hop to a thread then.
+        component = cache.in_memory(workflow_hash)
+        if component is None:
+            component = await anyio.to_thread.run_sync(cache.load_compiled, workflow_hash)
         count_compile_lookup(hit=component is not None)
         if component is not None:
+            if source is None:
+                if len(self._not_bundles) >= _MAX_BUNDLES:
+                    self._not_bundles.clear()  # a bound: forgetting costs one file look-up
+                self._not_bundles.add(task_hash)
             return component, source
         # Hand the task back first, before anything slow (fetching the binary takes a
         # while under load): a worker killed from here on holds no lease on it, so the

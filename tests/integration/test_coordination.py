@@ -386,21 +386,21 @@ async def test_transient_host_error_retries_the_task(
     store: Store, runtime: Runtime, coordination: tuple[bytes, str]
 ) -> None:
     task = await launch(store, coordination, "nap", 0.01)
-    real = store.load_history
+    real = store.load_attempt  # an attempt's first read
     failures = []
 
-    async def flaky_load_history(task_id: int) -> list[Any]:
+    async def flaky_load_attempt(task_id: int) -> tuple[list[Any], int]:
         if not failures:
             failures.append(task_id)
             raise RuntimeError("transient host failure")
         return await real(task_id)
 
-    store.load_history = flaky_load_history  # type: ignore[method-assign]
+    store.load_attempt = flaky_load_attempt  # type: ignore[method-assign]
     try:
         async with running_worker(store, runtime):
             done = await ended(store, task.id)
     finally:
-        store.load_history = real  # type: ignore[method-assign]
+        store.load_attempt = real  # type: ignore[method-assign]
     assert failures == [task.id]
     assert done.state is TaskState.COMPLETE, done.error
     assert done.attempts >= 2

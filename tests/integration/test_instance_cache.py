@@ -43,6 +43,10 @@ class CountingStore:
         self.loads += 1
         return await self.inner.load_history(task_id)
 
+    async def load_attempt(self, task_id: int) -> tuple[list[Event], int]:
+        self.loads += 1  # an attempt's start reads the history this way
+        return await self.inner.load_attempt(task_id)
+
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:

@@ -1,0 +1,49 @@
+"""Closing an attempt's wasmtime store off the attempt's critical path.
+
+Dropping a store (its instance, memories and tables) takes a noticeable share of a
+short task's time, and nothing the worker writes depends on it: the attempt's outcome
+is known, and its context is closed, before the store goes. So the guest's thread
+hands the store to one thread per runtime that closes it, and the attempt's end goes
+to the database meanwhile. The thread still counts as inside wasmtime
+(`durable.host.lifecycle.Guests`) until the store is closed, so a runtime's `close`
+waits for it as it did for the guest's own thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+
+import wasmtime
+
+
+class StoreDropper:
+    """Closes stores in the order they come, and calls `after()` once each is closed,
+    on its own thread (started on first use)."""
+
+    def __init__(self, after: Callable[[], None]) -> None:
+        """`after()` runs once per store, after it is closed."""
+        self._after = after
+        self._queue: queue.SimpleQueue[wasmtime.Store] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start = threading.Lock()
+
+    def drop(self, store: wasmtime.Store) -> None:
+        """Close `store` soon; never blocks."""
+        if self._thread is None:
+            with self._start:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="durable-store-drop", daemon=True
+                    )
+                    self._thread.start()
+        self._queue.put(store)
+
+    def _run(self) -> None:
+        while True:
+            store = self._queue.get()
+            try:
+                store.close()  # its output streams go now, or soon on wasmtime's threads
+            finally:
+                self._after()
