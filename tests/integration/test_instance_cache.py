@@ -112,7 +112,9 @@ async def test_woken_on_the_same_worker_goes_on_without_replay(
 ) -> None:
     counting = CountingStore(db)
     waiting = await launch(db, coordination, "inbox", {"count": 2, "event": "go"})
-    napping = await launch(db, coordination, "nap", 1.0)
+    # Long enough to suspend (and park) even on a busy machine: 0.3 s is the limit
+    # for blocking in place.
+    napping = await launch(db, coordination, "nap", 3.0)
     async with running(worker(counting, runtime)):
         await until(lambda: suspended(db, waiting.id))
         await db.notify(waiting.id, "go", json.dumps("one"))
