@@ -23,7 +23,7 @@ from benchmarks.backends import Backend, within
 from benchmarks.figures import Bench, Figure, Sizes, median
 from benchmarks.processes import WorkerProcess, worker_command, worker_processes
 from durable.client import Client
-from durable.core.model import TaskState
+from durable.core.model import Task, TaskState
 from durable.storage.base import Store
 
 #: The process counts measured.
@@ -43,11 +43,7 @@ async def _burst(client: Client, bench: Bench, count: int) -> float:
     tasks = [
         await client.launch(bench.wasm_hash, name="bench-scaling", input=None) for _ in range(count)
     ]
-    with within(300, "the burst did not complete"):
-        for task in tasks:
-            done = await client.wait(task.id)
-            if done.state is not TaskState.COMPLETE:
-                raise RuntimeError(f"task {task.id} ended {done.state}: {done.error}")
+    await _all_complete(client, tasks, "the burst did not complete")
     return count / (time.perf_counter() - started)
 
 
@@ -63,19 +59,24 @@ async def _backlog(client: Client, bench: Bench, count: int) -> float:
     ]
     started = time.perf_counter()
     await client.set_queue(BACKLOG, paused=False)
-    with within(300, "the backlog did not drain"):
+    await _all_complete(client, tasks, "the backlog did not drain")
+    return count / (time.perf_counter() - started)
+
+
+async def _all_complete(client: Client, tasks: list[Task], stuck: str) -> None:
+    with within(300, stuck):
         for task in tasks:
             done = await client.wait(task.id)
             if done.state is not TaskState.COMPLETE:
                 raise RuntimeError(f"task {task.id} ended {done.state}: {done.error}")
-    return count / (time.perf_counter() - started)
 
 
 async def process_scaling(
     backend: Backend, bench: Bench, sizes: Sizes, log_dir: Path
 ) -> list[Figure]:
     """(l) trivial workflows/s into `durable worker --processes N`, N = 1 and 2,
-    alternating between them, median of `trivial_rounds` bursts of `trivial` tasks."""
+    alternating between them, median of `trivial_rounds` bursts of `trivial` tasks,
+    and as many backlogs."""
     rates: dict[int, list[float]] = {n: [] for n in COUNTS}
     drains: dict[int, list[float]] = {n: [] for n in COUNTS}
     for _ in range(sizes.trivial_rounds):
@@ -92,36 +93,41 @@ async def process_scaling(
                     rates[n].append(await _burst(client, bench, sizes.trivial))
                     drains[n].append(await _backlog(client, bench, sizes.trivial))
                     proc.stop(timeout=60)
-    one, two = median(rates[1]), median(rates[2])
-    drained = [median(drains[n]) for n in COUNTS]
+    return [
+        *_figures(
+            rates,
+            "workflows_per_s_processes",
+            "trivial workflows/s, `durable worker --processes {n}`",
+            f"{sizes.trivial} launched at once, concurrency 16 each",
+            "bursts",
+        ),
+        *_figures(
+            drains,
+            "backlog_per_s_processes",
+            "a released backlog drained/s, `--processes {n}`",
+            f"{sizes.trivial} waiting on a paused queue, then released",
+            "backlogs",
+        ),
+    ]
+
+
+def _figures(
+    samples: dict[int, list[float]], id_: str, name: str, first: str, what: str
+) -> list[Figure]:
+    """One figure per process count: the first's note says how it was measured, the
+    others' how they compare with it."""
+    one = median(samples[COUNTS[0]])
     return [
         Figure(
             key="l",
-            id=f"workflows_per_s_processes_{n}",
-            name=f"trivial workflows/s, `durable worker --processes {n}`",
-            value=median(rates[n]),
+            id=f"{id_}_{n}",
+            name=name.format(n=n),
+            value=median(samples[n]),
             unit="/s",
-            note=(
-                f"{sizes.trivial} launched at once, concurrency 16 each"
-                if n == 1
-                else f"{two / one:.2f}x one process; {len(rates[n])} bursts"
-            ),
-            samples=rates[n],
-        )
-        for n in COUNTS
-    ] + [
-        Figure(
-            key="l",
-            id=f"backlog_per_s_processes_{n}",
-            name=f"a released backlog drained/s, `--processes {n}`",
-            value=median(drains[n]),
-            unit="/s",
-            note=(
-                f"{sizes.trivial} waiting on a paused queue, then released"
-                if n == 1
-                else f"{drained[1] / drained[0]:.2f}x one process; {len(drains[n])} backlogs"
-            ),
-            samples=drains[n],
+            note=first
+            if n == COUNTS[0]
+            else f"{median(samples[n]) / one:.2f}x one process; {len(samples[n])} {what}",
+            samples=samples[n],
         )
         for n in COUNTS
     ]
