@@ -11,11 +11,14 @@ waits for it as it did for the guest's own thread.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
 
 import wasmtime
+
+log = logging.getLogger("durable.host")
 
 
 class StoreDropper:
@@ -45,5 +48,7 @@ class StoreDropper:
             store = self._queue.get()
             try:
                 store.close()  # its output streams go now, or soon on wasmtime's threads
+            except Exception:  # one store's failure must not stop the rest from closing
+                log.exception("closing a guest's store failed")
             finally:
                 self._after()
