@@ -277,7 +277,7 @@ class Client(ScheduleClient, QueueClient):
         """
         task = await self.store.get_task(task_id)
         ended = await self.store.list_runs(task_id) if isinstance(self.store, RunStore) else []
-        events = len(await self.store.load_history(task_id))
+        events = await self.store.history_length(task_id)  # a count, not the events
         current = RunInfo(run=task.run, input=task.input, events=events, ended_at=None)
         return [*ended, current]
 
