@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from durable.cli import _format as fmt
 from durable.client import Client
-from durable.storage.fork import ForkStore, TaskFork, TaskOrigin
+from durable.storage.fork import ForkStore, TaskFork, TaskOrigin, of_run
 from durable.storage.moves import BinaryMove, MoveStore
 
 #: How many forks `durable show` names.
@@ -41,10 +41,10 @@ def pairs(lineage: Lineage) -> list[tuple[str, str]]:
     out = []
     if lineage.origin is not None:
         o = lineage.origin
-        out.append(("forked from", f"task {o.origin_id} at event {o.at}{_of_run(o.run)}"))
+        out.append(("forked from", f"task {o.origin_id} at event {o.at}{of_run(o.run)}"))
     if lineage.forks:
         shown = ", ".join(
-            f"{f.task_id} (at {f.at}{_of_run(f.run)})" for f in lineage.forks[:FORKS_SHOWN]
+            f"{f.task_id} (at {f.at}{of_run(f.run)})" for f in lineage.forks[:FORKS_SHOWN]
         )
         more = " and more" if len(lineage.forks) > FORKS_SHOWN else ""
         out.append(("forks", shown + more))
@@ -57,11 +57,6 @@ def pairs(lineage: Lineage) -> list[tuple[str, str]]:
             )
         )
     return out
-
-
-def _of_run(run: int) -> str:
-    """Which run a fork copied, said only past the first (most tasks have one run)."""
-    return "" if run == 1 else f" of run {run}"
 
 
 def to_json(lineage: Lineage) -> dict[str, object]:

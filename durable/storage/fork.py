@@ -74,6 +74,12 @@ class ForkStore(Protocol):
         ...
 
 
+def of_run(run: int) -> str:
+    """Which run of its origin a fork copied, as `durable show` and the dashboard say
+    it: only past the first (most tasks have one run)."""
+    return "" if run == 1 else f" of run {run}"
+
+
 #: The end of the current run's log range: no log seq is above it.
 NO_END = 2**31 - 1
 

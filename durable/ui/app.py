@@ -29,7 +29,7 @@ from durable.errors import DurableError, NotFoundError, TaskNotFoundError
 from durable.metrics import Metrics
 from durable.metrics_http import metrics_route
 from durable.replayer import Replayer
-from durable.storage.fork import ForkStore, TaskOrigin
+from durable.storage.fork import ForkStore, TaskOrigin, of_run
 from durable.ui import assets
 from durable.ui.charts import bars
 from durable.ui.counts import SharedCounts
@@ -346,8 +346,7 @@ async def task_page(dash: Dashboard, request: Request) -> Response:
         meta.append(("paused", f'<span id="paused">{shown}</span>'))
     if origin is not None:
         link = f'<a href="/tasks/{origin.origin_id}">{origin.origin_id}</a>'
-        run = "" if origin.run == 1 else f" of run {origin.run}"
-        where = f"task {link}, at event {origin.at}{run}"
+        where = f"task {link}, at event {origin.at}{of_run(origin.run)}"
         meta.append(("forked from", f'<span id="origin">{where}</span>'))
     parts = ['<dl class="meta">' + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in meta) + "</dl>"]
     parts.append(_actions(dash, task_id, task.state, paused=paused))
