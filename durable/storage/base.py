@@ -246,7 +246,8 @@ class HistoryStore(Protocol):
 
     async def load_attempt(self, task_id: int) -> tuple[list[Event], int]:
         """What an attempt starts from: `load_history`, and `logged_bytes` at its end,
-        read together (one round trip; the lease keeps other writers out between)."""
+        read together (SQLite: one trip to its thread; Postgres: one connection, two
+        statements). The lease keeps other writers out between the two reads."""
         ...
 
     async def history_length(self, task_id: int) -> int:

@@ -540,7 +540,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         return [codec.event(row) for row in rows]
 
     async def load_attempt(self, task_id: int) -> tuple[list[Event], int]:
-        """The history, and the output bytes logged at its end: one connection."""
+        """The history, and the output bytes logged at its end, on one connection."""
         with translate("load the history of task", task_id):
             async with self._pool.acquire() as conn:
                 rows = await conn.fetch(_Q["load_history"], task_id)
