@@ -20,6 +20,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -402,17 +403,20 @@ class Client(ScheduleClient, QueueClient):
         Raises:
             TaskNotFoundError: no such task.
         """
-        seen: dict[str, int] = {}
+        # A change is a new write (its time and value), not a new position: every run of
+        # a task that continues as new starts again at position 0, and a value carried
+        # over to the next run changes its position to -1 without being set again.
+        seen: dict[str, tuple[datetime, str]] = {}
         pause, ended = poll, False
         async with self._watch_end(task_id) as watch:
             while True:
                 changed = [
                     v
                     for v in await self.status_values(task_id)
-                    if (key is None or v.key == key) and seen.get(v.key) != v.position
+                    if (key is None or v.key == key) and seen.get(v.key) != (v.updated_at, v.value)
                 ]
-                for value in sorted(changed, key=lambda v: v.position):
-                    seen[value.key] = value.position
+                for value in sorted(changed, key=lambda v: (v.updated_at, v.position)):
+                    seen[value.key] = (value.updated_at, value.value)
                     yield value
                 if changed:
                     pause = poll

@@ -30,7 +30,9 @@ class StatusValue:
 
     key: str  # the key the workflow chose
     value: str  # JSON text
-    position: int  # the index of the event that set it
+    # The index of the current run's event that set it; -1 for a value carried over
+    # from an earlier run (`durable.continue_as_new`), in effect from the run's start.
+    position: int
     updated_at: datetime  # when that event was committed (the store's clock)
 
     def to_json(self) -> dict[str, object]:

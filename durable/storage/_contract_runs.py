@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from durable.core.model import Completed, ContinuedAsNew, Event, Lease, TaskState
 from durable.core.runs import run_seed
+from durable.core.side_writes import SetStatus
 from durable.errors import ConflictError, LeaseLostError
 from durable.storage._contract import (
     assert_raises,
@@ -65,6 +66,31 @@ async def check_continue_as_new_starts_the_next_run_afresh(store: Store) -> None
     assert (done.state, done.run, done.result) == (TaskState.COMPLETE, 2, "5")
     logs = await store.read_logs(task_id)
     assert b"".join(c.data for c in logs) == b"one two endnew", "every run's output is kept"
+
+
+@check
+async def check_status_values_carry_over_from_the_runs_start(store: Store) -> None:
+    claim = await claimed(store)
+    task_id = claim.task.id
+    await store.append(
+        claim.lease, batch(0, 5), [], writes=[SetStatus(key="early", value="1", position=0)]
+    )
+    # One set by the run's last events, in the finish that continues it.
+    last = [SetStatus(key="late", value="2", position=6)]
+    await store.finish(claim.lease, ContinuedAsNew(input="{}"), batch(5, 2), writes=last)
+    values = {v.key: (v.value, v.position) for v in await store.read_status(task_id)}
+    assert values == {"early": ("1", -1), "late": ("2", -1)}, (
+        "carried over: in effect from the next run's start, not at the old run's positions"
+    )
+    (again,) = await store.claim(worker_id="w2", limit=1, lease_seconds=3600)
+    await store.append(
+        again.lease, batch(0, 1), [], writes=[SetStatus(key="late", value="3", position=0)]
+    )
+    values = {v.key: (v.value, v.position) for v in await store.read_status(task_id)}
+    assert values == {"early": ("1", -1), "late": ("3", 0)}
+    fork = await _forks(store).fork_task(task_id, at=0, workflow_hash=again.task.workflow_hash)
+    forked = {v.key: (v.value, v.position) for v in await store.read_status(fork.id)}
+    assert forked == {"early": ("1", -1)}, "a fork at the run's start keeps what was carried"
 
 
 @check

@@ -546,6 +546,10 @@ class MemoryStore(MemoryForks):
                 row.change(state=TaskState.READY, owner=None, updated_at=now)
             case ContinuedAsNew(input=text):
                 self._continue(row, text, now)
+                # Status values carry over; their positions were the old run's.
+                carried = self._statuses.get(row.task.id, {})
+                for key, value in carried.items():
+                    carried[key] = dataclasses.replace(value, position=-1)
             case _:
                 assert_never(outcome)
         if row.task.state.is_terminal:

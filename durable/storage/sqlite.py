@@ -1031,4 +1031,5 @@ def _continue_run(db: sqlite3.Connection, task_id: int, text: str, now: float) -
     db.execute(_Q["finish_continue_run"], (now, task_id))
     db.execute(_Q["finish_continue_events"], (task_id,))
     db.execute(_Q["finish_continue_clear"], (task_id,))
+    db.execute(_Q["finish_continue_status"], (task_id,))
     db.execute(_Q["finish_continue_input"], (text, task_id))

@@ -5,6 +5,7 @@ resumes that run with its SQL insert done exactly once, and the example runs."""
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import uuid
@@ -109,6 +110,44 @@ async def test_status_values_carry_over_to_later_runs(
     assert completed_result(await store.get_task(task.id)) == 3
     values = {v.key: json.loads(v.value) for v in await store.read_status(task.id)}
     assert values == {"first": "set in run 1", "run": 3}
+    # Positions are the current run's: one carried from an earlier run is -1 (in effect
+    # from the run's start), not the index of an event of a run that is no longer current.
+    positions = {v.key: v.position for v in await store.read_status(task.id)}
+    assert positions == {"first": -1, "run": 0}
+    # So a fork of the current run at its start keeps the carried value ("run" was set
+    # again at event 0: the store keeps only its latest value, from after the fork point).
+    fork = await Client(store).fork(task.id, at=0)
+    assert {v.key: json.loads(v.value) for v in await store.read_status(fork.id)} == {
+        "first": "set in run 1"
+    }
+
+
+async def test_follow_status_sees_a_value_set_at_the_same_position_of_a_later_run(
+    store: Store, runtime: Runtime, wasm: bytes
+) -> None:
+    """Every run sets `run` at its event 0: each is a change to follow, though the
+    position repeats."""
+    task = await launch_task(store, wasm, "paced_statuses", {"runs": 3}, workflow_name="loop")
+    client = Client(store)
+    seen: list[int] = []
+
+    async def follow() -> None:
+        async for value in client.follow_status(task.id, key="run"):
+            seen.append(json.loads(value.value))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(follow)
+        for run in (1, 2, 3):
+            await run_until_idle(store, runtime)
+            await until(functools.partial(_has, seen, run), within=HANG)
+            await client.notify(task.id, "next")
+        await run_until_idle(store, runtime)
+    assert completed_result(await store.get_task(task.id)) == 3
+    assert seen == [1, 2, 3]
+
+
+async def _has(seen: list[int], run: int) -> bool:
+    return run in seen
 
 
 async def test_a_fork_of_run_k_replays_run_k(store: Store, runtime: Runtime, wasm: bytes) -> None:

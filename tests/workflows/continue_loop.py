@@ -64,3 +64,15 @@ def statuses(state: dict[str, Any]) -> int:
     if run >= state["runs"]:
         return run
     durable.continue_as_new({**state, "run": run + 1})
+
+
+@durable.workflow
+def paced_statuses(state: dict[str, Any]) -> int:
+    """Set status `run` at the same position (event 0) of every run, and wait for a
+    `next` notification before continuing, for `runs` runs."""
+    run = state.get("run", 1)
+    durable.set_status("run", run)
+    durable.wait("next")
+    if run >= state["runs"]:
+        return run
+    durable.continue_as_new({**state, "run": run + 1})

@@ -293,6 +293,10 @@ WITH kept AS (
     WHERE e.task_id = $1
 ), cleared AS (
     DELETE FROM durable.events WHERE task_id = $1
+), carried AS (
+    -- Status values carry over; their positions were the old run's, so each becomes
+    -- -1: in effect from the new run's start (a fork at 0 keeps it).
+    UPDATE durable.task_status SET position = -1 WHERE task_id = $1
 )
 UPDATE durable.tasks
 SET run = run + 1, input = $2, on_event = false, wake_pending = false,

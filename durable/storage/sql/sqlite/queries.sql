@@ -277,6 +277,12 @@ FROM durable_event AS e WHERE e.task_id = ?;
 -- name: finish_continue_clear
 DELETE FROM durable_event WHERE task_id = ?;
 
+-- name: finish_continue_status
+-- Status values carry over to the next run; their positions were the old run's, so
+-- each becomes -1: in effect from the new run's start (a fork at 0 keeps it).
+-- Parameters: task_id.
+UPDATE durable_task_status SET position = -1 WHERE task_id = ?;
+
 -- name: finish_continue_input
 -- Parameters: input, task_id.
 UPDATE durable_task_input SET input = ? WHERE task_id = ?;
