@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import functools
-import hashlib
 import json
 import random
 from collections.abc import Callable
@@ -19,10 +18,11 @@ from typing import Any, TypeVar, overload
 from componentize_py_types import Err
 from wit_world.imports import step as _step
 
-from durable import _cancel, _state, _timers
+from durable import _cancel, _codec, _state, _timers
 from durable._errors import StepFailed
 
 F = TypeVar("F", bound=Callable[..., Any])
+_enter_checked = _step.enter_checked  # looked up once: it is on every step's path
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,15 @@ def step(fn: F | None = None, *, name: str | None = None, retry: Retry | None = 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if _state.in_step:
                 return f(*args, **kwargs)
-            digest = _digest(args, kwargs)
-            if retry is None:
-                return run_step(label, digest, lambda: f(*args, **kwargs))
-            return _with_retries(retry, label, digest, lambda: f(*args, **kwargs))
+            digest = _codec.digest(args, kwargs)
+            if retry is not None:
+                return _with_retries(retry, label, digest, lambda: f(*args, **kwargs))
+            # `run_step`, inlined: a replayed step (most steps of a replay) makes no
+            # closure and no call it can do without.
+            recorded = _enter(label, digest)
+            if recorded is not None:
+                return _replayed(recorded)
+            return _execute(label, lambda: f(*args, **kwargs))
 
         return wrapper  # type: ignore[return-value]
 
@@ -107,16 +112,23 @@ def _retryable(policy: Retry, exc: BaseException) -> bool:
 
 def run_step(label: str, digest: str | None, body: Callable[[], Any]) -> Any:
     """Run `body` as the recorded step `label`, or return its recorded outcome."""
-    if _state.in_step:  # the host refuses a nested step, with its own message
-        recorded = _step.enter(label, digest)
-    else:
-        # `_cancel.check()` and `_step.enter` in one host call (half a replay's calls).
-        try:
-            recorded = _step.enter_checked(label, digest)
-        except Err:
-            raise _cancel.error() from None
+    # Inside a step the host refuses a nested one, with its own message.
+    recorded = _step.enter(label, digest) if _state.in_step else _enter(label, digest)
     if recorded is not None:
-        return _outcome(json.loads(recorded))
+        return _replayed(recorded)
+    return _execute(label, body)
+
+
+def _enter(label: str, digest: str | None) -> str | None:
+    """`_cancel.check()` and `_step.enter` in one host call (half a replay's calls)."""
+    try:
+        return _enter_checked(label, digest)
+    except Err:
+        raise _cancel.error() from None
+
+
+def _execute(label: str, body: Callable[[], Any]) -> Any:
+    """Run the body of the step just entered (not in the history) and record its outcome."""
     _state.in_step = True
     # `random` keeps its state in guest memory: draws made by the body would advance it
     # on the first run but not on a replay, which skips the body. Restoring the state
@@ -155,6 +167,12 @@ def run_step(label: str, digest: str | None, body: Callable[[], Any]) -> Any:
     return json.loads(text)["ok"]
 
 
+def _replayed(recorded: str) -> Any:
+    """A recorded payload's outcome: its value, or its exception raised."""
+    value = _codec.decode_ok(recorded)  # the common `{"ok": ...}`, without a dict
+    return _outcome(json.loads(recorded)) if value is _codec.NOT_PLAIN else value
+
+
 def _outcome(payload: dict[str, Any]) -> Any:
     if "ok" in payload:
         return payload["ok"]
@@ -187,12 +205,3 @@ def _rebuild(err: dict[str, Any]) -> BaseException | None:
         except Exception:
             return None
     return None
-
-
-def _digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    """A short hash of the arguments, or None when they are not JSON (e.g. objects)."""
-    try:
-        text = json.dumps([args, kwargs], sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError):
-        return None
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
