@@ -22,7 +22,11 @@ from durable import _cancel, _codec, _state, _timers
 from durable._errors import StepFailed
 
 F = TypeVar("F", bound=Callable[..., Any])
-_enter_checked = _step.enter_checked  # looked up once: it is on every step's path
+# Looked up once: they are on every step's path.
+_enter_ahead = _step.enter_ahead
+_take_ahead = _step.take_ahead
+#: How many recorded steps to ask for at once (the replay buffer; see `_enter`).
+AHEAD = 512
 
 
 @dataclass(frozen=True)
@@ -120,11 +124,32 @@ def run_step(label: str, digest: str | None, body: Callable[[], Any]) -> Any:
 
 
 def _enter(label: str, digest: str | None) -> str | None:
-    """`_cancel.check()` and `_step.enter` in one host call (half a replay's calls)."""
+    """`_cancel.check()` and `_step.enter` in one host call (half a replay's calls).
+
+    On replay the host hands out the steps recorded after this one with its answer
+    (`step.enter-ahead`); a step that is the next of them is replayed from here with
+    `step.take-ahead`, which carries no strings. Any other step drops them and asks the
+    host, which matches it against the history (see `durable.host.step_ahead`).
+    """
+    ahead, at = _state.ahead, _state.ahead_at
+    if at < len(ahead):
+        # "" stands for no digest in an entry; a digest of "" matches no entry.
+        if ahead[at] == label and ahead[at + 1] == ("" if digest is None else digest or "\0"):
+            _state.ahead_at = at + 3
+            try:
+                _take_ahead()
+            except Err:
+                _state.ahead = []
+                raise _cancel.error() from None
+            return ahead[at + 2]
+        _state.ahead = []
     try:
-        return _enter_checked(label, digest)
+        recorded, text = _enter_ahead(label, digest, AHEAD)
     except Err:
         raise _cancel.error() from None
+    if text:  # every field ends with a NUL
+        _state.ahead, _state.ahead_at = text[:-1].split("\0"), 0
+    return recorded
 
 
 def _execute(label: str, body: Callable[[], Any]) -> Any:
