@@ -7,6 +7,7 @@ the Python SDK taking them from the buffer.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -44,9 +45,8 @@ FAST = HostConfig(suspend_after=0.3)  # the 0.6 s sleeps suspend; no instance ca
 
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[Runtime]:
-    rt = Runtime(FAST)
-    yield rt
-    rt.close()
+    with contextlib.closing(Runtime(FAST)) as rt:
+        yield rt
 
 
 @pytest.fixture(scope="module")
@@ -178,4 +178,28 @@ async def test_a_cancel_requested_during_a_replay_is_seen_at_the_end_of_the_hist
     assert recorded == [
         (n + 1, ops.TASK_CANCELLED.label, None),
         (n + 2, "step add", _digest(total, -1)),
+    ]
+
+
+async def test_recorded_failures_and_retries_replay_then_recording_resumes(
+    store: Store, runtime: Runtime, wasm: bytes
+) -> None:
+    n = 5
+    task_id = await _run(store, runtime, wasm, "retried", n)
+    task = await store.get_task(task_id)
+    assert task.attempts >= 2
+    assert completed_result(task) == 3 * sum(range(n))
+    history = await store.load_history(task_id)
+    flaky = [ops.TIMER_SLEEP.label, "step flaky"]
+    assert [e.label for e in history] == (
+        ["step add"] * n
+        + ["step flaky", *flaky, *flaky]
+        + ["step add"] * n
+        + [ops.TIMER_SLEEP.label]
+        + ["step add"] * n  # recorded after the replay
+    )
+    assert [json.loads(e.payload).keys() for e in history if e.label == "step flaky"] == [
+        {"error"},
+        {"error"},
+        {"ok"},
     ]

@@ -72,3 +72,27 @@ def cancel_late(n: int) -> int:
     except durable.Cancelled:
         add(total, -1)  # a cleanup step, recorded after the delivery
     return total
+
+
+@durable.step(retry=durable.Retry(attempts=3, backoff=0.01))
+def flaky(a: int) -> int:
+    if durable.step_attempt() < 3:
+        raise ValueError(f"attempt {durable.step_attempt()}")
+    return a
+
+
+@durable.workflow
+def retried(n: int) -> int:
+    """Steps, a step that fails twice and is retried, more steps, a suspension, then
+    live steps: the replay goes through recorded failures and retry timers, and then
+    records again."""
+    total = 0
+    for i in range(n):
+        total = add(total, i)
+    total = flaky(total)
+    for i in range(n):
+        total = add(total, i)
+    durable.sleep(0.6)
+    for i in range(n):
+        total = add(total, i)
+    return total
