@@ -19,7 +19,7 @@ import pytest
 
 from durable.client import Client
 from durable.core import ops
-from durable.core.model import Cancelled, Event, LogChunk, TaskState
+from durable.core.model import Cancelled, Event, LogChunk, Task, TaskState
 from durable.core.replay import describe
 from durable.core.side_writes import SideWrite
 from durable.core.task_error import TaskError
@@ -82,6 +82,13 @@ class _Capturing(DiscardingSink):
         self.events += events
 
 
+async def _replayed(store: Store, runtime: Runtime, wasm: bytes, entry: str, value: Any) -> Task:
+    """The task, ended after its suspension: it replayed everything at least once."""
+    task = await store.get_task(await _run(store, runtime, wasm, entry, value))
+    assert task.attempts >= 2
+    return task
+
+
 def _digest(*args: Any) -> str:
     """The Python SDK's argument digest, written out (what the history holds)."""
     text = json.dumps([list(args), {}], sort_keys=True, allow_nan=False)
@@ -92,9 +99,8 @@ async def test_answers_between_replayed_steps_are_those_of_the_first_run(
     store: Store, runtime: Runtime, wasm: bytes
 ) -> None:
     n = 40
-    task_id = await _run(store, runtime, wasm, "mixed", n)
-    task = await store.get_task(task_id)
-    assert task.attempts >= 2  # the suspension: everything was replayed at least once
+    task = await _replayed(store, runtime, wasm, "mixed", n)
+    task_id = task.id
     lines = completed_result(task)
     # Random bytes derive from the position: the replay (through the buffer) drew them
     # at the same positions as the first run, which printed them.
@@ -185,11 +191,9 @@ async def test_recorded_failures_and_retries_replay_then_recording_resumes(
     store: Store, runtime: Runtime, wasm: bytes
 ) -> None:
     n = 5
-    task_id = await _run(store, runtime, wasm, "retried", n)
-    task = await store.get_task(task_id)
-    assert task.attempts >= 2
+    task = await _replayed(store, runtime, wasm, "retried", n)
     assert completed_result(task) == 3 * sum(range(n))
-    history = await store.load_history(task_id)
+    history = await store.load_history(task.id)
     flaky = [ops.TIMER_SLEEP.label, "step flaky"]
     assert [e.label for e in history] == (
         ["step add"] * n
