@@ -34,7 +34,7 @@ from typing import Any
 
 from durable.core.signals import ContinueAsNew, HistoryExhausted
 from durable.debugger_effects import Datetime, effect_modules
-from durable.errors import ConfigurationError, NondeterminismError
+from durable.errors import ConfigurationError, HostError, NondeterminismError
 from durable.history import TaskHistory
 from durable.host import continuation, coordination, patch, status
 from durable.host.config import HostConfig
@@ -136,6 +136,9 @@ def _stand_ins(ctx: AttemptContext, parked: list[BaseException]) -> dict[str, ty
             raise _Err(None)
         return ctx.step_enter(label, digest)
 
+    def take_ahead() -> None:
+        raise HostError("step.take-ahead: no step handed out by step.enter-ahead is waiting")
+
     def module(name: str, **funcs: Any) -> types.ModuleType:
         mod = types.ModuleType(name)
         for key, value in funcs.items():
@@ -155,7 +158,13 @@ def _stand_ins(ctx: AttemptContext, parked: list[BaseException]) -> dict[str, ty
     mods = {
         "wit_world.imports.task": module("task", info=info, cancelled=lambda: ctx.cancelled()),
         "wit_world.imports.step": module(
-            "step", enter=ctx.step_enter, exit=ctx.step_exit, enter_checked=enter_checked
+            "step",
+            enter=ctx.step_enter,
+            exit=ctx.step_exit,
+            enter_checked=enter_checked,
+            # No replay buffer here: every step is matched by `enter_checked`.
+            enter_ahead=lambda label, digest, _max: (enter_checked(label, digest), ""),
+            take_ahead=take_ahead,
         ),
         "wit_world.imports.timer": module(
             "timer",

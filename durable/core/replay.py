@@ -74,6 +74,10 @@ class ReplayCursor:
             return None
         return self._history[self.position].label
 
+    def upcoming(self, limit: int) -> list[Event]:
+        """Up to `limit` recorded events from the position on, without consuming them."""
+        return self._history[self.position : self.position + limit]
+
     def record(self, label: str, digest: str | None, payload: str) -> Event:
         """Record the outcome of a host call performed at the end of the history."""
         if self.replaying:

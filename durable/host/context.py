@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -172,6 +173,9 @@ class AttemptContext:
         # guest's thread at its next durable call or slice; output is dropped meanwhile.
         self._deferred: BaseException | None = None
         self._closed = False
+        # The (label, digest) of each step `step.enter-ahead` handed the guest and it has
+        # not replayed yet, in order (`durable.host.step_ahead`).
+        self.ahead: deque[tuple[str, str | None]] = deque()
 
     # -- the machine's state, as host functions see it -------------------------------------
 

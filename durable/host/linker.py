@@ -17,7 +17,7 @@ from typing import Any
 import wasmtime
 from wasmtime import component as wc
 
-from durable.host import cancel_gate
+from durable.host import cancel_gate, step_ahead
 from durable.host._wit import Current, Definer, add_funcs, record
 from durable.host.child_control import define_child_control
 from durable.host.context import AttemptContext
@@ -37,6 +37,7 @@ from durable.host.world import DURABLE_VERSION
 WASI_VERSIONS = tuple(f"0.2.{minor}" for minor in range(13))
 #: `step.enter-checked`'s answer when the task is being cancelled.
 _CANCELLED = wc.Variant("err")
+_OK = wc.Variant("ok")
 
 
 def build_linker(engine: wasmtime.Engine, current: Callable[[], AttemptContext]) -> wc.Linker:
@@ -119,9 +120,40 @@ def _define_core(root: wc.LinkerInstance, current: Current) -> None:
         cancel_gate.check(ctx)
         return wc.Variant("ok", ctx.step_enter(label, digest))
 
+    # The replay buffer (`durable.host.step_ahead`): `enter-checked` and the steps after.
+    # Its result is untagged in wasmtime-py (no Python value fits both cases): `ok` is
+    # the tuple itself, `err` is None.
+    def enter_ahead(
+        _store: object, label: str, digest: str | None, limit: int
+    ) -> tuple[str | None, str] | None:
+        ctx = current()
+        try:
+            payload = step_ahead.enter_ahead(ctx, label, digest)
+        except step_ahead.Cancelled:
+            return None
+        return payload, step_ahead.handed_out(ctx, limit)
+
+    def take_ahead(_store: object) -> wc.Variant:
+        try:
+            step_ahead.take_ahead(current())
+        except step_ahead.Cancelled:
+            return _CANCELLED
+        return _OK
+
     with root.add_instance(f"durable:core/step@{DURABLE_VERSION}") as inst:
-        # (`enter-checked` is not gated as a whole: its `enter` half is, above.)
-        add_funcs(inst, current, {"enter": enter, "exit": exit_, "enter-checked": enter_checked})
+        # (`enter-checked` and the buffer's calls are not gated as a whole: their
+        # `enter` half is, as above.)
+        add_funcs(
+            inst,
+            current,
+            {
+                "enter": enter,
+                "exit": exit_,
+                "enter-checked": enter_checked,
+                "enter-ahead": enter_ahead,
+                "take-ahead": take_ahead,
+            },
+        )
 
     def sleep(_store: object, duration_ns: int) -> None:
         current().sleep(duration_ns)

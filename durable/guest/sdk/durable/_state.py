@@ -6,3 +6,7 @@ from __future__ import annotations
 in_step = False
 #: Which attempt of a retried step is running (1 for steps without a retry policy).
 step_attempt = 1
+#: Recorded steps handed out by `step.enter-ahead` (label, digest, payload, ...) and
+#: the index of the next one not replayed yet (`_steps._enter`).
+ahead: list[str] = []
+ahead_at = 0

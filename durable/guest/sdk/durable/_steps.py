@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import functools
-import hashlib
 import json
 import random
 from collections.abc import Callable
@@ -19,10 +18,15 @@ from typing import Any, TypeVar, overload
 from componentize_py_types import Err
 from wit_world.imports import step as _step
 
-from durable import _cancel, _state, _timers
+from durable import _cancel, _codec, _state, _timers
 from durable._errors import StepFailed
 
 F = TypeVar("F", bound=Callable[..., Any])
+# Looked up once: they are on every step's path.
+_enter_ahead = _step.enter_ahead
+_take_ahead = _step.take_ahead
+#: How many recorded steps to ask for at once (the replay buffer; see `_enter`).
+AHEAD = 512
 
 
 @dataclass(frozen=True)
@@ -70,10 +74,15 @@ def step(fn: F | None = None, *, name: str | None = None, retry: Retry | None = 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             if _state.in_step:
                 return f(*args, **kwargs)
-            digest = _digest(args, kwargs)
-            if retry is None:
-                return run_step(label, digest, lambda: f(*args, **kwargs))
-            return _with_retries(retry, label, digest, lambda: f(*args, **kwargs))
+            digest = _codec.digest(args, kwargs)
+            if retry is not None:
+                return _with_retries(retry, label, digest, lambda: f(*args, **kwargs))
+            # `run_step`, inlined: a replayed step (most steps of a replay) makes no
+            # closure and no call it can do without.
+            recorded = _enter(label, digest)
+            if recorded is not None:
+                return _replayed(recorded)
+            return _execute(label, lambda: f(*args, **kwargs))
 
         return wrapper  # type: ignore[return-value]
 
@@ -107,16 +116,44 @@ def _retryable(policy: Retry, exc: BaseException) -> bool:
 
 def run_step(label: str, digest: str | None, body: Callable[[], Any]) -> Any:
     """Run `body` as the recorded step `label`, or return its recorded outcome."""
-    if _state.in_step:  # the host refuses a nested step, with its own message
-        recorded = _step.enter(label, digest)
-    else:
-        # `_cancel.check()` and `_step.enter` in one host call (half a replay's calls).
-        try:
-            recorded = _step.enter_checked(label, digest)
-        except Err:
-            raise _cancel.error() from None
+    # Inside a step the host refuses a nested one, with its own message.
+    recorded = _step.enter(label, digest) if _state.in_step else _enter(label, digest)
     if recorded is not None:
-        return _outcome(json.loads(recorded))
+        return _replayed(recorded)
+    return _execute(label, body)
+
+
+def _enter(label: str, digest: str | None) -> str | None:
+    """`_cancel.check()` and `_step.enter` in one host call (half a replay's calls).
+
+    On replay the host hands out the steps recorded after this one with its answer
+    (`step.enter-ahead`); a step that is the next of them is replayed from here with
+    `step.take-ahead`, which carries no strings. Any other step drops them and asks the
+    host, which matches it against the history (see `durable.host.step_ahead`).
+    """
+    ahead, at = _state.ahead, _state.ahead_at
+    if at < len(ahead):
+        # "" stands for no digest in an entry; a digest of "" matches no entry.
+        if ahead[at] == label and ahead[at + 1] == ("" if digest is None else digest or "\0"):
+            _state.ahead_at = at + 3
+            try:
+                _take_ahead()
+            except Err:
+                _state.ahead = []
+                raise _cancel.error() from None
+            return ahead[at + 2]
+        _state.ahead = []
+    try:
+        recorded, text = _enter_ahead(label, digest, AHEAD)
+    except Err:
+        raise _cancel.error() from None
+    if text:  # every field ends with a NUL
+        _state.ahead, _state.ahead_at = text[:-1].split("\0"), 0
+    return recorded
+
+
+def _execute(label: str, body: Callable[[], Any]) -> Any:
+    """Run the body of the step just entered (not in the history) and record its outcome."""
     _state.in_step = True
     # `random` keeps its state in guest memory: draws made by the body would advance it
     # on the first run but not on a replay, which skips the body. Restoring the state
@@ -155,6 +192,12 @@ def run_step(label: str, digest: str | None, body: Callable[[], Any]) -> Any:
     return json.loads(text)["ok"]
 
 
+def _replayed(recorded: str) -> Any:
+    """A recorded payload's outcome: its value, or its exception raised."""
+    value = _codec.decode_ok(recorded)  # the common `{"ok": ...}`, without a dict
+    return _outcome(json.loads(recorded)) if value is _codec.NOT_PLAIN else value
+
+
 def _outcome(payload: dict[str, Any]) -> Any:
     if "ok" in payload:
         return payload["ok"]
@@ -187,12 +230,3 @@ def _rebuild(err: dict[str, Any]) -> BaseException | None:
         except Exception:
             return None
     return None
-
-
-def _digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    """A short hash of the arguments, or None when they are not JSON (e.g. objects)."""
-    try:
-        text = json.dumps([args, kwargs], sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError):
-        return None
-    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,113 @@
+"""The replay buffer: `step.enter-ahead` hands the guest the next recorded steps at once.
+
+Why: a replayed step was one `step.enter-checked` call, and most of its host-side cost
+was carrying strings across (the label and digest in, the payload out) and the
+trampoline around them. With the buffer, a step whose entry the guest already holds
+crosses with `step.take-ahead()`: no arguments, an empty result.
+
+Design (the replay contract must not notice):
+
+* The host never runs ahead of the guest. `enter-ahead` does what `enter-checked` does
+  for its own step and then only *reads* the run of step events that follow (labels
+  beginning "step ", at most `max`, at most `MAX_CHARS` of text); it consumes none of
+  them. It remembers the (label, digest) of each entry it handed out, in order.
+* The guest replays an entry only for a step whose label and digest are the entry's,
+  and then calls `take-ahead`, which performs `enter-checked` with the remembered label
+  and digest: the same cancellation check, the same cancel gate, the same
+  `step_enter` (cursor advance, the virtual clock's step, a step's clock-advance
+  marker). So the host's position equals the guest's at every crossing, and what the
+  host derives from it is placed as before: output (its de-duplication on replay),
+  random bytes, the monotonic clock, call numbers, and the cancellation a replay
+  delivers where the history holds it (the run stops before that event anyway).
+* A step that does not match the next entry drops the guest's entries and goes through
+  `enter-checked` or `enter-ahead`, which forget the host's and match the step against
+  the history as always: the same `NondeterminismError`, at the same index. A call of
+  another kind (a clock read, a print, a sleep) made where the history holds a step
+  meets the host at that step's position and fails as it did without the buffer.
+* Past the history, or at a live step, the run is empty and nothing changes: the switch
+  from replay to recording, step bodies, nested-step refusal (`enter`, unchanged) and
+  retries (each attempt is a step) work as before.
+* Inside a SQL transaction block the run is empty (its cursor is the transaction's).
+
+The answer is one string (three NUL-terminated fields per entry) because the
+trampoline lowers one string in one copy, where a list of records costs several
+conversions per entry, about what it saves. Events whose fields contain a NUL, or
+whose digest is "", end the run. The guest's `take-ahead` check is its own: a guest
+that calls it for a step other than the entry's replays that entry's answer as its own
+step, which only a broken SDK does (as one that ignored `enter`'s answer could).
+"""
+
+from __future__ import annotations
+
+from durable.core.ops import STEP_PREFIX
+from durable.core.replay import ReplayCursor
+from durable.errors import HostError
+from durable.host import cancel_gate
+from durable.host.context import AttemptContext
+
+#: The most text one `enter-ahead` hands out (labels, digests and payloads together).
+MAX_CHARS = 1 << 20
+
+
+def enter_ahead(ctx: AttemptContext, label: str, digest: str | None) -> str | None:
+    """`enter-checked`, remembering the entries handed out after it (`handed_out`).
+
+    Returns what `enter` returns. Raises `Cancelled` for `enter-checked`'s `err`.
+    """
+    ctx.ahead.clear()  # the guest dropped whatever it held before calling
+    return _enter_checked(ctx, label, digest)
+
+
+def handed_out(ctx: AttemptContext, limit: int) -> str:
+    """The entries that follow the step just entered (see the module docstring), as
+    `enter-ahead` hands them out; each is remembered in `ctx.ahead`."""
+    cursor = ctx.cursor
+    if type(cursor) is not ReplayCursor or ctx.in_step:
+        return ""  # a live step, or a SQL transaction's cursor
+    ahead = ctx.ahead
+    parts: list[str] = []
+    chars = 0
+    for event in cursor.upcoming(limit):
+        label, digest, payload = event.label, event.digest, event.payload
+        text = "" if digest is None else digest
+        if not label.startswith(STEP_PREFIX) or digest == "":
+            break
+        if "\0" in label or "\0" in text or "\0" in payload:
+            break
+        chars += len(label) + len(text) + len(payload) + 3
+        if chars > MAX_CHARS:
+            break
+        parts += (label, text, payload)
+        ahead.append((label, digest))
+    if not parts:
+        return ""
+    parts.append("")  # every field ends with a NUL
+    return "\0".join(parts)
+
+
+def take_ahead(ctx: AttemptContext) -> None:
+    """Replay the next entry handed out: `enter-checked` with its label and digest.
+
+    Raises:
+        Cancelled: the task is being cancelled (`err`), as from `enter-checked`.
+        HostError: no entry is outstanding (a broken guest), or the entry's step is not
+            in the history at this position (unreachable while host and guest agree).
+    """
+    ahead = ctx.ahead
+    if not ahead:
+        raise HostError("step.take-ahead: no step handed out by step.enter-ahead is waiting")
+    label, digest = ahead.popleft()
+    if _enter_checked(ctx, label, digest) is None:
+        raise HostError(f"step.take-ahead: step {label!r} is not in the history here")
+
+
+def _enter_checked(ctx: AttemptContext, label: str, digest: str | None) -> str | None:
+    if ctx.cancelled():
+        ctx.ahead.clear()
+        raise Cancelled()
+    cancel_gate.check(ctx)
+    return ctx.step_enter(label, digest)
+
+
+class Cancelled(Exception):
+    """`enter-checked`'s `err` case: the task is being cancelled."""
