@@ -186,6 +186,9 @@ class Suspended:
     wakeup_at: datetime | None
     # Also wake on a notification to the task or the end of one of its children.
     on_event: bool = False
+    # The worker keeps the task's instance live (`durable.host.instance_cache`): the store
+    # holds the task for it for a short grace once it is runnable (claim affinity).
+    kept: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -61,6 +61,7 @@ from durable.core.model import (
     Notification,
     Outcome,
     RunInfo,
+    Suspended,
     Task,
     TaskState,
     WorkerInfo,
@@ -451,11 +452,13 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         lease_seconds: float,
         max_deaths: int | None = None,
         last_chances: int | None = None,
+        affinity_grace: float = 0.0,
     ) -> list[Claim]:
         """Atomically claim up to `limit` runnable tasks for `worker_id`, oldest first.
 
         Quarantines (fails) the tasks whose takeover reaches `max_deaths`, in the same
-        statement; see `Store.claim` and `durable.storage.quarantine`.
+        statement; see `Store.claim` and `durable.storage.quarantine`. Passes over tasks
+        held for another worker for `affinity_grace` (`Store.claim`).
         """
         await self._listen()
         if limit <= 0:
@@ -464,7 +467,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
             rows = await self._pool.fetch(
                 _Q["claim"], worker_id, limit, float(lease_seconds), max_deaths,
                 quarantine.last_chance(max_deaths), last_chances,
-                quarantine.message_template(max_deaths or 0),
+                quarantine.message_template(max_deaths or 0), float(affinity_grace),
             )  # fmt: skip
             if len(rows) < limit and await self._pool.fetchval(_Q["any_queue"]):
                 async with self._pool.acquire() as conn, conn.transaction():
@@ -487,12 +490,14 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
             rows = await self._pool.fetch(_Q["renew_leases"], worker_id, float(lease_seconds))
         return sorted(row["id"] for row in rows if row["cancel_requested"])
 
-    async def next_wakeup(self) -> datetime | None:
-        """The earliest suspended `wakeup_at`, active lease expiry or reopening of a
-        rate-limited queue's window; None if none."""
+    async def next_wakeup(self, *, affinity_grace: float = 0.0) -> datetime | None:
+        """The earliest suspended `wakeup_at`, active lease expiry, end of a held task's
+        affinity grace or reopening of a rate-limited queue's window; None if none."""
         await self._listen()
         with translate("read the next wake-up"):
-            when: datetime | None = await self._pool.fetchval(_Q["next_wakeup"])
+            when: datetime | None = await self._pool.fetchval(
+                _Q["next_wakeup"], float(affinity_grace)
+            )
             opens: datetime | None = await self._pool.fetchval(_Q["rate_window_opens"])
         if opens is not None:
             opens += timedelta(seconds=RATE_WAKE_MARGIN)
@@ -609,6 +614,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
                 *codec.write_args(events, logs, writes),
                 *codec.outcome_args(outcome, datetime.now(UTC)),
                 *codec.status_args(writes),
+                isinstance(outcome, Suspended) and outcome.kept,
             ], lease, writes, then=then)  # fmt: skip
             if not matched:
                 await self._refuse(lease, events)
