@@ -153,6 +153,9 @@ class Claim:
 
     task: Task  # the task as it was when claimed (state is ACTIVE)
     lease: Lease  # present this on every write
+    # How many events its history held, read by the claim itself (None: not read): a
+    # worker resuming its live instance checks it without another trip to the store.
+    history_length: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

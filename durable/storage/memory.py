@@ -416,7 +416,7 @@ class MemoryStore(MemoryForks):
                 updated_at=now,
             )
             lease = Lease(task_id=task_id, worker_id=worker_id, token=row.lease_token)
-            claims.append(Claim(task=row.task, lease=lease))
+            claims.append(Claim(task=row.task, lease=lease, history_length=len(row.events)))
         return claims
 
     @staticmethod

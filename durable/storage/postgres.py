@@ -326,11 +326,17 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         `finish` either sees the wake-up mark or is seen suspended and woken.
         """
         with translate("notify task", task_id):
+            if key is None:  # the common case: one statement, one round trip
+                found = await self._pool.fetchrow(_Q["notify_unkeyed"], task_id, event, data)
+                if found is None:
+                    raise TaskNotFoundError(task_id)
+                if found["seq"] is None:
+                    raise InvalidStateError(f"task {task_id} is already {found['state']}")
+                return codec.notification(found)
             async with self._pool.acquire() as conn, conn.transaction():
-                if key is not None:
-                    row = await conn.fetchrow(_Q["notification_by_key"], task_id, key)
-                    if row is not None:
-                        return codec.notification(row)
+                row = await conn.fetchrow(_Q["notification_by_key"], task_id, key)
+                if row is not None:
+                    return codec.notification(row)
                 await self._lock_running(conn, task_id)
                 row = await conn.fetchrow(_Q["insert_notification"], task_id, event, data, key)
                 if row is None:  # the same key went in concurrently: it wins
@@ -479,6 +485,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
             Claim(
                 task=codec.task(row),
                 lease=Lease(task_id=row["id"], worker_id=worker_id, token=row["lease_token"]),
+                history_length=row["history_length"],
             )
             for row in rows
             if row["state"] == TaskState.ACTIVE  # the others were quarantined

@@ -568,11 +568,13 @@ class SQLiteStore:
         if any(row[5] != TaskState.ACTIVE for row in rows):
             # Quarantined (ended): places of `limit` went to them; look again.
             self._notify(wake.ANY_END)
-        token = len(schema.TASK_COLUMNS.split(","))  # lease_token follows the task columns
+        # lease_token follows the task columns, then the history's length.
+        token = len(schema.TASK_COLUMNS.split(","))
         return [
             Claim(
                 task=codec.task(row),
                 lease=Lease(task_id=row[0], worker_id=worker_id, token=row[token]),
+                history_length=row[token + 1],
             )
             for row in rows
             if row[5] == TaskState.ACTIVE

@@ -447,7 +447,9 @@ class AttemptRunner:
         live: LiveInstance | None = None
         if self._runtime.instances.enabled and not self._interrupted:
             # A kept instance needs no component: look for it before the compile cache.
-            live = await take_live(self._store, self._runtime.instances, claim.task)
+            live = await take_live(
+                self._store, self._runtime.instances, claim.task, claim.history_length
+            )
         component: wc.Component | None = None
         source: Bundle | None = None
         if live is None:

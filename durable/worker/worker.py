@@ -175,9 +175,6 @@ class Worker:
             await reap_dead_local_workers(self.store, self.id)
             self._reaped = True
         await self._attempts.release_dropped()
-        if isinstance(self.store, ScheduleStore):
-            # Any worker fires due schedule ticks; the store makes each tick one task.
-            self._next_tick = await self.store.fire_schedules()
         running_before = self._attempts.running
         free = self.config.concurrency - running_before
         last_chances = self._attempts.last_chances
@@ -205,6 +202,11 @@ class Worker:
                 if self._on_claim is not None:
                     self._on_claim(claim.task)
                 self._attempts.start(tg, claim)
+        if isinstance(self.store, ScheduleStore):
+            # Any worker fires due schedule ticks; the store makes each tick one task
+            # (and wakes the workers to claim it). After the claim: a woken task waits
+            # for no scheduler pass (two round trips on Postgres).
+            self._next_tick = await self.store.fire_schedules()
         if claimed and claimed == free:
             return False  # there may be more: claim again at once
         timeout, due_at = await self._idle_timeout()

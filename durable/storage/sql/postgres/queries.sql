@@ -73,6 +73,30 @@ VALUES ($1, $2, $3, $4)
 ON CONFLICT (task_id, key) DO NOTHING
 RETURNING seq, task_id, event, data, created_at;
 
+-- name: notify_unkeyed
+-- `notify` without a key, in one statement (one round trip, committed on its own):
+-- lock the task row, queue the notification unless the task has ended, and wake the
+-- task as `wake` does (the lock orders it with a concurrent `finish`, as in the keyed
+-- path). No row: no such task; a row without a seq: the task has ended (its state).
+-- $1 task, $2 event, $3 data.
+WITH t AS (
+    SELECT id, state FROM durable.tasks WHERE id = $1 FOR UPDATE
+), n AS (
+    INSERT INTO durable.notifications (task_id, event, data)
+    SELECT t.id, $2, $3 FROM t WHERE t.state NOT IN ('complete', 'failed', 'cancelled')
+    RETURNING seq, task_id, event, data, created_at
+), w AS (
+    UPDATE durable.tasks AS k
+    SET state = CASE WHEN k.state = 'suspended' THEN 'ready' ELSE k.state END,
+        wakeup_at = CASE WHEN k.state = 'suspended' THEN NULL ELSE k.wakeup_at END,
+        on_event = CASE WHEN k.state = 'suspended' THEN false ELSE k.on_event END,
+        wake_pending = k.wake_pending OR k.state = 'active',
+        updated_at = CASE WHEN k.state = 'suspended' THEN now() ELSE k.updated_at END
+    FROM n
+    WHERE k.id = n.task_id AND ((k.state = 'suspended' AND k.on_event) OR k.state = 'active')
+)
+SELECT t.state, n.seq, n.task_id, n.event, n.data, n.created_at FROM t LEFT JOIN n ON true;
+
 -- name: next_notification
 SELECT seq, task_id, event, data, created_at FROM durable.notifications
 WHERE task_id = $1 AND consumed_at IS NULL AND ($2::text IS NULL OR event = $2::text)
@@ -241,7 +265,11 @@ SET state = CASE WHEN picked.quarantine THEN 'failed' ELSE 'active' END,
     updated_at = now()
 FROM picked
 WHERE t.id = picked.id
-RETURNING t.*;
+RETURNING t.*,
+    -- Its history's length (one index probe), for a worker that resumes its live
+    -- instance: no second trip to check it (`durable.worker.resume`).
+    (SELECT coalesce(max(e.idx) + 1, 0) FROM durable.events AS e WHERE e.task_id = t.id)
+        AS history_length;
 
 -- name: renew_leases
 UPDATE durable.tasks
@@ -742,7 +770,9 @@ SET state = 'active', owner = $1, lease_token = t.lease_token + 1,
     attempts = t.attempts + 1, started_at = coalesce(t.started_at, now()), wakeup_at = NULL,
     on_event = false, wake_pending = false, affinity = NULL, updated_at = now()
 WHERE t.id = ANY ($3::bigint[]) AND t.state IN ('ready', 'suspended')
-RETURNING t.*;
+RETURNING t.*,
+    (SELECT coalesce(max(e.idx) + 1, 0) FROM durable.events AS e WHERE e.task_id = t.id)
+        AS history_length;
 
 -- name: create_placed_task
 -- create_task with flow control: $9 queue, $10 queue key, $11 priority (NULL: the

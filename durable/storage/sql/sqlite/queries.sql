@@ -158,7 +158,8 @@ FROM (
         ORDER BY id LIMIT ?4)
 ) AS picked
 WHERE durable_task.id = picked.id
-RETURNING {task_columns}, lease_token;
+RETURNING {task_columns}, lease_token,
+          (SELECT coalesce(max(idx) + 1, 0) FROM durable_event WHERE task_id = durable_task.id);
 
 -- name: renew_leases
 -- Parameters: lease_expires_at, worker_id.
@@ -610,7 +611,8 @@ SET state = 'active', owner = ?, lease_token = lease_token + 1, lease_expires_at
     attempts = attempts + 1, started_at = coalesce(started_at, ?), wakeup_at = NULL,
     on_event = 0, wake_pending = 0, updated_at = ?, affinity = NULL
 WHERE id IN ({rows}) AND state IN ('ready', 'suspended')
-RETURNING {task_columns}, lease_token;
+RETURNING {task_columns}, lease_token,
+          (SELECT coalesce(max(idx) + 1, 0) FROM durable_event WHERE task_id = durable_task.id);
 
 -- name: place_task
 -- A new task's queue, key and priority (the queue's default when ?3 is NULL).
