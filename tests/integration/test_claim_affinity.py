@@ -106,6 +106,27 @@ async def test_with_two_processes_every_wake_up_goes_on_live(
     assert text.count(LIVE) == wakes, text  # no wake-up replayed
 
 
+async def test_with_two_processes_every_timer_goes_on_live(
+    store: Store, backend_url: str, tmp_path: Path, coordination: tuple[bytes, str]
+) -> None:
+    # Four waits that time out: each a timer, due in both processes at the same moment.
+    timers = 4
+    args = {"count": timers, "event": "never", "timeout": 1.0}
+    task = await launch(store, coordination, "inbox", args)
+    log = tmp_path / "worker.log"
+    proc = _worker(backend_url, log, 2)
+    try:
+        await until(lambda: _workers(store, 2))
+        done = await ended(store, task.id)
+    finally:
+        code = _stop(proc)
+    text = log.read_text()
+    assert code == 0, text
+    assert result(done) == [None] * timers
+    assert done.attempts == timers + 1
+    assert text.count(LIVE) == timers, text
+
+
 async def test_a_killed_keeper_holds_its_task_only_for_the_grace(
     store: Store, backend_url: str, tmp_path: Path, coordination: tuple[bytes, str]
 ) -> None:
