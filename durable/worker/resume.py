@@ -7,10 +7,9 @@ anyone in between (`attempts` moved by exactly this worker's claim: so no other 
 ran it, forked it back or took it over); no cancellation to deliver; and the stored
 history, read after the claim (or by the claim's own statement, which saw the task
 runnable, so after the suspension that wrote the instance's last events), holds exactly
-the events the instance has seen. The last
-check is what makes a crash safe: a write the instance believes made but the store does
-not hold (or the reverse) sends the task to replay. Anything else evicts the instance,
-and the task replays as it always did.
+the events the instance has seen. The last check is what makes a crash safe: a write the
+instance believes made but the store does not hold (or the reverse) sends the task to
+replay. Anything else evicts the instance, and the task replays as it always did.
 """
 
 from __future__ import annotations
