@@ -255,8 +255,8 @@ class HistoryStore(Protocol):
 
     async def load_attempt(self, task_id: int) -> tuple[list[Event], int]:
         """What an attempt starts from: `load_history`, and `logged_bytes` at its end,
-        read together (SQLite: one trip to its thread; Postgres: one connection, two
-        statements). The lease keeps other writers out between the two reads."""
+        read together (SQLite: one trip to its thread; Postgres: one statement). The
+        lease keeps other writers out between the two reads."""
         ...
 
     async def history_length(self, task_id: int) -> int:

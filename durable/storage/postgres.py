@@ -552,12 +552,11 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         return [codec.event(row) for row in rows]
 
     async def load_attempt(self, task_id: int) -> tuple[list[Event], int]:
-        """The history, and the output bytes logged at its end, on one connection."""
+        """The history, and the output bytes logged at its end, in one statement."""
         with translate("load the history of task", task_id):
-            async with self._pool.acquire() as conn:
-                rows = await conn.fetch(_Q["load_history"], task_id)
-                logged = await conn.fetchval(_Q["logged_bytes"], task_id, len(rows))
-        return [codec.event(row) for row in rows], int(logged)
+            rows = await self._pool.fetch(_Q["load_attempt"], task_id)
+        events = [codec.event(row) for row in rows if row["idx"] is not None]
+        return events, int(rows[0]["logged"])  # a row even for an empty history
 
     async def history_length(self, task_id: int) -> int:
         """How many events the task's history holds."""

@@ -307,6 +307,21 @@ WHERE task_id = $1 AND seq > $2
 ORDER BY seq
 LIMIT $3;
 
+-- name: load_attempt
+-- `load_history` and `logged_bytes` at its end, in one statement (one round trip, one
+-- snapshot): each row is an event with the bytes logged at the history's end beside it;
+-- an empty history is one row of NULLs but that. $1 task.
+SELECT e.idx, e.label, e.digest, e.payload, e.created_at, l.logged
+FROM (
+    SELECT coalesce(sum(octet_length(g.data)), 0)::bigint AS logged
+    FROM durable.logs AS g
+    WHERE g.task_id = $1
+      AND g.position = (SELECT count(*) FROM durable.events AS c WHERE c.task_id = $1)
+      AND g.seq > (SELECT log_base FROM durable.tasks WHERE id = $1)
+) AS l
+LEFT JOIN durable.events AS e ON e.task_id = $1
+ORDER BY e.idx;
+
 -- name: logged_bytes
 -- Guest output at one position, both streams (host notes sit at position -1).
 -- octet_length of a TOASTed value reads its header, not its data.
