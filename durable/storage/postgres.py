@@ -320,28 +320,26 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
     async def notify(
         self, task_id: int, event: str, data: str, *, key: str | None = None
     ) -> Notification:
-        """Queue a notification and wake the task if it waits for one. One transaction.
+        """Queue a notification and wake the task if it waits for one: one statement
+        (after a look for the key's notification, if there is a key).
 
         The task row is locked while the notification goes in, so a concurrent
         `finish` either sees the wake-up mark or is seen suspended and woken.
         """
         with translate("notify task", task_id):
-            if key is None:  # the common case: one statement, one round trip
-                found = await self._pool.fetchrow(_Q["notify_unkeyed"], task_id, event, data)
-                if found is None:
-                    raise TaskNotFoundError(task_id)
-                if found["seq"] is None:
-                    raise InvalidStateError(f"task {task_id} is already {found['state']}")
-                return codec.notification(found)
-            async with self._pool.acquire() as conn, conn.transaction():
-                row = await conn.fetchrow(_Q["notification_by_key"], task_id, key)
+            if key is not None:
+                row = await self._pool.fetchrow(_Q["notification_by_key"], task_id, key)
                 if row is not None:
                     return codec.notification(row)
-                await self._lock_running(conn, task_id)
-                row = await conn.fetchrow(_Q["insert_notification"], task_id, event, data, key)
-                if row is None:  # the same key went in concurrently: it wins
-                    row = await conn.fetchrow(_Q["notification_by_key"], task_id, key)
-                await conn.execute(_Q["wake"], task_id)
+            found = await self._pool.fetchrow(_Q["notify"], task_id, event, data, key)
+            if found is None:
+                raise TaskNotFoundError(task_id)
+            if found["seq"] is not None:
+                return codec.notification(found)
+            if TaskState(found["state"]).is_terminal:
+                raise InvalidStateError(f"task {task_id} is already {found['state']}")
+            # The same key went in concurrently: it wins.
+            row = await self._pool.fetchrow(_Q["notification_by_key"], task_id, key)
         assert row is not None
         return codec.notification(row)
 
@@ -418,14 +416,6 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         except _NotFenced:
             return False
         return True
-
-    @staticmethod
-    async def _lock_running(conn: asyncpg.Connection, task_id: int) -> None:
-        state = await conn.fetchval(_Q["task_state_for_update"], task_id)
-        if state is None:
-            raise TaskNotFoundError(task_id)
-        if TaskState(state).is_terminal:
-            raise InvalidStateError(f"task {task_id} is already {state}")
 
     # -- workers and leases ---------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from durable.core.model import Suspended, TaskState, WorkerInfo
+from durable.core.model import Suspended, Task, TaskState, WorkerInfo
 from durable.storage import open_store
 from durable.storage.base import Store
 from tests.helpers import WORKFLOWS, built, durable_cmd, stock_env, until
@@ -137,13 +137,7 @@ async def test_a_killed_keeper_holds_its_task_only_for_the_grace(
     finally:
         keeper.send_signal(signal.SIGKILL)
         keeper.wait(timeout=60)
-    other = _worker(backend_url, tmp_path / "other.log", 1)
-    try:
-        await until(lambda: _registered(store, other.pid))
-        await store.notify(task.id, "go", json.dumps("late"))
-        done = await ended(store, task.id)
-    finally:
-        assert _stop(other) == 0
+    done = await _woken_on_another(store, backend_url, tmp_path, task.id, "late")
     assert result(done) == [["go", "late"]]
     assert LIVE not in (tmp_path / "other.log").read_text()  # it replayed
 
@@ -163,14 +157,24 @@ async def test_a_keeper_that_does_not_claim_holds_its_task_only_for_the_grace(
     task = await launch(store, coordination, "inbox", {"count": 1, "event": "go"})
     (claim,) = await store.claim(worker_id=alive.id, limit=1, lease_seconds=60)
     await store.finish(claim.lease, Suspended(wakeup_at=None, on_event=True, kept=True))
-    other = _worker(backend_url, tmp_path / "other.log", 1, DURABLE_AFFINITY_GRACE="0.5")
-    try:
-        await until(lambda: _registered(store, other.pid))
-        await store.notify(task.id, "go", json.dumps("meanwhile"))
-        done = await ended(store, task.id)
-    finally:
-        assert _stop(other) == 0
+    done = await _woken_on_another(
+        store, backend_url, tmp_path, task.id, "meanwhile", DURABLE_AFFINITY_GRACE="0.5"
+    )
     assert result(done) == [["go", "meanwhile"]]
     assert done.attempts == 2
     assert [w.id for w in await store.list_workers()] == [alive.id]
     assert (await store.get_task(task.id)).state is TaskState.COMPLETE
+
+
+async def _woken_on_another(
+    store: Store, url: str, tmp_path: Path, task_id: int, data: str, **env: str
+) -> Task:
+    """Start another worker process, wake the task once it is there, and return the
+    task once it has ended (only the end of the grace can bring that worker to it)."""
+    other = _worker(url, tmp_path / "other.log", 1, **env)
+    try:
+        await until(lambda: _registered(store, other.pid))
+        await store.notify(task_id, "go", json.dumps(data))
+        return await ended(store, task_id)
+    finally:
+        assert _stop(other) == 0

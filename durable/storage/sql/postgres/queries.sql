@@ -67,23 +67,19 @@ SELECT state FROM durable.tasks WHERE id = $1 FOR NO KEY UPDATE;
 SELECT seq, task_id, event, data, created_at FROM durable.notifications
 WHERE task_id = $1 AND key = $2;
 
--- name: insert_notification
-INSERT INTO durable.notifications (task_id, event, data, key)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (task_id, key) DO NOTHING
-RETURNING seq, task_id, event, data, created_at;
-
--- name: notify_unkeyed
--- `notify` without a key, in one statement (one round trip, committed on its own):
--- lock the task row, queue the notification unless the task has ended, and wake the
--- task as `wake` does (the lock orders it with a concurrent `finish`, as in the keyed
--- path). No row: no such task; a row without a seq: the task has ended (its state).
--- $1 task, $2 event, $3 data.
+-- name: notify
+-- `notify` in one statement (one round trip, committed on its own): lock the task row,
+-- queue the notification unless the task has ended, and wake the task as `wake` does.
+-- The lock orders it with a concurrent `finish`: that either sees the wake-up mark or
+-- is seen suspended and woken. No row: no such task; a row without a seq: the task has
+-- ended, or (a non-terminal state) a notification with the same key went in first.
+-- $1 task, $2 event, $3 data, $4 key.
 WITH t AS (
     SELECT id, state FROM durable.tasks WHERE id = $1 FOR UPDATE
 ), n AS (
-    INSERT INTO durable.notifications (task_id, event, data)
-    SELECT t.id, $2, $3 FROM t WHERE t.state NOT IN ('complete', 'failed', 'cancelled')
+    INSERT INTO durable.notifications (task_id, event, data, key)
+    SELECT t.id, $2, $3, $4 FROM t WHERE t.state NOT IN ('complete', 'failed', 'cancelled')
+    ON CONFLICT (task_id, key) DO NOTHING
     RETURNING seq, task_id, event, data, created_at
 ), w AS (
     UPDATE durable.tasks AS k
