@@ -111,6 +111,17 @@ _WORKER = WorkerConfig()
     "none), so that a task woken on this worker goes on without replaying its history.",
 )
 @click.option(
+    "--affinity-grace",
+    type=click.FloatRange(min=0),
+    default=_WORKER.affinity_grace,
+    show_default=True,
+    envvar="DURABLE_AFFINITY_GRACE",
+    show_envvar=True,
+    metavar="SECONDS",
+    help="A woken task whose instance another worker process keeps live is left to that "
+    "process for this long, so that it goes on without replay; then anyone takes it.",
+)
+@click.option(
     "--max-worker-deaths",
     type=click.IntRange(min=1),
     default=_WORKER.max_worker_deaths,
@@ -177,6 +188,7 @@ def worker(
     max_output: int,
     cancel_grace: float,
     instance_cache: int,
+    affinity_grace: float,
     max_worker_deaths: int,
     stop_timeout: float,
     exit_when_idle: bool,
@@ -201,6 +213,7 @@ def worker(
         lease_seconds=lease_seconds,
         poll_interval=poll_interval,
         max_worker_deaths=max_worker_deaths,
+        affinity_grace=affinity_grace,
         exit_when_idle=exit_when_idle,
         host=host_config_from_options(
             suspend_after=suspend_after,

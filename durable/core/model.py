@@ -153,6 +153,9 @@ class Claim:
 
     task: Task  # the task as it was when claimed (state is ACTIVE)
     lease: Lease  # present this on every write
+    # How many events its history held, read by the claim itself (None: not read): a
+    # worker resuming its live instance checks it without another trip to the store.
+    history_length: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,6 +189,9 @@ class Suspended:
     wakeup_at: datetime | None
     # Also wake on a notification to the task or the end of one of its children.
     on_event: bool = False
+    # The worker keeps the task's instance live (`durable.host.instance_cache`): the store
+    # holds the task for it for a short grace once it is runnable (claim affinity).
+    kept: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -33,9 +33,11 @@ from durable.storage._contract import (
 from durable.storage.base import Store
 
 
-async def _take_over(store: Store, worker: str, **limits: int | None) -> list[tuple[int, int]]:
+async def _take_over(
+    store: Store, worker: str, *, max_deaths: int | None = None
+) -> list[tuple[int, int]]:
     """Claim with a lease that lapses at once; return (task id, deaths) of each claim."""
-    claims = await store.claim(worker_id=worker, limit=10, lease_seconds=0, **limits)
+    claims = await store.claim(worker_id=worker, limit=10, lease_seconds=0, max_deaths=max_deaths)
     return [(c.task.id, c.task.deaths) for c in claims]
 
 

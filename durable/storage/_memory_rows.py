@@ -31,6 +31,9 @@ class TaskRow:
     lease_expires_at: datetime | None = None  # while active: when others may take over
     on_event: bool = False  # suspended: a notification or a child's end makes it ready
     wake_pending: bool = False  # active: such a wake-up happened; cleared by claim
+    # Suspended by a worker that keeps its instance live: held for it for a grace once
+    # runnable (claim affinity); cleared by claim.
+    affinity: str | None = None
     events: list[Event] = dataclasses.field(default_factory=list)
     logs: list[LogChunk] = dataclasses.field(default_factory=list)
     # The ended runs (`durable.continue_as_new`), oldest first; and the seq of the

@@ -192,6 +192,7 @@ class TaskQueue(Protocol):
         lease_seconds: float,
         max_deaths: int | None = None,
         last_chances: int | None = None,
+        affinity_grace: float = 0.0,
     ) -> list[Claim]:
         """Atomically claim up to `limit` runnable tasks for `worker_id`, oldest first.
 
@@ -208,6 +209,12 @@ class TaskQueue(Protocol):
         it still takes one of the `limit` places. With `last_chances`, at most that
         many of the tasks handed out have one death left before quarantine
         (`deaths == max_deaths - 1` once claimed, for a `max_deaths` of 2 or more).
+
+        Claim affinity: a task suspended with `Suspended(kept=True)` is held for the
+        worker that suspended it (which keeps its instance live). Another worker's claim
+        passes it over until `affinity_grace` seconds after it became runnable (a ready
+        task: its `updated_at`; a timer: its `wakeup_at`); after that anyone may take it.
+        Every claim clears the hold. Queued tasks are never held.
         """
         ...
 
@@ -219,9 +226,11 @@ class TaskQueue(Protocol):
         """
         ...
 
-    async def next_wakeup(self) -> datetime | None:
+    async def next_wakeup(self, *, affinity_grace: float = 0.0) -> datetime | None:
         """When the next non-ready task becomes runnable: the earliest due timer or
-        lease expiry. None when nothing is waiting on time."""
+        lease expiry; or a ready task held for a worker (see `claim`) becomes claimable
+        by others, `affinity_grace` after it became ready. None when nothing is waiting
+        on time."""
         ...
 
     async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 - the protocol's shape
@@ -246,8 +255,8 @@ class HistoryStore(Protocol):
 
     async def load_attempt(self, task_id: int) -> tuple[list[Event], int]:
         """What an attempt starts from: `load_history`, and `logged_bytes` at its end,
-        read together (SQLite: one trip to its thread; Postgres: one connection, two
-        statements). The lease keeps other writers out between the two reads."""
+        read together (SQLite: one trip to its thread; Postgres: one statement). The
+        lease keeps other writers out between the two reads."""
         ...
 
     async def history_length(self, task_id: int) -> int:

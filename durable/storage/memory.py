@@ -361,11 +361,13 @@ class MemoryStore(MemoryForks):
         lease_seconds: float,
         max_deaths: int | None = None,
         last_chances: int | None = None,
+        affinity_grace: float = 0.0,
     ) -> list[Claim]:
         """Claim up to `limit` runnable tasks, oldest first (atomic: no await inside).
 
         A takeover counts a worker death; at `max_deaths` the task is failed instead
         (`durable.storage.quarantine`), and at most `last_chances` tasks with one death left go out.
+        A task held for another worker is passed over for `affinity_grace` seconds.
         """
         await self._enter("claim")
         now = self._now()
@@ -378,6 +380,10 @@ class MemoryStore(MemoryForks):
             row = self._tasks[task_id]
             if not self._runnable(row, now):
                 continue
+            if row.affinity not in (None, worker_id):
+                since = row.task.wakeup_at or row.task.updated_at  # when it became runnable
+                if since > now - timedelta(seconds=affinity_grace):
+                    continue  # held for the worker that keeps its instance live
             # A takeover from another worker: this one, claiming back a task whose lease
             # it let lapse, is alive, so that is no death.
             takeover = row.task.state is TaskState.ACTIVE and row.task.owner != worker_id
@@ -400,6 +406,7 @@ class MemoryStore(MemoryForks):
                 continue
             row.lease_expires_at = now + timedelta(seconds=lease_seconds)
             row.on_event = row.wake_pending = False
+            row.affinity = None
             row.change(
                 state=TaskState.ACTIVE,
                 owner=worker_id,
@@ -409,7 +416,7 @@ class MemoryStore(MemoryForks):
                 updated_at=now,
             )
             lease = Lease(task_id=task_id, worker_id=worker_id, token=row.lease_token)
-            claims.append(Claim(task=row.task, lease=lease))
+            claims.append(Claim(task=row.task, lease=lease, history_length=len(row.events)))
         return claims
 
     @staticmethod
@@ -434,8 +441,9 @@ class MemoryStore(MemoryForks):
                 cancel.append(row.task.id)
         return sorted(cancel)
 
-    async def next_wakeup(self) -> datetime | None:
-        """The earliest suspended `wakeup_at` or active lease expiry, or None."""
+    async def next_wakeup(self, *, affinity_grace: float = 0.0) -> datetime | None:
+        """The earliest suspended `wakeup_at`, active lease expiry or end of a held
+        ready task's affinity grace, or None."""
         await self._enter("next_wakeup")
         times: list[datetime] = []
         for row in self._tasks.values():
@@ -443,6 +451,8 @@ class MemoryStore(MemoryForks):
                 times.append(row.task.wakeup_at)
             elif row.task.state is TaskState.ACTIVE and row.lease_expires_at is not None:
                 times.append(row.lease_expires_at)
+            elif row.task.state is TaskState.READY and row.affinity is not None:
+                times.append(row.task.updated_at + timedelta(seconds=affinity_grace))
         return min(times, default=None)
 
     async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 - Store protocol
@@ -529,8 +539,9 @@ class MemoryStore(MemoryForks):
                 self._end(row, TaskState.FAILED, None, error, now)
             case Cancelled(error=error):
                 self._end(row, TaskState.CANCELLED, None, error, now)
-            case Suspended(wakeup_at=wakeup_at, on_event=on_event):
+            case Suspended(wakeup_at=wakeup_at, on_event=on_event, kept=kept):
                 row.lease_expires_at = None
+                row.affinity = lease.worker_id if kept else None
                 if row.task.cancel_requested or (on_event and row.wake_pending):
                     row.change(state=TaskState.READY, owner=None, updated_at=now)
                 else:

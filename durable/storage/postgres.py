@@ -61,6 +61,7 @@ from durable.core.model import (
     Notification,
     Outcome,
     RunInfo,
+    Suspended,
     Task,
     TaskState,
     WorkerInfo,
@@ -319,22 +320,26 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
     async def notify(
         self, task_id: int, event: str, data: str, *, key: str | None = None
     ) -> Notification:
-        """Queue a notification and wake the task if it waits for one. One transaction.
+        """Queue a notification and wake the task if it waits for one: one statement
+        (after a look for the key's notification, if there is a key).
 
         The task row is locked while the notification goes in, so a concurrent
         `finish` either sees the wake-up mark or is seen suspended and woken.
         """
         with translate("notify task", task_id):
-            async with self._pool.acquire() as conn, conn.transaction():
-                if key is not None:
-                    row = await conn.fetchrow(_Q["notification_by_key"], task_id, key)
-                    if row is not None:
-                        return codec.notification(row)
-                await self._lock_running(conn, task_id)
-                row = await conn.fetchrow(_Q["insert_notification"], task_id, event, data, key)
-                if row is None:  # the same key went in concurrently: it wins
-                    row = await conn.fetchrow(_Q["notification_by_key"], task_id, key)
-                await conn.execute(_Q["wake"], task_id)
+            if key is not None:
+                row = await self._pool.fetchrow(_Q["notification_by_key"], task_id, key)
+                if row is not None:
+                    return codec.notification(row)
+            found = await self._pool.fetchrow(_Q["notify"], task_id, event, data, key)
+            if found is None:
+                raise TaskNotFoundError(task_id)
+            if found["seq"] is not None:
+                return codec.notification(found)
+            if TaskState(found["state"]).is_terminal:
+                raise InvalidStateError(f"task {task_id} is already {found['state']}")
+            # The same key went in concurrently: it wins.
+            row = await self._pool.fetchrow(_Q["notification_by_key"], task_id, key)
         assert row is not None
         return codec.notification(row)
 
@@ -412,14 +417,6 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
             return False
         return True
 
-    @staticmethod
-    async def _lock_running(conn: asyncpg.Connection, task_id: int) -> None:
-        state = await conn.fetchval(_Q["task_state_for_update"], task_id)
-        if state is None:
-            raise TaskNotFoundError(task_id)
-        if TaskState(state).is_terminal:
-            raise InvalidStateError(f"task {task_id} is already {state}")
-
     # -- workers and leases ---------------------------------------------------------------
 
     async def register_worker(self, info: WorkerInfo) -> None:
@@ -451,11 +448,13 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         lease_seconds: float,
         max_deaths: int | None = None,
         last_chances: int | None = None,
+        affinity_grace: float = 0.0,
     ) -> list[Claim]:
         """Atomically claim up to `limit` runnable tasks for `worker_id`, oldest first.
 
         Quarantines (fails) the tasks whose takeover reaches `max_deaths`, in the same
-        statement; see `Store.claim` and `durable.storage.quarantine`.
+        statement; see `Store.claim` and `durable.storage.quarantine`. Passes over tasks
+        held for another worker for `affinity_grace` (`Store.claim`).
         """
         await self._listen()
         if limit <= 0:
@@ -464,7 +463,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
             rows = await self._pool.fetch(
                 _Q["claim"], worker_id, limit, float(lease_seconds), max_deaths,
                 quarantine.last_chance(max_deaths), last_chances,
-                quarantine.message_template(max_deaths or 0),
+                quarantine.message_template(max_deaths or 0), float(affinity_grace),
             )  # fmt: skip
             if len(rows) < limit and await self._pool.fetchval(_Q["any_queue"]):
                 async with self._pool.acquire() as conn, conn.transaction():
@@ -476,6 +475,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
             Claim(
                 task=codec.task(row),
                 lease=Lease(task_id=row["id"], worker_id=worker_id, token=row["lease_token"]),
+                history_length=row["history_length"],
             )
             for row in rows
             if row["state"] == TaskState.ACTIVE  # the others were quarantined
@@ -487,12 +487,14 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
             rows = await self._pool.fetch(_Q["renew_leases"], worker_id, float(lease_seconds))
         return sorted(row["id"] for row in rows if row["cancel_requested"])
 
-    async def next_wakeup(self) -> datetime | None:
-        """The earliest suspended `wakeup_at`, active lease expiry or reopening of a
-        rate-limited queue's window; None if none."""
+    async def next_wakeup(self, *, affinity_grace: float = 0.0) -> datetime | None:
+        """The earliest suspended `wakeup_at`, active lease expiry, end of a held task's
+        affinity grace or reopening of a rate-limited queue's window; None if none."""
         await self._listen()
         with translate("read the next wake-up"):
-            when: datetime | None = await self._pool.fetchval(_Q["next_wakeup"])
+            when: datetime | None = await self._pool.fetchval(
+                _Q["next_wakeup"], float(affinity_grace)
+            )
             opens: datetime | None = await self._pool.fetchval(_Q["rate_window_opens"])
         if opens is not None:
             opens += timedelta(seconds=RATE_WAKE_MARGIN)
@@ -540,12 +542,11 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         return [codec.event(row) for row in rows]
 
     async def load_attempt(self, task_id: int) -> tuple[list[Event], int]:
-        """The history, and the output bytes logged at its end, on one connection."""
+        """The history, and the output bytes logged at its end, in one statement."""
         with translate("load the history of task", task_id):
-            async with self._pool.acquire() as conn:
-                rows = await conn.fetch(_Q["load_history"], task_id)
-                logged = await conn.fetchval(_Q["logged_bytes"], task_id, len(rows))
-        return [codec.event(row) for row in rows], int(logged)
+            rows = await self._pool.fetch(_Q["load_attempt"], task_id)
+        events = [codec.event(row) for row in rows if row["idx"] is not None]
+        return events, int(rows[0]["logged"])  # a row even for an empty history
 
     async def history_length(self, task_id: int) -> int:
         """How many events the task's history holds."""
@@ -609,6 +610,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
                 *codec.write_args(events, logs, writes),
                 *codec.outcome_args(outcome, datetime.now(UTC)),
                 *codec.status_args(writes),
+                isinstance(outcome, Suspended) and outcome.kept,
             ], lease, writes, then=then)  # fmt: skip
             if not matched:
                 await self._refuse(lease, events)

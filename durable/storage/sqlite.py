@@ -533,11 +533,13 @@ class SQLiteStore:
         lease_seconds: float,
         max_deaths: int | None = None,
         last_chances: int | None = None,
+        affinity_grace: float = 0.0,
     ) -> list[Claim]:
         """Claim up to `limit` runnable tasks, oldest first, in one UPDATE statement.
 
         Quarantines (fails) the tasks whose takeover reaches `max_deaths`, in the same
-        statement; see `Store.claim` and `durable.storage.quarantine`.
+        statement; see `Store.claim` and `durable.storage.quarantine`. Passes over tasks
+        held for another worker for `affinity_grace` (`Store.claim`).
         """
         if limit <= 0:
             return []
@@ -550,7 +552,7 @@ class SQLiteStore:
             now = self._clock()
             params = (
                 worker_id, now + lease_seconds, now, limit, max_deaths, last, last_chances,
-                template,
+                template, now - affinity_grace,
             )  # fmt: skip
             rows = db.execute(_Q["claim"], params).fetchall()
             return rows, len(rows) < limit and queues.any_queue(db)
@@ -566,11 +568,13 @@ class SQLiteStore:
         if any(row[5] != TaskState.ACTIVE for row in rows):
             # Quarantined (ended): places of `limit` went to them; look again.
             self._notify(wake.ANY_END)
-        token = len(schema.TASK_COLUMNS.split(","))  # lease_token follows the task columns
+        # lease_token follows the task columns, then the history's length.
+        token = len(schema.TASK_COLUMNS.split(","))
         return [
             Claim(
                 task=codec.task(row),
                 lease=Lease(task_id=row[0], worker_id=worker_id, token=row[token]),
+                history_length=row[token + 1],
             )
             for row in rows
             if row[5] == TaskState.ACTIVE
@@ -583,13 +587,13 @@ class SQLiteStore:
             rows = await self._fetch(conn, "renew_leases", expires, worker_id)
         return sorted(task_id for task_id, cancel in rows if cancel)
 
-    async def next_wakeup(self) -> datetime | None:
-        """The earliest suspended `wakeup_at`, active lease expiry or reopening of a
-        rate-limited queue's window, or None."""
+    async def next_wakeup(self, *, affinity_grace: float = 0.0) -> datetime | None:
+        """The earliest suspended `wakeup_at`, active lease expiry, end of a held task's
+        affinity grace or reopening of a rate-limited queue's window, or None."""
 
         def look(db: sqlite3.Connection) -> list[float | None]:
             now = self._clock()
-            due = db.execute(_Q["next_wakeup"], (now,)).fetchone()[0]
+            due = db.execute(_Q["next_wakeup"], (now, affinity_grace)).fetchone()[0]
             return [due, queues.rate_window_opens(db, now)]
 
         async with self._use() as conn:
@@ -701,6 +705,7 @@ class SQLiteStore:
         statements = codec.fenced_writes(lease, events, logs, writes, now)
         ends = isinstance(outcome, Completed | Failed | Cancelled)
         values: tuple[Any, ...]
+        extra: tuple[int, ...] = ()  # after the fence: `finish_suspend`'s ?7
         match outcome:
             case Completed(result=result):
                 sql, values = _Q["finish_end"], ("complete", result, None, now)
@@ -711,13 +716,14 @@ class SQLiteStore:
             case Suspended(wakeup_at=wakeup_at, on_event=on_event):
                 at = None if wakeup_at is None else to_ts(wakeup_at)
                 sql, values = _Q["finish_suspend"], (int(on_event), at, now)
+                extra = (int(outcome.kept),)
             case Released(started=started):
                 sql, values = _Q["finish_release"], (int(started), now)
             case ContinuedAsNew():
                 sql, values = _Q["finish_continue"], (now,)
             case _:
                 assert_never(outcome)
-        params = (*values, *fence(lease))
+        params = (*values, *fence(lease), *extra)
         continued = isinstance(outcome, ContinuedAsNew)
 
         def write(db: sqlite3.Connection) -> None:

@@ -21,7 +21,8 @@ The checks live in `_contract_basics` (schema, binaries, tasks, workers, claims)
 (transactions for workflow SQL), `_contract_deaths` (worker deaths, quarantine) and
 `_contract_status` (task status values), `_contract_children` (a workflow cancelling
 its children), `_contract_fork` (forks, a workflow's binaries, moves onto a new one) and
-`_contract_runs` (runs of a task: `durable.continue_as_new`).
+`_contract_runs` (runs of a task: `durable.continue_as_new`) and `_contract_affinity`
+(claim affinity: a task held for the worker that keeps its instance live).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from contextlib import AbstractAsyncContextManager
 
 # Imported for their side effect: each module registers its checks.
 from durable.storage import (
+    _contract_affinity,
     _contract_basics,
     _contract_children,
     _contract_deaths,
@@ -56,6 +58,7 @@ _MODULES = (
     _contract_children,
     _contract_fork,
     _contract_runs,
+    _contract_affinity,
 )
 
 StoreFactory = Callable[[], AbstractAsyncContextManager[Store]]

@@ -17,6 +17,7 @@ every attempt.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Sequence
@@ -403,12 +404,13 @@ class AttemptRunner:
         assert end.outcome is not None
         live = self._parked.pop(claim.lease, None)
         key = cache_key(self._store, claim.task.id)
+        outcome = end.outcome
         if live is not None:
             self._runtime.instances.put(key, live)
+            if isinstance(outcome, Suspended):  # held for this worker: claim affinity
+                outcome = dataclasses.replace(outcome, kept=True)
         try:
-            await self._store.finish(
-                claim.lease, end.outcome, end.events, end.logs, writes=end.writes
-            )
+            await self._store.finish(claim.lease, outcome, end.events, end.logs, writes=end.writes)
         except BaseException:
             if live is not None:
                 self._runtime.instances.discard(key, live, "its suspension was not written")
@@ -445,7 +447,9 @@ class AttemptRunner:
         live: LiveInstance | None = None
         if self._runtime.instances.enabled and not self._interrupted:
             # A kept instance needs no component: look for it before the compile cache.
-            live = await take_live(self._store, self._runtime.instances, claim.task)
+            live = await take_live(
+                self._store, self._runtime.instances, claim.task, claim.history_length
+            )
         component: wc.Component | None = None
         source: Bundle | None = None
         if live is None:

@@ -25,6 +25,11 @@ class WorkerConfig:
     # process was killed: by a crash the task causes, say, or the OOM killer) is failed
     # ("Quarantined") instead of being handed to the next worker to kill.
     max_worker_deaths: int = 3
+    # Claim affinity: a task suspended by a worker that keeps its instance live is left
+    # to that worker for this long after it becomes runnable, so that it goes on without
+    # replay; then any worker takes it (a dead or busy keeper delays it by this much).
+    # Long enough for the keeper, woken at the same moment, to claim on a busy machine.
+    affinity_grace: float = 0.1
     # Exit once nothing is runnable, nothing runs, and no timer is due soon.
     exit_when_idle: bool = False
     # Settings for the guest host.

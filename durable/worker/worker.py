@@ -175,13 +175,11 @@ class Worker:
             await reap_dead_local_workers(self.store, self.id)
             self._reaped = True
         await self._attempts.release_dropped()
-        if isinstance(self.store, ScheduleStore):
-            # Any worker fires due schedule ticks; the store makes each tick one task.
-            self._next_tick = await self.store.fire_schedules()
         running_before = self._attempts.running
         free = self.config.concurrency - running_before
         last_chances = self._attempts.last_chances
         claimed = 0
+        looked = datetime.now(UTC)  # what the claim below counts as due was due by now
         if free > 0:
             started = anyio.current_time()
             claims = await self.store.claim(
@@ -190,6 +188,7 @@ class Worker:
                 lease_seconds=self.config.lease_seconds,
                 max_deaths=self.config.max_worker_deaths,
                 last_chances=last_chances,
+                affinity_grace=self.config.affinity_grace,
             )
             claimed = len(claims)
             if claims and anyio.current_time() - started > self._renew_period:
@@ -203,12 +202,25 @@ class Worker:
                 if self._on_claim is not None:
                     self._on_claim(claim.task)
                 self._attempts.start(tg, claim)
+        if isinstance(self.store, ScheduleStore):
+            # Any worker fires due schedule ticks; the store makes each tick one task
+            # (and wakes the workers to claim it). After the claim: a woken task waits
+            # for no scheduler pass (two round trips on Postgres).
+            self._next_tick = await self.store.fire_schedules()
         if claimed and claimed == free:
             return False  # there may be more: claim again at once
-        timeout = await self._idle_timeout()
+        timeout, due_at = await self._idle_timeout()
         if timeout == 0 and last_chances == 0:
             # Due now but not claimed: a task on its last chance, left for this worker's
             # own to end (that wakes the loop) or for another worker. Do not spin.
+            timeout = self.config.poll_interval
+        elif timeout == 0 and claimed < free and due_at is not None and due_at <= looked:
+            # Due before the claim, yet not claimed: a timer held for the worker that
+            # keeps its instance (claim affinity). Look again when its grace has passed,
+            # not at once and again and again (a timer due since is claimed at once).
+            timeout = self.config.affinity_grace
+        elif timeout == 0 and free <= 0:
+            # Due, but no slot to take it: an attempt's end wakes the loop. Do not spin.
             timeout = self.config.poll_interval
         # Idle only if a claim made with nothing running found nothing: an attempt
         # that ended during the awaits above freed a slot no claim has tried yet.
@@ -228,17 +240,18 @@ class Worker:
         await self._wait(timeout if timeout is not None else self.config.poll_interval)
         return False
 
-    async def _idle_timeout(self) -> float | None:
-        """Seconds until the next timer or lease expiry, capped by the poll interval."""
-        wake = await self.store.next_wakeup()
+    async def _idle_timeout(self) -> tuple[float | None, datetime | None]:
+        """Seconds until the next timer, lease expiry or end of an affinity grace,
+        capped by the poll interval; and that moment."""
+        wake = await self.store.next_wakeup(affinity_grace=self.config.affinity_grace)
         if self._next_tick is not None and not self.config.exit_when_idle:
             wake = self._next_tick if wake is None else min(wake, self._next_tick)
         if wake is None:
-            return None if self.config.exit_when_idle else self.config.poll_interval
+            return (None if self.config.exit_when_idle else self.config.poll_interval), None
         delay = (wake - datetime.now(UTC)).total_seconds()
         if self.config.exit_when_idle:
-            return max(0.0, delay)
-        return max(0.0, min(delay, self.config.poll_interval))
+            return max(0.0, delay), wake
+        return max(0.0, min(delay, self.config.poll_interval)), wake
 
     async def _wait(self, seconds: float) -> None:
         """Sleep until the store signals work, an attempt ends, or `seconds` pass."""

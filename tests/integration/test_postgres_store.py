@@ -319,7 +319,7 @@ async def test_write_racing_a_takeover_waits_and_is_refused(pg_url: str, write: 
         async with b_store._pool.acquire() as conn:
             takeover = conn.transaction()
             await takeover.start()
-            rows = await conn.fetch(queries()["claim"], "b", 1, 60.0, None, None, None, "")
+            rows = await conn.fetch(queries()["claim"], "b", 1, 60.0, None, None, None, "", 0.0)
             assert [row["lease_token"] for row in rows] == [a.lease.token + 1]
             result: list[BaseException | None] = []
 

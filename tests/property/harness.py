@@ -453,8 +453,8 @@ class _StopAtSuspension:
             return []
         return await self.inner.claim(**kwargs)
 
-    async def next_wakeup(self) -> datetime | None:
-        return None if self.parked else await self.inner.next_wakeup()
+    async def next_wakeup(self, **kwargs: Any) -> datetime | None:
+        return None if self.parked else await self.inner.next_wakeup(**kwargs)
 
 
 async def run_until_suspended(store: Store, runtime: Runtime, task_id: int) -> Snapshot:

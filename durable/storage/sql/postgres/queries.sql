@@ -67,11 +67,31 @@ SELECT state FROM durable.tasks WHERE id = $1 FOR NO KEY UPDATE;
 SELECT seq, task_id, event, data, created_at FROM durable.notifications
 WHERE task_id = $1 AND key = $2;
 
--- name: insert_notification
-INSERT INTO durable.notifications (task_id, event, data, key)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (task_id, key) DO NOTHING
-RETURNING seq, task_id, event, data, created_at;
+-- name: notify
+-- `notify` in one statement (one round trip, committed on its own): lock the task row,
+-- queue the notification unless the task has ended, and wake the task as `wake` does.
+-- The lock orders it with a concurrent `finish`: that either sees the wake-up mark or
+-- is seen suspended and woken. No row: no such task; a row without a seq: the task has
+-- ended, or (a non-terminal state) a notification with the same key went in first.
+-- $1 task, $2 event, $3 data, $4 key.
+WITH t AS (
+    SELECT id, state FROM durable.tasks WHERE id = $1 FOR UPDATE
+), n AS (
+    INSERT INTO durable.notifications (task_id, event, data, key)
+    SELECT t.id, $2, $3, $4 FROM t WHERE t.state NOT IN ('complete', 'failed', 'cancelled')
+    ON CONFLICT (task_id, key) DO NOTHING
+    RETURNING seq, task_id, event, data, created_at
+), w AS (
+    UPDATE durable.tasks AS k
+    SET state = CASE WHEN k.state = 'suspended' THEN 'ready' ELSE k.state END,
+        wakeup_at = CASE WHEN k.state = 'suspended' THEN NULL ELSE k.wakeup_at END,
+        on_event = CASE WHEN k.state = 'suspended' THEN false ELSE k.on_event END,
+        wake_pending = k.wake_pending OR k.state = 'active',
+        updated_at = CASE WHEN k.state = 'suspended' THEN now() ELSE k.updated_at END
+    FROM n
+    WHERE k.id = n.task_id AND ((k.state = 'suspended' AND k.on_event) OR k.state = 'active')
+)
+SELECT t.state, n.seq, n.task_id, n.event, n.data, n.created_at FROM t LEFT JOIN n ON true;
 
 -- name: next_notification
 SELECT seq, task_id, event, data, created_at FROM durable.notifications
@@ -155,7 +175,8 @@ SELECT pg_notify('durable_work', '');
 -- from `last_chance` only, at most $6 of them (see durable/storage/quarantine.py).
 -- $1 worker, $2 limit, $3 lease seconds, $4 max deaths (NULL: no quarantine), $5 the
 -- last-chance death count (NULL: none), $6 how many last chances (NULL: any), $7 the
--- message template.
+-- message template, $8 the affinity grace in seconds: a task held for another worker
+-- (`affinity`) that became runnable less than $8 ago is passed over (migration 0014).
 WITH candidates AS (
     -- Each branch reads a partial index of runnable tasks only (tasks_unqueued,
     -- tasks_wakeup, tasks_lease), so a claim costs the same with a million tasks
@@ -164,11 +185,15 @@ WITH candidates AS (
     (SELECT id FROM durable.tasks
      WHERE state = 'ready' AND queue IS NULL AND NOT paused
        AND deaths IS DISTINCT FROM $5::integer
+       AND (affinity IS NULL OR affinity = $1
+            OR updated_at <= now() - make_interval(secs => $8::float8))
      ORDER BY id LIMIT $2 + 16)
     UNION ALL
     (SELECT id FROM durable.tasks
      WHERE state = 'suspended' AND wakeup_at <= now() AND queue IS NULL AND NOT paused
        AND deaths IS DISTINCT FROM $5::integer
+       AND (affinity IS NULL OR affinity = $1
+            OR wakeup_at <= now() - make_interval(secs => $8::float8))
      ORDER BY id LIMIT $2 + 16)
     UNION ALL
     (SELECT id FROM durable.tasks
@@ -181,8 +206,12 @@ WITH candidates AS (
                     AND deaths + 1 >= $4::integer, false) AS quarantine
     FROM durable.tasks
     WHERE id IN (SELECT id FROM candidates)
-      AND ((state = 'ready' AND queue IS NULL AND NOT paused)
-           OR (state = 'suspended' AND wakeup_at <= now() AND queue IS NULL AND NOT paused)
+      AND ((state = 'ready' AND queue IS NULL AND NOT paused
+            AND (affinity IS NULL OR affinity = $1
+                 OR updated_at <= now() - make_interval(secs => $8::float8)))
+           OR (state = 'suspended' AND wakeup_at <= now() AND queue IS NULL AND NOT paused
+               AND (affinity IS NULL OR affinity = $1
+                    OR wakeup_at <= now() - make_interval(secs => $8::float8)))
            OR (state = 'active' AND lease_expires_at <= now()))
       AND deaths + (state = 'active' AND owner IS DISTINCT FROM $1)::integer
           IS DISTINCT FROM $5::integer
@@ -228,10 +257,15 @@ SET state = CASE WHEN picked.quarantine THEN 'failed' ELSE 'active' END,
     wakeup_at = NULL,
     on_event = false,
     wake_pending = false,
+    affinity = NULL,
     updated_at = now()
 FROM picked
 WHERE t.id = picked.id
-RETURNING t.*;
+RETURNING t.*,
+    -- Its history's length (one index probe), for a worker that resumes its live
+    -- instance: no second trip to check it (`durable.worker.resume`).
+    (SELECT coalesce(max(e.idx) + 1, 0) FROM durable.events AS e WHERE e.task_id = t.id)
+        AS history_length;
 
 -- name: renew_leases
 UPDATE durable.tasks
@@ -242,11 +276,14 @@ RETURNING id, cancel_requested;
 -- name: next_wakeup
 -- least() ignores NULLs: NULL only when nothing waits on time. A paused task wakes
 -- nobody, nor does a queued one that is due (its queue's limits hold it; a slot that
--- frees wakes the workers).
+-- frees wakes the workers). A ready task held for a worker (`affinity`) is due to the
+-- others when its grace ends: $1, in seconds.
 SELECT least(
     (SELECT min(wakeup_at) FROM durable.tasks
      WHERE state = 'suspended' AND NOT paused AND (queue IS NULL OR wakeup_at > now())),
-    (SELECT min(lease_expires_at) FROM durable.tasks WHERE state = 'active')
+    (SELECT min(lease_expires_at) FROM durable.tasks WHERE state = 'active'),
+    (SELECT min(updated_at) + make_interval(secs => $1::float8) FROM durable.tasks
+     WHERE state = 'ready' AND affinity IS NOT NULL AND queue IS NULL AND NOT paused)
 );
 
 -- name: load_history
@@ -265,6 +302,21 @@ FROM durable.logs
 WHERE task_id = $1 AND seq > $2
 ORDER BY seq
 LIMIT $3;
+
+-- name: load_attempt
+-- `load_history` and `logged_bytes` at its end, in one statement (one round trip, one
+-- snapshot): each row is an event with the bytes logged at the history's end beside it;
+-- an empty history is one row of NULLs but that. $1 task.
+SELECT e.idx, e.label, e.digest, e.payload, e.created_at, l.logged
+FROM (
+    SELECT coalesce(sum(octet_length(g.data)), 0)::bigint AS logged
+    FROM durable.logs AS g
+    WHERE g.task_id = $1
+      AND g.position = (SELECT count(*) FROM durable.events AS c WHERE c.task_id = $1)
+      AND g.seq > (SELECT log_base FROM durable.tasks WHERE id = $1)
+) AS l
+LEFT JOIN durable.events AS e ON e.task_id = $1
+ORDER BY e.idx;
 
 -- name: logged_bytes
 -- Guest output at one position, both streams (host notes sit at position -1).
@@ -393,7 +445,9 @@ SELECT t.id, $4, $5, $6, $7 FROM t;
 -- The owner and lease are cleared; the token stays, so it keeps increasing. A task
 -- that ends wakes its parent (`parent`), which is another row: no double update.
 -- The worker deaths are reset, unless $17 (an attempt that never started its guest).
--- Status values to set: $18 key, $19 value, $20 position, as in `append`.
+-- Status values to set: $18 key, $19 value, $20 position, as in `append`. $21: the
+-- worker keeps the suspended task's instance live, so the task is held for it
+-- (`affinity`, migration 0014); not a queued one, whose claims follow its queue.
 WITH t AS (
     UPDATE durable.tasks AS t
     SET state = CASE WHEN $12::text = 'suspended'
@@ -409,6 +463,8 @@ WITH t AS (
         owner = NULL,
         lease_expires_at = NULL,
         deaths = CASE WHEN $17::boolean THEN t.deaths ELSE 0 END,
+        affinity = CASE WHEN $12::text = 'suspended' AND $21::boolean AND t.queue IS NULL
+                        THEN $2 END,
         updated_at = now()
     WHERE id = $1 AND owner = $2 AND lease_token = $3 AND state = 'active'
       AND (cardinality($4::integer[]) = 0
@@ -727,9 +783,11 @@ SET state = 'active', owner = $1, lease_token = t.lease_token + 1,
     lease_secret = gen_random_uuid(),
     lease_expires_at = now() + make_interval(secs => $2::float8),
     attempts = t.attempts + 1, started_at = coalesce(t.started_at, now()), wakeup_at = NULL,
-    on_event = false, wake_pending = false, updated_at = now()
+    on_event = false, wake_pending = false, affinity = NULL, updated_at = now()
 WHERE t.id = ANY ($3::bigint[]) AND t.state IN ('ready', 'suspended')
-RETURNING t.*;
+RETURNING t.*,
+    (SELECT coalesce(max(e.idx) + 1, 0) FROM durable.events AS e WHERE e.task_id = t.id)
+        AS history_length;
 
 -- name: create_placed_task
 -- create_task with flow control: $9 queue, $10 queue key, $11 priority (NULL: the

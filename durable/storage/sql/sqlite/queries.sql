@@ -101,7 +101,9 @@ UPDATE durable_task SET lease_expires_at = ? WHERE state = 'active' AND owner = 
 -- at most ?7 of them (see durable/storage/quarantine.py).
 -- Parameters: ?1 worker_id, ?2 lease_expires_at, ?3 now, ?4 limit, ?5 max_deaths,
 -- ?6 the last-chance death count, ?7 how many last chances may go out (NULL: any),
--- ?8 the quarantine message template. RETURNING has no defined order; the store sorts.
+-- ?8 the quarantine message template, ?9 the end of other workers' affinity grace (now
+-- minus the grace: a task held for another worker, `affinity`, that became runnable after
+-- it is passed over; see migration 0011). RETURNING has no defined order; the store sorts.
 UPDATE durable_task
 SET state = iif(picked.quarantine, 'failed', 'active'),
     owner = iif(picked.quarantine, NULL, ?1),
@@ -117,7 +119,7 @@ SET state = iif(picked.quarantine, 'failed', 'active'),
                                                        'unixepoch')),
                             'traceback', ''),
                 durable_task.error),
-    wakeup_at = NULL, updated_at = ?3, on_event = 0, wake_pending = 0
+    wakeup_at = NULL, updated_at = ?3, on_event = 0, wake_pending = 0, affinity = NULL
 FROM (
     SELECT id, state = 'active' AND owner IS NOT ?1 AS takeover,
            coalesce(state = 'active' AND owner IS NOT ?1 AND deaths + 1 >= ?5, 0) AS quarantine
@@ -126,11 +128,13 @@ FROM (
         SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_unqueued
                         WHERE state = 'ready' AND queue IS NULL AND NOT paused
                           AND deaths IS NOT ?6
+                          AND (affinity IS NULL OR affinity = ?1 OR updated_at <= ?9)
                         ORDER BY id LIMIT ?4)
         UNION ALL
         SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_timer
                         WHERE state = 'suspended' AND wakeup_at <= ?3 AND deaths IS NOT ?6
                           AND queue IS NULL AND NOT paused
+                          AND (affinity IS NULL OR affinity = ?1 OR wakeup_at <= ?9)
                         ORDER BY id LIMIT ?4)
         UNION ALL
         SELECT id FROM (SELECT id FROM durable_task INDEXED BY durable_task_lease
@@ -154,7 +158,8 @@ FROM (
         ORDER BY id LIMIT ?4)
 ) AS picked
 WHERE durable_task.id = picked.id
-RETURNING {task_columns}, lease_token;
+RETURNING {task_columns}, lease_token,
+          (SELECT coalesce(max(idx) + 1, 0) FROM durable_event WHERE task_id = durable_task.id);
 
 -- name: renew_leases
 -- Parameters: lease_expires_at, worker_id.
@@ -164,13 +169,17 @@ RETURNING id, cancel_requested;
 -- name: next_wakeup
 -- Each min() is the first entry of a partial index. A paused task wakes nobody, nor
 -- does a queued one that is due (its queue's limits hold it; a slot that frees wakes
--- the workers). ?1 now.
+-- the workers). A ready task held for a worker (`affinity`) is due to the others when
+-- its grace ends. ?1 now, ?2 the affinity grace in seconds.
 SELECT min(t) FROM (
     SELECT min(wakeup_at) AS t FROM durable_task INDEXED BY durable_task_timer
     WHERE state = 'suspended' AND NOT paused AND (queue IS NULL OR wakeup_at > ?1)
     UNION ALL
     SELECT min(lease_expires_at) FROM durable_task INDEXED BY durable_task_lease
-    WHERE state = 'active');
+    WHERE state = 'active'
+    UNION ALL
+    SELECT min(updated_at) + ?2 FROM durable_task INDEXED BY durable_task_affine
+    WHERE state = 'ready' AND affinity IS NOT NULL AND queue IS NULL AND NOT paused);
 
 -- name: load_history
 SELECT idx, label, digest, payload, created_at FROM durable_event
@@ -242,12 +251,15 @@ WHERE id = ? AND state = 'active' AND owner = ? AND lease_token = ?;
 -- name: finish_suspend
 -- Parks the task, unless a cancel request or (for `on_event`) a wake-up that came
 -- while it ran says it must run again at once: then it is ready.
+-- With ?7 (the worker keeps the task's instance live), the task is held for this worker
+-- (`affinity`, see migration 0011); not a queued one, whose claims follow its queue.
 -- Parameters: ?1 on_event, ?2 wakeup_at, ?3 updated_at, ?4 task_id, ?5 worker_id,
--- ?6 lease_token.
+-- ?6 lease_token, ?7 kept.
 UPDATE durable_task
 SET state = iif(cancel_requested OR (?1 AND wake_pending), 'ready', 'suspended'),
     wakeup_at = iif(cancel_requested OR (?1 AND wake_pending), NULL, ?2),
     on_event = iif(cancel_requested OR (?1 AND wake_pending), 0, ?1),
+    affinity = iif(?7 AND queue IS NULL, ?5, NULL),
     owner = NULL, lease_expires_at = NULL, deaths = 0, updated_at = ?3
 WHERE id = ?4 AND state = 'active' AND owner = ?5 AND lease_token = ?6;
 
@@ -603,9 +615,10 @@ ORDER BY priority DESC, id LIMIT ?3;
 UPDATE durable_task
 SET state = 'active', owner = ?, lease_token = lease_token + 1, lease_expires_at = ?,
     attempts = attempts + 1, started_at = coalesce(started_at, ?), wakeup_at = NULL,
-    on_event = 0, wake_pending = 0, updated_at = ?
+    on_event = 0, wake_pending = 0, updated_at = ?, affinity = NULL
 WHERE id IN ({rows}) AND state IN ('ready', 'suspended')
-RETURNING {task_columns}, lease_token;
+RETURNING {task_columns}, lease_token,
+          (SELECT coalesce(max(idx) + 1, 0) FROM durable_event WHERE task_id = durable_task.id);
 
 -- name: place_task
 -- A new task's queue, key and priority (the queue's default when ?3 is NULL).
