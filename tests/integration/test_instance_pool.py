@@ -6,8 +6,6 @@ history replays. Real components, SQLite and Postgres, an in-process worker."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +14,6 @@ from durable.client import Client
 from durable.core.model import NewTask, TaskState
 from durable.host import HostConfig, Runtime
 from durable.replayer import Replayer
-from durable.storage import open_store
 from durable.storage.base import Store
 from durable.worker import Worker, WorkerConfig
 from tests.helpers import WORKFLOWS, built, running, until
@@ -25,21 +22,6 @@ pytestmark = pytest.mark.anyio
 
 #: Seeds of the tasks run in order: the third repeats the first.
 SEEDS = (11, 22, 11)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    url = (
-        f"sqlite:///{tmp_path / 'pool.db'}"
-        if request.param == "sqlite"
-        else request.getfixturevalue("pg_url")
-    )
-    store = await open_store(url)
-    try:
-        await store.migrate()
-        yield store
-    finally:
-        await store.close()
 
 
 async def _run_seeded(store: Store, runtime: Runtime, wasm: bytes) -> list[dict[str, Any]]:
@@ -76,14 +58,14 @@ def _ready(runtime: Runtime) -> Any:
     return check
 
 
-async def test_pooled_instances_take_their_own_seed(db: Store) -> None:
+async def test_pooled_instances_take_their_own_seed(sql_store: Store) -> None:
     wasm, _ = built(WORKFLOWS / "steps.py")
     pooled = Runtime(HostConfig(instance_pool=1))
     fresh = Runtime(HostConfig(instance_pool=0))
     try:
-        with_pool = await _run_seeded(db, pooled, wasm)
+        with_pool = await _run_seeded(sql_store, pooled, wasm)
         taken = pooled.pool.taken
-        without = await _run_seeded(db, fresh, wasm)
+        without = await _run_seeded(sql_store, fresh, wasm)
     finally:
         closed = [pooled.close(), fresh.close()]
     assert all(closed), "a guest was left inside wasmtime"
@@ -100,11 +82,11 @@ async def test_pooled_instances_take_their_own_seed(db: Store) -> None:
     assert first != second  # another seed: other values, not the pooled instance's own
 
 
-async def test_close_closes_the_ready_instances(db: Store) -> None:
+async def test_close_closes_the_ready_instances(sql_store: Store) -> None:
     wasm, _ = built(WORKFLOWS / "steps.py")
     runtime = Runtime(HostConfig(instance_pool=2))
     try:
-        await _run_seeded(db, runtime, wasm)
+        await _run_seeded(sql_store, runtime, wasm)
         await until(_ready(runtime))
     finally:
         assert runtime.close(timeout=60), "a prepared instance was left inside wasmtime"
