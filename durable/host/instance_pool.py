@@ -62,9 +62,9 @@ class Prepared:
 class InstancePool:
     """Per compiled workflow, up to `size` instances ready to run. Thread-safe.
 
-    `guests` counts each kept instance as inside wasmtime (`enter` when it is made,
-    `leave` when it is closed or handed to an attempt, which counts itself), so a
-    runtime's close waits for them as for running attempts.
+    Each instance counts as inside wasmtime (`enter` before it is made, `leave` once it
+    is closed or handed to an attempt, which counts itself), so a runtime's close waits
+    for them as for running attempts.
     """
 
     def __init__(
@@ -127,7 +127,11 @@ class InstancePool:
         store thread, not on the event loop or a guest's critical path."""
         while self._wants(component):
             self._enter()
-            prepared = self._make(component)
+            try:
+                prepared = self._make(component)
+            except BaseException:
+                self._leave()  # else a runtime's close would wait for it for ever
+                raise
             if prepared is None:
                 with self._lock:
                     self._refused.add(id(component))

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 import pytest
+from wasmtime import component as wc
 
 from durable.client import Client
 from durable.core.model import NewTask, TaskState
@@ -91,3 +92,23 @@ async def test_close_closes_the_ready_instances(sql_store: Store) -> None:
     finally:
         assert runtime.close(timeout=60), "a prepared instance was left inside wasmtime"
     assert runtime.pool.ready() == 0
+
+
+def test_a_component_that_traps_while_instantiated_is_never_pooled() -> None:
+    """Its start function runs while the instance is made, before any task: it is not
+    kept (its tasks instantiate at the claim, as without the pool)."""
+    runtime = Runtime(HostConfig(instance_pool=1))
+    try:
+        traps = wc.Component(
+            runtime.engine,
+            """(component
+                 (core module $m (func $boom unreachable) (start $boom))
+                 (core instance $i (instantiate $m)))""",
+        )
+        runtime.pool.fill(traps)
+        assert runtime.pool.ready() == 0
+        runtime.pool.fill(traps)  # refused for good: still none
+        assert runtime.pool.ready() == 0
+        assert runtime.pool.take(traps) is None
+    finally:
+        assert runtime.close(), "an instance was left inside wasmtime"
