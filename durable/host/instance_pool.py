@@ -13,7 +13,7 @@ watchdog are set on its store when it is taken.
 
 What makes it sound for any component, not only Python ones: an instance is made with
 no attempt (a durable host call, the clocks or the random source trap, as they find
-none) and with output that marks it spoiled. One that traps or writes while it is made
+none) and with its output going to a file. One that traps or writes while it is made
 is thrown away, and its workflow is never pooled again in this runtime; its tasks
 instantiate at the claim as before. A component's own reads of wasmtime's live WASI
 (the insecure random seed, an empty environment) are live either way.
@@ -25,6 +25,9 @@ after its run (on the attempt's critical path until its end is written).
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -40,31 +43,22 @@ _INSTANTIATE_TICKS = 500
 MAX_WORKFLOWS = 8
 
 
-class _Spoiled:
-    """Set when an instance wrote output while it was made (a callback, any thread)."""
-
-    def __init__(self) -> None:
-        self.spoiled = False
-
-    def write(self, _data: bytes) -> None:
-        self.spoiled = True
-
-
 @dataclass(slots=True)
 class Prepared:
     """A fresh instance of one component, in a store of its own, not run yet."""
 
     store: wasmtime.Store
     run: wc.Func  # the component's `run` export
-    spoiled: _Spoiled  # whether it wrote output while it was made
 
 
 class InstancePool:
     """Per compiled workflow, up to `size` instances ready to run. Thread-safe.
 
-    Each instance counts as inside wasmtime (`enter` before it is made, `leave` once it
-    is closed or handed to an attempt, which counts itself), so a runtime's close waits
-    for them as for running attempts.
+    Making an instance counts as inside wasmtime (`enter` ... `leave`: its start code
+    runs on the calling thread), so a runtime's close waits for it as for a running
+    attempt. A ready instance does not count: no thread is inside it, and its output
+    goes to a file, with no Python callback that could run while the interpreter exits
+    (`durable.host.lifecycle`), so a process may exit with instances still kept.
     """
 
     def __init__(
@@ -74,7 +68,6 @@ class InstancePool:
         *,
         size: int,
         memory_limit: int,
-        attach_output: Callable[[wasmtime.WasiConfig, _Spoiled], None],
         enter: Callable[[], None],
         leave: Callable[[], None],
     ) -> None:
@@ -83,7 +76,6 @@ class InstancePool:
         self._linker = linker
         self._size = size
         self._memory_limit = memory_limit
-        self._attach_output = attach_output
         self._enter = enter
         self._leave = leave
         self._lock = threading.Lock()
@@ -93,6 +85,8 @@ class InstancePool:
         self._refused: set[int] = set()  # ids of components never pooled (kept in `_keep`)
         self._keep: list[wc.Component] = []
         self._closed = False
+        # Where instances being made write: anything there spoils the instance.
+        self._spill: str | None = None
         self.taken = 0  # attempts that ran on an instance from here (for tests, metrics)
 
     @property
@@ -107,18 +101,13 @@ class InstancePool:
 
     def take(self, component: wc.Component) -> Prepared | None:
         """A ready instance of `component`, now the caller's to run and close; None if
-        there is none. Call once the caller counts itself inside wasmtime."""
+        there is none."""
         with self._lock:
             entry = self._ready.get(id(component))
             if entry is None or not entry[1]:
                 return None
             prepared = entry[1].pop()
             self._ready.move_to_end(id(component))
-        if prepared.spoiled.spoiled:  # its output reached us late (wasmtime's threads)
-            self._close(prepared)
-            return None
-        self._leave()
-        with self._lock:
             self.taken += 1
         return prepared
 
@@ -129,14 +118,12 @@ class InstancePool:
             self._enter()
             try:
                 prepared = self._make(component)
-            except BaseException:
-                self._leave()  # else a runtime's close would wait for it for ever
-                raise
+            finally:
+                self._leave()
             if prepared is None:
                 with self._lock:
                     self._refused.add(id(component))
                     self._keep.append(component)  # its id is not reused while refused
-                self._leave()
                 return
             evicted: list[Prepared] = []
             with self._lock:
@@ -149,7 +136,7 @@ class InstancePool:
                     while len(self._ready) > MAX_WORKFLOWS:
                         evicted += self._ready.popitem(last=False)[1][1]
             for old in evicted:
-                self._close(old)
+                old.store.close()
 
     def clear(self) -> None:
         """Close every ready instance and keep none from now on (the runtime closes)."""
@@ -157,8 +144,12 @@ class InstancePool:
             self._closed = True
             ready = [p for _, kept in self._ready.values() for p in kept]
             self._ready.clear()
+            spill, self._spill = self._spill, None
         for prepared in ready:
-            self._close(prepared)
+            prepared.store.close()
+        if spill is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(spill)
 
     def _wants(self, component: wc.Component) -> bool:
         with self._lock:
@@ -169,26 +160,24 @@ class InstancePool:
 
     def _make(self, component: wc.Component) -> Prepared | None:
         """A new instance, or None if making it trapped or wrote output."""
+        if self._spill is None:
+            fd, self._spill = tempfile.mkstemp(prefix="durable-pool-")
+            os.close(fd)
         store = wasmtime.Store(self._engine)
-        spoiled = _Spoiled()
         try:
             wasi = wasmtime.WasiConfig()  # no args, environment, files or network
-            self._attach_output(wasi, spoiled)
+            wasi.stdout_file = self._spill  # truncated: what is there now was written now
+            wasi.stderr_file = self._spill
             store.set_wasi(wasi)  # replaced by the attempt's own when it is taken
             store.set_limits(memory_size=self._memory_limit)
             store.set_epoch_deadline(_INSTANTIATE_TICKS)
             instance = self._linker.instantiate(store, component)
             run = instance.get_func(store, "run")
-        except wasmtime.WasmtimeError:
+            spoiled = os.path.getsize(self._spill) > 0
+        except (wasmtime.WasmtimeError, OSError):
             store.close()
             return None
-        if run is None or spoiled.spoiled:
+        if run is None or spoiled:
             store.close()
             return None
-        return Prepared(store=store, run=run, spoiled=spoiled)
-
-    def _close(self, prepared: Prepared) -> None:
-        try:
-            prepared.store.close()
-        finally:
-            self._leave()
+        return Prepared(store=store, run=run)

@@ -108,9 +108,6 @@ class Runtime:
             self.linker,
             size=self.config.instance_pool,
             memory_limit=self.config.memory_limit,
-            attach_output=lambda wasi, spoiled: self._guests.attach_output(
-                wasi, stdout=spoiled.write, stderr=spoiled.write
-            ),
             enter=self._guests.enter,
             leave=self._guests.leave,
         )
@@ -170,7 +167,7 @@ class Runtime:
 
         self._local.ctx = ctx
         self._entered(ctx)  # before the check below: a `close` from now on waits for us
-        prepared = self.pool.take(component)  # counted as ours from here
+        prepared = self.pool.take(component)
         store = wasmtime.Store(self.engine) if prepared is None else prepared.store
         try:
             if self._closing:

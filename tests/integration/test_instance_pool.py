@@ -13,7 +13,7 @@ from wasmtime import component as wc
 
 from durable.client import Client
 from durable.core.model import NewTask, TaskState
-from durable.host import HostConfig, Runtime
+from durable.host import HostConfig, Runtime, lifecycle
 from durable.replayer import Replayer
 from durable.storage.base import Store
 from durable.worker import Worker, WorkerConfig
@@ -112,3 +112,17 @@ def test_a_component_that_traps_while_instantiated_is_never_pooled() -> None:
         assert runtime.pool.take(traps) is None
     finally:
         assert runtime.close(), "an instance was left inside wasmtime"
+
+
+async def test_kept_instances_do_not_hold_up_the_process_exit(sql_store: Store) -> None:
+    """A ready instance runs nothing: a process may exit (`quiesce`, which the CLI and an
+    `atexit` hook call) while its runtime keeps one."""
+    wasm, _ = built(WORKFLOWS / "steps.py")
+    runtime = Runtime(HostConfig(instance_pool=1))
+    try:
+        await _run_seeded(sql_store, runtime, wasm)
+        await until(_ready(runtime))
+        assert lifecycle.quiesce(60)
+        assert runtime.pool.ready() == 1  # still kept
+    finally:
+        assert runtime.close(), "a guest was left inside wasmtime"
