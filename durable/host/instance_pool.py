@@ -159,21 +159,26 @@ class InstancePool:
             return entry is None or len(entry[1]) < self._size
 
     def _make(self, component: wc.Component) -> Prepared | None:
-        """A new instance, or None if making it trapped or wrote output."""
-        if self._spill is None:
-            fd, self._spill = tempfile.mkstemp(prefix="durable-pool-")
-            os.close(fd)
+        """A new instance, or None if making it trapped or wrote output (or the pool
+        was cleared meanwhile: `clear` runs on another thread)."""
+        with self._lock:
+            if self._closed:
+                return None
+            if self._spill is None:
+                fd, self._spill = tempfile.mkstemp(prefix="durable-pool-")
+                os.close(fd)
+            spill = self._spill
         store = wasmtime.Store(self._engine)
         try:
             wasi = wasmtime.WasiConfig()  # no args, environment, files or network
-            wasi.stdout_file = self._spill  # truncated: what is there now was written now
-            wasi.stderr_file = self._spill
+            wasi.stdout_file = spill  # truncated: what is there now was written now
+            wasi.stderr_file = spill
             store.set_wasi(wasi)  # replaced by the attempt's own when it is taken
             store.set_limits(memory_size=self._memory_limit)
             store.set_epoch_deadline(_INSTANTIATE_TICKS)
             instance = self._linker.instantiate(store, component)
             run = instance.get_func(store, "run")
-            spoiled = os.path.getsize(self._spill) > 0
+            spoiled = os.path.getsize(spill) > 0  # OSError: gone with a `clear`
         except (wasmtime.WasmtimeError, OSError):
             store.close()
             return None
