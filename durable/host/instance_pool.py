@@ -86,7 +86,9 @@ class InstancePool:
         self._keep: list[wc.Component] = []
         self._closed = False
         # Where instances being made write: anything there spoils the instance.
-        self._spill: str | None = None
+        # (An open descriptor of a file unlinked at once: nothing is left behind, even
+        # by a process that is killed; wasmtime opens it again by its /proc path.)
+        self._spill: int | None = None
         self.taken = 0  # attempts that ran on an instance from here (for tests, metrics)
 
     @property
@@ -149,7 +151,7 @@ class InstancePool:
             prepared.store.close()
         if spill is not None:
             with contextlib.suppress(OSError):
-                os.unlink(spill)
+                os.close(spill)
 
     def _wants(self, component: wc.Component) -> bool:
         with self._lock:
@@ -165,20 +167,26 @@ class InstancePool:
             if self._closed:
                 return None
             if self._spill is None:
-                fd, self._spill = tempfile.mkstemp(prefix="durable-pool-")
-                os.close(fd)
-            spill = self._spill
+                fd, path = tempfile.mkstemp(prefix="durable-pool-")
+                os.unlink(path)
+                self._spill = fd
+            fd = self._spill
+            wasi = wasmtime.WasiConfig()  # no args, environment, files or network
+            # Opened here, under the lock: `clear` may close `fd`, and its number must
+            # not name another file by then. Truncated: what is there was written now.
+            try:
+                wasi.stdout_file = f"/proc/self/fd/{fd}"
+                wasi.stderr_file = f"/proc/self/fd/{fd}"
+            except (wasmtime.WasmtimeError, OSError):  # no /proc here: no pool
+                return None
         store = wasmtime.Store(self._engine)
         try:
-            wasi = wasmtime.WasiConfig()  # no args, environment, files or network
-            wasi.stdout_file = spill  # truncated: what is there now was written now
-            wasi.stderr_file = spill
             store.set_wasi(wasi)  # replaced by the attempt's own when it is taken
             store.set_limits(memory_size=self._memory_limit)
             store.set_epoch_deadline(_INSTANTIATE_TICKS)
             instance = self._linker.instantiate(store, component)
             run = instance.get_func(store, "run")
-            spoiled = os.path.getsize(spill) > 0  # OSError: gone with a `clear`
+            spoiled = os.fstat(fd).st_size > 0  # OSError: closed by a `clear`
         except (wasmtime.WasmtimeError, OSError):
             store.close()
             return None
