@@ -23,7 +23,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.to_thread
@@ -86,6 +86,9 @@ class Client(ScheduleClient, QueueClient):
     def __init__(self, store: Store, *, max_input_bytes: int | None = None) -> None:
         """Wrap an open store; `Client.open` opens one by URL."""
         self.store = store
+        # The store `_watch_end` last asked for end signals, and its answer.
+        self._signals: object = None
+        self._has_signals = False
         self.max_input_bytes = (
             HostConfig().max_payload_bytes if max_input_bytes is None else max_input_bytes
         )
@@ -480,8 +483,12 @@ class Client(ScheduleClient, QueueClient):
     @asynccontextmanager
     async def _watch_end(self, task_id: int) -> AsyncIterator[EndWatch | None]:
         """The store's signal of `task_id`'s end (None: the store has none; poll)."""
-        if isinstance(self.store, EndSignals):
-            async with self.store.watch_end(task_id) as watch:
+        store = self.store
+        if self._signals is not store:
+            # Asked once per store: a protocol `isinstance` looks at its every method.
+            self._signals, self._has_signals = store, isinstance(store, EndSignals)
+        if self._has_signals:
+            async with cast("EndSignals", store).watch_end(task_id) as watch:
                 yield watch
         else:
             yield None

@@ -107,6 +107,10 @@ class HostConfig:
     # same worker goes on without replaying its history (`durable.host.instances`).
     # 0: none kept (every wake-up replays).
     instance_cache: int = 0
+    # Fresh instances kept ready per compiled workflow, made after an attempt ends, so
+    # that the next attempt does not instantiate on its way to its first instruction
+    # (`durable.host.instance_pool`). 0: every attempt instantiates its own.
+    instance_pool: int = 1
     # Outbound HTTP (`durable.http`): a response body larger than this many bytes is
     # cut off and recorded as a `too-large` error, so one request cannot bloat the log.
     http_max_response_bytes: int = 10 * 1024 * 1024

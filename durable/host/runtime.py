@@ -48,6 +48,7 @@ from durable.host.cancel_gate import CancelledAtCall
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
 from durable.host.instance_cache import InstanceCache
+from durable.host.instance_pool import InstancePool, Prepared
 from durable.host.lifecycle import Guests
 from durable.host.linker import build_linker
 from durable.host.monotonic import ReadyPollables, TimerHelper
@@ -101,6 +102,15 @@ class Runtime:
         self._running: set[AttemptContext] = set()  # attempts inside `run`
         # Closes an ended attempt's store, then counts its thread out of wasmtime.
         self._dropper = StoreDropper(self._guests.leave)
+        # Fresh instances made on the dropper's thread, taken by the next attempts.
+        self.pool = InstancePool(
+            self.engine,
+            self.linker,
+            size=self.config.instance_pool,
+            memory_limit=self.config.memory_limit,
+            enter=self._guests.enter,
+            leave=self._guests.leave,
+        )
         self._closing = False
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="durable-epoch", daemon=True)
@@ -119,6 +129,7 @@ class Runtime:
         """
         self._closing = True
         self.instances.clear()  # their guests unwind and leave wasmtime
+        self.pool.clear()
         for ctx in list(self._running):
             ctx.interrupt.set()
         if not self._guests.wait_idle(timeout):
@@ -154,12 +165,14 @@ class Runtime:
             last_words.add(data)
             ctx.on_output(Stream.STDERR, data)
 
-        store = wasmtime.Store(self.engine)
         self._local.ctx = ctx
         self._entered(ctx)  # before the check below: a `close` from now on waits for us
+        prepared = self.pool.take(component)
+        store = wasmtime.Store(self.engine) if prepared is None else prepared.store
         try:
             if self._closing:
                 raise HostError("the runtime is closed")
+            # Set on a prepared instance's store too: making it read nothing of WASI.
             wasi = wasmtime.WasiConfig()
             # No args, no environment, no preopened directories, no network: the guest
             # sees only what the durable host gives it.
@@ -170,20 +183,24 @@ class Runtime:
             )
             store.set_wasi(wasi)
             ctx.pollables = ReadyPollables(self.timer_helper, store)
-            store.set_limits(memory_size=self.config.memory_limit)
+            if prepared is None:
+                store.set_limits(memory_size=self.config.memory_limit)
             watchdog = install_watchdog(store, ctx, self.engine)
             try:
                 # One component instance calls our host functions in this store: their
                 # types are checked at their first call, not at every call.
                 with trampoline.plan_scope():
-                    return self._call(store, component, ctx, last_words)
+                    return self._call(store, component, ctx, last_words, prepared)
             finally:
                 del watchdog
         finally:
             ctx.close()
             self._local.ctx = None
             self._running.discard(ctx)  # ended: no sweep or close may touch it now
-            self._dropper.drop(store)  # closed on another thread, then counted out
+            # Closed on another thread, then counted out; the next attempt's instance is
+            # made there meanwhile.
+            refill = None if self._closing or not self.pool.enabled else component
+            self._dropper.drop(store, None if refill is None else lambda: self.pool.fill(refill))
 
     def _entered(self, ctx: AttemptContext) -> None:
         self._guests.enter()
@@ -195,12 +212,15 @@ class Runtime:
         component: wc.Component,
         ctx: AttemptContext,
         last_words: LastWords,
+        prepared: Prepared | None = None,
     ) -> AttemptEnd:
         task = ctx.task
         try:
             try:
-                instance = self.linker.instantiate(store, component)
-                run = instance.get_func(store, "run")
+                if prepared is not None:
+                    run: wc.Func | None = prepared.run
+                else:
+                    run = self.linker.instantiate(store, component).get_func(store, "run")
                 if run is None:  # checked at load time; kept for binaries stored before that
                     return _failed(ctx, "ComponentError", "component does not export `run`")
                 value = run(store, task.entry, task.input)

@@ -1,4 +1,5 @@
-"""Closing an attempt's wasmtime store off the attempt's critical path.
+"""Closing an attempt's wasmtime store off the attempt's critical path (and making the
+next attempt's instance, `durable.host.instance_pool`, on the same thread).
 
 Dropping a store (its instance, memories and tables) takes a noticeable share of a
 short task's time, and nothing the worker writes depends on it: the attempt's outcome
@@ -28,12 +29,16 @@ class StoreDropper:
     def __init__(self, after: Callable[[], None]) -> None:
         """`after()` runs once per store, after it is closed."""
         self._after = after
-        self._queue: queue.SimpleQueue[wasmtime.Store] = queue.SimpleQueue()
+        # Each store, and what to do on this thread once it is closed (if anything).
+        self._queue: queue.SimpleQueue[tuple[wasmtime.Store, Callable[[], None] | None]] = (
+            queue.SimpleQueue()
+        )
         self._thread: threading.Thread | None = None
         self._start = threading.Lock()
 
-    def drop(self, store: wasmtime.Store) -> None:
-        """Close `store` soon; never blocks."""
+    def drop(self, store: wasmtime.Store, then: Callable[[], None] | None = None) -> None:
+        """Close `store` soon, then call `then()` on the same thread unless more stores
+        wait to be closed by then; never blocks."""
         if self._thread is None:
             with self._start:
                 if self._thread is None:
@@ -41,14 +46,20 @@ class StoreDropper:
                         target=self._run, name="durable-store-drop", daemon=True
                     )
                     self._thread.start()
-        self._queue.put(store)
+        self._queue.put((store, then))
 
     def _run(self) -> None:
         while True:
-            store = self._queue.get()
+            store, then = self._queue.get()
             try:
                 store.close()  # its output streams go now, or soon on wasmtime's threads
             except Exception:  # one store's failure must not stop the rest from closing
                 log.exception("closing a guest's store failed")
             finally:
                 self._after()
+            # Stores to close come first: under load, a later store's `then` follows.
+            if then is not None and self._queue.empty():
+                try:
+                    then()  # the next attempt's instance (`durable.host.instance_pool`)
+                except Exception:
+                    log.exception("making an instance ahead of its attempt failed")

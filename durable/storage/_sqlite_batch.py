@@ -31,7 +31,18 @@ async def run(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T
 
 @contextmanager
 def transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """`BEGIN IMMEDIATE ... COMMIT` on the thread, rolled back on any error."""
+    """`BEGIN IMMEDIATE ... COMMIT` on the thread, rolled back on any error; inside a
+    transaction already (a group commit, `_sqlite_group`), a savepoint of its own."""
+    if db.in_transaction:
+        db.execute("SAVEPOINT work")
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK TO work")
+            raise
+        finally:
+            db.execute("RELEASE work")
+        return
     db.execute("BEGIN IMMEDIATE")
     try:
         yield

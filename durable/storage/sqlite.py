@@ -97,6 +97,7 @@ from durable.errors import (
 )
 from durable.storage import _sqlite_batch as batch
 from durable.storage import _sqlite_codec as codec
+from durable.storage import _sqlite_group as group
 from durable.storage import _sqlite_guest as guest
 from durable.storage import _sqlite_queues as queues
 from durable.storage import _sqlite_schedules as schedules
@@ -169,6 +170,8 @@ class SQLiteStore:
         self._wake = wake.WakeChannel(path, self._heard)
         # The connection for workflow SQL, opened on first use (`_sqlite_guest`).
         self._guest: guest.SQLiteGuest | None = None
+        # Launches and attempts' ends that wait together commit together.
+        self._group = group.GroupCommit(self._use, lambda: _translate_errors(self._path))
 
     @classmethod
     async def open(
@@ -399,10 +402,14 @@ class SQLiteStore:
                     db.execute(_Q["insert_input"], (rows[0][0], spec.input))
             return rows
 
+        plain = not (spec.queue or spec.priority is not None or spec.debounce_key)
+        # A plain launch: one hop, and one commit with the writes waiting beside it.
+        rows = await self._group.run(insert) if plain else []
+        if rows:
+            self._notify()
+            return dataclasses.replace(codec.task(rows[0]), input=spec.input)
         async with self._use() as conn:
-            if not (spec.queue or spec.priority is not None or spec.debounce_key):
-                rows = await batch.run(conn, insert)  # a plain launch: one hop
-            else:
+            if not plain:
                 async with self._transaction(conn):
                     same = await queues.debounced(conn, spec, now)
                     if same is not None:  # a debounced launch: the waiting task, renewed
@@ -741,14 +748,16 @@ class SQLiteStore:
                 if ends:
                     db.execute(_Q["wake_parent"], (now, lease.task_id))
 
-        async with self._use() as conn:
-            if not codec.consecutive(events):
+        if not codec.consecutive(events):
+            async with self._use() as conn:
                 raise await self._refusal(conn, lease, "the events' indexes are not consecutive")
-            try:
-                await batch.run(conn, write)  # one hop for the whole transaction
-            except batch.Shortfall as exc:
+        try:
+            # One hop for the whole transaction, committed with the writes beside it.
+            await self._group.run(write)
+        except batch.Shortfall as exc:
+            async with self._use() as conn:
                 raise await self._refusal(conn, lease, exc.what) from None
-            self._notify(wake.end_message(lease.task_id) if ends else wake.WORK)
+        self._notify(wake.end_message(lease.task_id) if ends else wake.WORK)
 
     async def list_runs(self, task_id: int) -> list[RunInfo]:
         """The task's ended runs, oldest first (`RunStore`)."""

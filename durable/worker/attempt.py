@@ -231,6 +231,9 @@ class AttemptRunner:
         max_deaths: int | None = None,
     ) -> None:
         self._store = store
+        # Checked once: a protocol `isinstance` looks at every method (0.1 ms for this
+        # one), and each attempt needs the answer.
+        self._sql_store = store if isinstance(store, SqlStore) else None
         self._runtime = runtime
         self._worker_id = worker_id
         self._limiter = limiter
@@ -380,6 +383,12 @@ class AttemptRunner:
                 self._idle.set()
             self._on_end()
 
+    def _sink(self, lease: Lease) -> StoreSink:
+        """`store_sink` for this runner's store, without asking its type again."""
+        if self._sql_store is not None:
+            return SqlStoreSink(self._sql_store, lease)
+        return StoreSink(self._store, lease)
+
     async def drop_ended(self) -> None:
         """Evict the kept instances of tasks that ended without waking (cancelled while
         suspended, say): no claim would ever take them out."""
@@ -462,7 +471,7 @@ class AttemptRunner:
         if self._runtime.instances.enabled:
             return await self._run_live(claim, live, component, source, trace)
         assert component is not None
-        sink = store_sink(self._store, claim.lease)
+        sink = self._sink(claim.lease)
         ctx = await self._context(claim, sink, trace, source)
         if self._interrupted:
             return AttemptEnd(outcome=Released(started=False))
@@ -485,7 +494,7 @@ class AttemptRunner:
         of the task taken out of the cache as valid (no replay), else a new instance of
         `component` that replays."""
         task = claim.task
-        sink = store_sink(self._store, claim.lease)
+        sink = self._sink(claim.lease)
         if live is not None:
             log.info("task %d: woken on its live instance, no replay", task.id)
             live.ctx.interrupt.clear()  # addressed to an attempt that has ended

@@ -41,6 +41,10 @@ log = logging.getLogger("durable.worker")
 
 #: How often a running worker records that it is alive (`register_worker` again).
 HEARTBEAT_SECONDS = 5.0
+#: A busy worker looks for due schedule ticks at most this often (and whenever the
+#: next tick it knows of is due): a look is a database trip, and the loop turns once
+#: or twice per short task. A schedule added elsewhere fires at most this late.
+SCHEDULE_LOOK = 0.1
 
 
 class Worker:
@@ -83,6 +87,9 @@ class Worker:
         self._database_down = False  # said "database unavailable", not yet "reachable"
         self._changed = anyio.Event()
         self._next_tick: datetime | None = None  # when a schedule's next tick is due
+        self._looked_at = -SCHEDULE_LOOK  # when (`anyio.current_time`) schedules were last seen
+        # Checked once: a protocol `isinstance` looks at every method, on every call.
+        self._schedules = store if isinstance(store, ScheduleStore) else None
         self._idle_seen = False  # the last look found nothing to do (exit_when_idle)
         self._on_claim = on_claim
         self._info: WorkerInfo | None = None  # as registered, once `run` starts
@@ -202,11 +209,9 @@ class Worker:
                 if self._on_claim is not None:
                     self._on_claim(claim.task)
                 self._attempts.start(tg, claim)
-        if isinstance(self.store, ScheduleStore):
-            # Any worker fires due schedule ticks; the store makes each tick one task
-            # (and wakes the workers to claim it). After the claim: a woken task waits
-            # for no scheduler pass (two round trips on Postgres).
-            self._next_tick = await self.store.fire_schedules()
+        # After the claim: a woken task waits for no scheduler pass (two round trips on
+        # Postgres).
+        look_in = await self._fire_schedules()
         if claimed and claimed == free:
             return False  # there may be more: claim again at once
         timeout, due_at = await self._idle_timeout()
@@ -222,6 +227,8 @@ class Worker:
         elif timeout == 0 and free <= 0:
             # Due, but no slot to take it: an attempt's end wakes the loop. Do not spin.
             timeout = self.config.poll_interval
+        if look_in is not None:  # a look at the schedules was put off: not for long
+            timeout = look_in if timeout is None else min(timeout, look_in)
         # Idle only if a claim made with nothing running found nothing: an attempt
         # that ended during the awaits above freed a slot no claim has tried yet.
         idle = running_before == 0 and not claimed
@@ -239,6 +246,24 @@ class Worker:
         self._idle_seen = False
         await self._wait(timeout if timeout is not None else self.config.poll_interval)
         return False
+
+    async def _fire_schedules(self) -> float | None:
+        """Fire due schedule ticks (any worker does; the store makes each tick one task),
+        unless the last look was under `SCHEDULE_LOOK` ago and the next tick it found is
+        not due. Returns None, or the seconds until the look that was put off.
+
+        A worker that exits when idle looks every time: its exit waits for two idle
+        looks in a row, which a look put off would never let happen."""
+        if self._schedules is None:
+            return None
+        now = anyio.current_time()
+        since = now - self._looked_at
+        due = self._next_tick is not None and self._next_tick <= datetime.now(UTC)
+        if since < SCHEDULE_LOOK and not due and not self.config.exit_when_idle:
+            return SCHEDULE_LOOK - since
+        self._looked_at = now
+        self._next_tick = await self._schedules.fire_schedules()
+        return None
 
     async def _idle_timeout(self) -> tuple[float | None, datetime | None]:
         """Seconds until the next timer, lease expiry or end of an affinity grace,

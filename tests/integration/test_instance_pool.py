@@ -1,0 +1,128 @@
+"""Instances made ahead of the claim (`durable.host.instance_pool`): a task that runs on
+one sees exactly what it would see on an instance made for it. Its randomness comes
+from its own seed (equal seeds, equal values; the same as without the pool), and its
+history replays. Real components, SQLite and Postgres, an in-process worker."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from wasmtime import component as wc
+
+from durable.client import Client
+from durable.core.model import NewTask, TaskState
+from durable.host import HostConfig, Runtime, lifecycle
+from durable.replayer import Replayer
+from durable.storage.base import Store
+from durable.worker import Worker, WorkerConfig
+from tests.helpers import WORKFLOWS, built, running, until
+
+pytestmark = pytest.mark.anyio
+
+#: Seeds of the tasks run in order: the third repeats the first.
+SEEDS = (11, 22, 11)
+
+
+async def _run_seeded(store: Store, runtime: Runtime, wasm: bytes) -> list[dict[str, Any]]:
+    """Run one task per seed of `SEEDS`, one after another; with a pool, each after the
+    first on an instance made ahead. Returns their results, checked to replay."""
+    workflow_hash = await store.put_workflow(wasm, name="main")
+    client = Client(store)
+    results = []
+    worker = Worker(store, WorkerConfig(concurrency=1), runtime=runtime)
+    async with running(worker):
+        for seed in SEEDS:
+            if runtime.pool.enabled and results:
+                await until(_ready(runtime))  # made after the last attempt, off its path
+            spec = NewTask(
+                name="main", workflow_hash=workflow_hash, input="0", entry="main", seed=seed
+            )
+            task = await store.create_task(spec)
+            done = await client.wait(task.id, timeout=300)
+            assert done.state is TaskState.COMPLETE, done.error
+            report = await client.replay(task.id, replayer=Replayer(runtime=runtime))
+            assert report.clean, report
+            result = json.loads(done.result or "null")
+            replayed = json.loads(report.result or "null")
+            for key in ("random", "uuid", "time"):  # replayed identically
+                assert replayed[key] == result[key]
+            results.append(result)
+    return results
+
+
+def _ready(runtime: Runtime) -> Any:
+    async def check() -> bool:
+        return runtime.pool.ready() > 0
+
+    return check
+
+
+async def test_pooled_instances_take_their_own_seed(sql_store: Store) -> None:
+    wasm, _ = built(WORKFLOWS / "steps.py")
+    pooled = Runtime(HostConfig(instance_pool=1))
+    fresh = Runtime(HostConfig(instance_pool=0))
+    try:
+        with_pool = await _run_seeded(sql_store, pooled, wasm)
+        taken = pooled.pool.taken
+        without = await _run_seeded(sql_store, fresh, wasm)
+    finally:
+        closed = [pooled.close(), fresh.close()]
+    assert all(closed), "a guest was left inside wasmtime"
+    # Two of three attempts ran on a prepared instance (replays may take more).
+    assert taken >= len(SEEDS) - 1
+    assert fresh.pool.taken == 0
+
+    def entropy(result: dict[str, Any]) -> tuple[Any, Any]:
+        return result["random"], result["uuid"]
+
+    assert [entropy(r) for r in with_pool] == [entropy(r) for r in without]
+    first, second, again = (entropy(r) for r in with_pool)
+    assert first == again  # the same seed: the same values, instance made ahead or not
+    assert first != second  # another seed: other values, not the pooled instance's own
+
+
+async def test_close_closes_the_ready_instances(sql_store: Store) -> None:
+    wasm, _ = built(WORKFLOWS / "steps.py")
+    runtime = Runtime(HostConfig(instance_pool=2))
+    try:
+        await _run_seeded(sql_store, runtime, wasm)
+        await until(_ready(runtime))
+    finally:
+        assert runtime.close(timeout=60), "a prepared instance was left inside wasmtime"
+    assert runtime.pool.ready() == 0
+
+
+def test_a_component_that_traps_while_instantiated_is_never_pooled() -> None:
+    """Its start function runs while the instance is made, before any task: it is not
+    kept (its tasks instantiate at the claim, as without the pool)."""
+    runtime = Runtime(HostConfig(instance_pool=1))
+    try:
+        traps = wc.Component(
+            runtime.engine,
+            """(component
+                 (core module $m (func $boom unreachable) (start $boom))
+                 (core instance $i (instantiate $m)))""",
+        )
+        runtime.pool.fill(traps)
+        assert runtime.pool.ready() == 0
+        runtime.pool.fill(traps)  # refused for good: still none
+        assert runtime.pool.ready() == 0
+        assert runtime.pool.take(traps) is None
+    finally:
+        assert runtime.close(), "an instance was left inside wasmtime"
+
+
+async def test_kept_instances_do_not_hold_up_the_process_exit(sql_store: Store) -> None:
+    """A ready instance runs nothing: a process may exit (`quiesce`, which the CLI and an
+    `atexit` hook call) while its runtime keeps one."""
+    wasm, _ = built(WORKFLOWS / "steps.py")
+    runtime = Runtime(HostConfig(instance_pool=1))
+    try:
+        await _run_seeded(sql_store, runtime, wasm)
+        await until(_ready(runtime))
+        assert lifecycle.quiesce(60)
+        assert runtime.pool.ready() == 1  # still kept
+    finally:
+        assert runtime.close(), "a guest was left inside wasmtime"
