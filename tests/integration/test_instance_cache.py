@@ -5,6 +5,7 @@ processes (SIGTERM, SIGKILL)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import signal
 import subprocess
@@ -21,7 +22,7 @@ from durable.host.instance_cache import INSTANCE_BYTES
 from durable.storage import open_store
 from durable.storage.base import Store
 from durable.worker import Worker, WorkerConfig
-from tests.helpers import WORKFLOWS, built, durable_cmd, running, stock_env, until
+from tests.helpers import WORKFLOWS, compiled, durable_cmd, running, stock_env, until
 
 pytestmark = pytest.mark.anyio
 
@@ -65,7 +66,10 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[St
 
 @pytest.fixture(scope="module")
 def coordination() -> tuple[bytes, str]:
-    return built(WORKFLOWS / "coordination.py")
+    # Compiled ahead: a worker that finds it uncompiled hands each claimed task back
+    # while it compiles, and those claims would count as attempts of their own.
+    wasm = compiled(WORKFLOWS / "coordination.py")
+    return wasm, hashlib.sha256(wasm).hexdigest()
 
 
 @pytest.fixture
