@@ -5,6 +5,7 @@ processes and components, SQLite and Postgres, SIGKILL; waits are for conditions
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import pytest
 from durable.core.model import Suspended, Task, TaskState, WorkerInfo
 from durable.storage import open_store
 from durable.storage.base import Store
-from tests.helpers import WORKFLOWS, built, durable_cmd, stock_env, until
+from tests.helpers import WORKFLOWS, compiled, durable_cmd, stock_env, until
 from tests.integration.test_instance_cache import (
     LIVE,
     ended,
@@ -36,7 +37,9 @@ NO_POLL = "600"
 
 @pytest.fixture(scope="module")
 def coordination() -> tuple[bytes, str]:
-    return built(WORKFLOWS / "coordination.py")
+    # Compiled ahead, so that no worker hands a first claim back while it compiles.
+    wasm = compiled(WORKFLOWS / "coordination.py")
+    return wasm, hashlib.sha256(wasm).hexdigest()
 
 
 @pytest.fixture
