@@ -181,11 +181,13 @@ class SqlStoreSink(StoreSink):
         return _SyncTransaction(self, transaction)
 
 
-def store_sink(store: Store, lease: Lease) -> StoreSink:
-    """The sink for an attempt on `store`: with workflow SQL if the store has that role."""
+def sink_maker(store: Store) -> Callable[[Lease], StoreSink]:
+    """How an attempt on `store` makes its sink: with workflow SQL if the store has that
+    role. Asked once per store: a protocol `isinstance` looks at its every method (0.1 ms
+    for this one), and every attempt needs a sink."""
     if isinstance(store, SqlStore):
-        return SqlStoreSink(store, lease)
-    return StoreSink(store, lease)
+        return functools.partial(SqlStoreSink, store)
+    return functools.partial(StoreSink, store)
 
 
 class _SyncTransaction:
@@ -231,9 +233,7 @@ class AttemptRunner:
         max_deaths: int | None = None,
     ) -> None:
         self._store = store
-        # Checked once: a protocol `isinstance` looks at every method (0.1 ms for this
-        # one), and each attempt needs the answer.
-        self._sql_store = store if isinstance(store, SqlStore) else None
+        self._sink = sink_maker(store)
         self._runtime = runtime
         self._worker_id = worker_id
         self._limiter = limiter
@@ -382,12 +382,6 @@ class AttemptRunner:
             if not self._contexts:
                 self._idle.set()
             self._on_end()
-
-    def _sink(self, lease: Lease) -> StoreSink:
-        """`store_sink` for this runner's store, without asking its type again."""
-        if self._sql_store is not None:
-            return SqlStoreSink(self._sql_store, lease)
-        return StoreSink(self._store, lease)
 
     async def drop_ended(self) -> None:
         """Evict the kept instances of tasks that ended without waking (cancelled while

@@ -34,7 +34,7 @@ from durable.storage.base import Store, WorkflowSQL
 from durable.storage.guest import GuestSQLError
 from durable.storage.memory import MemoryStore
 from durable.storage.sqlite import SQLiteStore
-from durable.worker.attempt import StoreSink, store_sink
+from durable.worker.attempt import StoreSink, sink_maker
 from tests.conftest import STORE_BACKENDS
 from tests.helpers import (
     EXAMPLES,
@@ -191,7 +191,7 @@ async def crashing_attempt(
     what the dead process held (its open transaction rolls back) and expire its lease."""
     [claim] = await store.claim(worker_id="crashy", limit=1, lease_seconds=60)
     component = await anyio.to_thread.run_sync(load_component, runtime, wasm)
-    sink = store_sink(store, claim.lease)
+    sink = sink_maker(store)(claim.lease)
     ctx = AttemptContext(
         task=claim.task,
         attempt=claim.task.attempts,
