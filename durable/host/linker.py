@@ -17,7 +17,7 @@ from typing import Any
 import wasmtime
 from wasmtime import component as wc
 
-from durable.host import cancel_gate, step_ahead
+from durable.host import step_ahead
 from durable.host._wit import Current, Definer, add_funcs, record
 from durable.host.child_control import define_child_control
 from durable.host.context import AttemptContext
@@ -112,13 +112,13 @@ def _define_core(root: wc.LinkerInstance, current: Current) -> None:
         current().step_exit(payload)
 
     # `cancelled` then `enter`, as the guest would call them (`enter` behind its gate),
-    # in one host crossing: the Python SDK's every step, half the crossings of a replay.
+    # in one host crossing: half the crossings of a replay. The same as `enter-ahead`
+    # without the entries after it (so it, too, forgets any handed out before).
     def enter_checked(_store: object, label: str, digest: str | None) -> wc.Variant:
-        ctx = current()
-        if ctx.cancelled():
+        try:
+            return wc.Variant("ok", step_ahead.enter_ahead(current(), label, digest))
+        except step_ahead.Cancelled:
             return _CANCELLED
-        cancel_gate.check(ctx)
-        return wc.Variant("ok", ctx.step_enter(label, digest))
 
     # The replay buffer (`durable.host.step_ahead`): `enter-checked` and the steps after.
     # Its result is untagged in wasmtime-py (no Python value fits both cases): `ok` is
