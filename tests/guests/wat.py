@@ -158,3 +158,11 @@ def build_clock_wat(out_dir: Path, wasi: str = _VENDORED_WASI) -> Path:
     wasm_tools("component", "embed", wit, "-w", "clocked", out / "clock.wat", "-o", core)
     wasm_tools("component", "new", core, "-o", out / "clock.wasm")
     return out / "clock.wasm"
+
+
+def build_loud_wat(out_dir: Path) -> Path:
+    """`loud.wat`, a whole component whose start function prints while it is
+    instantiated."""
+    target = out_dir / "loud.wasm"
+    wasm_tools("parse", HERE / "loud.wat", "-o", target)
+    return target

@@ -6,6 +6,7 @@ history replays. Real components, SQLite and Postgres, an in-process worker."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from durable.host import HostConfig, Runtime, lifecycle
 from durable.replayer import Replayer
 from durable.storage.base import Store
 from durable.worker import Worker, WorkerConfig
+from tests.guests.wat import build_loud_wat
 from tests.helpers import WORKFLOWS, built, running, until
 
 pytestmark = pytest.mark.anyio
@@ -112,6 +114,44 @@ def test_a_component_that_traps_while_instantiated_is_never_pooled() -> None:
         assert runtime.pool.take(traps) is None
     finally:
         assert runtime.close(), "an instance was left inside wasmtime"
+
+
+def test_a_component_that_prints_while_instantiated_is_never_pooled(tmp_path: Path) -> None:
+    """What a start function writes goes to the pool's file, not to any task: such an
+    instance is thrown away, and the component is not pooled again."""
+    runtime = Runtime(HostConfig(instance_pool=1))
+    try:
+        loud = wc.Component(runtime.engine, build_loud_wat(tmp_path).read_bytes())
+        runtime.pool.fill(loud)
+        assert runtime.pool.ready() == 0
+        runtime.pool.fill(loud)
+        assert runtime.pool.ready() == 0
+        assert runtime.pool.take(loud) is None
+    finally:
+        assert runtime.close(), "an instance was left inside wasmtime"
+
+
+async def test_each_task_of_a_loud_component_logs_its_own_start_output(
+    sql_store: Store, tmp_path: Path
+) -> None:
+    """Tasks run one after another with the pool on: each instantiates at its claim,
+    so the line its start function prints is in its own log, once."""
+    wasm = build_loud_wat(tmp_path).read_bytes()
+    workflow_hash = await sql_store.put_workflow(wasm, name="loud")
+    runtime = Runtime(HostConfig(instance_pool=1))
+    client = Client(sql_store)
+    try:
+        async with running(Worker(sql_store, WorkerConfig(concurrency=1), runtime=runtime)):
+            for _ in range(3):
+                spec = NewTask(name="loud", workflow_hash=workflow_hash, input="0", entry="main")
+                task = await sql_store.create_task(spec)
+                done = await client.wait(task.id, timeout=300)
+                assert (done.state, done.result) == (TaskState.COMPLETE, '"loud"'), done.error
+                log = await sql_store.read_logs(task.id, limit=100)
+                assert b"".join(c.data for c in log) == b"made\n"
+    finally:
+        assert runtime.close(), "a guest was left inside wasmtime"
+    assert runtime.pool.taken == 0
 
 
 async def test_kept_instances_do_not_hold_up_the_process_exit(sql_store: Store) -> None:
