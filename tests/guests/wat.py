@@ -160,9 +160,9 @@ def build_clock_wat(out_dir: Path, wasi: str = _VENDORED_WASI) -> Path:
     return out / "clock.wasm"
 
 
-def build_loud_wat(out_dir: Path) -> Path:
-    """`loud.wat`, a whole component whose start function prints while it is
-    instantiated."""
-    target = out_dir / "loud.wasm"
-    wasm_tools("parse", HERE / "loud.wat", "-o", target)
+def build_component_wat(name: str, out_dir: Path) -> Path:
+    """`tests/guests/NAME.wat`, a whole component written by hand (`loud`: its start
+    function prints; `spin`: its start function never returns)."""
+    target = out_dir / f"{name}.wasm"
+    wasm_tools("parse", HERE / f"{name}.wat", "-o", target)
     return target
