@@ -43,7 +43,7 @@ async def run_backend(backend: Backend, bench: Bench, sizes: Sizes, log_dir: Pat
         ("(l) worker processes 1 and 2", scaling.process_scaling, (log_dir,)),
         ("(j) start from the artifact on disk", coldstart.start_from_disk, ()),
         ("(g) timer lateness", f.timer_lateness, ()),
-        ("(m) wake a task of 10,000 events", wake.wake_figures, ()),
+        ("(m) wake a long task", wake.wake_figures, ()),
         ("(h) worker memory", processes.memory, (log_dir,)),
     ]
     if backend.name == "postgres":

@@ -76,6 +76,7 @@ class Sizes:
     failover_trials: int  # (f) SIGKILLs
     lease_seconds: float | None  # (f) the workers' lease; None: the default (10 s)
     cold_starts: int  # (j) fresh runtimes starting a task from the artifact on disk
+    wake_events: int  # (m) recorded events before the wake-up
 
 
 FULL = Sizes(
@@ -95,6 +96,7 @@ FULL = Sizes(
     failover_trials=5,
     lease_seconds=None,
     cold_starts=20,
+    wake_events=10_000,  # issue 14, target 4
 )
 QUICK = Sizes(
     rounds=2,
@@ -113,6 +115,7 @@ QUICK = Sizes(
     failover_trials=1,
     lease_seconds=2.0,
     cold_starts=3,
+    wake_events=1_000,
 )
 
 

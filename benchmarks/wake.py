@@ -1,5 +1,6 @@
-"""(m) Waking a task with 10,000 recorded events: time to its next instruction, with
-the instance cache (it goes on from its live instance) and without (it replays).
+"""(m) Waking a task with 10,000 recorded events (1,000 in a quick run): time to its
+next instruction, with the instance cache (it goes on from its live instance) and
+without (it replays).
 
 One in-process worker per mode, on a runtime of its own (`--instance-cache 512M`, or
 0). Each round launches a task that records the events and waits for a notification
@@ -25,8 +26,6 @@ from durable.host import Runtime
 from durable.storage.base import Store
 from durable.worker import Worker, WorkerConfig
 
-#: Recorded events before the wait.
-EVENTS = 10_000
 #: The cache's budget in the cached mode: the issue's example setting.
 BUDGET = 512 * 1024**2
 
@@ -40,7 +39,7 @@ async def wake_figures(backend: Backend, bench: Bench, sizes: Sizes) -> list[Fig
         runtime = Runtime(config)
         try:
             runtime.cache.load(bench.wasm_hash, bench.wasm)
-            results[mode] = await _rounds(backend, bench, runtime, rounds)
+            results[mode] = await _rounds(backend, bench, runtime, rounds, sizes.wake_events)
             if budget and runtime.instances.hits != rounds:
                 raise RuntimeError(f"{runtime.instances.hits} of {rounds} wake-ups were live")
         finally:
@@ -50,7 +49,7 @@ async def wake_figures(backend: Backend, bench: Bench, sizes: Sizes) -> list[Fig
         Figure(
             key="m",
             id="wake_next_instruction_cached_ms",
-            name=f"wake a task of {EVENTS:,} events, cached",
+            name=f"wake a task of {sizes.wake_events:,} events, cached",
             value=cached,
             unit="ms",
             target="<= 5 ms",
@@ -61,7 +60,7 @@ async def wake_figures(backend: Backend, bench: Bench, sizes: Sizes) -> list[Fig
         Figure(
             key="m",
             id="wake_next_instruction_replay_ms",
-            name=f"wake a task of {EVENTS:,} events, replay",
+            name=f"wake a task of {sizes.wake_events:,} events, replay",
             value=replay,
             unit="ms",
             note=f"median of {rounds}: the same, without the cache (replays the history)",
@@ -78,7 +77,9 @@ async def _suspended(store: Store, task_id: int) -> None:
         await anyio.sleep(0.01)
 
 
-async def _rounds(backend: Backend, bench: Bench, runtime: Runtime, rounds: int) -> list[float]:
+async def _rounds(
+    backend: Backend, bench: Bench, runtime: Runtime, rounds: int, events: int
+) -> list[float]:
     out = []
     async with backend.database() as (_, store):
         await store.put_workflow(bench.wasm)
@@ -88,7 +89,7 @@ async def _rounds(backend: Backend, bench: Bench, runtime: Runtime, rounds: int)
             tg.start_soon(worker.run)
             for _ in range(rounds):
                 task = await client.launch(
-                    bench.wasm_hash, name="bench-wake", input=EVENTS, entry="wake_after"
+                    bench.wasm_hash, name="bench-wake", input=events, entry="wake_after"
                 )
                 with within(300, f"task {task.id} did not suspend"):
                     await _suspended(store, task.id)

@@ -158,3 +158,11 @@ def build_clock_wat(out_dir: Path, wasi: str = _VENDORED_WASI) -> Path:
     wasm_tools("component", "embed", wit, "-w", "clocked", out / "clock.wat", "-o", core)
     wasm_tools("component", "new", core, "-o", out / "clock.wasm")
     return out / "clock.wasm"
+
+
+def build_component_wat(name: str, out_dir: Path) -> Path:
+    """`tests/guests/NAME.wat`, a whole component written by hand (`loud`: its start
+    function prints; `spin`: its start function never returns)."""
+    target = out_dir / f"{name}.wasm"
+    wasm_tools("parse", HERE / f"{name}.wat", "-o", target)
+    return target

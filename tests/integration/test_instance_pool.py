@@ -6,6 +6,7 @@ history replays. Real components, SQLite and Postgres, an in-process worker."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,9 @@ from durable.core.model import NewTask, TaskState
 from durable.host import HostConfig, Runtime, lifecycle
 from durable.replayer import Replayer
 from durable.storage.base import Store
+from durable.storage.sqlite import SQLiteStore
 from durable.worker import Worker, WorkerConfig
+from tests.guests.wat import build_component_wat
 from tests.helpers import WORKFLOWS, built, running, until
 
 pytestmark = pytest.mark.anyio
@@ -112,6 +115,80 @@ def test_a_component_that_traps_while_instantiated_is_never_pooled() -> None:
         assert runtime.pool.take(traps) is None
     finally:
         assert runtime.close(), "an instance was left inside wasmtime"
+
+
+def test_a_component_that_prints_while_instantiated_is_never_pooled(tmp_path: Path) -> None:
+    """What a start function writes goes to the pool's file, not to any task: such an
+    instance is thrown away, and the component is not pooled again."""
+    runtime = Runtime(HostConfig(instance_pool=1))
+    try:
+        loud = wc.Component(runtime.engine, build_component_wat("loud", tmp_path).read_bytes())
+        runtime.pool.fill(loud)
+        assert runtime.pool.ready() == 0
+        runtime.pool.fill(loud)
+        assert runtime.pool.ready() == 0
+        assert runtime.pool.take(loud) is None
+    finally:
+        assert runtime.close(), "an instance was left inside wasmtime"
+
+
+async def test_each_task_of_a_loud_component_logs_its_own_start_output(
+    sql_store: Store, tmp_path: Path
+) -> None:
+    """Tasks run one after another with the pool on: each instantiates at its claim,
+    so the line its start function prints is in its own log, once."""
+    wasm = build_component_wat("loud", tmp_path).read_bytes()
+    workflow_hash = await sql_store.put_workflow(wasm, name="loud")
+    runtime = Runtime(HostConfig(instance_pool=1))
+    client = Client(sql_store)
+    try:
+        async with running(Worker(sql_store, WorkerConfig(concurrency=1), runtime=runtime)):
+            for _ in range(3):
+                spec = NewTask(name="loud", workflow_hash=workflow_hash, input="0", entry="main")
+                task = await sql_store.create_task(spec)
+                done = await client.wait(task.id, timeout=300)
+                assert (done.state, done.result) == (TaskState.COMPLETE, '"loud"'), done.error
+                log = await sql_store.read_logs(task.id, limit=100)
+                assert b"".join(c.data for c in log) == b"made\n"
+    finally:
+        assert runtime.close(), "a guest was left inside wasmtime"
+    assert runtime.pool.taken == 0
+
+
+async def test_a_start_function_that_never_returns_holds_up_no_other_task(
+    tmp_path: Path,
+) -> None:
+    """Its instantiation spins: the pool gives up on it in a bounded time, its task
+    fails at its deadline like any guest that spins, and the worker runs other tasks
+    meanwhile and after. (On SQLite only: the pool is the host's, under any store.)"""
+    sql_store = await SQLiteStore.open(tmp_path / "durable.db")
+    await sql_store.migrate()
+    spin = build_component_wat("spin", tmp_path).read_bytes()
+    spin_hash = await sql_store.put_workflow(spin, name="spin")
+    steps_hash = await sql_store.put_workflow(built(WORKFLOWS / "steps.py")[0], name="main")
+    runtime = Runtime(HostConfig(instance_pool=1))
+    client = Client(sql_store)
+    try:
+        async with running(Worker(sql_store, WorkerConfig(concurrency=2), runtime=runtime)):
+            spinning = await client.launch(spin_hash, name="spin", timeout=2)
+
+            async def claimed() -> bool:
+                return (await client.get(spinning.id)).state is TaskState.ACTIVE
+
+            await until(claimed)
+            for _ in range(2):  # while it spins, and after its end (the pool refills)
+                other = await client.launch(steps_hash, name="main", input=0)
+                done = await client.wait(other.id, timeout=300)
+                assert done.state is TaskState.COMPLETE, done.error
+            spun = await client.wait(spinning.id, timeout=300)
+            assert spun.state is TaskState.FAILED
+            assert json.loads(spun.error or "{}")["kind"] == "TimeoutError", spun.error
+            after = await client.launch(steps_hash, name="main", input=0)
+            assert (await client.wait(after.id, timeout=300)).state is TaskState.COMPLETE
+    finally:
+        await sql_store.close()
+        assert runtime.close(timeout=60), "a guest was left inside wasmtime"
+    assert runtime.pool.ready() == 0
 
 
 async def test_kept_instances_do_not_hold_up_the_process_exit(sql_store: Store) -> None:
