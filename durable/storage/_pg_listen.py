@@ -12,6 +12,16 @@ if `wait` itself has to reconnect after a loss, it returns without waiting, sinc
 notifications sent while disconnected are gone. A network cut that closes nothing is
 caught by a cheap `SELECT 1` after every `PROBE_SECONDS` of silence.
 
+A statement of this store that makes work runnable (a launch, a notification that
+wakes a task) wakes this process's own waiters as soon as it has committed
+(`committed_work`), without waiting for its notification's trip through the server.
+That notification still comes, from the backend that ran the statement, and is then
+let pass without a second wake-up: each such commit sends exactly one (the triggers'
+constant payload is folded within a transaction), delivered in commit order. Only
+while one listening connection stayed up from before the statement to after it: else
+the notification may never come, and a later one from that backend must not be
+taken for it.
+
 Once someone waits for a task's end (`listen_ends`), the same connection also LISTENs
 on `durable_end`, whose payload is the id of a task that ended (schema version 6), and
 hands each id to `on_end`; a lost connection calls `on_end(None)`: anything may have
@@ -21,6 +31,7 @@ ended meanwhile.
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -61,6 +72,11 @@ class WorkListener:
         self._lock = asyncio.Lock()
         self._ever_connected = False
         self._closed = False
+        # Which connection is listening (bumped on every new one), and the
+        # notifications its backends still owe for wake-ups already given
+        # (`committed_work`), by backend pid.
+        self._generation = 0
+        self._echoes: collections.Counter[int] = collections.Counter()
 
     @property
     def connected(self) -> bool:
@@ -90,6 +106,8 @@ class WorkListener:
                 raise
             conn.add_termination_listener(self._on_terminate)
             self._conn = conn
+            self._generation += 1
+            self._echoes.clear()
             reconnected = self._ever_connected
             self._ever_connected = True
             return reconnected
@@ -113,7 +131,27 @@ class WorkListener:
                     conn.terminate()  # the next ensure() reconnects with both channels
         await self.ensure()
 
-    def _on_notify(self, *_args: Any) -> None:
+    @property
+    def generation(self) -> int | None:
+        """The listening connection now (None: none): pass it to `committed_work`."""
+        return self._generation if self.connected else None
+
+    def committed_work(self, pid: int, generation: int | None) -> None:
+        """A statement on backend `pid` made work runnable, committed, and so notified
+        once: wake the waiters now, and let that notification pass when it comes, if
+        `generation` (read before the statement was sent) still listens."""
+        self._event.set()
+        if generation is not None and generation == self.generation:
+            self._echoes[pid] += 1
+
+    def _on_notify(self, _conn: Any, pid: int, *_args: Any) -> None:
+        owed = self._echoes.get(pid, 0)
+        if owed:  # a wake-up already given (`committed_work`)
+            if owed == 1:
+                del self._echoes[pid]
+            else:
+                self._echoes[pid] = owed - 1
+            return
         self._event.set()
 
     def _on_end_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
