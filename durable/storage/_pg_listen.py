@@ -12,15 +12,17 @@ if `wait` itself has to reconnect after a loss, it returns without waiting, sinc
 notifications sent while disconnected are gone. A network cut that closes nothing is
 caught by a cheap `SELECT 1` after every `PROBE_SECONDS` of silence.
 
-A statement of this store that makes work runnable (a launch, a notification that
-wakes a task) wakes this process's own waiters as soon as it has committed
-(`committed_work`), without waiting for its notification's trip through the server.
-That notification still comes, from the backend that ran the statement, and is then
-let pass without a second wake-up: each such commit sends exactly one (the triggers'
-constant payload is folded within a transaction), delivered in commit order. Only
-while one listening connection stayed up from before the statement to after it: else
-the notification may never come, and a later one from that backend must not be
-taken for it.
+A statement of this store that may make work runnable (a launch, a notification that
+wakes a task) wakes this process's own waiters as soon as it has returned
+(`expect_work`, `committed_work`), without waiting for its notification's trip through
+the server. That notification still comes, from the backend that ran the statement,
+and is let pass without a second wake-up: each such commit sends exactly one (the
+triggers' constant payload is folded within a transaction). It may come before the
+statement's reply is read, so it is expected before the statement is sent; one that
+comes meanwhile from an earlier statement on that backend is taken for it, and the
+wake-up it owed is the one given when the statement returns, woken or not. Only
+while one listening connection stays up from before the statement to after it: else
+the notification may never come, and the count starts again.
 
 Once someone waits for a task's end (`listen_ends`), the same connection also LISTENs
 on `durable_end`, whose payload is the id of a task that ended (schema version 6), and
@@ -131,18 +133,25 @@ class WorkListener:
                     conn.terminate()  # the next ensure() reconnects with both channels
         await self.ensure()
 
-    @property
-    def generation(self) -> int | None:
-        """The listening connection now (None: none): pass it to `committed_work`."""
-        return self._generation if self.connected else None
+    def expect_work(self, pid: int) -> int | None:
+        """Before a statement on backend `pid` that may make work runnable: its
+        notification, if it sends one, passes without a wake-up. Returns what to hand
+        `committed_work` (None: nothing listens, nothing is expected)."""
+        if not self.connected:
+            return None
+        self._echoes[pid] += 1
+        return self._generation
 
-    def committed_work(self, pid: int, generation: int | None) -> None:
-        """A statement on backend `pid` made work runnable, committed, and so notified
-        once: wake the waiters now, and let that notification pass when it comes, if
-        `generation` (read before the statement was sent) still listens."""
+    def committed_work(self, pid: int, expected: int | None, *, woke: bool) -> None:
+        """After the statement of `expect_work` (or its failure): wake the waiters now;
+        if it made nothing runnable (`woke` False: no notification comes), expect none."""
         self._event.set()
-        if generation is not None and generation == self.generation:
-            self._echoes[pid] += 1
+        if not woke and expected is not None and expected == self._generation:
+            owed = self._echoes.get(pid, 0)
+            if owed > 1:
+                self._echoes[pid] = owed - 1
+            elif owed == 1:
+                del self._echoes[pid]
 
     def _on_notify(self, _conn: Any, pid: int, *_args: Any) -> None:
         owed = self._echoes.get(pid, 0)

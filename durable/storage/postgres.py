@@ -356,12 +356,14 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         """Run `query`, a statement committed on its own that may make work runnable, and
         return its row; if `woke(row)`, it did, and this process's own workers hear of
         it now, not after its notification's trip through the server (`_pg_listen`)."""
-        generation = self._listener.generation  # before the statement: see committed_work
         async with self._pool.acquire() as conn:
-            row: asyncpg.Record | None = await conn.fetchrow(query, *args)
             pid = conn.get_server_pid()
-        if woke(row):
-            self._listener.committed_work(pid, generation)
+            expected = self._listener.expect_work(pid)
+            row: asyncpg.Record | None = None
+            try:
+                row = await conn.fetchrow(query, *args)
+            finally:
+                self._listener.committed_work(pid, expected, woke=woke(row))
         return row
 
     async def next_notification(

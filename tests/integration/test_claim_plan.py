@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from durable.storage import open_store
+from durable.storage._pg_claim import PRELOAD_EVENTS
 from durable.storage._pg_schema import queries as pg_queries
 from durable.storage._sqlite_schema import queries as sqlite_queries
 from durable.storage.sqlite import SQLiteStore
@@ -18,8 +19,9 @@ from durable.storage.sqlite import SQLiteStore
 pytestmark = pytest.mark.anyio
 
 #: claim's parameters: worker, limit, lease seconds, max deaths, last-chance count, how
-#: many last chances, message template, affinity grace (SQLite's differ; see there).
-PG_CLAIM = ("w1", 16, 5.0, 3, 2, None, "task %s %s", 0.1)
+#: many last chances, message template, affinity grace, history read ahead (SQLite's
+#: differ; see there).
+PG_CLAIM = ("w1", 16, 5.0, 3, 2, None, "task %s %s", 0.1, PRELOAD_EVENTS)
 
 
 async def test_sqlite_claim_and_next_wakeup_use_their_indexes(tmp_path: Path) -> None:

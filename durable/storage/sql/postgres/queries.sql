@@ -552,8 +552,8 @@ WITH t AS (
         on_event = CASE WHEN p.state = 'suspended' THEN false ELSE p.on_event END,
         wake_pending = p.wake_pending OR p.state = 'active',
         updated_at = CASE WHEN p.state = 'suspended' THEN now() ELSE p.updated_at END
-    FROM t
-    WHERE p.id = t.parent_id AND t.state IN ('complete', 'failed', 'cancelled')
+    -- The parent by its key (a join with `t` was planned as a scan of every live task).
+    WHERE p.id = (SELECT t.parent_id FROM t WHERE t.state IN ('complete', 'failed', 'cancelled'))
       AND ((p.state = 'suspended' AND p.on_event) OR p.state = 'active')
 )
 SELECT count(*) FROM t;
