@@ -101,3 +101,43 @@ async def _pg_plan(conn: asyncpg.Connection, sql: str, params: tuple[object, ...
     # EXPLAIN only (no ANALYZE): the claim is an UPDATE, and must not run.
     rows = await conn.fetch("EXPLAIN " + sql, *params)
     return "\n".join(row[0] for row in rows)
+
+
+async def test_postgres_claim_reads_a_long_history_of_no_task_it_claims(pg_url: str) -> None:
+    """Its read-ahead (`_pg_claim`) is for first claims of short histories: a task woken
+    on its kept instance, with thousands of events, must not have them read on the way
+    (a gate written in the join's ON was checked on every event read)."""
+    store = await open_store(pg_url)
+    try:
+        await store.migrate()
+        digest = await store.put_workflow(b"\x00asm\x01\x00\x00\x00 history")
+    finally:
+        await store.close()
+    events = PRELOAD_EVENTS * 20
+    conn = await asyncpg.connect(pg_url)
+    try:
+        for attempts in (1, 0):  # claimed before (its events recorded then), or a fork's
+            task_id = await conn.fetchval(
+                "INSERT INTO durable.tasks (name, workflow_hash, input, state, seed, attempts)"
+                " VALUES ('long', $1, '{}', 'ready', 0, $2) RETURNING id",
+                digest,
+                attempts,
+            )
+            await conn.execute(
+                "INSERT INTO durable.events (task_id, idx, label, payload)"
+                " SELECT $1, n, 'step', '{}' FROM generate_series(0, $2 - 1) AS n",
+                task_id,
+                events,
+            )
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                rows = await conn.fetch("EXPLAIN (ANALYZE) " + pg_queries()["claim"], *PG_CLAIM)
+            finally:
+                await transaction.rollback()  # the claim ran: undo it
+            plan = "\n".join(row[0] for row in rows)
+            assert f"rows={events} " not in plan, plan
+            await conn.execute("DELETE FROM durable.events WHERE task_id = $1", task_id)
+            await conn.execute("DELETE FROM durable.tasks WHERE id = $1", task_id)
+    finally:
+        await conn.close()

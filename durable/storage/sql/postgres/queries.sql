@@ -275,7 +275,12 @@ WITH candidates AS (
     WHERE t.id = picked.id
     RETURNING t.*
 )
-SELECT c.*, h.history_length, a.idx, a.label, a.digest, a.payload, a.created, a.logged,
+SELECT c.*, h.history_length, a.idx, a.label, a.digest, a.payload, a.created,
+       CASE WHEN g.ahead THEN
+           (SELECT coalesce(sum(octet_length(l.data)), 0)::bigint
+            FROM durable.logs AS l
+            WHERE l.task_id = c.id AND l.position = h.history_length AND l.seq > c.log_base)
+       END AS logged,
        EXISTS (SELECT 1 FROM durable.queues) AS any_queue
 FROM (SELECT 1) AS one
 LEFT JOIN claimed AS c ON true
@@ -285,18 +290,20 @@ LEFT JOIN LATERAL (
     SELECT coalesce(max(e.idx) + 1, 0) AS history_length
     FROM durable.events AS e WHERE e.task_id = c.id
 ) AS h ON true
-LEFT JOIN LATERAL (
+-- Read ahead or not. The events are read only when it is (a condition in the join's
+-- ON, or in the scan's WHERE, was checked on each of the events read, 10,000 of them
+-- for a task woken on its kept instance).
+CROSS JOIN LATERAL (
+    SELECT c.attempts = 1 AND c.state = 'active' AND h.history_length <= $9::integer AS ahead
+) AS g
+CROSS JOIN LATERAL (
     SELECT array_agg(e.idx ORDER BY e.idx) AS idx, array_agg(e.label ORDER BY e.idx) AS label,
            array_agg(e.digest ORDER BY e.idx) AS digest,
            array_agg(e.payload ORDER BY e.idx) AS payload,
-           array_agg(e.created_at ORDER BY e.idx) AS created,
-           (SELECT coalesce(sum(octet_length(g.data)), 0)::bigint
-            FROM durable.logs AS g
-            WHERE g.task_id = c.id AND g.position = h.history_length AND g.seq > c.log_base)
-               AS logged
+           array_agg(e.created_at ORDER BY e.idx) AS created
     FROM durable.events AS e
-    WHERE e.task_id = c.id
-) AS a ON c.attempts = 1 AND c.state = 'active' AND h.history_length <= $9::integer;
+    WHERE g.ahead AND e.task_id = c.id
+) AS a;
 
 -- name: renew_leases
 UPDATE durable.tasks
