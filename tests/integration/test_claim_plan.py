@@ -47,13 +47,18 @@ def _sqlite_plan(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -
     return "\n".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params))
 
 
-async def test_postgres_claim_and_next_wakeup_use_their_indexes(pg_url: str) -> None:
+async def _migrated_with_binary(pg_url: str, wasm: bytes) -> str:
+    """Migrate the database at `pg_url`, store `wasm` in it and return its hash."""
     store = await open_store(pg_url)
     try:
         await store.migrate()
-        digest = await store.put_workflow(b"\x00asm\x01\x00\x00\x00 plan")
+        return await store.put_workflow(wasm)
     finally:
         await store.close()
+
+
+async def test_postgres_claim_and_next_wakeup_use_their_indexes(pg_url: str) -> None:
+    digest = await _migrated_with_binary(pg_url, b"\x00asm\x01\x00\x00\x00 plan")
     conn = await asyncpg.connect(pg_url)
     try:
         # 20,000 ended tasks, 5,000 asleep (half held for a worker), a few runnable.
@@ -107,12 +112,7 @@ async def test_postgres_claim_reads_a_long_history_of_no_task_it_claims(pg_url: 
     """Its read-ahead (`_pg_claim`) is for first claims of short histories: a task woken
     on its kept instance, with thousands of events, must not have them read on the way
     (a gate written in the join's ON was checked on every event read)."""
-    store = await open_store(pg_url)
-    try:
-        await store.migrate()
-        digest = await store.put_workflow(b"\x00asm\x01\x00\x00\x00 history")
-    finally:
-        await store.close()
+    digest = await _migrated_with_binary(pg_url, b"\x00asm\x01\x00\x00\x00 history")
     events = PRELOAD_EVENTS * 20
     conn = await asyncpg.connect(pg_url)
     try:
