@@ -12,6 +12,18 @@ if `wait` itself has to reconnect after a loss, it returns without waiting, sinc
 notifications sent while disconnected are gone. A network cut that closes nothing is
 caught by a cheap `SELECT 1` after every `PROBE_SECONDS` of silence.
 
+A statement of this store that may make work runnable (a launch, a notification that
+wakes a task) wakes this process's own waiters as soon as it has returned
+(`expect_work`, `committed_work`), without waiting for its notification's trip through
+the server. That notification still comes, from the backend that ran the statement,
+and is let pass without a second wake-up: each such commit sends exactly one (the
+triggers' constant payload is folded within a transaction). It may come before the
+statement's reply is read, so it is expected before the statement is sent; one that
+comes meanwhile from an earlier statement on that backend is taken for it, and the
+wake-up it owed is the one given when the statement returns, woken or not. Only
+while one listening connection stays up from before the statement to after it: else
+the notification may never come, and the count starts again.
+
 Once someone waits for a task's end (`listen_ends`), the same connection also LISTENs
 on `durable_end`, whose payload is the id of a task that ended (schema version 6), and
 hands each id to `on_end`; a lost connection calls `on_end(None)`: anything may have
@@ -21,6 +33,7 @@ ended meanwhile.
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -61,6 +74,11 @@ class WorkListener:
         self._lock = asyncio.Lock()
         self._ever_connected = False
         self._closed = False
+        # Which connection is listening (bumped on every new one), and the
+        # notifications its backends still owe for wake-ups already given
+        # (`committed_work`), by backend pid.
+        self._generation = 0
+        self._echoes: collections.Counter[int] = collections.Counter()
 
     @property
     def connected(self) -> bool:
@@ -90,6 +108,8 @@ class WorkListener:
                 raise
             conn.add_termination_listener(self._on_terminate)
             self._conn = conn
+            self._generation += 1
+            self._echoes.clear()
             reconnected = self._ever_connected
             self._ever_connected = True
             return reconnected
@@ -113,7 +133,34 @@ class WorkListener:
                     conn.terminate()  # the next ensure() reconnects with both channels
         await self.ensure()
 
-    def _on_notify(self, *_args: Any) -> None:
+    def expect_work(self, pid: int) -> int | None:
+        """Before a statement on backend `pid` that may make work runnable: its
+        notification, if it sends one, passes without a wake-up. Returns what to hand
+        `committed_work` (None: nothing listens, nothing is expected)."""
+        if not self.connected:
+            return None
+        self._echoes[pid] += 1
+        return self._generation
+
+    def committed_work(self, pid: int, expected: int | None, *, woke: bool) -> None:
+        """After the statement of `expect_work` (or its failure): wake the waiters now;
+        if it made nothing runnable (`woke` False: no notification comes), expect none."""
+        self._event.set()
+        if not woke and expected is not None and expected == self._generation:
+            owed = self._echoes.get(pid, 0)
+            if owed > 1:
+                self._echoes[pid] = owed - 1
+            elif owed == 1:
+                del self._echoes[pid]
+
+    def _on_notify(self, _conn: Any, pid: int, *_args: Any) -> None:
+        owed = self._echoes.get(pid, 0)
+        if owed:  # a wake-up already given (`committed_work`)
+            if owed == 1:
+                del self._echoes[pid]
+            else:
+                self._echoes[pid] = owed - 1
+            return
         self._event.set()
 
     def _on_end_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:

@@ -141,9 +141,12 @@ async def fire(conn: asyncpg.Connection, limit: int) -> int:
     return created
 
 
-async def any_due(conn: asyncpg.Connection) -> bool:
-    """Whether a pass would find anything to do (no locks taken)."""
-    return bool(await conn.fetchval(_Q["any_schedule_due"]))
+async def look(conn: asyncpg.Connection) -> tuple[bool, datetime | None]:
+    """Whether a pass would find anything to do (no locks taken), and when the next
+    tick of any unpaused schedule is due: one round trip."""
+    row = await conn.fetchrow(_Q["any_schedule_due"])
+    assert row is not None  # an aggregate: always one row
+    return bool(row["due"]), row["next"]
 
 
 async def next_due(conn: asyncpg.Connection) -> datetime | None:
@@ -204,7 +207,9 @@ class PgScheduleRole:
         locks: most passes find nothing due."""
         with translate("fire schedules"):
             async with self._pool.acquire() as conn:
-                if await any_due(conn):
-                    async with conn.transaction():
-                        await fire(conn, limit)
+                due, when = await look(conn)
+                if not due:
+                    return when
+                async with conn.transaction():
+                    await fire(conn, limit)
                 return await next_due(conn)

@@ -38,7 +38,7 @@ import fnmatch
 import hashlib
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -81,6 +81,7 @@ from durable.errors import (
 from durable.storage import _pg_codec as codec
 from durable.storage import _pg_guest, _pg_queues, _pg_schema, fork, quarantine
 from durable.storage._end_watch import EndWaiters, EndWatch
+from durable.storage._pg_claim import PRELOAD_EVENTS, Preloaded
 from durable.storage._pg_errors import connect_error, translate
 from durable.storage._pg_listen import WorkListener
 from durable.storage._pg_login import GUEST_URL_ENV, GuestLogin, ensure_login
@@ -125,6 +126,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         self._ends = EndWaiters()
         # LISTEN gets a connection of its own.
         self._listener = WorkListener(connect, on_end=self._heard_end)
+        self._preloaded = Preloaded()  # attempts the claim statement read ahead
         self._closed = False
 
     @classmethod
@@ -268,7 +270,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
                     async with self._pool.acquire() as conn, conn.transaction():
                         row = await _pg_queues.create(conn, spec, seed)
                 else:
-                    row = await self._pool.fetchrow(
+                    row = await self._waking(
                         _Q["create_task"],
                         spec.name,
                         spec.workflow_hash,
@@ -278,6 +280,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
                         spec.parent_id,
                         spec.idempotency_key,
                         spec.timeout,
+                        woke=lambda row: row is not None,  # inserted: a new ready task
                     )
             except asyncpg.ForeignKeyViolationError as exc:
                 if spec.parent_id is not None and "parent" in (exc.constraint_name or ""):
@@ -331,7 +334,11 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
                 row = await self._pool.fetchrow(_Q["notification_by_key"], task_id, key)
                 if row is not None:
                     return codec.notification(row)
-            found = await self._pool.fetchrow(_Q["notify"], task_id, event, data, key)
+            found = await self._waking(
+                _Q["notify"], task_id, event, data, key,
+                woke=lambda row: row is not None and row["seq"] is not None
+                and row["state"] == TaskState.SUSPENDED and row["on_event"],
+            )  # fmt: skip
             if found is None:
                 raise TaskNotFoundError(task_id)
             if found["seq"] is not None:
@@ -342,6 +349,22 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
             row = await self._pool.fetchrow(_Q["notification_by_key"], task_id, key)
         assert row is not None
         return codec.notification(row)
+
+    async def _waking(
+        self, query: str, *args: object, woke: Callable[[asyncpg.Record | None], bool]
+    ) -> asyncpg.Record | None:
+        """Run `query`, a statement committed on its own that may make work runnable, and
+        return its row; if `woke(row)`, it did, and this process's own workers hear of
+        it now, not after its notification's trip through the server (`_pg_listen`)."""
+        async with self._pool.acquire() as conn:
+            pid = conn.get_server_pid()
+            expected = self._listener.expect_work(pid)
+            row: asyncpg.Record | None = None
+            try:
+                row = await conn.fetchrow(query, *args)
+            finally:
+                self._listener.committed_work(pid, expected, woke=woke(row))
+        return row
 
     async def next_notification(
         self, task_id: int, *, event: str | None = None
@@ -460,17 +483,22 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         if limit <= 0:
             return []
         with translate("claim tasks"):
-            rows = await self._pool.fetch(
+            found = await self._pool.fetch(
                 _Q["claim"], worker_id, limit, float(lease_seconds), max_deaths,
                 quarantine.last_chance(max_deaths), last_chances,
                 quarantine.message_template(max_deaths or 0), float(affinity_grace),
+                PRELOAD_EVENTS,
             )  # fmt: skip
-            if len(rows) < limit and await self._pool.fetchval(_Q["any_queue"]):
+            # One row of NULLs but `any_queue` when nothing was claimed (`_pg_claim`).
+            rows = [row for row in found if row["id"] is not None]
+            if len(rows) < limit and found[0]["any_queue"]:
                 async with self._pool.acquire() as conn, conn.transaction():
                     rows += await _pg_queues.claim(
                         conn, worker_id, limit - len(rows), float(lease_seconds)
                     )
         rows = sorted(rows, key=lambda row: int(row["id"]))  # RETURNING has no order
+        for row in rows:
+            self._preloaded.claimed(row)
         return [
             Claim(
                 task=codec.task(row),
@@ -492,10 +520,10 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         affinity grace or reopening of a rate-limited queue's window; None if none."""
         await self._listen()
         with translate("read the next wake-up"):
-            when: datetime | None = await self._pool.fetchval(
-                _Q["next_wakeup"], float(affinity_grace)
-            )
-            opens: datetime | None = await self._pool.fetchval(_Q["rate_window_opens"])
+            row = await self._pool.fetchrow(_Q["next_wakeup"], float(affinity_grace))
+        assert row is not None  # aggregates: always one row
+        when: datetime | None = row["due"]
+        opens: datetime | None = row["opens"]
         if opens is not None:
             opens += timedelta(seconds=RATE_WAKE_MARGIN)
         times = [t for t in (when, opens) if t is not None]
@@ -542,7 +570,11 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         return [codec.event(row) for row in rows]
 
     async def load_attempt(self, task_id: int) -> tuple[list[Event], int]:
-        """The history, and the output bytes logged at its end, in one statement."""
+        """The history, and the output bytes logged at its end, in one statement; or
+        none, when the claim read them ahead (`_pg_claim`)."""
+        preloaded = self._preloaded.take(task_id)
+        if preloaded is not None:
+            return preloaded
         with translate("load the history of task", task_id):
             rows = await self._pool.fetch(_Q["load_attempt"], task_id)
         events = [codec.event(row) for row in rows if row["idx"] is not None]
@@ -563,6 +595,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
     ) -> None:
         """Durably append events and log chunks, and apply side-writes, in one fenced
         statement."""
+        self._preloaded.forget(lease.task_id)
         with translate("append to task", lease.task_id):
             if not codec.consecutive(events):
                 await self._refuse(lease, events)
@@ -596,6 +629,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         task that was asked to cancel, or (with `on_event`) was woken while it ran,
         becomes `ready` instead, so it runs again at once.
         """
+        self._preloaded.forget(lease.task_id)
         with translate("finish task", lease.task_id):
             if not codec.consecutive(events):
                 await self._refuse(lease, events)
@@ -739,6 +773,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
     async def begin_guest_transaction(self, lease: Lease) -> _pg_guest.PgGuestTransaction:
         """Open a transaction for workflow SQL on a connection of the guest login
         (`_pg_guest`), with the lease's secret for its commit."""
+        self._preloaded.forget(lease.task_id)  # its commit appends events
         with translate("read the lease of task", lease.task_id):
             secret: UUID | None = await self._pool.fetchval(
                 _Q["lease_secret"], lease.task_id, lease.worker_id, lease.token

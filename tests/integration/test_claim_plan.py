@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 
 from durable.storage import open_store
+from durable.storage._pg_claim import PRELOAD_EVENTS
 from durable.storage._pg_schema import queries as pg_queries
 from durable.storage._sqlite_schema import queries as sqlite_queries
 from durable.storage.sqlite import SQLiteStore
@@ -18,8 +19,9 @@ from durable.storage.sqlite import SQLiteStore
 pytestmark = pytest.mark.anyio
 
 #: claim's parameters: worker, limit, lease seconds, max deaths, last-chance count, how
-#: many last chances, message template, affinity grace (SQLite's differ; see there).
-PG_CLAIM = ("w1", 16, 5.0, 3, 2, None, "task %s %s", 0.1)
+#: many last chances, message template, affinity grace, history read ahead (SQLite's
+#: differ; see there).
+PG_CLAIM = ("w1", 16, 5.0, 3, 2, None, "task %s %s", 0.1, PRELOAD_EVENTS)
 
 
 async def test_sqlite_claim_and_next_wakeup_use_their_indexes(tmp_path: Path) -> None:
@@ -45,13 +47,18 @@ def _sqlite_plan(db: sqlite3.Connection, sql: str, params: tuple[object, ...]) -
     return "\n".join(row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, params))
 
 
-async def test_postgres_claim_and_next_wakeup_use_their_indexes(pg_url: str) -> None:
+async def _migrated_with_binary(pg_url: str, wasm: bytes) -> str:
+    """Migrate the database at `pg_url`, store `wasm` in it and return its hash."""
     store = await open_store(pg_url)
     try:
         await store.migrate()
-        digest = await store.put_workflow(b"\x00asm\x01\x00\x00\x00 plan")
+        return await store.put_workflow(wasm)
     finally:
         await store.close()
+
+
+async def test_postgres_claim_and_next_wakeup_use_their_indexes(pg_url: str) -> None:
+    digest = await _migrated_with_binary(pg_url, b"\x00asm\x01\x00\x00\x00 plan")
     conn = await asyncpg.connect(pg_url)
     try:
         # 20,000 ended tasks, 5,000 asleep (half held for a worker), a few runnable.
@@ -99,3 +106,38 @@ async def _pg_plan(conn: asyncpg.Connection, sql: str, params: tuple[object, ...
     # EXPLAIN only (no ANALYZE): the claim is an UPDATE, and must not run.
     rows = await conn.fetch("EXPLAIN " + sql, *params)
     return "\n".join(row[0] for row in rows)
+
+
+async def test_postgres_claim_reads_a_long_history_of_no_task_it_claims(pg_url: str) -> None:
+    """Its read-ahead (`_pg_claim`) is for first claims of short histories: a task woken
+    on its kept instance, with thousands of events, must not have them read on the way
+    (a gate written in the join's ON was checked on every event read)."""
+    digest = await _migrated_with_binary(pg_url, b"\x00asm\x01\x00\x00\x00 history")
+    events = PRELOAD_EVENTS * 20
+    conn = await asyncpg.connect(pg_url)
+    try:
+        for attempts in (1, 0):  # claimed before (its events recorded then), or a fork's
+            task_id = await conn.fetchval(
+                "INSERT INTO durable.tasks (name, workflow_hash, input, state, seed, attempts)"
+                " VALUES ('long', $1, '{}', 'ready', 0, $2) RETURNING id",
+                digest,
+                attempts,
+            )
+            await conn.execute(
+                "INSERT INTO durable.events (task_id, idx, label, payload)"
+                " SELECT $1, n, 'step', '{}' FROM generate_series(0, $2 - 1) AS n",
+                task_id,
+                events,
+            )
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                rows = await conn.fetch("EXPLAIN (ANALYZE) " + pg_queries()["claim"], *PG_CLAIM)
+            finally:
+                await transaction.rollback()  # the claim ran: undo it
+            plan = "\n".join(row[0] for row in rows)
+            assert f"rows={events} " not in plan, plan
+            await conn.execute("DELETE FROM durable.events WHERE task_id = $1", task_id)
+            await conn.execute("DELETE FROM durable.tasks WHERE id = $1", task_id)
+    finally:
+        await conn.close()

@@ -41,6 +41,7 @@ from durable.errors import (
 )
 from durable.storage import Store, open_store
 from durable.storage import _pg_admin as admin
+from durable.storage._pg_claim import PRELOAD_EVENTS
 from durable.storage._pg_schema import latest_version, migrations, queries
 from durable.storage.postgres import PostgresStore
 from durable.storage.testing import STORE_CHECKS, StoreCheck
@@ -319,7 +320,9 @@ async def test_write_racing_a_takeover_waits_and_is_refused(pg_url: str, write: 
         async with b_store._pool.acquire() as conn:
             takeover = conn.transaction()
             await takeover.start()
-            rows = await conn.fetch(queries()["claim"], "b", 1, 60.0, None, None, None, "", 0.0)
+            rows = await conn.fetch(
+                queries()["claim"], "b", 1, 60.0, None, None, None, "", 0.0, PRELOAD_EVENTS
+            )
             assert [row["lease_token"] for row in rows] == [a.lease.token + 1]
             result: list[BaseException | None] = []
 

@@ -73,9 +73,10 @@ WHERE task_id = $1 AND key = $2;
 -- The lock orders it with a concurrent `finish`: that either sees the wake-up mark or
 -- is seen suspended and woken. No row: no such task; a row without a seq: the task has
 -- ended, or (a non-terminal state) a notification with the same key went in first.
+-- A row with a seq, `state` 'suspended' and `on_event`: this woke the task.
 -- $1 task, $2 event, $3 data, $4 key.
 WITH t AS (
-    SELECT id, state FROM durable.tasks WHERE id = $1 FOR UPDATE
+    SELECT id, state, on_event FROM durable.tasks WHERE id = $1 FOR UPDATE
 ), n AS (
     INSERT INTO durable.notifications (task_id, event, data, key)
     SELECT t.id, $2, $3, $4 FROM t WHERE t.state NOT IN ('complete', 'failed', 'cancelled')
@@ -91,7 +92,8 @@ WITH t AS (
     FROM n
     WHERE k.id = n.task_id AND ((k.state = 'suspended' AND k.on_event) OR k.state = 'active')
 )
-SELECT t.state, n.seq, n.task_id, n.event, n.data, n.created_at FROM t LEFT JOIN n ON true;
+SELECT t.state, t.on_event, n.seq, n.task_id, n.event, n.data, n.created_at
+FROM t LEFT JOIN n ON true;
 
 -- name: next_notification
 SELECT seq, task_id, event, data, created_at FROM durable.notifications
@@ -177,6 +179,16 @@ SELECT pg_notify('durable_work', '');
 -- last-chance death count (NULL: none), $6 how many last chances (NULL: any), $7 the
 -- message template, $8 the affinity grace in seconds: a task held for another worker
 -- (`affinity`) that became runnable less than $8 ago is passed over (migration 0014).
+-- The same round trip also answers what the claimer asks next (`_pg_claim`): whether
+-- any queue exists (a row of NULLs but that when nothing is claimed), each task's
+-- history length, and the attempt of a task claimed for the first time whose history
+-- holds at most $9 events (a fork's copied events; none for a new task): `events` as
+-- arrays, `logged` the bytes at the history's end. Only a first claim, because only
+-- then is this statement's snapshot sure to hold every event: events come from a
+-- lease (a claim) or are copied in the transaction that inserted the row, and the row
+-- is a candidate only if this snapshot sees it. Another task's events may have been
+-- appended after the snapshot, before the lock (a takeover): its attempt reads them
+-- itself, as before.
 WITH candidates AS (
     -- Each branch reads a partial index of runnable tasks only (tasks_unqueued,
     -- tasks_wakeup, tasks_lease), so a claim costs the same with a million tasks
@@ -236,36 +248,62 @@ WITH candidates AS (
     SELECT id, quarantine FROM last_chance
     ORDER BY id
     LIMIT $2
+), claimed AS (
+    UPDATE durable.tasks AS t
+    SET state = CASE WHEN picked.quarantine THEN 'failed' ELSE 'active' END,
+        owner = CASE WHEN picked.quarantine THEN NULL ELSE $1 END,
+        lease_token = t.lease_token + 1,
+        lease_secret = gen_random_uuid(),  -- checked by durable_api.record_sql_transaction
+        lease_expires_at = CASE WHEN picked.quarantine THEN NULL
+                                ELSE now() + make_interval(secs => $3::float8) END,
+        attempts = t.attempts + CASE WHEN picked.quarantine THEN 0 ELSE 1 END,
+        deaths = t.deaths + (t.state = 'active' AND t.owner IS DISTINCT FROM $1)::integer,
+        error = CASE WHEN picked.quarantine
+                     THEN json_build_object(
+                              'kind', 'Quarantined',
+                              'message', format($7::text, t.id,
+                                                to_char(t.lease_expires_at AT TIME ZONE 'UTC',
+                                                        'YYYY-MM-DD HH24:MI:SS')),
+                              'traceback', '')::text
+                     ELSE t.error END,
+        wakeup_at = NULL,
+        on_event = false,
+        wake_pending = false,
+        affinity = NULL,
+        updated_at = now()
+    FROM picked
+    WHERE t.id = picked.id
+    RETURNING t.*
 )
-UPDATE durable.tasks AS t
-SET state = CASE WHEN picked.quarantine THEN 'failed' ELSE 'active' END,
-    owner = CASE WHEN picked.quarantine THEN NULL ELSE $1 END,
-    lease_token = t.lease_token + 1,
-    lease_secret = gen_random_uuid(),  -- checked by durable_api.record_sql_transaction
-    lease_expires_at = CASE WHEN picked.quarantine THEN NULL
-                            ELSE now() + make_interval(secs => $3::float8) END,
-    attempts = t.attempts + CASE WHEN picked.quarantine THEN 0 ELSE 1 END,
-    deaths = t.deaths + (t.state = 'active' AND t.owner IS DISTINCT FROM $1)::integer,
-    error = CASE WHEN picked.quarantine
-                 THEN json_build_object(
-                          'kind', 'Quarantined',
-                          'message', format($7::text, t.id,
-                                            to_char(t.lease_expires_at AT TIME ZONE 'UTC',
-                                                    'YYYY-MM-DD HH24:MI:SS')),
-                          'traceback', '')::text
-                 ELSE t.error END,
-    wakeup_at = NULL,
-    on_event = false,
-    wake_pending = false,
-    affinity = NULL,
-    updated_at = now()
-FROM picked
-WHERE t.id = picked.id
-RETURNING t.*,
-    -- Its history's length (one index probe), for a worker that resumes its live
-    -- instance: no second trip to check it (`durable.worker.resume`).
-    (SELECT coalesce(max(e.idx) + 1, 0) FROM durable.events AS e WHERE e.task_id = t.id)
-        AS history_length;
+SELECT c.*, h.history_length, a.idx, a.label, a.digest, a.payload, a.created,
+       CASE WHEN g.ahead THEN
+           (SELECT coalesce(sum(octet_length(l.data)), 0)::bigint
+            FROM durable.logs AS l
+            WHERE l.task_id = c.id AND l.position = h.history_length AND l.seq > c.log_base)
+       END AS logged,
+       EXISTS (SELECT 1 FROM durable.queues) AS any_queue
+FROM (SELECT 1) AS one
+LEFT JOIN claimed AS c ON true
+-- Its history's length (one index probe), for a worker that resumes its live
+-- instance: no second trip to check it (`durable.worker.resume`).
+LEFT JOIN LATERAL (
+    SELECT coalesce(max(e.idx) + 1, 0) AS history_length
+    FROM durable.events AS e WHERE e.task_id = c.id
+) AS h ON true
+-- Read ahead or not. The events are read only when it is (a condition in the join's
+-- ON, or in the scan's WHERE, was checked on each of the events read, 10,000 of them
+-- for a task woken on its kept instance).
+CROSS JOIN LATERAL (
+    SELECT c.attempts = 1 AND c.state = 'active' AND h.history_length <= $9::integer AS ahead
+) AS g
+CROSS JOIN LATERAL (
+    SELECT array_agg(e.idx ORDER BY e.idx) AS idx, array_agg(e.label ORDER BY e.idx) AS label,
+           array_agg(e.digest ORDER BY e.idx) AS digest,
+           array_agg(e.payload ORDER BY e.idx) AS payload,
+           array_agg(e.created_at ORDER BY e.idx) AS created
+    FROM durable.events AS e
+    WHERE g.ahead AND e.task_id = c.id
+) AS a;
 
 -- name: renew_leases
 UPDATE durable.tasks
@@ -278,13 +316,28 @@ RETURNING id, cancel_requested;
 -- nobody, nor does a queued one that is due (its queue's limits hold it; a slot that
 -- frees wakes the workers). A ready task held for a worker (`affinity`) is due to the
 -- others when its grace ends: $1, in seconds.
+-- `opens`, in the same round trip: when the next rate-limited queue with a task ready
+-- may start one again: its oldest start in the window leaves the window then. Only
+-- queues at their limit (one below it starts tasks now). A worker waits for this
+-- instead of its poll.
 SELECT least(
     (SELECT min(wakeup_at) FROM durable.tasks
      WHERE state = 'suspended' AND NOT paused AND (queue IS NULL OR wakeup_at > now())),
     (SELECT min(lease_expires_at) FROM durable.tasks WHERE state = 'active'),
     (SELECT min(updated_at) + make_interval(secs => $1::float8) FROM durable.tasks
      WHERE state = 'ready' AND affinity IS NOT NULL AND queue IS NULL AND NOT paused)
-);
+) AS due,
+(SELECT min(w.opens) FROM (
+    SELECT min(s.started_at) + make_interval(secs => q.rate_period) AS opens,
+           count(*) AS n, q.rate_limit AS lim
+    FROM durable.queues AS q
+    JOIN durable.tasks AS s
+      ON s.queue = q.name AND s.started_at > now() - make_interval(secs => q.rate_period)
+    WHERE q.rate_limit IS NOT NULL AND NOT q.paused
+      AND EXISTS (SELECT 1 FROM durable.tasks AS r
+                  WHERE r.queue = q.name AND r.state = 'ready' AND NOT r.paused)
+    GROUP BY q.name, q.rate_limit, q.rate_period) AS w
+ WHERE w.n >= w.lim) AS opens;
 
 -- name: load_history
 SELECT idx, label, digest, payload, created_at
@@ -506,8 +559,8 @@ WITH t AS (
         on_event = CASE WHEN p.state = 'suspended' THEN false ELSE p.on_event END,
         wake_pending = p.wake_pending OR p.state = 'active',
         updated_at = CASE WHEN p.state = 'suspended' THEN now() ELSE p.updated_at END
-    FROM t
-    WHERE p.id = t.parent_id AND t.state IN ('complete', 'failed', 'cancelled')
+    -- The parent by its key (a join with `t` was planned as a scan of every live task).
+    WHERE p.id = (SELECT t.parent_id FROM t WHERE t.state IN ('complete', 'failed', 'cancelled'))
       AND ((p.state = 'suspended' AND p.on_event) OR p.state = 'active')
 )
 SELECT count(*) FROM t;
@@ -681,9 +734,12 @@ LIMIT $1
 FOR UPDATE OF s SKIP LOCKED;
 
 -- name: any_schedule_due
+-- Whether a pass would find anything to do (no locks taken), and `next_due_schedule`
+-- in the same round trip: most looks find nothing due, and then need no other.
 SELECT EXISTS (SELECT 1 FROM durable.schedules WHERE NOT paused AND next_due_at <= now())
     OR EXISTS (SELECT 1 FROM durable.schedules
-               WHERE buffered_tick IS NOT NULL AND NOT paused);
+               WHERE buffered_tick IS NOT NULL AND NOT paused) AS due,
+       (SELECT min(next_due_at) FROM durable.schedules WHERE NOT paused) AS next;
 
 -- name: next_schedule_due
 SELECT min(next_due_at) FROM durable.schedules WHERE NOT paused;
@@ -714,9 +770,6 @@ WHERE name = $1;
 
 -- name: db_now
 SELECT now();
-
--- name: any_queue
-SELECT EXISTS (SELECT 1 FROM durable.queues);
 
 -- name: ensure_queue
 INSERT INTO durable.queues (name) VALUES ($1) ON CONFLICT (name) DO NOTHING;
@@ -859,19 +912,3 @@ WHERE task_id = $2 AND position < $3;
 -- name: task_forks
 -- The forks made from a task, oldest first. $1 origin_id, $2 limit.
 SELECT task_id, at, run FROM durable.task_origins WHERE origin_id = $1 ORDER BY task_id LIMIT $2;
-
--- name: rate_window_opens
--- When the next rate-limited queue with a task ready may start one again: its oldest
--- start in the window leaves the window then. Only queues at their limit (one below
--- it starts tasks now). A worker waits for this instead of its poll.
-SELECT min(opens) FROM (
-    SELECT min(s.started_at) + make_interval(secs => q.rate_period) AS opens,
-           count(*) AS n, q.rate_limit AS lim
-    FROM durable.queues AS q
-    JOIN durable.tasks AS s
-      ON s.queue = q.name AND s.started_at > now() - make_interval(secs => q.rate_period)
-    WHERE q.rate_limit IS NOT NULL AND NOT q.paused
-      AND EXISTS (SELECT 1 FROM durable.tasks AS r
-                  WHERE r.queue = q.name AND r.state = 'ready' AND NOT r.paused)
-    GROUP BY q.name, q.rate_limit, q.rate_period) AS w
-WHERE n >= lim;
