@@ -168,7 +168,11 @@ class _Plan:
             self.lifts = [t.convert_from_c for t in types]
             self.finish = _generic_finish(result)
         else:
-            self.finish = _fast_finish(lower)
+            images = None if result is None or lower is None else _images(result, lower)
+            if lower is None or images is None:
+                self.finish = _fast_finish(lower)
+            else:
+                self.finish = _image_finish(lower, images)
 
     def _keep(self, raw: Any) -> wc.ValType:
         key = ffi.wasmtime_component_valtype_t()
@@ -212,6 +216,39 @@ def _fast_finish(lower: Lower | None) -> Callable[[Any, Any, Any], None]:
 
     def finish(_store: Any, result: Any, results: Any) -> None:
         lower(result, results[0])
+
+    return finish
+
+
+def _images(ty: wc.ValType, lower: Lower) -> dict[str, bytes] | None:
+    """For a `result` without payloads (`take-ahead`'s), each case's lowered value as
+    bytes, by tag: such a value owns no C memory, so one copy of it is the whole
+    lowering. None for any other type."""
+    if not isinstance(ty, wc.ResultType):
+        return None
+    tagged, cases = _wasmtime.variant_cases(ty)
+    if not tagged or any(t is not None for _, t in cases):
+        return None
+    images = {}
+    for tag, _ in cases:
+        val = ffi.wasmtime_component_val_t()
+        lower(wc.Variant(tag), val)
+        images[tag] = string_at(ctypes.addressof(val), _VAL_SIZE)
+    return images
+
+
+def _image_finish(lower: Lower, images: dict[str, bytes]) -> Callable[[Any, Any, Any], None]:
+    """`_fast_finish(lower)` for a type `_images` has images of: a `Variant` (which is
+    what `lower` takes) is copied in, by its tag (a payload it carries is ignored, as
+    `lower` ignores it); anything else goes to `lower`, which refuses it as before."""
+    get = images.get
+
+    def finish(_store: Any, result: Any, results: Any) -> None:
+        image = get(result.tag) if type(result) is wc.Variant else None
+        if image is None:
+            lower(result, results[0])
+        else:
+            _memmove(results, image, _VAL_SIZE)
 
     return finish
 
@@ -656,6 +693,7 @@ if FAST:
     _valtype_equal = _lean("wasmtime_component_valtype_equal", ctypes.c_bool)
     _valtype_delete = _lean("wasmtime_component_valtype_delete", None)
     _byte_vec_new = _lean("wasm_byte_vec_new", None)
+    _memmove = ctypes.memmove
     _val_new = _lean("wasmtime_component_val_new", ctypes.POINTER(ffi.wasmtime_component_val_t))
     _scratch = threading.local()  # per thread: out-parameters of the check, reused
 
