@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterator
 from ctypes import byref, string_at
 from typing import Any
 
+import wasmtime
 from wasmtime import component as wc
 
 from durable.host import _wasmtime
@@ -65,6 +66,11 @@ _scope = threading.local()
 #: Whether `add_func` uses this trampoline (else wasmtime-py's public `add_func`).
 FAST = _wasmtime.FAST
 ffi: Any = _wasmtime.ffi  # wasmtime-py's C bindings, when FAST
+#: What a host function gets for its store here: durable's host functions take the
+#: store first, as wasmtime-py passes it, and use none of it, so none is made per call
+#: (the converters this module leaves to wasmtime-py get the real one). Any use of this
+#: one raises, as a store used after its call does.
+NO_STORE = wasmtime.StoreContext(None)  # type: ignore[arg-type]
 
 
 def add_func(inst: wc.LinkerInstance, name: str, fn: HostFunc) -> None:
@@ -95,7 +101,7 @@ class _Entry:
         self.plans: list[_Plan] = []
 
     def call(
-        self, store: Any, ty_raw: Any, args: Any, nargs: int, results: Any, nresults: int
+        self, context: Any, ty_raw: Any, args: Any, nargs: int, results: Any, nresults: int
     ) -> None:
         scope: dict[_Entry, _Plan] | None = _scope.__dict__.get("plans")
         plan = None if scope is None else scope.get(self)
@@ -105,12 +111,12 @@ class _Entry:
                 scope[self] = plan
         lifts = plan.lifts
         if nargs == 0:
-            result = self.fn(store)
+            result = self.fn(NO_STORE)
         elif nargs == 1:
-            result = self.fn(store, lifts[0](args[0]))
+            result = self.fn(NO_STORE, lifts[0](args[0]))
         else:
-            result = self.fn(store, *[lifts[i](args[i]) for i in range(nargs)])
-        plan.finish(store, result, results)
+            result = self.fn(NO_STORE, *[lifts[i](args[i]) for i in range(nargs)])
+        plan.finish(context, result, results)
 
     def plan(self, ty_raw: Any, nargs: int, nresults: int) -> _Plan:
         """The plan for the function type `ty_raw`, checked type by type (or new)."""
@@ -257,8 +263,12 @@ def _generic_finish(ty: wc.ValType | None) -> Callable[[Any, Any, Any], None]:
     if ty is None:
         return _no_result
 
-    def finish(store: Any, result: Any, results: Any) -> None:
-        ty.convert_to_c(store, result, results)
+    def finish(context: Any, result: Any, results: Any) -> None:
+        store = _store_context(context)  # wasmtime-py's converters may need it
+        try:
+            ty.convert_to_c(store, result, results)
+        finally:
+            store._invalidate()
 
     return finish
 
@@ -720,13 +730,10 @@ if FAST:
         nresults: int,
     ) -> Any:
         # wasmtime-py's `catch_exceptions`, inlined: no closure, two frames fewer a call.
-        store = _store_context(context)
         try:
-            _ENTRIES[idx or 0].call(store, ty_raw, args, nargs, results, nresults)
+            _ENTRIES[idx or 0].call(context, ty_raw, args, nargs, results, nresults)
         except Exception as exc:
             return _trap_for(exc)
-        finally:
-            store._invalidate()
         return 0
 
     @ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]
