@@ -25,6 +25,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Looked up once: they are on every step's path.
 _enter_ahead = _step.enter_ahead
 _take_ahead = _step.take_ahead
+_digest = _codec.digest
+_decode_ok = _codec.decode_ok
+_NOT_PLAIN = _codec.NOT_PLAIN
 #: How many recorded steps to ask for at once (the replay buffer; see `_enter`).
 AHEAD = 512
 
@@ -69,24 +72,56 @@ def step(fn: F | None = None, *, name: str | None = None, retry: Retry | None = 
 
     def decorate(f: F) -> F:
         label = "step " + (name or f.__qualname__)
-
-        @functools.wraps(f)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if _state.in_step:
-                return f(*args, **kwargs)
-            digest = _codec.digest(args, kwargs)
-            if retry is not None:
-                return _with_retries(retry, label, digest, lambda: f(*args, **kwargs))
-            # `run_step`, inlined: a replayed step (most steps of a replay) makes no
-            # closure and no call it can do without.
-            recorded = _enter(label, digest)
-            if recorded is not None:
-                return _replayed(recorded)
-            return _execute(label, lambda: f(*args, **kwargs))
-
-        return wrapper  # type: ignore[return-value]
+        if retry is not None:
+            return functools.wraps(f)(_retried(f, label, retry))  # type: ignore[return-value]
+        return functools.wraps(f)(_replaying(f, label))  # type: ignore[return-value]
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _replaying(f: Callable[..., Any], label: str) -> Callable[..., Any]:
+    """The step `label` around `f`: on replay, most calls end in the buffer's branch.
+
+    That branch is `run_step` with `_enter` and `_replayed` inlined: a replayed step
+    makes no closure, no dict beyond its arguments' and, besides its digest and the
+    decoding of its answer, one call: the crossing that keeps the host's position.
+    """
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        state = _state
+        if state.in_step:
+            return f(*args, **kwargs)
+        digest = _digest(args, kwargs)
+        ahead, at = state.ahead, state.ahead_at
+        # "" stands for no digest in an entry (a digest is None or 16 hex digits).
+        if at < len(ahead) and ahead[at] == label and ahead[at + 1] == (digest or ""):
+            state.ahead_at = at + 3
+            try:
+                _take_ahead()
+            except Err:
+                state.ahead = []
+                raise _cancel.error() from None
+            recorded = ahead[at + 2]
+            value = _decode_ok(recorded)  # the common `{"ok": ...}`, without a dict
+            return _outcome(json.loads(recorded)) if value is _NOT_PLAIN else value
+        recorded = _enter(label, digest)
+        if recorded is not None:
+            return _replayed(recorded)
+        return _execute(label, lambda: f(*args, **kwargs))
+
+    return wrapper
+
+
+def _retried(f: Callable[..., Any], label: str, policy: Retry) -> Callable[..., Any]:
+    """The step `label` around `f`, run again after a durable backoff while it raises."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _state.in_step:
+            return f(*args, **kwargs)
+        digest = _digest(args, kwargs)
+        return _with_retries(policy, label, digest, lambda: f(*args, **kwargs))
+
+    return wrapper
 
 
 def _with_retries(policy: Retry, label: str, digest: str | None, body: Callable[[], Any]) -> Any:
