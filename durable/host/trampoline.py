@@ -226,10 +226,10 @@ def _fast_finish(lower: Lower | None) -> Callable[[Any, Any, Any], None]:
     return finish
 
 
-def _images(ty: wc.ValType, lower: Lower) -> dict[str, bytes] | None:
-    """For a `result` without payloads (`take-ahead`'s), each case's lowered value as
-    bytes, by tag: such a value owns no C memory, so one copy of it is the whole
-    lowering. None for any other type."""
+def _images(ty: wc.ValType, lower: Lower) -> dict[str, Any] | None:
+    """For a `result` without payloads (`take-ahead`'s), each case's lowered C value, by
+    tag: such a value owns no C memory, so one copy of it is the whole lowering. None
+    for any other type."""
     if not isinstance(ty, wc.ResultType):
         return None
     tagged, cases = _wasmtime.variant_cases(ty)
@@ -237,13 +237,12 @@ def _images(ty: wc.ValType, lower: Lower) -> dict[str, bytes] | None:
         return None
     images = {}
     for tag, _ in cases:
-        val = ffi.wasmtime_component_val_t()
+        images[tag] = val = ffi.wasmtime_component_val_t()
         lower(wc.Variant(tag), val)
-        images[tag] = string_at(ctypes.addressof(val), _VAL_SIZE)
     return images
 
 
-def _image_finish(lower: Lower, images: dict[str, bytes]) -> Callable[[Any, Any, Any], None]:
+def _image_finish(lower: Lower, images: dict[str, Any]) -> Callable[[Any, Any, Any], None]:
     """`_fast_finish(lower)` for a type `_images` has images of: a `Variant` (which is
     what `lower` takes) is copied in, by its tag (a payload it carries is ignored, as
     `lower` ignores it); anything else goes to `lower`, which refuses it as before."""
@@ -254,7 +253,7 @@ def _image_finish(lower: Lower, images: dict[str, bytes]) -> Callable[[Any, Any,
         if image is None:
             lower(result, results[0])
         else:
-            _memmove(results, image, _VAL_SIZE)
+            results[0] = image  # a copy of its bytes, made in C (no foreign call)
 
     return finish
 
@@ -703,7 +702,6 @@ if FAST:
     _valtype_equal = _lean("wasmtime_component_valtype_equal", ctypes.c_bool)
     _valtype_delete = _lean("wasmtime_component_valtype_delete", None)
     _byte_vec_new = _lean("wasm_byte_vec_new", None)
-    _memmove = ctypes.memmove
     _val_new = _lean("wasmtime_component_val_new", ctypes.POINTER(ffi.wasmtime_component_val_t))
     _scratch = threading.local()  # per thread: out-parameters of the check, reused
 
