@@ -151,7 +151,7 @@ def take_ahead(ctx: AttemptContext) -> None:
         # `enter-checked` there, as known without doing it (the module docstring).
         ctx.raise_deferred()  # as `step_enter` does first
         cursor.position = index + 1
-        machine.monotonic.step_replayed(None)
+        machine.monotonic.plain_step_replayed()
         return
     if _enter_checked(ctx, label, digest) is None:
         raise HostError(f"step.take-ahead: step {label!r} is not in the history here")
