@@ -70,9 +70,9 @@ def digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
                     for k, v in sorted(kwargs.items())
                 ]
             )
-            text = "[[" + head + "], {" + items + "}]"
+            text = f"[[{head}], {{{items}}}]"
         else:
-            text = "[[" + head + "], {}]"
+            text = f"[[{head}], {{}}]"
     except (KeyError, ValueError):  # another type; an int over the digit limit; NaN
         try:
             text = json.dumps([args, kwargs], sort_keys=True, allow_nan=False)

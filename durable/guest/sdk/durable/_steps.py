@@ -107,9 +107,17 @@ def _replaying(f: Callable[..., Any], label: str) -> Callable[..., Any]:
         recorded = _enter(label, digest)
         if recorded is not None:
             return _replayed(recorded)
-        return _execute(label, lambda: f(*args, **kwargs))
+        return _execute(label, _body(f, args, kwargs))
 
     return wrapper
+
+
+def _body(
+    f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Callable[[], Any]:
+    # Made here, not in the wrapper: a lambda there would make its arguments closure
+    # cells on every call, replayed or not.
+    return lambda: f(*args, **kwargs)
 
 
 def _retried(f: Callable[..., Any], label: str, policy: Retry) -> Callable[..., Any]:
@@ -119,7 +127,7 @@ def _retried(f: Callable[..., Any], label: str, policy: Retry) -> Callable[..., 
         if _state.in_step:
             return f(*args, **kwargs)
         digest = _digest(args, kwargs)
-        return _with_retries(policy, label, digest, lambda: f(*args, **kwargs))
+        return _with_retries(policy, label, digest, _body(f, args, kwargs))
 
     return wrapper
 
