@@ -92,16 +92,16 @@ def _replaying(f: Callable[..., Any], label: str) -> Callable[..., Any]:
         if state.in_step:
             return f(*args, **kwargs)
         digest = _digest(args, kwargs)
-        ahead, at = state.ahead, state.ahead_at
+        ahead = state.ahead
         # "" stands for no digest in an entry (a digest is None or 16 hex digits).
-        if at < len(ahead) and ahead[at] == label and ahead[at + 1] == (digest or ""):
-            state.ahead_at = at + 3
+        if ahead and (entry := ahead[-1])[0] == label and entry[1] == (digest or ""):
+            ahead.pop()
             try:
                 _take_ahead()
             except Err:
                 state.ahead = []
                 raise _cancel.error() from None
-            recorded = ahead[at + 2]
+            recorded = entry[2]
             value = _decode_ok(recorded)  # the common `{"ok": ...}`, without a dict
             return _outcome(json.loads(recorded)) if value is _NOT_PLAIN else value
         recorded = _enter(label, digest)
@@ -174,24 +174,28 @@ def _enter(label: str, digest: str | None) -> str | None:
     `step.take-ahead`, which carries no strings. Any other step drops them and asks the
     host, which matches it against the history (see `durable.host.step_ahead`).
     """
-    ahead, at = _state.ahead, _state.ahead_at
-    if at < len(ahead):
+    ahead = _state.ahead
+    if ahead:
+        next_label, next_digest, recorded = ahead[-1]
         # "" stands for no digest in an entry; a digest of "" matches no entry.
-        if ahead[at] == label and ahead[at + 1] == ("" if digest is None else digest or "\0"):
-            _state.ahead_at = at + 3
+        if next_label == label and next_digest == ("" if digest is None else digest or "\0"):
+            ahead.pop()
             try:
                 _take_ahead()
             except Err:
                 _state.ahead = []
                 raise _cancel.error() from None
-            return ahead[at + 2]
+            return recorded
         _state.ahead = []
     try:
         recorded, text = _enter_ahead(label, digest, AHEAD)
     except Err:
         raise _cancel.error() from None
     if text:  # every field ends with a NUL
-        _state.ahead, _state.ahead_at = text[:-1].split("\0"), 0
+        fields = iter(text[:-1].split("\0"))
+        entries = list(zip(fields, fields, fields, strict=False))  # (label, digest, payload)
+        entries.reverse()  # the next one last: taken with `pop`
+        _state.ahead = entries
     return recorded
 
 
