@@ -82,9 +82,10 @@ def step(fn: F | None = None, *, name: str | None = None, retry: Retry | None = 
 def _replaying(f: Callable[..., Any], label: str) -> Callable[..., Any]:
     """The step `label` around `f`: on replay, most calls end in the buffer's branch.
 
-    That branch is `run_step` with `_enter` and `_replayed` inlined: a replayed step
-    makes no closure, no dict beyond its arguments' and, besides its digest and the
-    decoding of its answer, one call: the crossing that keeps the host's position.
+    That branch replays the next entry handed out by the host (see `_enter`) when it
+    is this step's: it makes no closure, no dict beyond its arguments' and, besides
+    the digest and the decoding of the answer, one call, the crossing that keeps the
+    host's position (`step.take-ahead`). Any other step goes the way of `run_step`.
     """
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -170,23 +171,13 @@ def _enter(label: str, digest: str | None) -> str | None:
     """`_cancel.check()` and `_step.enter` in one host call (half a replay's calls).
 
     On replay the host hands out the steps recorded after this one with its answer
-    (`step.enter-ahead`); a step that is the next of them is replayed from here with
-    `step.take-ahead`, which carries no strings. Any other step drops them and asks the
-    host, which matches it against the history (see `durable.host.step_ahead`).
+    (`step.enter-ahead`); a step that is the next of them is replayed by the step
+    wrapper (`_replaying`) with `step.take-ahead`, which carries no strings. Any other
+    step (one the wrapper did not find there, or a retried step's attempt) drops them
+    here and asks the host, which matches it against the history (see
+    `durable.host.step_ahead`) and forgets what it handed out before.
     """
-    ahead = _state.ahead
-    if ahead:
-        next_label, next_digest, recorded = ahead[-1]
-        # "" stands for no digest in an entry; a digest of "" matches no entry.
-        if next_label == label and next_digest == ("" if digest is None else digest or "\0"):
-            ahead.pop()
-            try:
-                _take_ahead()
-            except Err:
-                _state.ahead = []
-                raise _cancel.error() from None
-            return recorded
-        _state.ahead = []
+    _state.ahead = []
     try:
         recorded, text = _enter_ahead(label, digest, AHEAD)
     except Err:
