@@ -42,18 +42,18 @@ the entries were read from (not a SQL transaction's) at the entry's index and no
 running, then what `enter-checked` would do there is known without doing it:
 
 * `task.cancelled()` peeks at the event there, a step (the run holds nothing else): it
-  answers false and records nothing. So `take-ahead` never answers `err` for an entry;
-  a cancellation is delivered where the history holds it, or at its end, as before.
+  answers false and records nothing. So the short way never answers `err`; a
+  cancellation is delivered where the history holds it, or at its end, as before.
 * The cancel gate lets every call through while the cursor is replaying.
 * `step_enter` matches the event against the entry's label and digest, which were read
   from that very event (a loaded history is never rewritten; the cursor only appends
   past its end, and it cannot get there while it stands on an entry).
 * What is left is its effect: a failure deferred from an output flush is raised (as
   `step_enter` does first), the cursor moves one event on, and the virtual clock takes
-  a replayed step's allowance. A step whose body moved the clock far has a
-  marker event after it; the run ends before a marker, so only the run's last entry
-  can have one, and that entry (like any entry whose state is not as above) takes the
-  long way, `enter-checked` itself.
+  a replayed step's allowance. A step whose body moved the clock far has a marker
+  event after it; the run ends before a marker, so only the run's last entry can be
+  followed by one, and then that entry (like any entry met in a state other than the
+  above) takes the long way, `enter-checked` itself.
 
 Why not `take-ahead(n)`, confirming n steps in one crossing. The host's position must
 be the guest's at every crossing where anything observable happens, and a Python guest
