@@ -32,6 +32,8 @@ ORIGIN_NS = 1_000_000_000
 STEP_ALLOWANCE_NS = 1_000_000
 #: The label of the event that records a step body's larger advance (nanoseconds).
 STEP_LABEL = "wasi:clocks/monotonic-clock.step"
+#: How far a step without such an event moves the clock.
+_PLAIN_STEP_NS = STEP_ALLOWANCE_NS + QUANTUM_NS
 
 
 class VirtualClock:
@@ -82,3 +84,7 @@ class VirtualClock:
     def step_replayed(self, recorded: int | None) -> None:
         """A step ended, live or from the history, with `recorded` (its event's advance)."""
         self._ns += max(STEP_ALLOWANCE_NS, recorded or 0) + QUANTUM_NS
+
+    def plain_step_replayed(self) -> None:
+        """`step_replayed(None)`: a step without a recorded advance (a replay's most)."""
+        self._ns += _PLAIN_STEP_NS

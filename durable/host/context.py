@@ -174,8 +174,13 @@ class AttemptContext:
         self._deferred: BaseException | None = None
         self._closed = False
         # The (label, digest) of each step `step.enter-ahead` handed the guest and it has
-        # not replayed yet, in order (`durable.host.step_ahead`).
+        # not replayed yet, in order (`durable.host.step_ahead`); the cursor they were
+        # read from, the index after the last (they are consecutive events), and
+        # whether a clock-advance marker follows the last.
         self.ahead: deque[tuple[str, str | None]] = deque()
+        self.ahead_cursor: ReplayCursor | None = None
+        self.ahead_end = 0
+        self.ahead_marked = False
 
     # -- the machine's state, as host functions see it -------------------------------------
 

@@ -35,12 +35,43 @@ conversions per entry, about what it saves. Events whose fields contain a NUL, o
 whose digest is "", end the run. The guest's `take-ahead` check is its own: a guest
 that calls it for a step other than the entry's replays that entry's answer as its own
 step, which only a broken SDK does (as one that ignored `enter`'s answer could).
+
+The short way (`take_ahead`), and why it is `enter-checked` exactly. The entries are
+consecutive events, so each one's index is known. When `take-ahead` finds the cursor
+the entries were read from (not a SQL transaction's) at the entry's index and no step
+running, then what `enter-checked` would do there is known without doing it:
+
+* `task.cancelled()` peeks at the event there, a step (the run holds nothing else): it
+  answers false and records nothing. So the short way never answers `err`; a
+  cancellation is delivered where the history holds it, or at its end, as before.
+* The cancel gate lets every call through while the cursor is replaying.
+* `step_enter` matches the event against the entry's label and digest, which were read
+  from that very event (a loaded history is never rewritten; the cursor only appends
+  past its end, and it cannot get there while it stands on an entry).
+* What is left is its effect: a failure deferred from an output flush is raised (as
+  `step_enter` does first), the cursor moves one event on, and the virtual clock takes
+  a replayed step's allowance. A step whose body moved the clock far has a marker
+  event after it; the run ends before a marker, so only the run's last entry can be
+  followed by one, and then that entry (like any entry met in a state other than the
+  above) takes the long way, `enter-checked` itself.
+
+Why not `take-ahead(n)`, confirming n steps in one crossing. The host's position must
+be the guest's at every crossing where anything observable happens, and a Python guest
+makes crossings the SDK never sees: `datetime.now()`, `os.urandom()`, `random.seed()`,
+`uuid.uuid4()` and the monotonic clock are WASI calls made from C between two steps,
+and each answer depends on the position (a recorded clock reading is matched against
+the event there, random bytes and the virtual clock derive from it). The SDK cannot
+settle a count before a call it cannot see, and the host cannot tell how many of its
+entries a guest has replayed when such a call arrives (a component's memory is not the
+host's to read, and the host cannot call into the guest during the guest's call). So
+every replayed step still crosses once, and the crossing is made cheap instead.
 """
 
 from __future__ import annotations
 
 from durable.core.ops import STEP_PREFIX
 from durable.core.replay import ReplayCursor
+from durable.core.virtual_clock import STEP_LABEL
 from durable.errors import HostError
 from durable.host import cancel_gate
 from durable.host.context import AttemptContext
@@ -65,22 +96,32 @@ def handed_out(ctx: AttemptContext, limit: int) -> str:
     if type(cursor) is not ReplayCursor or ctx.in_step:
         return ""  # a live step, or a SQL transaction's cursor
     ahead = ctx.ahead
+    ctx.ahead_cursor = cursor
     parts: list[str] = []
     chars = 0
-    for event in cursor.upcoming(limit):
+    start = index = cursor.position
+    after = None  # the label of the event after the run
+    for event in cursor.upcoming(limit + 1):
         label, digest, payload = event.label, event.digest, event.payload
         text = "" if digest is None else digest
-        if not label.startswith(STEP_PREFIX) or digest == "":
+        if index - start == limit or not label.startswith(STEP_PREFIX) or digest == "":
+            after = label
             break
         if "\0" in label or "\0" in text or "\0" in payload:
+            after = label
             break
         chars += len(label) + len(text) + len(payload) + 3
         if chars > MAX_CHARS:
+            after = label
             break
         parts += (label, text, payload)
         ahead.append((label, digest))
+        index += 1
     if not parts:
         return ""
+    ctx.ahead_end = index
+    # The last entry's step moved the clock far: its marker follows, its way is the long one.
+    ctx.ahead_marked = after == STEP_LABEL
     parts.append("")  # every field ends with a NUL
     return "\0".join(parts)
 
@@ -96,7 +137,22 @@ def take_ahead(ctx: AttemptContext) -> None:
     ahead = ctx.ahead
     if not ahead:
         raise HostError("step.take-ahead: no step handed out by step.enter-ahead is waiting")
+    left = len(ahead)
     label, digest = ahead.popleft()
+    index = ctx.ahead_end - left  # the entries are consecutive events, up to `ahead_end`
+    machine = ctx.machine
+    cursor = machine.cursor
+    if (
+        cursor.position == index
+        and cursor is ctx.ahead_cursor
+        and not machine.in_step
+        and (left > 1 or not ctx.ahead_marked)
+    ):
+        # `enter-checked` there, as known without doing it (the module docstring).
+        ctx.raise_deferred()  # as `step_enter` does first
+        cursor.position = index + 1
+        machine.monotonic.plain_step_replayed()
+        return
     if _enter_checked(ctx, label, digest) is None:
         raise HostError(f"step.take-ahead: step {label!r} is not in the history here")
 

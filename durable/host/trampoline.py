@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterator
 from ctypes import byref, string_at
 from typing import Any
 
+import wasmtime
 from wasmtime import component as wc
 
 from durable.host import _wasmtime
@@ -65,6 +66,11 @@ _scope = threading.local()
 #: Whether `add_func` uses this trampoline (else wasmtime-py's public `add_func`).
 FAST = _wasmtime.FAST
 ffi: Any = _wasmtime.ffi  # wasmtime-py's C bindings, when FAST
+#: What a host function gets for its store here: durable's host functions take the
+#: store first, as wasmtime-py passes it, and use none of it, so none is made per call
+#: (the converters this module leaves to wasmtime-py get the real one). Any use of this
+#: one raises, as a store used after its call does.
+NO_STORE = wasmtime.StoreContext(None)  # type: ignore[arg-type]
 
 
 def add_func(inst: wc.LinkerInstance, name: str, fn: HostFunc) -> None:
@@ -95,7 +101,7 @@ class _Entry:
         self.plans: list[_Plan] = []
 
     def call(
-        self, store: Any, ty_raw: Any, args: Any, nargs: int, results: Any, nresults: int
+        self, context: Any, ty_raw: Any, args: Any, nargs: int, results: Any, nresults: int
     ) -> None:
         scope: dict[_Entry, _Plan] | None = _scope.__dict__.get("plans")
         plan = None if scope is None else scope.get(self)
@@ -105,12 +111,12 @@ class _Entry:
                 scope[self] = plan
         lifts = plan.lifts
         if nargs == 0:
-            result = self.fn(store)
+            result = self.fn(NO_STORE)
         elif nargs == 1:
-            result = self.fn(store, lifts[0](args[0]))
+            result = self.fn(NO_STORE, lifts[0](args[0]))
         else:
-            result = self.fn(store, *[lifts[i](args[i]) for i in range(nargs)])
-        plan.finish(store, result, results)
+            result = self.fn(NO_STORE, *[lifts[i](args[i]) for i in range(nargs)])
+        plan.finish(context, result, results)
 
     def plan(self, ty_raw: Any, nargs: int, nresults: int) -> _Plan:
         """The plan for the function type `ty_raw`, checked type by type (or new)."""
@@ -168,7 +174,11 @@ class _Plan:
             self.lifts = [t.convert_from_c for t in types]
             self.finish = _generic_finish(result)
         else:
-            self.finish = _fast_finish(lower)
+            images = None if result is None or lower is None else _images(result, lower)
+            if lower is None or images is None:
+                self.finish = _fast_finish(lower)
+            else:
+                self.finish = _image_finish(lower, images)
 
     def _keep(self, raw: Any) -> wc.ValType:
         key = ffi.wasmtime_component_valtype_t()
@@ -216,12 +226,48 @@ def _fast_finish(lower: Lower | None) -> Callable[[Any, Any, Any], None]:
     return finish
 
 
+def _images(ty: wc.ValType, lower: Lower) -> dict[str, Any] | None:
+    """For a `result` without payloads (`take-ahead`'s), each case's lowered C value, by
+    tag: such a value owns no C memory, so one copy of it is the whole lowering. None
+    for any other type."""
+    if not isinstance(ty, wc.ResultType):
+        return None
+    tagged, cases = _wasmtime.variant_cases(ty)
+    if not tagged or any(t is not None for _, t in cases):
+        return None
+    images = {}
+    for tag, _ in cases:
+        images[tag] = val = ffi.wasmtime_component_val_t()
+        lower(wc.Variant(tag), val)
+    return images
+
+
+def _image_finish(lower: Lower, images: dict[str, Any]) -> Callable[[Any, Any, Any], None]:
+    """`_fast_finish(lower)` for a type `_images` has images of: a `Variant` (which is
+    what `lower` takes) is copied in, by its tag (a payload it carries is ignored, as
+    `lower` ignores it); anything else goes to `lower`, which refuses it as before."""
+    get = images.get
+
+    def finish(_store: Any, result: Any, results: Any) -> None:
+        image = get(result.tag) if type(result) is wc.Variant else None
+        if image is None:
+            lower(result, results[0])
+        else:
+            results[0] = image  # a copy of its bytes, made in C (no foreign call)
+
+    return finish
+
+
 def _generic_finish(ty: wc.ValType | None) -> Callable[[Any, Any, Any], None]:
     if ty is None:
         return _no_result
 
-    def finish(store: Any, result: Any, results: Any) -> None:
-        ty.convert_to_c(store, result, results)
+    def finish(context: Any, result: Any, results: Any) -> None:
+        store = _store_context(context)  # wasmtime-py's converters may need it
+        try:
+            ty.convert_to_c(store, result, results)
+        finally:
+            store._invalidate()
 
     return finish
 
@@ -682,13 +728,10 @@ if FAST:
         nresults: int,
     ) -> Any:
         # wasmtime-py's `catch_exceptions`, inlined: no closure, two frames fewer a call.
-        store = _store_context(context)
         try:
-            _ENTRIES[idx or 0].call(store, ty_raw, args, nargs, results, nresults)
+            _ENTRIES[idx or 0].call(context, ty_raw, args, nargs, results, nresults)
         except Exception as exc:
             return _trap_for(exc)
-        finally:
-            store._invalidate()
         return 0
 
     @ctypes.CFUNCTYPE(None, ctypes.c_void_p)  # type: ignore[untyped-decorator]

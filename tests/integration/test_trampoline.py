@@ -156,6 +156,32 @@ def test_odd_values_behave_as_in_wasmtime_py(host_types: list[tuple[str, wc.ValT
     assert refused > 100
 
 
+def test_a_result_without_payloads_is_copied_as_it_is_lowered(
+    host_types: list[tuple[str, wc.ValType]],
+) -> None:
+    """`take-ahead`'s result is lowered by copying its case's value, made once: the
+    same value as lowering it, and the same refusals."""
+    copied = 0
+    for where, ty in host_types:
+        lower = trampoline._lower(ty)
+        images = trampoline._images(ty, lower)
+        if images is None:
+            continue
+        finish = trampoline._image_finish(lower, images)
+        for value in [*_samples(ty), wc.Variant("ok", 5), wc.Variant("nope"), *ODD_VALUES]:
+            out = ffi.wasmtime_component_val_t()
+            try:
+                expected = ty.convert_from_c(_fast_lower(ty, value))
+            except Exception as exc:
+                with pytest.raises(type(exc)):
+                    finish(None, value, ctypes.pointer(out))
+                continue
+            finish(None, value, ctypes.pointer(out))
+            assert _same(ty.convert_from_c(out), expected), (where, value)
+            copied += 1
+    assert copied >= 3  # take-ahead's ok (twice: with a payload it ignores) and err
+
+
 def test_a_failed_element_frees_what_was_built() -> None:
     """`list<string>` with a bad element: the strings already copied are freed with the
     vector, and the value being filled is left as it was."""

@@ -33,42 +33,52 @@ def _finite_float(value: float) -> str:
     return float.__repr__(value)
 
 
-# An exact type's JSON text, as json's encoder writes it (subclasses take the general path).
+def _null(_: None) -> str:
+    return "null"
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+# An exact type's JSON text, as json's encoder writes it (subclasses take the general
+# path). `repr` is `int.__repr__` for an exact int, and a cheaper call.
 _SCALARS: dict[type, Callable[[Any], str]] = {
-    int: int.__repr__,
+    int: repr,
     str: encode_basestring_ascii,
-    bool: lambda value: "true" if value else "false",
-    type(None): lambda _: "null",
+    bool: _bool,
+    type(None): _null,
     float: _finite_float,
 }
+_sha256 = hashlib.sha256
 
 
 def digest(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    """A short hash of the arguments, or None when they are not JSON (e.g. objects)."""
-    text = _scalar_text(args, kwargs)
-    if text is None:
+    """A short hash of the arguments, or None when they are not JSON (e.g. objects).
+
+    The text hashed is `json.dumps([args, kwargs], sort_keys=True, allow_nan=False)`,
+    written here directly when every value is a plain int, str, bool, None or finite
+    float (most steps' arguments), else by `json` itself.
+    """
+    scalars = _SCALARS
+    try:
+        head = ", ".join([scalars[type(a)](a) for a in args])
+        if kwargs:
+            items = ", ".join(
+                [
+                    encode_basestring_ascii(k) + ": " + scalars[type(v)](v)
+                    for k, v in sorted(kwargs.items())
+                ]
+            )
+            text = f"[[{head}], {{{items}}}]"
+        else:
+            text = f"[[{head}], {{}}]"
+    except (KeyError, ValueError):  # another type; an int over the digit limit; NaN
         try:
             text = json.dumps([args, kwargs], sort_keys=True, allow_nan=False)
         except (TypeError, ValueError):
             return None
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _scalar_text(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
-    """`json.dumps([args, kwargs], sort_keys=True, allow_nan=False)` when every value is
-    a plain int, str, bool, None or finite float; else None (the general path decides)."""
-    scalars = _SCALARS
-    try:
-        head = ", ".join([scalars[type(a)](a) for a in args])
-        if not kwargs:
-            return "[[" + head + "], {}]"
-        items = [
-            encode_basestring_ascii(k) + ": " + scalars[type(v)](v)
-            for k, v in sorted(kwargs.items())
-        ]
-    except (KeyError, ValueError):  # another type; an int over the digit limit; NaN
-        return None
-    return "[[" + head + "], {" + ", ".join(items) + "}]"
+    return _sha256(text.encode()).hexdigest()[:16]
 
 
 def decode_ok(text: str) -> Any:

@@ -69,7 +69,7 @@ class WitWorld(wit_world.WitWorld):
 
     def run(self, entry: str, input: str) -> str:
         _state.in_step = False
-        _state.ahead, _state.ahead_at = [], 0
+        _state.ahead = []
         _info._reset()
         # The interpreter's state was snapshotted at build time, so every task would
         # start with the same `random` state. Reseed from os.urandom, which the host

@@ -6,7 +6,6 @@ from __future__ import annotations
 in_step = False
 #: Which attempt of a retried step is running (1 for steps without a retry policy).
 step_attempt = 1
-#: Recorded steps handed out by `step.enter-ahead` (label, digest, payload, ...) and
-#: the index of the next one not replayed yet (`_steps._enter`).
-ahead: list[str] = []
-ahead_at = 0
+#: Recorded steps handed out by `step.enter-ahead` and not replayed yet, each as
+#: (label, digest or "", payload), the next one last (`_steps._enter`).
+ahead: list[tuple[str, str, str]] = []

@@ -25,6 +25,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Looked up once: they are on every step's path.
 _enter_ahead = _step.enter_ahead
 _take_ahead = _step.take_ahead
+_digest = _codec.digest
+_decode_ok = _codec.decode_ok
+_NOT_PLAIN = _codec.NOT_PLAIN
 #: How many recorded steps to ask for at once (the replay buffer; see `_enter`).
 AHEAD = 512
 
@@ -69,24 +72,65 @@ def step(fn: F | None = None, *, name: str | None = None, retry: Retry | None = 
 
     def decorate(f: F) -> F:
         label = "step " + (name or f.__qualname__)
-
-        @functools.wraps(f)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if _state.in_step:
-                return f(*args, **kwargs)
-            digest = _codec.digest(args, kwargs)
-            if retry is not None:
-                return _with_retries(retry, label, digest, lambda: f(*args, **kwargs))
-            # `run_step`, inlined: a replayed step (most steps of a replay) makes no
-            # closure and no call it can do without.
-            recorded = _enter(label, digest)
-            if recorded is not None:
-                return _replayed(recorded)
-            return _execute(label, lambda: f(*args, **kwargs))
-
-        return wrapper  # type: ignore[return-value]
+        if retry is not None:
+            return functools.wraps(f)(_retried(f, label, retry))  # type: ignore[return-value]
+        return functools.wraps(f)(_replaying(f, label))  # type: ignore[return-value]
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _replaying(f: Callable[..., Any], label: str) -> Callable[..., Any]:
+    """The step `label` around `f`: on replay, most calls end in the buffer's branch.
+
+    That branch replays the next entry handed out by the host (see `_enter`) when it
+    is this step's: it makes no closure, no dict beyond its arguments' and, besides
+    the digest and the decoding of the answer, one call, the crossing that keeps the
+    host's position (`step.take-ahead`). Any other step goes the way of `run_step`.
+    """
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        state = _state
+        if state.in_step:
+            return f(*args, **kwargs)
+        digest = _digest(args, kwargs)
+        ahead = state.ahead
+        # "" stands for no digest in an entry (a digest is None or 16 hex digits).
+        if ahead and (entry := ahead[-1])[0] == label and entry[1] == (digest or ""):
+            ahead.pop()
+            try:
+                _take_ahead()
+            except Err:
+                state.ahead = []
+                raise _cancel.error() from None
+            recorded = entry[2]
+            value = _decode_ok(recorded)  # the common `{"ok": ...}`, without a dict
+            return _outcome(json.loads(recorded)) if value is _NOT_PLAIN else value
+        recorded = _enter(label, digest)
+        if recorded is not None:
+            return _replayed(recorded)
+        return _execute(label, _body(f, args, kwargs))
+
+    return wrapper
+
+
+def _body(
+    f: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Callable[[], Any]:
+    # Made here, not in the wrapper: a lambda there would make its arguments closure
+    # cells on every call, replayed or not.
+    return lambda: f(*args, **kwargs)
+
+
+def _retried(f: Callable[..., Any], label: str, policy: Retry) -> Callable[..., Any]:
+    """The step `label` around `f`, run again after a durable backoff while it raises."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if _state.in_step:
+            return f(*args, **kwargs)
+        digest = _digest(args, kwargs)
+        return _with_retries(policy, label, digest, _body(f, args, kwargs))
+
+    return wrapper
 
 
 def _with_retries(policy: Retry, label: str, digest: str | None, body: Callable[[], Any]) -> Any:
@@ -127,28 +171,22 @@ def _enter(label: str, digest: str | None) -> str | None:
     """`_cancel.check()` and `_step.enter` in one host call (half a replay's calls).
 
     On replay the host hands out the steps recorded after this one with its answer
-    (`step.enter-ahead`); a step that is the next of them is replayed from here with
-    `step.take-ahead`, which carries no strings. Any other step drops them and asks the
-    host, which matches it against the history (see `durable.host.step_ahead`).
+    (`step.enter-ahead`); a step that is the next of them is replayed by the step
+    wrapper (`_replaying`) with `step.take-ahead`, which carries no strings. Any other
+    step (one the wrapper did not find there, or a retried step's attempt) drops them
+    here and asks the host, which matches it against the history (see
+    `durable.host.step_ahead`) and forgets what it handed out before.
     """
-    ahead, at = _state.ahead, _state.ahead_at
-    if at < len(ahead):
-        # "" stands for no digest in an entry; a digest of "" matches no entry.
-        if ahead[at] == label and ahead[at + 1] == ("" if digest is None else digest or "\0"):
-            _state.ahead_at = at + 3
-            try:
-                _take_ahead()
-            except Err:
-                _state.ahead = []
-                raise _cancel.error() from None
-            return ahead[at + 2]
-        _state.ahead = []
+    _state.ahead = []
     try:
         recorded, text = _enter_ahead(label, digest, AHEAD)
     except Err:
         raise _cancel.error() from None
     if text:  # every field ends with a NUL
-        _state.ahead, _state.ahead_at = text[:-1].split("\0"), 0
+        fields = iter(text[:-1].split("\0"))
+        entries = list(zip(fields, fields, fields, strict=False))  # (label, digest, payload)
+        entries.reverse()  # the next one last: taken with `pop`
+        _state.ahead = entries
     return recorded
 
 
