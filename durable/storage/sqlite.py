@@ -117,6 +117,8 @@ _SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 _POLL = 0.05
 _SLOW_POLL = 0.5
 _CANCELLED = CANCELLED_ON_REQUEST.to_json()
+#: In a claimed row, lease_token follows the task columns, then the history's length.
+_TOKEN = len(schema.TASK_COLUMNS.split(","))
 
 
 @contextmanager
@@ -553,7 +555,7 @@ class SQLiteStore:
         template = quarantine.message_template(max_deaths or 0)
         last = quarantine.last_chance(max_deaths)
 
-        def take(db: sqlite3.Connection) -> tuple[list[Any], bool]:
+        def take(db: sqlite3.Connection) -> tuple[list[Any], dict[int, int], bool]:
             # The clock is read once the connection is ours: a lease must not start
             # while the claim still waits for another operation to finish.
             now = self._clock()
@@ -562,10 +564,10 @@ class SQLiteStore:
                 template, now - affinity_grace,
             )  # fmt: skip
             rows = db.execute(_Q["claim"], params).fetchall()
-            return rows, len(rows) < limit and queues.any_queue(db)
+            return rows, _logged_at_start(db, rows), len(rows) < limit and queues.any_queue(db)
 
         async with self._use() as conn:
-            rows, queued = await batch.run(conn, take)
+            rows, logged, queued = await batch.run(conn, take)
             if queued:
                 async with self._transaction(conn):
                     now = self._clock()
@@ -575,13 +577,12 @@ class SQLiteStore:
         if any(row[5] != TaskState.ACTIVE for row in rows):
             # Quarantined (ended): places of `limit` went to them; look again.
             self._notify(wake.ANY_END)
-        # lease_token follows the task columns, then the history's length.
-        token = len(schema.TASK_COLUMNS.split(","))
         return [
             Claim(
                 task=codec.task(row),
-                lease=Lease(task_id=row[0], worker_id=worker_id, token=row[token]),
-                history_length=row[token + 1],
+                lease=Lease(task_id=row[0], worker_id=worker_id, token=row[_TOKEN]),
+                history_length=row[_TOKEN + 1],
+                logged=logged.get(row[0]),
             )
             for row in rows
             if row[5] == TaskState.ACTIVE
@@ -732,12 +733,15 @@ class SQLiteStore:
                 assert_never(outcome)
         params = (*values, *fence(lease), *extra)
         continued = isinstance(outcome, ContinuedAsNew)
+        # A waiter in this process (`Client.wait`) gets the ended row with its signal,
+        # read here in the same trip, and need not read it again (`_end_watch`).
+        watched = ends and self._ends.watching(lease.task_id)
 
-        def write(db: sqlite3.Connection) -> None:
+        def write(db: sqlite3.Connection) -> Any:
             if not statements and not ends and not continued:
                 if db.execute(sql, params).rowcount != 1:  # autocommit
                     raise LeaseLostError(lease.task_id)
-                return
+                return None
             with batch.transaction(db):
                 for statement in statements:
                     _write(db, statement)
@@ -747,16 +751,21 @@ class SQLiteStore:
                     raise LeaseLostError(lease.task_id)  # rolls the moves back too
                 if ends:
                     db.execute(_Q["wake_parent"], (now, lease.task_id))
+                if watched:
+                    return db.execute(_Q["get_task"], (lease.task_id,)).fetchone()
+            return None
 
         if not codec.consecutive(events):
             async with self._use() as conn:
                 raise await self._refusal(conn, lease, "the events' indexes are not consecutive")
         try:
             # One hop for the whole transaction, committed with the writes beside it.
-            await self._group.run(write)
+            row = await self._group.run(write)
         except batch.Shortfall as exc:
             async with self._use() as conn:
                 raise await self._refusal(conn, lease, exc.what) from None
+        if row is not None:  # committed: the waiters may have it
+            self._ends.ended(lease.task_id, codec.task(row))
         self._notify(wake.end_message(lease.task_id) if ends else wake.WORK)
 
     async def list_runs(self, task_id: int) -> list[RunInfo]:
@@ -1032,6 +1041,16 @@ class SQLiteStore:
         """This worker's active tasks that have been paused."""
         async with self._use() as conn:
             return [int(r[0]) for r in await self._fetch(conn, "paused_active", worker_id)]
+
+
+def _logged_at_start(db: sqlite3.Connection, claimed: list[Any]) -> dict[int, int]:
+    """For the claimed tasks with an empty history, the output bytes logged at its start
+    (`Claim.logged`), in the claim's trip: a new task's attempt then reads nothing more."""
+    return {
+        row[0]: int(db.execute(_Q["logged_bytes"], (row[0], 0, row[0])).fetchone()[0])
+        for row in claimed
+        if row[5] == TaskState.ACTIVE and row[_TOKEN + 1] == 0
+    }
 
 
 def _write(db: sqlite3.Connection, write: codec.Write) -> None:
