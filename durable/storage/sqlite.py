@@ -167,6 +167,10 @@ class SQLiteStore:
         self._changes = 0
         self._changed = anyio.Event()
         self._seen = (data_version, 0)
+        # The next wake-up as a claim that took less than its limit read it, with the
+        # grace it used and `_changes` then: the worker's look right after it (`next_wakeup`)
+        # takes it instead of a trip of its own, once, if nothing changed meanwhile.
+        self._wakeup_at_claim: tuple[int, float, list[float | None]] | None = None
         # Who waits here for a task's end, and the sockets other processes wake us by.
         self._ends = EndWaiters()
         self._wake = wake.WakeChannel(path, self._heard)
@@ -555,7 +559,9 @@ class SQLiteStore:
         template = quarantine.message_template(max_deaths or 0)
         last = quarantine.last_chance(max_deaths)
 
-        def take(db: sqlite3.Connection) -> tuple[list[Any], dict[int, int], bool]:
+        def take(
+            db: sqlite3.Connection,
+        ) -> tuple[list[Any], dict[int, int], bool, list[float | None] | None]:
             # The clock is read once the connection is ours: a lease must not start
             # while the claim still waits for another operation to finish.
             now = self._clock()
@@ -564,10 +570,17 @@ class SQLiteStore:
                 template, now - affinity_grace,
             )  # fmt: skip
             rows = db.execute(_Q["claim"], params).fetchall()
-            return rows, _logged_at_start(db, rows), len(rows) < limit and queues.any_queue(db)
+            queued = len(rows) < limit and queues.any_queue(db)
+            # Short of its limit, a worker looks for the next wake-up next: read it now.
+            wakeup = _next_wakeup(db, now, affinity_grace) if len(rows) < limit else None
+            return rows, _logged_at_start(db, rows), queued, wakeup
 
+        changes = self._changes
         async with self._use() as conn:
-            rows, logged, queued = await batch.run(conn, take)
+            rows, logged, queued, wakeup = await batch.run(conn, take)
+            self._wakeup_at_claim = None
+            if wakeup is not None and not queued:
+                self._wakeup_at_claim = (changes, affinity_grace, wakeup)
             if queued:
                 async with self._transaction(conn):
                     now = self._clock()
@@ -597,15 +610,18 @@ class SQLiteStore:
 
     async def next_wakeup(self, *, affinity_grace: float = 0.0) -> datetime | None:
         """The earliest suspended `wakeup_at`, active lease expiry, end of a held task's
-        affinity grace or reopening of a rate-limited queue's window, or None."""
+        affinity grace or reopening of a rate-limited queue's window, or None.
 
-        def look(db: sqlite3.Connection) -> list[float | None]:
-            now = self._clock()
-            due = db.execute(_Q["next_wakeup"], (now, affinity_grace)).fetchone()[0]
-            return [due, queues.rate_window_opens(db, now)]
-
-        async with self._use() as conn:
-            found = await batch.run(conn, look)
+        Right after a claim short of its limit, with nothing changed since as far as this
+        store knows, the claim's own look at them (no trip of its own)."""
+        at_claim, self._wakeup_at_claim = self._wakeup_at_claim, None
+        if at_claim is not None and at_claim[:2] == (self._changes, affinity_grace):
+            found = at_claim[2]
+        else:
+            async with self._use() as conn:
+                found = await batch.run(
+                    conn, lambda db: _next_wakeup(db, self._clock(), affinity_grace)
+                )
         times = [t for t in found if t is not None]
         return maybe_dt(min(times) if times else None)
 
@@ -1041,6 +1057,12 @@ class SQLiteStore:
         """This worker's active tasks that have been paused."""
         async with self._use() as conn:
             return [int(r[0]) for r in await self._fetch(conn, "paused_active", worker_id)]
+
+
+def _next_wakeup(db: sqlite3.Connection, now: float, affinity_grace: float) -> list[float | None]:
+    """The moments `next_wakeup` takes the earliest of, on the connection's thread."""
+    due = db.execute(_Q["next_wakeup"], (now, affinity_grace)).fetchone()[0]
+    return [due, queues.rate_window_opens(db, now)]
 
 
 def _logged_at_start(db: sqlite3.Connection, claimed: list[Any]) -> dict[int, int]:
