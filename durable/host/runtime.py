@@ -154,16 +154,8 @@ class Runtime:
             raise HostError("host function called outside a task attempt")
         return ctx
 
-    def run(
-        self, component: wc.Component, ctx: AttemptContext, *, prepare_next: bool = True
-    ) -> AttemptEnd:
-        """Run one attempt of `ctx.task` to its end. Blocks; call from a worker thread.
-
-        Then the next attempt's instance is made on the store thread (the instance pool),
-        unless `prepare_next` is False: a caller that writes the attempt's end asks for
-        it with `prepare` once that is written, so that the two do not compete for the
-        CPU (and the GIL) while the end is on its way to the database.
-        """
+    def run(self, component: wc.Component, ctx: AttemptContext) -> AttemptEnd:
+        """Run one attempt of `ctx.task` to its end. Blocks; call from a worker thread."""
         deadline = ctx.task.deadline_at
         if deadline is not None and datetime.now(UTC) >= deadline and not ctx.replay_only:
             return _timed_out(ctx)
@@ -208,15 +200,7 @@ class Runtime:
             # Closed on another thread, then counted out; the next attempt's instance is
             # made there meanwhile.
             refill = None if self._closing or not self.pool.enabled else component
-            if not prepare_next:
-                refill = None
             self._dropper.drop(store, None if refill is None else lambda: self.pool.fill(refill))
-
-    def prepare(self, component: wc.Component) -> None:
-        """Make the next attempt's instance of `component` on the store thread, if the
-        pool keeps them (see `run`'s `prepare_next`); never blocks."""
-        if not self._closing and self.pool.enabled:
-            self._dropper.then(lambda: self.pool.fill(component))
 
     def _entered(self, ctx: AttemptContext) -> None:
         self._guests.enter()

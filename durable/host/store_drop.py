@@ -30,7 +30,7 @@ class StoreDropper:
         """`after()` runs once per store, after it is closed."""
         self._after = after
         # Each store, and what to do on this thread once it is closed (if anything).
-        self._queue: queue.SimpleQueue[tuple[wasmtime.Store | None, Callable[[], None] | None]] = (
+        self._queue: queue.SimpleQueue[tuple[wasmtime.Store, Callable[[], None] | None]] = (
             queue.SimpleQueue()
         )
         self._thread: threading.Thread | None = None
@@ -39,14 +39,6 @@ class StoreDropper:
     def drop(self, store: wasmtime.Store, then: Callable[[], None] | None = None) -> None:
         """Close `store` soon, then call `then()` on the same thread unless more stores
         wait to be closed by then; never blocks."""
-        self._put(store, then)
-
-    def then(self, then: Callable[[], None]) -> None:
-        """Call `then()` on this thread after the stores handed over before it, unless
-        more stores wait to be closed by then; never blocks."""
-        self._put(None, then)
-
-    def _put(self, store: wasmtime.Store | None, then: Callable[[], None] | None) -> None:
         if self._thread is None:
             with self._start:
                 if self._thread is None:
@@ -59,20 +51,15 @@ class StoreDropper:
     def _run(self) -> None:
         while True:
             store, then = self._queue.get()
-            if store is not None:
-                self._close(store)
-            # Stores to close come first: under load, a later store's `then` follows. A
-            # `then` on its own is asked for once (an attempt's end was written): it runs.
-            if then is not None and (store is None or self._queue.empty()):
+            try:
+                store.close()  # its output streams go now, or soon on wasmtime's threads
+            except Exception:  # one store's failure must not stop the rest from closing
+                log.exception("closing a guest's store failed")
+            finally:
+                self._after()
+            # Stores to close come first: under load, a later store's `then` follows.
+            if then is not None and self._queue.empty():
                 try:
                     then()  # the next attempt's instance (`durable.host.instance_pool`)
                 except Exception:
                     log.exception("making an instance ahead of its attempt failed")
-
-    def _close(self, store: wasmtime.Store) -> None:
-        try:
-            store.close()  # its output streams go now, or soon on wasmtime's threads
-        except Exception:  # one store's failure must not stop the rest from closing
-            log.exception("closing a guest's store failed")
-        finally:
-            self._after()

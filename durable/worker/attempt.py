@@ -269,9 +269,6 @@ class AttemptRunner:
         # Guests parked live by attempts whose suspension is still to be written: kept
         # (`durable.host.instance_cache`) once it is.
         self._parked: dict[Lease, LiveInstance] = {}
-        # The component each running attempt (not kept live) ran: its next instance is
-        # made once the attempt's end is written, not while it is (`Runtime.prepare`).
-        self._made: dict[Lease, wc.Component] = {}
 
     @property
     def running(self) -> int:
@@ -376,9 +373,6 @@ class AttemptRunner:
             log.exception("task %d: internal error", task.id)  # worker down
             await self._retry_or_fail(claim, f"{type(exc).__name__}: {exc}")
         finally:
-            made = self._made.pop(claim.lease, None)
-            if made is not None:
-                self._runtime.prepare(made)
             meter.stop()
             if trace is not None:
                 trace.end(meter.outcome)
@@ -475,12 +469,9 @@ class AttemptRunner:
         ctx = await self._context(claim, sink, trace, source)
         if self._interrupted:
             return AttemptEnd(outcome=Released(started=False))
-        # The next instance is made once this attempt's end is written (`_run`).
-        self._made[claim.lease] = component
         try:
             return await anyio.to_thread.run_sync(
-                functools.partial(self._runtime.run, component, ctx, prepare_next=False),
-                limiter=self._limiter,
+                self._runtime.run, component, ctx, limiter=self._limiter
             )
         finally:
             await sink.aclose()  # a guest SQL transaction left open is rolled back

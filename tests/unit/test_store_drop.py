@@ -33,19 +33,3 @@ def test_a_store_that_fails_to_close_does_not_stop_the_next() -> None:
     for _ in range(3):
         assert done.acquire(timeout=60), "after() runs once per store, failed or not"
     assert bad.closed_on == good.closed_on == "durable-store-drop"
-
-
-def test_a_then_on_its_own_runs_on_the_thread_after_the_stores_before_it() -> None:
-    # The worker asks for the next instance once an attempt's end is written
-    # (`Runtime.prepare`): asked once, it runs even with stores still to close after it.
-    done = threading.Semaphore(0)
-    dropper = StoreDropper(done.release)
-    ran: list[str] = []
-    ahead, behind = _Store(fail=False), _Store(fail=False)
-    dropper.drop(cast("Any", ahead))
-    dropper.then(lambda: ran.append(threading.current_thread().name))
-    dropper.drop(cast("Any", behind))
-    for _ in range(2):
-        assert done.acquire(timeout=60)
-    assert ran == ["durable-store-drop"]
-    assert ahead.closed_on == behind.closed_on == "durable-store-drop"
