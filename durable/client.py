@@ -503,8 +503,9 @@ class Client(ScheduleClient, QueueClient):
         """Wait until the task ends; return it.
 
         The store says when the task ends (in this process, through SQLite's wake-up
-        sockets or Postgres's LISTEN from another), and the task is read again then,
-        and at least every second in case a wake-up was lost. A store without end
+        sockets or Postgres's LISTEN from another), and the task is read again then
+        (unless the signal carried the ended row: an embedded worker's own end on
+        SQLite), and at least every second in case a wake-up was lost. A store without end
         signals is polled, from every `poll` seconds up to every 0.25 s.
 
         Raises:
@@ -533,6 +534,8 @@ class Client(ScheduleClient, QueueClient):
                     pause = min(pause * 2, _MAX_POLL)
                 else:
                     await watch.wait(pause)
+                    if watch.task is not None:  # the ended row came with the signal
+                        return watch.task
 
     async def migrate(self) -> int:
         """Apply every pending schema migration; return the schema version."""

@@ -433,6 +433,8 @@ class EndSignals(Protocol):
         the task misses no end committed after that read, in this process or (for a
         shared database) another one. Spurious wake-ups are allowed; a lost one (a
         dropped datagram or connection) only delays: wait with a timeout and re-read.
+        A watch whose `task` is set carries the ended row itself, read by this store
+        in the transaction that ended it: no need to re-read then.
         """
         ...
 

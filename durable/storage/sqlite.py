@@ -117,6 +117,8 @@ _SYNCHRONOUS = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 _POLL = 0.05
 _SLOW_POLL = 0.5
 _CANCELLED = CANCELLED_ON_REQUEST.to_json()
+#: In a claimed row, lease_token follows the task columns, then the history's length.
+_TOKEN = len(schema.TASK_COLUMNS.split(","))
 
 
 @contextmanager
@@ -165,6 +167,10 @@ class SQLiteStore:
         self._changes = 0
         self._changed = anyio.Event()
         self._seen = (data_version, 0)
+        # The next wake-up as a claim that took less than its limit read it, with the
+        # grace it used and `_changes` then: the worker's look right after it (`next_wakeup`)
+        # takes it instead of a trip of its own, once, if nothing changed meanwhile.
+        self._wakeup_at_claim: tuple[int, float, list[float | None]] | None = None
         # Who waits here for a task's end, and the sockets other processes wake us by.
         self._ends = EndWaiters()
         self._wake = wake.WakeChannel(path, self._heard)
@@ -553,7 +559,9 @@ class SQLiteStore:
         template = quarantine.message_template(max_deaths or 0)
         last = quarantine.last_chance(max_deaths)
 
-        def take(db: sqlite3.Connection) -> tuple[list[Any], bool]:
+        def take(
+            db: sqlite3.Connection,
+        ) -> tuple[list[Any], dict[int, int], bool, list[float | None] | None]:
             # The clock is read once the connection is ours: a lease must not start
             # while the claim still waits for another operation to finish.
             now = self._clock()
@@ -562,10 +570,17 @@ class SQLiteStore:
                 template, now - affinity_grace,
             )  # fmt: skip
             rows = db.execute(_Q["claim"], params).fetchall()
-            return rows, len(rows) < limit and queues.any_queue(db)
+            queued = len(rows) < limit and queues.any_queue(db)
+            # Short of its limit, a worker looks for the next wake-up next: read it now.
+            wakeup = _next_wakeup(db, now, affinity_grace) if len(rows) < limit else None
+            return rows, _logged_at_start(db, rows), queued, wakeup
 
+        changes = self._changes
         async with self._use() as conn:
-            rows, queued = await batch.run(conn, take)
+            rows, logged, queued, wakeup = await batch.run(conn, take)
+            self._wakeup_at_claim = None
+            if wakeup is not None and not queued:
+                self._wakeup_at_claim = (changes, affinity_grace, wakeup)
             if queued:
                 async with self._transaction(conn):
                     now = self._clock()
@@ -575,13 +590,12 @@ class SQLiteStore:
         if any(row[5] != TaskState.ACTIVE for row in rows):
             # Quarantined (ended): places of `limit` went to them; look again.
             self._notify(wake.ANY_END)
-        # lease_token follows the task columns, then the history's length.
-        token = len(schema.TASK_COLUMNS.split(","))
         return [
             Claim(
                 task=codec.task(row),
-                lease=Lease(task_id=row[0], worker_id=worker_id, token=row[token]),
-                history_length=row[token + 1],
+                lease=Lease(task_id=row[0], worker_id=worker_id, token=row[_TOKEN]),
+                history_length=row[_TOKEN + 1],
+                logged=logged.get(row[0]),
             )
             for row in rows
             if row[5] == TaskState.ACTIVE
@@ -596,15 +610,18 @@ class SQLiteStore:
 
     async def next_wakeup(self, *, affinity_grace: float = 0.0) -> datetime | None:
         """The earliest suspended `wakeup_at`, active lease expiry, end of a held task's
-        affinity grace or reopening of a rate-limited queue's window, or None."""
+        affinity grace or reopening of a rate-limited queue's window, or None.
 
-        def look(db: sqlite3.Connection) -> list[float | None]:
-            now = self._clock()
-            due = db.execute(_Q["next_wakeup"], (now, affinity_grace)).fetchone()[0]
-            return [due, queues.rate_window_opens(db, now)]
-
-        async with self._use() as conn:
-            found = await batch.run(conn, look)
+        Right after a claim short of its limit, with nothing changed since as far as this
+        store knows, the claim's own look at them (no trip of its own)."""
+        at_claim, self._wakeup_at_claim = self._wakeup_at_claim, None
+        if at_claim is not None and at_claim[:2] == (self._changes, affinity_grace):
+            found = at_claim[2]
+        else:
+            async with self._use() as conn:
+                found = await batch.run(
+                    conn, lambda db: _next_wakeup(db, self._clock(), affinity_grace)
+                )
         times = [t for t in found if t is not None]
         return maybe_dt(min(times) if times else None)
 
@@ -732,12 +749,15 @@ class SQLiteStore:
                 assert_never(outcome)
         params = (*values, *fence(lease), *extra)
         continued = isinstance(outcome, ContinuedAsNew)
+        # A waiter in this process (`Client.wait`) gets the ended row with its signal,
+        # read here in the same trip, and need not read it again (`_end_watch`).
+        watched = ends and self._ends.watching(lease.task_id)
 
-        def write(db: sqlite3.Connection) -> None:
+        def write(db: sqlite3.Connection) -> Any:
             if not statements and not ends and not continued:
                 if db.execute(sql, params).rowcount != 1:  # autocommit
                     raise LeaseLostError(lease.task_id)
-                return
+                return None
             with batch.transaction(db):
                 for statement in statements:
                     _write(db, statement)
@@ -747,16 +767,21 @@ class SQLiteStore:
                     raise LeaseLostError(lease.task_id)  # rolls the moves back too
                 if ends:
                     db.execute(_Q["wake_parent"], (now, lease.task_id))
+                if watched:
+                    return db.execute(_Q["get_task"], (lease.task_id,)).fetchone()
+            return None
 
         if not codec.consecutive(events):
             async with self._use() as conn:
                 raise await self._refusal(conn, lease, "the events' indexes are not consecutive")
         try:
             # One hop for the whole transaction, committed with the writes beside it.
-            await self._group.run(write)
+            row = await self._group.run(write)
         except batch.Shortfall as exc:
             async with self._use() as conn:
                 raise await self._refusal(conn, lease, exc.what) from None
+        if row is not None:  # committed: the waiters may have it
+            self._ends.ended(lease.task_id, codec.task(row))
         self._notify(wake.end_message(lease.task_id) if ends else wake.WORK)
 
     async def list_runs(self, task_id: int) -> list[RunInfo]:
@@ -1032,6 +1057,22 @@ class SQLiteStore:
         """This worker's active tasks that have been paused."""
         async with self._use() as conn:
             return [int(r[0]) for r in await self._fetch(conn, "paused_active", worker_id)]
+
+
+def _next_wakeup(db: sqlite3.Connection, now: float, affinity_grace: float) -> list[float | None]:
+    """The moments `next_wakeup` takes the earliest of, on the connection's thread."""
+    due = db.execute(_Q["next_wakeup"], (now, affinity_grace)).fetchone()[0]
+    return [due, queues.rate_window_opens(db, now)]
+
+
+def _logged_at_start(db: sqlite3.Connection, claimed: list[Any]) -> dict[int, int]:
+    """For the claimed tasks with an empty history, the output bytes logged at its start
+    (`Claim.logged`), in the claim's trip: a new task's attempt then reads nothing more."""
+    return {
+        row[0]: int(db.execute(_Q["logged_bytes"], (row[0], 0, row[0])).fetchone()[0])
+        for row in claimed
+        if row[5] == TaskState.ACTIVE and row[_TOKEN + 1] == 0
+    }
 
 
 def _write(db: sqlite3.Connection, write: codec.Write) -> None:

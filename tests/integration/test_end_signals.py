@@ -12,11 +12,12 @@ import sys
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from durable import client as client_module
 from durable.client import Client
-from durable.core.model import Completed, TaskState
+from durable.core.model import Completed, Failed, Suspended, TaskState
 from durable.storage._contract import chunk, claimed, new_task
 from durable.storage._sqlite_wake import WakeChannel, end_message
 from durable.storage.base import EndSignals, Store
@@ -55,6 +56,50 @@ async def test_a_finish_in_this_process_wakes_the_watch(store: Store) -> None:
         with anyio.fail_after(30):
             await watch.wait(600)  # only the signal can end this in time
     assert (await store.get_task(claim.task.id)).state is TaskState.COMPLETE
+
+
+async def test_an_ended_row_that_comes_with_the_signal_is_the_stored_one(store: Store) -> None:
+    # SQLite's own finish hands its waiters the ended row, and `Client.wait` returns it
+    # without reading the task again: it must be what a read after the commit returns.
+    claim = await claimed(store)
+    assert isinstance(store, EndSignals)
+    async with store.watch_end(claim.task.id) as watch:
+        await store.finish(claim.lease, Failed(error='{"kind": "ValueError", "message": "x"}'))
+        with anyio.fail_after(30):
+            await watch.wait(600)
+    stored = await store.get_task(claim.task.id)
+    assert stored.state is TaskState.FAILED
+    if isinstance(store, SQLiteStore):
+        assert watch.task is not None
+    if watch.task is not None:
+        assert watch.task == stored
+
+
+async def test_a_suspension_brings_no_row(store: Store) -> None:
+    claim = await claimed(store)
+    assert isinstance(store, EndSignals)
+    async with store.watch_end(claim.task.id) as watch:
+        await store.finish(claim.lease, Suspended(wakeup_at=None, on_event=True))
+        with anyio.move_on_after(0.05):  # a spurious wake-up is allowed, a row is not
+            await watch.wait(600)
+    assert watch.task is None
+    assert (await store.get_task(claim.task.id)).state is TaskState.SUSPENDED
+
+
+async def test_client_wait_returns_the_row_the_finish_brought(store: Store) -> None:
+    claim = await claimed(store)
+    client = Client(store)
+    async with anyio.create_task_group() as tg:
+        ended = []
+
+        async def wait() -> None:
+            ended.append(await client.wait(claim.task.id, timeout=60))
+
+        tg.start_soon(wait)
+        await anyio.lowlevel.checkpoint()  # registered, or soon: the wait sees the end
+        await store.finish(claim.lease, Completed(result='"r"'))
+    assert ended == [await store.get_task(claim.task.id)]
+    assert ended[0].result == '"r"'
 
 
 async def test_a_cancel_wakes_the_watch(store: Store) -> None:

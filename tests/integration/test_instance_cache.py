@@ -21,6 +21,7 @@ from durable.host import HostConfig, Runtime
 from durable.host.instance_cache import INSTANCE_BYTES
 from durable.storage import open_store
 from durable.storage.base import Store
+from durable.storage.sqlite import SQLiteStore
 from durable.worker import Worker, WorkerConfig
 from tests.helpers import WORKFLOWS, compiled, durable_cmd, running, stock_env, until
 
@@ -130,9 +131,10 @@ async def test_woken_on_the_same_worker_goes_on_without_replay(
     history = await db.load_history(napping.id)
     assert result(slept) >= int(history[0].payload) / 1e9  # woke at its deadline
     # Three wake-ups, each on its live instance: the histories were loaded once per
-    # task, by the first attempts, and never again.
+    # task, by the first attempts, and never again. (On SQLite the claim reads what an
+    # attempt needs of an empty history, `Claim.logged`: no load at all.)
     assert runtime.instances.hits == 3
-    assert counting.loads == 2
+    assert counting.loads == (0 if isinstance(db, SQLiteStore) else 2)
     assert done.attempts == 3
     indexes = [e.index for e in await db.load_history(waiting.id)]
     assert indexes == list(range(len(indexes)))
@@ -160,7 +162,9 @@ async def test_woken_on_another_worker_replays_and_the_stale_instance_is_dropped
         assert first.instances.hits == 0
         assert second.instances.hits == 0
         assert first.instances.evictions >= 1
-        assert counting.loads == 3
+        # The first attempt, and the second worker's replay of a wait that recorded
+        # nothing yet, start from an empty history: on SQLite their claims read it.
+        assert counting.loads == (1 if isinstance(db, SQLiteStore) else 3)
     finally:
         assert first.close()
         assert second.close()

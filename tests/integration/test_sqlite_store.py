@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from durable.core.model import Event, LogChunk, NewTask, Stream
+from durable.core.model import Event, LogChunk, NewTask, Released, Stream
 from durable.errors import ConfigurationError, SchemaError, StorageError
 from durable.storage import _sqlite_schema as schema
 from durable.storage.sqlite import SQLiteStore
@@ -324,3 +324,22 @@ async def test_closing_with_a_guest_transaction_left_open_rolls_it_back(tmp_path
         found = conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 't'").fetchone()
         conn.execute("ROLLBACK")
     assert found == (0,)
+
+
+async def test_a_claim_reads_the_output_logged_before_an_empty_history(tmp_path: Path) -> None:
+    # `Claim.logged` stands in for the attempt's own `load_attempt` when the history is
+    # empty: it must be what that read returns, output before the first event included.
+    async with opened(tmp_path / "db.sqlite") as store:
+        (task_id,) = await add_tasks(store, 1)
+        (first,) = await store.claim(worker_id="w", limit=1, lease_seconds=60)
+        assert (first.history_length, first.logged) == (0, 0)
+        out = LogChunk(position=0, stream=Stream.STDOUT, data=b"printed before any event")
+        await store.append(first.lease, [], [out])
+        await store.finish(first.lease, Released())
+        (second,) = await store.claim(worker_id="w", limit=1, lease_seconds=60)
+        assert second.history_length == 0
+        assert second.logged == len(out.data) == (await store.load_attempt(task_id))[1]
+        await store.append(second.lease, [Event(index=0, label="op", digest=None, payload="1")], [])
+        await store.finish(second.lease, Released())
+        (third,) = await store.claim(worker_id="w", limit=1, lease_seconds=60)
+        assert (third.history_length, third.logged) == (1, None)  # read by the attempt
