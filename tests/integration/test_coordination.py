@@ -14,7 +14,7 @@ import anyio
 import pytest
 
 from durable.client import Client
-from durable.core.model import NewTask, Task, TaskState
+from durable.core.model import Lease, NewTask, Task, TaskState
 from durable.host import HostConfig, Runtime
 from durable.replayer import ReplayEnd, Replayer
 from durable.storage.base import Store
@@ -386,21 +386,23 @@ async def test_transient_host_error_retries_the_task(
     store: Store, runtime: Runtime, coordination: tuple[bytes, str]
 ) -> None:
     task = await launch(store, coordination, "nap", 0.01)
-    real = store.load_attempt  # an attempt's first read
+    # The write of the attempt's end fails once. (Not its first read: a claim may read
+    # a new task's start itself, and then the attempt reads nothing.)
+    real = store.finish
     failures = []
 
-    async def flaky_load_attempt(task_id: int) -> tuple[list[Any], int]:
+    async def flaky_finish(lease: Lease, *args: Any, **kwargs: Any) -> Any:
         if not failures:
-            failures.append(task_id)
+            failures.append(lease.task_id)
             raise RuntimeError("transient host failure")
-        return await real(task_id)
+        return await real(lease, *args, **kwargs)
 
-    store.load_attempt = flaky_load_attempt  # type: ignore[method-assign]
+    store.finish = flaky_finish  # type: ignore[method-assign]
     try:
         async with running_worker(store, runtime):
             done = await ended(store, task.id)
     finally:
-        store.load_attempt = real  # type: ignore[method-assign]
+        store.finish = real  # type: ignore[method-assign]
     assert failures == [task.id]
     assert done.state is TaskState.COMPLETE, done.error
     assert done.attempts >= 2
