@@ -156,10 +156,10 @@ class Claim:
     # How many events its history held, read by the claim itself (None: not read): a
     # worker resuming its live instance checks it without another trip to the store.
     history_length: int | None = None
-    # With an empty history, the output bytes already logged at its start, read by the
-    # claim too (None: not read): an attempt with nothing to replay then starts without
-    # a read of its own (`Store.load_attempt`).
-    logged: int | None = None
+    # What its attempt starts from, read by the claim too (None: not read): the history
+    # and the output bytes logged at its end, as `Store.load_attempt` returns them. The
+    # attempt then starts without a read of its own.
+    start: tuple[list[Event], int] | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -81,7 +81,7 @@ from durable.errors import (
 from durable.storage import _pg_codec as codec
 from durable.storage import _pg_guest, _pg_queues, _pg_schema, fork, quarantine
 from durable.storage._end_watch import EndWaiters, EndWatch
-from durable.storage._pg_claim import PRELOAD_EVENTS, Preloaded
+from durable.storage._pg_claim import PRELOAD_EVENTS, read_ahead
 from durable.storage._pg_errors import connect_error, translate
 from durable.storage._pg_listen import WorkListener
 from durable.storage._pg_login import GUEST_URL_ENV, GuestLogin, ensure_login
@@ -126,7 +126,6 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         self._ends = EndWaiters()
         # LISTEN gets a connection of its own.
         self._listener = WorkListener(connect, on_end=self._heard_end)
-        self._preloaded = Preloaded()  # attempts the claim statement read ahead
         self._closed = False
 
     @classmethod
@@ -497,13 +496,12 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
                         conn, worker_id, limit - len(rows), float(lease_seconds)
                     )
         rows = sorted(rows, key=lambda row: int(row["id"]))  # RETURNING has no order
-        for row in rows:
-            self._preloaded.claimed(row)
         return [
             Claim(
                 task=codec.task(row),
                 lease=Lease(task_id=row["id"], worker_id=worker_id, token=row["lease_token"]),
                 history_length=row["history_length"],
+                start=read_ahead(row),
             )
             for row in rows
             if row["state"] == TaskState.ACTIVE  # the others were quarantined
@@ -570,11 +568,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         return [codec.event(row) for row in rows]
 
     async def load_attempt(self, task_id: int) -> tuple[list[Event], int]:
-        """The history, and the output bytes logged at its end, in one statement; or
-        none, when the claim read them ahead (`_pg_claim`)."""
-        preloaded = self._preloaded.take(task_id)
-        if preloaded is not None:
-            return preloaded
+        """The history, and the output bytes logged at its end, in one statement."""
         with translate("load the history of task", task_id):
             rows = await self._pool.fetch(_Q["load_attempt"], task_id)
         events = [codec.event(row) for row in rows if row["idx"] is not None]
@@ -595,7 +589,6 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
     ) -> None:
         """Durably append events and log chunks, and apply side-writes, in one fenced
         statement."""
-        self._preloaded.forget(lease.task_id)
         with translate("append to task", lease.task_id):
             if not codec.consecutive(events):
                 await self._refuse(lease, events)
@@ -629,7 +622,6 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         task that was asked to cancel, or (with `on_event`) was woken while it ran,
         becomes `ready` instead, so it runs again at once.
         """
-        self._preloaded.forget(lease.task_id)
         with translate("finish task", lease.task_id):
             if not codec.consecutive(events):
                 await self._refuse(lease, events)
@@ -773,7 +765,6 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
     async def begin_guest_transaction(self, lease: Lease) -> _pg_guest.PgGuestTransaction:
         """Open a transaction for workflow SQL on a connection of the guest login
         (`_pg_guest`), with the lease's secret for its commit."""
-        self._preloaded.forget(lease.task_id)  # its commit appends events
         with translate("read the lease of task", lease.task_id):
             secret: UUID | None = await self._pool.fetchval(
                 _Q["lease_secret"], lease.task_id, lease.worker_id, lease.token

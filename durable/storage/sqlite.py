@@ -595,7 +595,7 @@ class SQLiteStore:
                 task=codec.task(row),
                 lease=Lease(task_id=row[0], worker_id=worker_id, token=row[_TOKEN]),
                 history_length=row[_TOKEN + 1],
-                logged=logged.get(row[0]),
+                start=None if row[0] not in logged else ([], logged[row[0]]),
             )
             for row in rows
             if row[5] == TaskState.ACTIVE
@@ -1067,7 +1067,7 @@ def _next_wakeup(db: sqlite3.Connection, now: float, affinity_grace: float) -> l
 
 def _logged_at_start(db: sqlite3.Connection, claimed: list[Any]) -> dict[int, int]:
     """For the claimed tasks with an empty history, the output bytes logged at its start
-    (`Claim.logged`), in the claim's trip: a new task's attempt then reads nothing more."""
+    (`Claim.start`), in the claim's trip: a new task's attempt then reads nothing more."""
     return {
         row[0]: int(db.execute(_Q["logged_bytes"], (row[0], 0, row[0])).fetchone()[0])
         for row in claimed

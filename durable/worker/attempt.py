@@ -514,9 +514,8 @@ class AttemptRunner:
     ) -> AttemptContext:
         """A new attempt's context, from the task's history: registered as running."""
         task = claim.task
-        history: list[Event] = []
-        if claim.history_length == 0 and claim.logged is not None:
-            logged = claim.logged  # read by the claim: no trip of its own
+        if claim.start is not None:
+            history, logged = claim.start  # read by the claim: no trip of its own
         else:
             history, logged = await self._store.load_attempt(task.id)
         ctx = AttemptContext(

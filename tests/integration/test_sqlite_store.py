@@ -327,19 +327,19 @@ async def test_closing_with_a_guest_transaction_left_open_rolls_it_back(tmp_path
 
 
 async def test_a_claim_reads_the_output_logged_before_an_empty_history(tmp_path: Path) -> None:
-    # `Claim.logged` stands in for the attempt's own `load_attempt` when the history is
+    # `Claim.start` stands in for the attempt's own `load_attempt` when the history is
     # empty: it must be what that read returns, output before the first event included.
     async with opened(tmp_path / "db.sqlite") as store:
         (task_id,) = await add_tasks(store, 1)
         (first,) = await store.claim(worker_id="w", limit=1, lease_seconds=60)
-        assert (first.history_length, first.logged) == (0, 0)
+        assert (first.history_length, first.start) == (0, ([], 0))
         out = LogChunk(position=0, stream=Stream.STDOUT, data=b"printed before any event")
         await store.append(first.lease, [], [out])
         await store.finish(first.lease, Released())
         (second,) = await store.claim(worker_id="w", limit=1, lease_seconds=60)
         assert second.history_length == 0
-        assert second.logged == len(out.data) == (await store.load_attempt(task_id))[1]
+        assert second.start == ([], len(out.data)) == await store.load_attempt(task_id)
         await store.append(second.lease, [Event(index=0, label="op", digest=None, payload="1")], [])
         await store.finish(second.lease, Released())
         (third,) = await store.claim(worker_id="w", limit=1, lease_seconds=60)
-        assert (third.history_length, third.logged) == (1, None)  # read by the attempt
+        assert (third.history_length, third.start) == (1, None)  # read by the attempt
