@@ -214,6 +214,8 @@ class Worker:
         look_in = await self._fire_schedules()
         if claimed and claimed == free:
             return False  # there may be more: claim again at once
+        timeout: float | None
+        due_at: datetime | None
         if free <= 0:
             # No slot: nothing due can be claimed before an attempt ends, and that wakes
             # the loop itself. A look at the next wake-up would only time a turn that
