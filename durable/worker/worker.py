@@ -214,7 +214,16 @@ class Worker:
         look_in = await self._fire_schedules()
         if claimed and claimed == free:
             return False  # there may be more: claim again at once
-        timeout, due_at = await self._idle_timeout()
+        timeout: float | None
+        due_at: datetime | None
+        if free <= 0:
+            # No slot: nothing due can be claimed before an attempt ends, and that wakes
+            # the loop itself. A look at the next wake-up would only time a turn that
+            # finds no slot either, and its round trip would compete with the attempts
+            # just started (a task woken on its kept instance reads its notification).
+            timeout, due_at = self.config.poll_interval, None
+        else:
+            timeout, due_at = await self._idle_timeout()
         if timeout == 0 and last_chances == 0:
             # Due now but not claimed: a task on its last chance, left for this worker's
             # own to end (that wakes the loop) or for another worker. Do not spin.
@@ -224,9 +233,6 @@ class Worker:
             # keeps its instance (claim affinity). Look again when its grace has passed,
             # not at once and again and again (a timer due since is claimed at once).
             timeout = self.config.affinity_grace
-        elif timeout == 0 and free <= 0:
-            # Due, but no slot to take it: an attempt's end wakes the loop. Do not spin.
-            timeout = self.config.poll_interval
         if look_in is not None:  # a look at the schedules was put off: not for long
             timeout = look_in if timeout is None else min(timeout, look_in)
         # Idle only if a claim made with nothing running found nothing: an attempt

@@ -139,6 +139,56 @@ async def test_woken_on_the_same_worker_goes_on_without_replay(
     assert indexes == list(range(len(indexes)))
 
 
+class LookingStore:
+    """A store that counts the worker loop's looks at the next wake-up and its turns
+    (each ends in a wait for work)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.looks = 0
+        self.turns = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def next_wakeup(self, *, affinity_grace: float = 0.0) -> Any:
+        self.looks += 1
+        return await self.inner.next_wakeup(affinity_grace=affinity_grace)
+
+    async def wait_for_work(self, timeout: float) -> None:  # noqa: ASYNC109 - the protocol's
+        self.turns += 1
+        await self.inner.wait_for_work(timeout)
+
+
+async def test_a_worker_without_a_free_slot_does_not_look_at_the_next_wake_up(
+    db: Store, coordination: tuple[bytes, str]
+) -> None:
+    # The look would only time a turn that finds no slot either, and its round trip
+    # would compete with the attempt just started (a task woken on its kept instance).
+    config = HostConfig(suspend_after=7200.0, instance_cache=64 * 1024**2)
+    rt = Runtime(config)
+    looking = LookingStore(db)
+    napping = await launch(db, coordination, "nap", 3600.0)  # blocks in place, in its slot
+    await launch(db, coordination, "nap", 0.0)  # due, but no slot takes it
+    work = Worker(looking, WorkerConfig(concurrency=1, poll_interval=0.05, host=config), runtime=rt)
+    try:
+        async with running(work):
+
+            async def holding() -> bool:
+                return (await db.get_task(napping.id)).state is TaskState.ACTIVE
+
+            await until(holding)
+            looks, turns = looking.looks, looking.turns
+
+            async def turned() -> bool:  # two whole turns since: one began after `looks`
+                return looking.turns >= turns + 2
+
+            await until(turned)
+            assert looking.looks == looks
+    finally:
+        assert rt.close(), "a guest was left running"  # stopping released the nap
+
+
 async def test_woken_on_another_worker_replays_and_the_stale_instance_is_dropped(
     db: Store, coordination: tuple[bytes, str]
 ) -> None:
