@@ -54,6 +54,7 @@ from benchmarks.figures import Bench, machine, median, now_utc, percentile
 
 # The durable side is `benchmarks.waits`'s own launch + `Client.wait` loops.
 from benchmarks.waits import CONCURRENT, _rate, _sequential
+from durable.builder import build_workflow
 from durable.client import Client
 from durable.host import HostConfig, Runtime
 from durable.loader import read_workflow
@@ -62,6 +63,9 @@ from durable.worker import Worker, WorkerConfig
 
 PEER_WORKFLOW = Path(__file__).parent / "workflows" / "peer.py"
 INSTALL_HINT = "error: DBOS Transact is not importable here: pip install dbos (3.4.0 measured)"
+DURABLE = "durable"  # a .py registered as users do: a bundle on the shared interpreter
+COMPONENT = "durable -o"  # the same file as a standalone component (`durable build -o`)
+DBOS = "DBOS"
 WARMUP = 5  # workflows per engine before measuring
 
 
@@ -110,10 +114,9 @@ class Engine:
 class Durable(Engine):
     """durable through its public `Client`, an embedded worker running the tasks."""
 
-    name = "durable"
-
-    def __init__(self, client: Client, bench: Bench) -> None:
-        """Launch `bench`'s workflow through `client`."""
+    def __init__(self, name: str, client: Client, bench: Bench) -> None:
+        """Launch `bench`'s workflow through `client`; `name` it in the table."""
+        self.name = name
         self.client = client
         self.bench = bench
 
@@ -143,7 +146,7 @@ class Durable(Engine):
 class Dbos(Engine):
     """DBOS Transact's synchronous API, from threads off the event loop."""
 
-    name = "DBOS"
+    name = DBOS
 
     def __init__(self, dbos: Any) -> None:
         """Launch workflows through the launched `DBOS` class `dbos`."""
@@ -239,26 +242,31 @@ async def dbos_database(server: ServerHandle | None, tmp: Path) -> AsyncIterator
 async def measure(
     backend: Backend,
     server: ServerHandle | None,
-    bench: Bench,
+    benches: dict[str, Bench],
     dbos: Any,
     sizes: PeerSizes,
     tmp: Path,
 ) -> dict[str, Samples]:
-    """Both engines on one backend, round by round, alternating which goes first."""
-    samples = {"durable": Samples(), "DBOS": Samples()}
+    """Every engine on one backend, round by round, each round starting with the next."""
+    samples = {name: Samples() for name in [*benches, DBOS]}
+    runtime = next(iter(benches.values())).runtime
     async with backend.database() as (_, store), dbos_database(server, tmp) as url:
         client = Client(store)
-        if await client.register(bench.wasm) != bench.wasm_hash:
-            raise RuntimeError("the store named the workflow by another hash")
-        worker = Worker(store, WorkerConfig(concurrency=CONCURRENT), runtime=bench.runtime)
+        engines: list[Engine] = []
+        for name, bench in benches.items():
+            if await client.register(bench.wasm) != bench.wasm_hash:
+                raise RuntimeError("the store named the workflow by another hash")
+            engines.append(Durable(name, client, bench))
+        worker = Worker(store, WorkerConfig(concurrency=CONCURRENT), runtime=runtime)
         with launched_dbos(dbos, url):
-            engines: list[Engine] = [Durable(client, bench), Dbos(dbos)]
+            engines.append(Dbos(dbos))
             async with anyio.create_task_group() as tg:
                 tg.start_soon(worker.run)
                 for engine in engines:  # warm up: DBOS's first workflow, durable's load
                     await engine.sequential(WARMUP)
                 for round_ in range(sizes.rounds):
-                    order = engines if round_ % 2 == 0 else engines[::-1]
+                    shift = round_ % len(engines)
+                    order = engines[shift:] + engines[:shift]
                     for engine in order:
                         got = samples[engine.name]
                         got.latencies += (lat := await engine.sequential(sizes.sequential))
@@ -278,50 +286,57 @@ def _progress(message: str) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One figure for both engines."""
+    """One figure for every engine."""
 
     id: str
     name: str
     unit: str  # "ms" or "/s"
-    durable: float
-    dbos: float
-    per_round: list[float]  # durable/DBOS in each round (rates only)
+    values: dict[str, float]  # by engine
+    per_round: dict[str, list[float]]  # each durable's value / DBOS's, round by round
 
-    @property
-    def ratio(self) -> float:
-        """durable / DBOS."""
-        return self.durable / self.dbos
+    def ratio(self, engine: str) -> float:
+        """`engine`'s value / DBOS's."""
+        return self.values[engine] / self.values[DBOS]
 
 
 def rows(samples: dict[str, Samples], sizes: PeerSizes) -> list[Row]:
-    """The table's rows: medians over the rounds (the p50 over every task)."""
-    d, b = samples["durable"], samples["DBOS"]
+    """The table's rows: rates are medians of the rounds, the p50 is over every task."""
+    ours = [name for name in samples if name != DBOS]
 
-    def rate(name: str, what: str, ours: list[float], theirs: list[float]) -> Row:
-        per = [x / y for x, y in zip(ours, theirs, strict=True)]
-        return Row(name, what, "/s", median(ours), median(theirs), per)
+    def rate(id_: str, name: str, pick: Callable[[Samples], list[float]]) -> Row:
+        theirs = pick(samples[DBOS])
+        per = {e: [x / y for x, y in zip(pick(samples[e]), theirs, strict=True)] for e in ours}
+        return Row(id_, name, "/s", {e: median(pick(got)) for e, got in samples.items()}, per)
 
+    p50 = {e: percentile(got.latencies, 50) for e, got in samples.items()}
     return [
-        Row("sequential_p50_ms", "one after another, launch -> result p50", "ms",
-            percentile(d.latencies, 50), percentile(b.latencies, 50), []),
-        rate("sequential_per_s", "one after another, rate", d.sequential, b.sequential),
+        Row("sequential_p50_ms", "one after another, launch -> result p50", "ms", p50, {}),
+        rate("sequential_per_s", "one after another, rate", lambda s: s.sequential),
         rate(f"c{CONCURRENT}_per_s", f"{CONCURRENT} at a time (launch + wait lanes), rate",
-             d.lanes, b.lanes),
+             lambda s: s.lanes),
         rate("burst_per_s", f"{sizes.burst} started at once, then awaited, rate",
-             d.burst, b.burst),
+             lambda s: s.burst),
     ]  # fmt: skip
 
 
 def render(table: list[Row]) -> str:
-    """A plain-text table: durable, DBOS, durable/DBOS, and that ratio round by round."""
-    lines = [f"{'figure':50} {'durable':>10} {'DBOS':>10} {'durable/DBOS':>13}  per round"]
+    """A plain-text table: each engine's value, each durable's ratio to DBOS, and the
+    first one's ratio round by round."""
+    engines = list(table[0].values)
+    ours = [e for e in engines if e != DBOS]
+    head = "".join(f"{e:>{_width(e)}}" for e in engines)
+    head += "".join(f"{e + '/' + DBOS:>{_width(e) + 6}}" for e in ours)
+    lines = [f"{'figure':46}{head}  {ours[0]}/{DBOS} per round"]
     for r in table:
-        per = ", ".join(f"{x:.2f}" for x in r.per_round)
-        lines.append(
-            f"{r.name:50} {_value(r.durable, r.unit):>10} {_value(r.dbos, r.unit):>10} "
-            f"{r.ratio:>12.2f}x  {per}".rstrip()
-        )
+        cells = "".join(f"{_value(r.values[e], r.unit):>{_width(e)}}" for e in engines)
+        cells += "".join(f"{r.ratio(e):>{_width(e) + 5}.2f}x" for e in ours)
+        per = ", ".join(f"{x:.2f}" for x in r.per_round.get(ours[0], []))
+        lines.append(f"{r.name:46}{cells}  {per}".rstrip())
     return "\n".join(lines)
+
+
+def _width(engine: str) -> int:
+    return max(11, len(engine) + 2)
 
 
 def _value(value: float, unit: str) -> str:
@@ -365,17 +380,23 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         runtime = Runtime(HostConfig())
         try:
-            wasm, _kind = read_workflow(PEER_WORKFLOW)  # built once: a bundle
-            bench = Bench(runtime=runtime, wasm=wasm, wasm_hash=hashlib.sha256(wasm).hexdigest())
+            # Built once each: the bundle `Client.register_file` stores (the shared
+            # interpreter) and the standalone component `durable build -o` makes.
+            bundle, _kind = read_workflow(PEER_WORKFLOW)
+            component = build_workflow(PEER_WORKFLOW).wasm_path.read_bytes()
+            benches = {
+                name: Bench(runtime=runtime, wasm=wasm, wasm_hash=hashlib.sha256(wasm).hexdigest())
+                for name, wasm in ((DURABLE, bundle), (COMPONENT, component))
+            }
             for name in wanted:
                 before = _load()
                 if name == "sqlite":
                     backend: Backend = SQLiteBackend(tmp / "sqlite")
-                    got = anyio.run(measure, backend, None, bench, dbos, sizes, tmp)
+                    got = anyio.run(measure, backend, None, benches, dbos, sizes, tmp)
                 else:
                     with postgres_server() as server:
                         backend = PostgresBackend(server)
-                        got = anyio.run(measure, backend, server, bench, dbos, sizes, tmp)
+                        got = anyio.run(measure, backend, server, benches, dbos, sizes, tmp)
                 results[name] = (rows(got, sizes), before, _load())
         finally:
             runtime.close()
@@ -389,9 +410,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{sizes.rounds} rounds, engines alternating; each warmed first with {WARMUP} "
         "workflows (DBOS's first workflow, durable's compile cache and pooled instance).\n"
-        "durable: Client.launch + Client.wait, embedded worker (concurrency "
-        f"{CONCURRENT}); DBOS: start_workflow + get_result from threads.\n"
-        "Rates are medians of the rounds, p50 over every task; durable/DBOS above 1 is "
+        f"{DURABLE}: the .py registered with Client (a bundle on the shared interpreter); "
+        f"{COMPONENT}: the same file as a standalone component (durable build -o);\n"
+        "both through Client.launch + Client.wait, one embedded worker (concurrency "
+        f"{CONCURRENT}). {DBOS}: start_workflow + get_result from threads.\n"
+        "Rates are medians of the rounds, p50 over every task; a ratio above 1 is "
         "durable ahead for a rate, behind for the p50."
     )
     for name, (table, before, after) in results.items():
@@ -409,7 +432,9 @@ def main(argv: list[str] | None = None) -> int:
                 name: {
                     "load_before": before,
                     "load_after": after,
-                    "rows": [{**asdict(r), "ratio": r.ratio} for r in table],
+                    "rows": [
+                        {**asdict(r), "ratios": {e: r.ratio(e) for e in benches}} for r in table
+                    ],
                 }
                 for name, (table, before, after) in results.items()
             },
