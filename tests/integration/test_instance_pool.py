@@ -13,6 +13,7 @@ import pytest
 from wasmtime import component as wc
 
 from durable.client import Client
+from durable.core.machine import ReplayMachine
 from durable.core.model import NewTask, TaskState
 from durable.host import HostConfig, Runtime, lifecycle
 from durable.replayer import Replayer
@@ -203,3 +204,38 @@ async def test_kept_instances_do_not_hold_up_the_process_exit(sql_store: Store) 
         assert runtime.pool.ready() == 1  # still kept
     finally:
         assert runtime.close(), "a guest was left inside wasmtime"
+
+
+async def test_a_task_asks_for_entropy_once_before_its_workflow_runs(
+    sql_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """componentize-py reseeds `random` from the OS before the first export call (2,496
+    bytes, ten host calls); the SDK reseeds from the task's seed right after, so the
+    first is skipped: a workflow that draws nothing makes one 32-byte request, on an
+    instance made ahead or at the claim, and its random values still replay."""
+    requests: list[int] = []
+    derive = ReplayMachine.random_bytes
+
+    def counted(machine: ReplayMachine, length: int) -> bytes:
+        requests.append(length)
+        return derive(machine, length)
+
+    monkeypatch.setattr(ReplayMachine, "random_bytes", counted)
+    wasm, _ = built(WORKFLOWS / "greeter.py")
+    workflow_hash = await sql_store.put_workflow(wasm, name="greeter")
+    client = Client(sql_store)
+    runtime = Runtime(HostConfig(instance_pool=1))
+    try:
+        async with running(Worker(sql_store, WorkerConfig(concurrency=1), runtime=runtime)):
+            for pooled in (False, True):
+                if pooled:
+                    await until(_ready(runtime))
+                requests.clear()
+                spec = NewTask(name="g", workflow_hash=workflow_hash, input="7", entry="main")
+                task = await sql_store.create_task(spec)
+                done = await client.wait(task.id, timeout=300)
+                assert done.state is TaskState.COMPLETE, done.error
+                assert requests == [32], (pooled, requests)
+    finally:
+        assert runtime.close(), "a guest was left inside wasmtime"
+    assert runtime.pool.taken >= 1

@@ -48,6 +48,25 @@ def _patch_stdlib() -> None:
 
 _patch_stdlib()
 
+_seed = random.seed
+_started = False
+
+
+def _seed_before_first_run(a: Any = None, version: int = 2) -> None:
+    """`random.seed` until the first `run`: a seed from the OS is skipped.
+
+    componentize-py captures `random.seed` when the component is pre-initialised and
+    calls it with no argument just before the first export call, so that the snapshot's
+    state is not reused: 2,496 bytes of `os.urandom`, ten host calls on every task.
+    `run` reseeds from the task's seed before any workflow code, so that state would
+    never be read. An explicit seed still applies."""
+    if a is None and not _started:
+        return
+    _seed(a, version)
+
+
+random.seed = _seed_before_first_run
+
 
 def bind(module: Any) -> None:
     """Remember the workflow module, to find its `main` when nothing is decorated."""
@@ -71,10 +90,14 @@ class WitWorld(wit_world.WitWorld):
         _state.in_step = False
         _state.ahead = []
         _info._reset()
+        global _started
+        if not _started:  # componentize-py has taken its copy; the workflow sees the real one
+            _started = True
+            random.seed = _seed
         # The interpreter's state was snapshotted at build time, so every task would
         # start with the same `random` state. Reseed from os.urandom, which the host
         # derives from this task's seed: a fresh sequence per task, the same on replay.
-        random.seed(int.from_bytes(os.urandom(32), "big"))
+        _seed(int.from_bytes(os.urandom(32), "big"))
         try:
             _load_source()
             fn = resolve(entry, _module)
