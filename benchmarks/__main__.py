@@ -26,7 +26,7 @@ import anyio
 from benchmarks import coldstart, processes, scaling, waits, wake
 from benchmarks import figures as f
 from benchmarks.backends import Backend, PostgresBackend, SQLiteBackend
-from benchmarks.figures import Bench, Figure, Sizes
+from benchmarks.figures import Bench, Figure, Sizes, progress
 from durable.host import HostConfig, Runtime
 from durable.testing.postgres import postgres_server, unavailable_reason
 
@@ -52,12 +52,8 @@ async def run_backend(backend: Backend, bench: Bench, sizes: Sizes, log_dir: Pat
     for label, measure, extra in steps:
         started = time.perf_counter()
         out += await measure(backend, bench, sizes, *extra)
-        _progress(f"{backend.name}: {label} ({time.perf_counter() - started:.1f} s)")
+        progress(f"{backend.name}: {label} ({time.perf_counter() - started:.1f} s)")
     return sorted(out, key=lambda fig: fig.key)
-
-
-def _progress(message: str) -> None:
-    print(f"  .. {message}", file=sys.stderr, flush=True)
 
 
 def render(rows: list[Figure]) -> str:
@@ -116,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             runtime.close()
         common = f.build_and_load_times(tmp)
-        _progress("(i) build and load")
+        progress("(i) build and load")
     elapsed = time.perf_counter() - started
     load = f"load average {load_before[0]:.2f} at the start, {os.getloadavg()[0]:.2f} at the end"
     command = "python -m benchmarks " + shlex.join(sys.argv[1:] if argv is None else argv)

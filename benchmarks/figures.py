@@ -15,6 +15,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -513,6 +514,11 @@ def percentile(values: Sequence[float], pct: int) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr, shown while a run goes on."""
+    print(f"  .. {message}", file=sys.stderr, flush=True)
 
 
 def now_utc() -> str:

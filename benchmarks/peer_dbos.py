@@ -50,10 +50,10 @@ import anyio
 import anyio.to_thread
 
 from benchmarks.backends import Backend, PostgresBackend, SQLiteBackend, within
-from benchmarks.figures import Bench, machine, median, now_utc, percentile
+from benchmarks.figures import Bench, machine, median, now_utc, percentile, progress
 
 # The durable side is `benchmarks.waits`'s own launch + `Client.wait` loops.
-from benchmarks.waits import CONCURRENT, _rate, _sequential
+from benchmarks.waits import CONCURRENT, concurrent_rate, sequential_latencies
 from durable.builder import build_workflow
 from durable.client import Client
 from durable.host import HostConfig, Runtime
@@ -122,11 +122,11 @@ class Durable(Engine):
 
     async def sequential(self, count: int) -> list[float]:
         """See `Engine`."""
-        return await _sequential(self.client, self.bench, count)
+        return await sequential_latencies(self.client, self.bench, count)
 
     async def lanes(self, count: int) -> float:
         """See `Engine`."""
-        return await _rate(self.client, self.bench, count)
+        return await concurrent_rate(self.client, self.bench, count)
 
     async def burst(self, count: int) -> float:
         """See `Engine`."""
@@ -275,13 +275,9 @@ async def measure(
                         samples[engine.name].lanes.append(await engine.lanes(sizes.lanes))
                     for engine in order:
                         samples[engine.name].burst.append(await engine.burst(sizes.burst))
-                    _progress(f"{backend.name}: round {round_ + 1} of {sizes.rounds}")
+                    progress(f"{backend.name}: round {round_ + 1} of {sizes.rounds}")
                 worker.stop()
     return samples
-
-
-def _progress(message: str) -> None:
-    print(f"  .. {message}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,11 +53,11 @@ async def _one(client: Client, bench: Bench) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-async def _sequential(client: Client, bench: Bench, count: int) -> list[float]:
+async def sequential_latencies(client: Client, bench: Bench, count: int) -> list[float]:
     return [await _one(client, bench) for _ in range(count)]
 
 
-async def _rate(client: Client, bench: Bench, count: int) -> float:
+async def concurrent_rate(client: Client, bench: Bench, count: int) -> float:
     left = count
 
     async def lane() -> None:
@@ -84,11 +84,11 @@ async def wait_figures(backend: Backend, bench: Bench, sizes: Sizes) -> list[Fig
         worker = Worker(store, WorkerConfig(concurrency=CONCURRENT), runtime=bench.runtime)
         async with anyio.create_task_group() as tg:
             tg.start_soon(worker.run)
-            await _sequential(clients["signal"], bench, 3)  # warm up
+            await sequential_latencies(clients["signal"], bench, 3)  # warm up
             for _ in range(sizes.trivial_rounds):
                 for mode, client in clients.items():
-                    latencies[mode] += await _sequential(client, bench, sizes.latency)
-                    rates[mode].append(await _rate(client, bench, sizes.trivial))
+                    latencies[mode] += await sequential_latencies(client, bench, sizes.latency)
+                    rates[mode].append(await concurrent_rate(client, bench, sizes.trivial))
             worker.stop()
     p50 = {mode: percentile(values, 50) for mode, values in latencies.items()}
     rate = {mode: median(values) for mode, values in rates.items()}
@@ -134,10 +134,10 @@ async def remote_wait_figures(
             proc = WorkerProcess(worker_command(url), log_dir / f"wait-{backend.name}.log")
             procs.append(proc)
             await proc.wait_registered(store)
-            await _sequential(clients["signal"], bench, 3)  # warm up
+            await sequential_latencies(clients["signal"], bench, 3)  # warm up
             for _ in range(sizes.trivial_rounds):
                 for mode, client in clients.items():
-                    latencies[mode] += await _sequential(client, bench, sizes.latency)
+                    latencies[mode] += await sequential_latencies(client, bench, sizes.latency)
             proc.stop()
     p50 = {mode: percentile(values, 50) for mode, values in latencies.items()}
     p99 = percentile(latencies["signal"], 99)

@@ -212,7 +212,7 @@ async def test_a_task_asks_for_entropy_once_before_its_workflow_runs(
     """componentize-py reseeds `random` from the OS before the first export call (2,496
     bytes, ten host calls); the SDK reseeds from the task's seed right after, so the
     first is skipped: a workflow that draws nothing makes one 32-byte request, on an
-    instance made ahead or at the claim, and its random values still replay."""
+    instance made ahead or at the claim."""
     requests: list[int] = []
     derive = ReplayMachine.random_bytes
 
