@@ -127,14 +127,18 @@ async def test_a_worker_killed_while_compiling_does_not_count_against_the_task(
     ) as proc:
         try:
             with anyio.fail_after(DEATH_TIMEOUT):
-                # Claimed, then handed back while the workflow compiles. (The instant
-                # between a claim and its hand-back is a kill during an attempt like
-                # any other.)
+                # Claimed, then handed back while the workflow compiles. Each free slot
+                # claims the task once and hands it back, so it is frozen while it holds
+                # no lease. (The instant between a claim and its hand-back is a kill
+                # during an attempt like any other.)
                 while True:
                     now = await _task(url, task.id)
-                    if now.attempts > 0 and now.state is TaskState.READY:
-                        break
                     assert proc.returncode is None, "the worker exited"
+                    if now.attempts > 0 and now.state is TaskState.READY:
+                        proc.send_signal(signal.SIGSTOP)
+                        if (await _task(url, task.id)).state is TaskState.READY:
+                            break  # frozen holding no lease: what the kill below meets
+                        proc.send_signal(signal.SIGCONT)  # claimed again meanwhile
                     await anyio.sleep(0.05)
             assert not list(cold.rglob("*.cwasm")), "compiled already: too late to kill"
         finally:
