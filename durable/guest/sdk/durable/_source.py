@@ -57,10 +57,15 @@ class _MemoryFinder(importlib.abc.MetaPathFinder, importlib.abc.InspectLoader):
 
 
 def load() -> ModuleType | None:
-    """Import the task's workflow module from the host's source; None if there is none."""
+    """Import the task's workflow module from the host's source; None if there is none.
+
+    For a host that does not call `prepare` (see `durable._runtime`)."""
     given = source.get()
-    if given is None:
-        return None
+    return None if given is None else load_given(given)
+
+
+def load_given(given: source.WorkflowSource) -> ModuleType:
+    """Import the workflow module of `given`, the files the host handed over."""
     files: dict[str, str] = {}
     for file in given.files:
         files[file.name] = file.text
