@@ -210,3 +210,31 @@ async def test_an_import_that_computes_for_long_holds_up_no_other_task(tmp_path:
     finally:
         await store.close()
         assert runtime.close(timeout=60), "a guest was left inside wasmtime"
+
+
+async def test_the_standard_library_wins_over_a_file_of_the_same_name(tmp_path: Path) -> None:
+    """The workflow's files are looked up first (`sys.path` has no files to look at),
+    yet as in a standalone build a `json.py` beside the workflow does not replace
+    `json`, which the interpreter imported when it was built."""
+    body = "import json\nimport durable\nfrom helper import SCALE\n\n\n@durable.workflow\n"
+    body += "def main(n):\n    return json.dumps({'n': n * SCALE})\n"
+    path = _folder(tmp_path, body)
+    (path.parent / "json.py").write_text("raise RuntimeError('the file beside it was imported')\n")
+    store = await SQLiteStore.open(tmp_path / "durable.db")
+    await store.migrate()
+    client = Client(store)
+    runtime = Runtime(HostConfig(instance_pool=1))
+    try:
+        workflow_hash = await client.register_file(path)
+        async with running(Worker(store, WorkerConfig(concurrency=1), runtime=runtime)):
+            for n in (1, 2):  # imported in the attempt, then ahead
+                if n == 2:
+                    await until(_ready(runtime))
+                task = await client.launch(workflow_hash, name="f", input=n)
+                done = await client.wait(task.id, timeout=300)
+                assert done.state is TaskState.COMPLETE, done.error
+                assert json.loads(json.loads(done.result or "null")) == {"n": n * 1000}
+    finally:
+        await store.close()
+        assert runtime.close(), "a guest was left inside wasmtime"
+    assert runtime.pool.imported >= 1
