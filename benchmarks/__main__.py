@@ -40,6 +40,7 @@ async def run_backend(backend: Backend, bench: Bench, sizes: Sizes, log_dir: Pat
         ("(e) start latency, worker process", processes.remote_start_latency, (log_dir,)),
         ("(k) launch -> Client.wait", waits.wait_figures, ()),
         ("(k) launch -> Client.wait, worker process", waits.remote_wait_figures, (log_dir,)),
+        ("(k) launch -> Client.wait, a .py's bundle", waits.bundle_wait_figures, ()),
         ("(l) worker processes 1 and 2", scaling.process_scaling, (log_dir,)),
         ("(j) start from the artifact on disk", coldstart.start_from_disk, ()),
         ("(g) timer lateness", f.timer_lateness, ()),

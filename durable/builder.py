@@ -251,13 +251,15 @@ def hash_toolchain(h: hashlib._Hash) -> None:
                 h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
 
 
-def componentize(*, python_path: list[Path], output: Path, source: Path) -> None:
+def componentize(
+    *, python_path: list[Path], output: Path, source: Path, world: str = WORLD
+) -> None:
     args = [
         sys.executable,
         "-m",
         "durable._componentize",
         str(WIT_DIR),
-        WORLD,
+        world,
         APP_MODULE,
         str(output),
         *map(str, python_path),

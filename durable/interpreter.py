@@ -22,7 +22,6 @@ from durable._dist import version
 from durable._sandbox_stdlib import STDLIB
 from durable.builder import (
     APP_MODULE,
-    WORLD,
     BuildResult,
     cached_build,
     componentize,
@@ -31,6 +30,9 @@ from durable.builder import (
 )
 from durable.guest import sdk_path
 
+#: The WIT world it targets: the workflow world, and `prepare` (the workflow's import
+#: ahead of its task's `run`).
+WORLD = "interpreter"
 #: Submodules never imported ahead: command-line entry points and test suites.
 _SKIPPED_PARTS = frozenset({"__main__", "test", "tests", "idle_test"})
 
@@ -114,5 +116,7 @@ def _build(key: str, out_dir: Path, target: Path) -> None:
         work = Path(tmp)
         (work / f"{APP_MODULE}.py").write_text(_app_text())
         output = work / "out.wasm"
-        componentize(python_path=[work, sdk_path()], output=output, source=Path("interpreter"))
+        componentize(
+            python_path=[work, sdk_path()], output=output, source=Path("interpreter"), world=WORLD
+        )
         keep_build(output, key, out_dir, target)

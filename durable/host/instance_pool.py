@@ -18,6 +18,18 @@ is thrown away, and its workflow is never pooled again in this runtime; its task
 instantiate at the claim as before. A component's own reads of wasmtime's live WASI
 (the insecure random seed, an empty environment) are live either way.
 
+The shared interpreter runs every Python workflow, so its instances are kept per
+workflow source (`durable.bundle.Bundle`) too, each with its workflow module imported
+already (the interpreter's `prepare` export, `durable.host.source`): importing a module
+took about half of a short task's time. The same rule holds for that import: a host
+call (any durable effect, a clock or random read) traps, output or a trap means the
+instance is thrown away and that workflow is not pooled again in this runtime, and it
+runs within a CPU budget, so that a slow import holds the pool's thread for a second at
+most. Its tasks then import in their attempt as before, with the same result: the
+interpreter imports before anything of the task reaches it in both paths. Without
+epoch callbacks (wasmtime-py's fallback, `durable.host.watchdog`) nothing stops a guest
+outside an attempt, so no workflow code runs ahead: its tasks import in the attempt.
+
 Rejected: keeping one instance and resetting its memory (the host cannot snapshot a
 component's memory through wasmtime-py); making instances on the guest's thread right
 after its run (on the attempt's critical path until its end is written).
@@ -30,17 +42,26 @@ import os
 import tempfile
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import wasmtime
 from wasmtime import component as wc
 
+from durable.bundle import Bundle
+from durable.host.source import PREPARE, workflow_source
+
 #: Epoch ticks an instantiation may take before it is stopped (the engine moves the
 #: epoch every 10 ms): a start function that loops must not hold the store thread.
 _INSTANTIATE_TICKS = 500
-#: Compiled workflows with instances kept ready, least recently used out first.
+#: Epoch ticks a workflow's import ahead of its task may take (10 ms each): a module
+#: that imports in milliseconds is pooled, one that computes for long is not.
+_PREPARE_TICKS = 100
+#: Workflows (compiled components, or sources for the interpreter) with instances kept
+#: ready, least recently used out first.
 MAX_WORKFLOWS = 8
+#: Workflows refused remembered at most: beyond, forgotten (one more try each).
+_MAX_REFUSED = 256
 
 
 @dataclass(slots=True)
@@ -49,6 +70,13 @@ class Prepared:
 
     store: wasmtime.Store
     run: wc.Func  # the component's `run` export
+    prepare: wc.Func | None  # the interpreter's `prepare` export, if it has one
+    imported: bool  # `prepare` ran: the workflow module is imported
+
+
+def prepare_export(instance: wc.Instance, store: wasmtime.Store) -> wc.Func | None:
+    """The instance's `prepare` export (None for a component built with its workflow)."""
+    return instance.get_func(store, PREPARE)
 
 
 class InstancePool:
@@ -70,26 +98,31 @@ class InstancePool:
         memory_limit: int,
         enter: Callable[[], None],
         leave: Callable[[], None],
+        import_ahead: bool = True,
     ) -> None:
-        """A pool of `size` instances per workflow (0: none)."""
+        """A pool of `size` instances per workflow (0: none); with `import_ahead`, an
+        interpreter's instances have their workflow imported."""
         self._engine = engine
         self._linker = linker
         self._size = size
         self._memory_limit = memory_limit
         self._enter = enter
         self._leave = leave
+        self._import_ahead = import_ahead
         self._lock = threading.Lock()
-        # By the component's id; each entry keeps its component alive, so an id is
-        # never another component's while it is a key here.
-        self._ready: OrderedDict[int, tuple[wc.Component, list[Prepared]]] = OrderedDict()
-        self._refused: set[int] = set()  # ids of components never pooled (kept in `_keep`)
-        self._keep: list[wc.Component] = []
+        # By the component's id and the source (or None); each entry keeps its
+        # component alive, so an id is never another component's while it is a key here.
+        self._ready: OrderedDict[Hashable, tuple[wc.Component, list[Prepared]]] = OrderedDict()
+        self._refused: set[Hashable] = set()  # keys never pooled (components in `_keep`)
+        self._keep: dict[int, wc.Component] = {}
         self._closed = False
         # Where instances being made write: anything there spoils the instance.
         # (An open descriptor of a file unlinked at once: nothing is left behind, even
         # by a process that is killed; wasmtime opens it again by its /proc path.)
         self._spill: int | None = None
         self.taken = 0  # attempts that ran on an instance from here (for tests, metrics)
+        self.imported = 0  # instances made with their workflow imported (the same)
+        self.refusals = 0  # workflows refused: made with a trap, output or failure (same)
 
     @property
     def enabled(self) -> bool:
@@ -101,40 +134,53 @@ class InstancePool:
         with self._lock:
             return sum(len(kept) for _, kept in self._ready.values())
 
-    def take(self, component: wc.Component) -> Prepared | None:
-        """A ready instance of `component`, now the caller's to run and close; None if
-        there is none."""
+    def _key(self, component: wc.Component, source: Bundle | None) -> Hashable:
+        # Bundles compare by value: the same workflow parsed twice is one key.
+        return (id(component), source if self._import_ahead else None)
+
+    def take(self, component: wc.Component, source: Bundle | None = None) -> Prepared | None:
+        """A ready instance of `component` (with `source` imported, when the pool
+        imports ahead), now the caller's to run and close; None if there is none."""
+        key = self._key(component, source)
         with self._lock:
-            entry = self._ready.get(id(component))
+            entry = self._ready.get(key)
             if entry is None or not entry[1]:
                 return None
             prepared = entry[1].pop()
-            self._ready.move_to_end(id(component))
+            self._ready.move_to_end(key)
             self.taken += 1
         return prepared
 
-    def fill(self, component: wc.Component) -> None:
-        """Make instances of `component` until `size` are ready. Blocks: call it on the
-        store thread, not on the event loop or a guest's critical path."""
-        while self._wants(component):
+    def fill(self, component: wc.Component, source: Bundle | None = None) -> None:
+        """Make instances of `component` (for a task of `source`) until `size` are
+        ready. Blocks: call it on the store thread, not on the event loop or a guest's
+        critical path."""
+        key = self._key(component, source)
+        ahead = source if self._import_ahead else None
+        while self._wants(key):
             self._enter()
             try:
-                prepared = self._make(component)
+                prepared = self._make(component, ahead)
             finally:
                 self._leave()
             if prepared is None:
                 with self._lock:
-                    self._refused.add(id(component))
-                    self._keep.append(component)  # its id is not reused while refused
+                    if len(self._refused) >= _MAX_REFUSED:
+                        self._refused.clear()
+                        self._keep.clear()
+                    self._refused.add(key)
+                    self.refusals += 1
+                    self._keep[id(component)] = component  # its id is not reused meanwhile
                 return
             evicted: list[Prepared] = []
             with self._lock:
                 if self._closed:
                     evicted.append(prepared)
                 else:
-                    entry = self._ready.setdefault(id(component), (component, []))
+                    self.imported += prepared.imported
+                    entry = self._ready.setdefault(key, (component, []))
                     entry[1].append(prepared)
-                    self._ready.move_to_end(id(component))
+                    self._ready.move_to_end(key)
                     while len(self._ready) > MAX_WORKFLOWS:
                         evicted += self._ready.popitem(last=False)[1][1]
             for old in evicted:
@@ -153,16 +199,17 @@ class InstancePool:
             with contextlib.suppress(OSError):
                 os.close(spill)
 
-    def _wants(self, component: wc.Component) -> bool:
+    def _wants(self, key: Hashable) -> bool:
         with self._lock:
-            if self._closed or self._size <= 0 or id(component) in self._refused:
+            if self._closed or self._size <= 0 or key in self._refused:
                 return False
-            entry = self._ready.get(id(component))
+            entry = self._ready.get(key)
             return entry is None or len(entry[1]) < self._size
 
-    def _make(self, component: wc.Component) -> Prepared | None:
-        """A new instance, or None if making it trapped or wrote output (or the pool
-        was cleared meanwhile: `clear` runs on another thread)."""
+    def _make(self, component: wc.Component, source: Bundle | None) -> Prepared | None:
+        """A new instance, with `source` imported if the component can, or None if
+        making it trapped, failed or wrote output (or the pool was cleared meanwhile:
+        `clear` runs on another thread)."""
         with self._lock:
             if self._closed:
                 return None
@@ -186,11 +233,17 @@ class InstancePool:
             store.set_epoch_deadline(_INSTANTIATE_TICKS)
             instance = self._linker.instantiate(store, component)
             run = instance.get_func(store, "run")
+            prepare = prepare_export(instance, store)
+            failed = None
+            if source is not None and prepare is not None:
+                store.set_epoch_deadline(_PREPARE_TICKS)
+                failed = prepare(store, workflow_source(source))  # ok: None
             spoiled = os.fstat(fd).st_size > 0  # OSError: closed by a `clear`
         except (wasmtime.WasmtimeError, OSError):
             store.close()
             return None
-        if run is None or spoiled:
+        if run is None or spoiled or failed is not None:
             store.close()
             return None
-        return Prepared(store=store, run=run)
+        imported = source is not None and prepare is not None
+        return Prepared(store=store, run=run, prepare=prepare, imported=imported)

@@ -48,10 +48,11 @@ from durable.host.cancel_gate import CancelledAtCall
 from durable.host.config import HostConfig
 from durable.host.context import AttemptContext
 from durable.host.instance_cache import InstanceCache
-from durable.host.instance_pool import InstancePool, Prepared
+from durable.host.instance_pool import InstancePool, Prepared, prepare_export
 from durable.host.lifecycle import Guests
 from durable.host.linker import build_linker
 from durable.host.monotonic import ReadyPollables, TimerHelper
+from durable.host.source import workflow_source
 from durable.host.store_drop import StoreDropper
 from durable.host.traps import LastWords, from_guest, from_trap
 from durable.host.watchdog import SHUTDOWN_GRACE
@@ -110,6 +111,8 @@ class Runtime:
             memory_limit=self.config.memory_limit,
             enter=self._guests.enter,
             leave=self._guests.leave,
+            # Workflow code ahead of an attempt needs a deadline that stops it by itself.
+            import_ahead=watchdog.CALLBACKS,
         )
         self._closing = False
         self._stop = threading.Event()
@@ -167,7 +170,7 @@ class Runtime:
 
         self._local.ctx = ctx
         self._entered(ctx)  # before the check below: a `close` from now on waits for us
-        prepared = self.pool.take(component)
+        prepared = self.pool.take(component, ctx.source)
         store = wasmtime.Store(self.engine) if prepared is None else prepared.store
         try:
             if self._closing:
@@ -200,7 +203,10 @@ class Runtime:
             # Closed on another thread, then counted out; the next attempt's instance is
             # made there meanwhile.
             refill = None if self._closing or not self.pool.enabled else component
-            self._dropper.drop(store, None if refill is None else lambda: self.pool.fill(refill))
+            source = ctx.source
+            self._dropper.drop(
+                store, None if refill is None else lambda: self.pool.fill(refill, source)
+            )
 
     def _entered(self, ctx: AttemptContext) -> None:
         self._guests.enter()
@@ -217,13 +223,19 @@ class Runtime:
         task = ctx.task
         try:
             try:
-                if prepared is not None:
-                    run: wc.Func | None = prepared.run
-                else:
-                    run = self.linker.instantiate(store, component).get_func(store, "run")
-                if run is None:  # checked at load time; kept for binaries stored before that
-                    return _failed(ctx, "ComponentError", "component does not export `run`")
-                value = run(store, task.entry, task.input)
+                if prepared is None:
+                    instance = self.linker.instantiate(store, component)
+                    run = instance.get_func(store, "run")
+                    if run is None:  # checked at load time; kept for older binaries
+                        return _failed(ctx, "ComponentError", "component does not export `run`")
+                    prepare = prepare_export(instance, store)
+                    prepared = Prepared(store=store, run=run, prepare=prepare, imported=False)
+                value = None
+                if ctx.source is not None and prepared.prepare and not prepared.imported:
+                    # The interpreter imports the workflow first, as a pooled one did.
+                    value = prepared.prepare(store, workflow_source(ctx.source))  # ok: None
+                if value is None:
+                    value = prepared.run(store, task.entry, task.input)
             except wasmtime.WasmtimeError:
                 # A host function parked the real reason before trapping the guest.
                 if ctx.unwinding is not None:

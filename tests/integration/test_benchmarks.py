@@ -43,6 +43,8 @@ SQLITE_FIGURES = {
     "rss_suspended_peak_mib",
     "wait_p50_ms",
     "wait_workflows_per_s_c16",
+    "wait_bundle_p50_ms",
+    "wait_bundle_workflows_per_s_c16",
     "wait_remote_p50_ms",
     "pss_per_active_task_mib",
     "workflows_per_s_processes_1",
@@ -67,6 +69,8 @@ TARGETED = {
         "timer_lateness_p99_ms",
         "wait_p50_ms",
         "wait_workflows_per_s_c16",
+        "wait_bundle_p50_ms",
+        "wait_bundle_workflows_per_s_c16",
     },
     "postgres": {
         "recorded_events_per_s",

@@ -1,9 +1,14 @@
-"""The component's export: run an entry function on a task's input.
+"""The component's exports: run an entry function on a task's input, and (in the shared
+interpreter) import a workflow ahead of its task.
 
 `durable build` generates the component's top-level module, which imports this one
 first (so the standard library is patched before the workflow's own imports), then the
 workflow module, then hands the module to `bind`. The shared interpreter component
-binds nothing: its first `run` imports the task's workflow from the host (`_source`).
+binds nothing: the host hands it the workflow's files through `prepare`, before the
+first `run`, on a fresh instance in a task's attempt or ahead of any (a worker's pool of
+instances). So the workflow module is imported before the task's reseed of `random`,
+as in a standalone build, where it is imported at build time: a module-level draw
+gives the same value on every instance, and the same on replay, whichever path made it.
 """
 
 from __future__ import annotations
@@ -74,32 +79,50 @@ def bind(module: Any) -> None:
     _module = module
 
 
-def _load_source() -> None:
-    """In the shared interpreter, import the task's workflow module (once per instance).
+def _start() -> None:
+    """At the first export call: componentize-py has reseeded (or not) by now, so the
+    workflow sees the real `random.seed`."""
+    global _started
+    if not _started:
+        _started = True
+        random.seed = _seed
 
-    After the reseed above: module-level randomness differs per task, as in `run`."""
-    global _module
-    if _module is None:
-        _module = _source.load()
+
+def _failure(exc: BaseException) -> Err[WorkflowError]:
+    """What an export returns for the workflow's exception, its traceback written out."""
+    text = format_failure(exc)  # the user's paths, no SDK frames, a hint
+    sys.stderr.write(text)
+    sys.stderr.flush()
+    return Err(WorkflowError(kind=type(exc).__name__, message=str(exc), traceback=text))
 
 
 class WitWorld(wit_world.WitWorld):
-    """The export componentize-py calls: `run(entry, input) -> result<string, error>`."""
+    """The exports componentize-py calls: `run(entry, input) -> result<string, error>`
+    and, in the shared interpreter, `prepare(source) -> result<_, error>`."""
+
+    def prepare(self, source: Any) -> None:
+        global _module
+        _start()
+        if _module is not None:
+            raise AssertionError("prepare: this instance has imported its workflow already")
+        try:
+            _module = _source.load_given(source)
+        except (Exception, Cancelled) as exc:
+            raise _failure(exc) from None
 
     def run(self, entry: str, input: str) -> str:
+        global _module
         _state.in_step = False
         _state.ahead = []
         _info._reset()
-        global _started
-        if not _started:  # componentize-py has taken its copy; the workflow sees the real one
-            _started = True
-            random.seed = _seed
+        _start()
         # The interpreter's state was snapshotted at build time, so every task would
         # start with the same `random` state. Reseed from os.urandom, which the host
         # derives from this task's seed: a fresh sequence per task, the same on replay.
         _seed(int.from_bytes(os.urandom(32), "big"))
         try:
-            _load_source()
+            if _module is None:  # a host that did not `prepare`: ask for the source now
+                _module = _source.load()
             fn = resolve(entry, _module)
             result = fn(json.loads(input))
             try:
@@ -107,9 +130,4 @@ class WitWorld(wit_world.WitWorld):
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"workflow result is not JSON-serialisable: {exc}") from None
         except (Exception, Cancelled) as exc:
-            text = format_failure(exc)  # the user's paths, no SDK frames, a hint
-            sys.stderr.write(text)
-            sys.stderr.flush()
-            raise Err(
-                WorkflowError(kind=type(exc).__name__, message=str(exc), traceback=text)
-            ) from None
+            raise _failure(exc) from None
