@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import asyncpg
 
-from durable.core.model import Event
+from durable.core.model import Event, Notification
 
-__all__ = ["PRELOAD_EVENTS", "read_ahead"]
+__all__ = ["PRELOAD_EVENTS", "pending", "read_ahead"]
 
 #: Histories up to this many events are read by the claim of a task's first attempt.
 PRELOAD_EVENTS = 64
@@ -49,3 +49,18 @@ def read_ahead(row: asyncpg.Record) -> tuple[list[Event], int] | None:
         ]
     )
     return events, int(row["logged"])
+
+
+def pending(row: asyncpg.Record) -> Notification | None:
+    """The oldest pending notification of the task in `row`, as the claim read it
+    (`Claim.notification`); None if it read none (or a queued task's claim, whose rows
+    have no such columns)."""
+    if row.get("note_seq") is None:
+        return None
+    return Notification(
+        task_id=row["id"],
+        seq=row["note_seq"],
+        event=row["note_event"],
+        data=row["note_data"],
+        created_at=row["note_created"],
+    )

@@ -81,7 +81,7 @@ from durable.errors import (
 from durable.storage import _pg_codec as codec
 from durable.storage import _pg_guest, _pg_queues, _pg_schema, fork, quarantine
 from durable.storage._end_watch import EndWaiters, EndWatch
-from durable.storage._pg_claim import PRELOAD_EVENTS, read_ahead
+from durable.storage._pg_claim import PRELOAD_EVENTS, pending, read_ahead
 from durable.storage._pg_errors import connect_error, translate
 from durable.storage._pg_listen import WorkListener
 from durable.storage._pg_login import GUEST_URL_ENV, GuestLogin, ensure_login
@@ -502,6 +502,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
                 lease=Lease(task_id=row["id"], worker_id=worker_id, token=row["lease_token"]),
                 history_length=row["history_length"],
                 start=read_ahead(row),
+                notification=pending(row),
             )
             for row in rows
             if row["state"] == TaskState.ACTIVE  # the others were quarantined

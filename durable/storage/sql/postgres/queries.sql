@@ -276,6 +276,7 @@ WITH candidates AS (
     RETURNING t.*
 )
 SELECT c.*, h.history_length, a.idx, a.label, a.digest, a.payload, a.created,
+       p.note_seq, p.note_event, p.note_data, p.note_created,
        CASE WHEN g.ahead THEN
            (SELECT coalesce(sum(octet_length(l.data)), 0)::bigint
             FROM durable.logs AS l
@@ -303,7 +304,24 @@ CROSS JOIN LATERAL (
            array_agg(e.created_at ORDER BY e.idx) AS created
     FROM durable.events AS e
     WHERE g.ahead AND e.task_id = c.id
-) AS a;
+) AS a
+-- The oldest pending notification (one probe of notifications_pending), for the
+-- attempt's first look (`Claim.notification`): only if nothing can have consumed it
+-- between this snapshot and the lock. Consuming takes a lease, so: the task held none
+-- in the snapshot (not active) and none was taken since (the claim's token is one
+-- above the snapshot's). `s` is the snapshot's row: the statement does not see its own
+-- UPDATE.
+LEFT JOIN LATERAL (
+    SELECT n.seq AS note_seq, n.event AS note_event, n.data AS note_data,
+           n.created_at AS note_created
+    FROM durable.notifications AS n
+    WHERE n.task_id = c.id AND n.consumed_at IS NULL AND c.state = 'active'
+      AND EXISTS (SELECT 1 FROM durable.tasks AS s
+                  WHERE s.id = c.id AND s.state IN ('ready', 'suspended')
+                    AND s.lease_token + 1 = c.lease_token)
+    ORDER BY n.seq
+    LIMIT 1
+) AS p ON true;
 
 -- name: renew_leases
 UPDATE durable.tasks
