@@ -188,7 +188,8 @@ SELECT pg_notify('durable_work', '');
 -- lease (a claim) or are copied in the transaction that inserted the row, and the row
 -- is a candidate only if this snapshot sees it. Another task's events may have been
 -- appended after the snapshot, before the lock (a takeover): its attempt reads them
--- itself, as before.
+-- itself, as before. And each task's oldest pending notification, `note_*` (see the
+-- join at the end).
 WITH candidates AS (
     -- Each branch reads a partial index of runnable tasks only (tasks_unqueued,
     -- tasks_wakeup, tasks_lease), so a claim costs the same with a million tasks
@@ -276,7 +277,7 @@ WITH candidates AS (
     RETURNING t.*
 )
 SELECT c.*, h.history_length, a.idx, a.label, a.digest, a.payload, a.created,
-       p.note_seq, p.note_event, p.note_data, p.note_created,
+       p.note_task_id, p.note_seq, p.note_event, p.note_data, p.note_created_at,
        CASE WHEN g.ahead THEN
            (SELECT coalesce(sum(octet_length(l.data)), 0)::bigint
             FROM durable.logs AS l
@@ -312,8 +313,8 @@ CROSS JOIN LATERAL (
 -- above the snapshot's). `s` is the snapshot's row: the statement does not see its own
 -- UPDATE.
 LEFT JOIN LATERAL (
-    SELECT n.seq AS note_seq, n.event AS note_event, n.data AS note_data,
-           n.created_at AS note_created
+    SELECT n.task_id AS note_task_id, n.seq AS note_seq, n.event AS note_event,
+           n.data AS note_data, n.created_at AS note_created_at
     FROM durable.notifications AS n
     WHERE n.task_id = c.id AND n.consumed_at IS NULL AND c.state = 'active'
       AND EXISTS (SELECT 1 FROM durable.tasks AS s
