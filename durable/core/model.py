@@ -160,6 +160,12 @@ class Claim:
     # and the output bytes logged at its end, as `Store.load_attempt` returns them. The
     # attempt then starts without a read of its own.
     start: tuple[list[Event], int] | None = None
+    # The task's oldest pending notification, read by the claim too (None: none, or not
+    # read): the attempt's first look for a notification takes it instead of a trip.
+    # Read only where nothing can have consumed it since (no lease between the read and
+    # the claim), so it is what that look would find; consuming it stays the attempt's
+    # write, fenced by the lease, as ever.
+    notification: Notification | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -141,6 +141,31 @@ async def check_consumed_notifications_go_with_the_events(store: Store) -> None:
 
 
 @check
+async def check_a_claim_hands_over_only_the_oldest_pending_notification(store: Store) -> None:
+    # `Claim.notification` may be left None (a store that does not read it ahead); if
+    # set, it is what `next_notification` answers after the claim: never one consumed.
+    first = await claimed(store)
+    assert first.notification is None, "a new task has no notification"
+    a = await store.notify(first.task.id, "a", "1")
+    b = await store.notify(first.task.id, "b", "2")
+    await store.finish(first.lease, WAIT, batch(0, 1), writes=[ConsumeNotification(seq=a.seq)])
+    (second,) = await store.claim(worker_id="w2", limit=1, lease_seconds=3600)
+    assert second.notification in (None, b), f"handed {second.notification}, pending {b}"
+    await store.finish(second.lease, WAIT, batch(1, 1), writes=[ConsumeNotification(seq=b.seq)])
+    c = await store.notify(first.task.id, "c", "3")
+    d = await store.notify(first.task.id, "d", "4")
+    (third,) = await store.claim(worker_id="w1", limit=1, lease_seconds=0)
+    assert third.notification in (None, c)
+    # A takeover: the lapsed lease could still consume until the claim, so a store
+    # hands over only what is pending when the claim holds the task.
+    await store.append(third.lease, batch(2, 1), [], writes=[ConsumeNotification(seq=c.seq)])
+    (fourth,) = await store.claim(worker_id="w2", limit=1, lease_seconds=3600)
+    assert fourth.task.id == first.task.id
+    assert fourth.notification in (None, d), f"handed {fourth.notification}, pending {d}"
+    assert await store.next_notification(first.task.id) == d
+
+
+@check
 async def check_bad_consumption_writes_nothing(store: Store) -> None:
     claim = await claimed(store)
     other = await new_task(store)

@@ -14,6 +14,14 @@ the lease the claim takes keeps every other writer out until the attempt writes.
 Read-ahead is bounded by `PRELOAD_EVENTS`: a long history (a kept instance's, say,
 that needs none) is not read on the claim's way.
 
+It also reads each claimed task's oldest pending notification (`Claim.notification`),
+for the attempt's first look for one: a task woken by a notification then makes no
+trip for it (on the instance cache's wake-up, the guest goes on without one). Only
+when nothing can have consumed it between the statement's snapshot and its lock:
+consuming takes a lease, so the snapshot's row held none (not active) and no claim
+came in between (the new token is one above the snapshot's). Consuming it is still
+the attempt's write, fenced by the lease, exactly as before.
+
 Rejected: reading every claimed task's attempt (a takeover's history may have grown
 after the claim's snapshot, before its lock), and two statements in one transaction
 (as many round trips as before).
@@ -23,9 +31,10 @@ from __future__ import annotations
 
 import asyncpg
 
-from durable.core.model import Event
+from durable.core.model import Event, Notification
+from durable.storage import _pg_codec as codec
 
-__all__ = ["PRELOAD_EVENTS", "read_ahead"]
+__all__ = ["PRELOAD_EVENTS", "pending", "read_ahead"]
 
 #: Histories up to this many events are read by the claim of a task's first attempt.
 PRELOAD_EVENTS = 64
@@ -49,3 +58,10 @@ def read_ahead(row: asyncpg.Record) -> tuple[list[Event], int] | None:
         ]
     )
     return events, int(row["logged"])
+
+
+def pending(row: asyncpg.Record) -> Notification | None:
+    """The oldest pending notification of the task in `row`, as the claim read it
+    (`Claim.notification`); None if it read none (or a queued task's claim, whose rows
+    have no such columns)."""
+    return None if row.get("note_seq") is None else codec.notification(row, "note_")

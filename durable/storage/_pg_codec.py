@@ -84,14 +84,15 @@ def log_chunk(row: asyncpg.Record) -> LogChunk:
     )
 
 
-def notification(row: asyncpg.Record) -> Notification:
-    """A `Notification` from a `durable.notifications` row."""
+def notification(row: asyncpg.Record, prefix: str = "") -> Notification:
+    """A `Notification` from a `durable.notifications` row (its columns named with
+    `prefix`, in a row of another table's: the claim's)."""
     return Notification(
-        task_id=row["task_id"],
-        seq=row["seq"],
-        event=row["event"],
-        data=row["data"],
-        created_at=row["created_at"],
+        task_id=row[prefix + "task_id"],
+        seq=row[prefix + "seq"],
+        event=row[prefix + "event"],
+        data=row[prefix + "data"],
+        created_at=row[prefix + "created_at"],
     )
 
 

@@ -215,6 +215,11 @@ class TaskQueue(Protocol):
         passes it over until `affinity_grace` seconds after it became runnable (a ready
         task: its `updated_at`; a timer: its `wakeup_at`); after that anyone may take it.
         Every claim clears the hold. Queued tasks are never held.
+
+        A store may fill each claim's `notification` with the task's oldest pending
+        notification, which its attempt then takes instead of asking `next_notification`
+        once; only if nothing can have consumed it by the time the claim holds the task
+        (it is what `next_notification` would answer then). None is always allowed.
         """
         ...
 

@@ -282,12 +282,7 @@ class MemoryStore(MemoryForks):
     ) -> Notification | None:
         """The oldest notification not yet consumed, optionally only with this `event`."""
         await self._enter("next_notification")
-        for seq in sorted(self._notifications):
-            row = self._notifications[seq]
-            note = row.notification
-            if note.task_id == task_id and not row.consumed and event in (None, note.event):
-                return note
-        return None
+        return self._oldest_pending(task_id, event)
 
     async def request_cancel(self, task_id: int) -> Task:
         """Cancel the task and its unfinished descendants (active ones are flagged)."""
@@ -416,8 +411,24 @@ class MemoryStore(MemoryForks):
                 updated_at=now,
             )
             lease = Lease(task_id=task_id, worker_id=worker_id, token=row.lease_token)
-            claims.append(Claim(task=row.task, lease=lease, history_length=len(row.events)))
+            claims.append(
+                Claim(
+                    task=row.task,
+                    lease=lease,
+                    history_length=len(row.events),
+                    notification=self._oldest_pending(task_id),
+                )
+            )
         return claims
+
+    def _oldest_pending(self, task_id: int, event: str | None = None) -> Notification | None:
+        """The task's oldest unconsumed notification (only `event`, if given)."""
+        for seq in sorted(self._notifications):
+            row = self._notifications[seq]
+            note = row.notification
+            if note.task_id == task_id and not row.consumed and event in (None, note.event):
+                return note
+        return None
 
     @staticmethod
     def _runnable(row: _TaskRow, now: datetime) -> bool:

@@ -81,7 +81,7 @@ from durable.errors import (
 from durable.storage import _pg_codec as codec
 from durable.storage import _pg_guest, _pg_queues, _pg_schema, fork, quarantine
 from durable.storage._end_watch import EndWaiters, EndWatch
-from durable.storage._pg_claim import PRELOAD_EVENTS, read_ahead
+from durable.storage._pg_claim import PRELOAD_EVENTS, pending, read_ahead
 from durable.storage._pg_errors import connect_error, translate
 from durable.storage._pg_listen import WorkListener
 from durable.storage._pg_login import GUEST_URL_ENV, GuestLogin, ensure_login
@@ -97,6 +97,16 @@ __all__ = ["PostgresStore"]
 CONNECT_TIMEOUT = 10.0
 
 _SERVER_SETTINGS = {"application_name": "durable", "search_path": "pg_catalog, pg_temp"}
+#: The claim's own connections plan it generic from its first execution. By default a
+#: prepared statement's first five executions on a connection are planned afresh with
+#: their values (custom plans): about 1 ms each for the claim, the hottest statement on
+#: a worker's way from a wake-up to its attempt, and every new connection (a fresh
+#: worker's, or one the pool opens under load) starts over. Only the claim runs there:
+#: its generic plan reads the same partial indexes (tests/integration/test_claim_plan.py),
+#: which other statements, with optional filters, need not.
+_CLAIM_SETTINGS = {**_SERVER_SETTINGS, "plan_cache_mode": "force_generic_plan"}
+#: At most this many claims of one store at a time (one worker loop makes one at a time).
+_CLAIM_CONNECTIONS = 2
 
 #: Binaries larger than this are hashed in a worker thread.
 _HASH_IN_THREAD = 1 << 20
@@ -117,10 +127,17 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
     """
 
     def __init__(
-        self, pool: ConnectionPool, connect: Connect, display: str, guest: GuestLogin
+        self,
+        pool: ConnectionPool,
+        connect: Connect,
+        display: str,
+        guest: GuestLogin,
+        claims: ConnectionPool | None = None,
     ) -> None:
-        """Wrap an open pool; use `open` instead."""
+        """Wrap an open pool; use `open` instead. `claims`: the claim's connections
+        (default: the pool's)."""
         self._pool = pool
+        self._claims = pool if claims is None else claims
         self._display = display
         self._guest = guest  # the login workflow SQL runs as, and its own pool
         self._ends = EndWaiters()
@@ -149,22 +166,28 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         """
         display = parse_url(dsn).display()
 
-        async def connect() -> asyncpg.Connection:
-            try:
-                return await asyncpg.connect(
-                    dsn, timeout=CONNECT_TIMEOUT, server_settings=_SERVER_SETTINGS
-                )
-            except Exception as exc:
-                raise connect_error(display, exc) from exc
+        def connector(settings: dict[str, str]) -> Connect:
+            async def connect() -> asyncpg.Connection:
+                try:
+                    return await asyncpg.connect(
+                        dsn, timeout=CONNECT_TIMEOUT, server_settings=settings
+                    )
+                except Exception as exc:
+                    raise connect_error(display, exc) from exc
 
+            return connect
+
+        connect = connector(_SERVER_SETTINGS)
         pool = ConnectionPool(connect, max_size=max_size)
+        # Opened on the first claim: a client that only launches never opens one.
+        claims = ConnectionPool(connector(_CLAIM_SETTINGS), max_size=_CLAIM_CONNECTIONS)
         try:
             guest = GuestLogin(pool, dsn, guest_dsn=guest_dsn, max_size=max_size)
             await pool.fill(max(1, min_size))  # fail now, with a clear error, not later
         except BaseException:
             await pool.close()
             raise
-        return cls(pool, connect, display, guest)
+        return cls(pool, connect, display, guest, claims)
 
     @property
     def url(self) -> str:
@@ -178,6 +201,8 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         self._closed = True
         await self._listener.close()
         await self._guest.close()
+        if self._claims is not self._pool:
+            await self._claims.close()
         await self._pool.close()
 
     # -- schema ---------------------------------------------------------------------------
@@ -482,7 +507,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
         if limit <= 0:
             return []
         with translate("claim tasks"):
-            found = await self._pool.fetch(
+            found = await self._claims.fetch(
                 _Q["claim"], worker_id, limit, float(lease_seconds), max_deaths,
                 quarantine.last_chance(max_deaths), last_chances,
                 quarantine.message_template(max_deaths or 0), float(affinity_grace),
@@ -502,6 +527,7 @@ class PostgresStore(PgScheduleRole, PgQueueRole):
                 lease=Lease(task_id=row["id"], worker_id=worker_id, token=row["lease_token"]),
                 history_length=row["history_length"],
                 start=read_ahead(row),
+                notification=pending(row),
             )
             for row in rows
             if row["state"] == TaskState.ACTIVE  # the others were quarantined

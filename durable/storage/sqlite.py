@@ -561,7 +561,9 @@ class SQLiteStore:
 
         def take(
             db: sqlite3.Connection,
-        ) -> tuple[list[Any], dict[int, int], bool, list[float | None] | None]:
+        ) -> tuple[
+            list[Any], dict[int, int], dict[int, Notification], bool, list[float | None] | None
+        ]:
             # The clock is read once the connection is ours: a lease must not start
             # while the claim still waits for another operation to finish.
             now = self._clock()
@@ -573,11 +575,11 @@ class SQLiteStore:
             queued = len(rows) < limit and queues.any_queue(db)
             # Short of its limit, a worker looks for the next wake-up next: read it now.
             wakeup = _next_wakeup(db, now, affinity_grace) if len(rows) < limit else None
-            return rows, _logged_at_start(db, rows), queued, wakeup
+            return rows, _logged_at_start(db, rows), _pending(db, rows), queued, wakeup
 
         changes = self._changes
         async with self._use() as conn:
-            rows, logged, queued, wakeup = await batch.run(conn, take)
+            rows, logged, notes, queued, wakeup = await batch.run(conn, take)
             self._wakeup_at_claim = None
             if wakeup is not None and not queued:
                 self._wakeup_at_claim = (changes, affinity_grace, wakeup)
@@ -596,6 +598,7 @@ class SQLiteStore:
                 lease=Lease(task_id=row[0], worker_id=worker_id, token=row[_TOKEN]),
                 history_length=row[_TOKEN + 1],
                 start=None if row[0] not in logged else ([], logged[row[0]]),
+                notification=notes.get(row[0]),
             )
             for row in rows
             if row[5] == TaskState.ACTIVE
@@ -1073,6 +1076,19 @@ def _logged_at_start(db: sqlite3.Connection, claimed: list[Any]) -> dict[int, in
         for row in claimed
         if row[5] == TaskState.ACTIVE and row[_TOKEN + 1] == 0
     }
+
+
+def _pending(db: sqlite3.Connection, claimed: list[Any]) -> dict[int, Notification]:
+    """The claimed tasks' oldest pending notifications (`Claim.notification`), in the
+    claim's transaction: nothing else writes until it commits, and then only under
+    the new lease."""
+    found = {}
+    for row in claimed:
+        if row[5] == TaskState.ACTIVE:
+            note = db.execute(_Q["next_notification"], (row[0], None, None)).fetchone()
+            if note is not None:
+                found[row[0]] = codec.notification(note)
+    return found
 
 
 def _write(db: sqlite3.Connection, write: codec.Write) -> None:

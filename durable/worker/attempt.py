@@ -85,10 +85,13 @@ _MAX_BUNDLES = 256
 class StoreSink:
     """The host's `Sink`: reaches the async store from the guest's thread."""
 
-    def __init__(self, store: Store, lease: Lease) -> None:
-        """Make it on the event loop: `write` finds its way back there from any thread."""
+    def __init__(self, store: Store, lease: Lease, pending: Notification | None = None) -> None:
+        """Make it on the event loop: `write` finds its way back there from any thread.
+        `pending`: the task's oldest pending notification as its claim read it
+        (`Claim.notification`), if it did."""
         self._store = store
         self._lease = lease
+        self._pending = pending
         self._transaction: GuestTransaction | None = None  # open workflow SQL, if any
         self._loop = anyio.lowlevel.current_token()
 
@@ -105,7 +108,20 @@ class StoreSink:
         )
 
     def next_notification(self, task_id: int, event: str | None) -> Notification | None:
-        """The oldest unconsumed notification for the task."""
+        """The oldest unconsumed notification for the task.
+
+        The attempt's first look takes what the claim read, if it read one: nothing
+        consumed a notification of the task since (`Claim.notification`), so the store
+        would answer the same. Only the first: once the guest consumes one, the store
+        knows of it (the consumption is flushed before the next look).
+        """
+        pending, self._pending = self._pending, None
+        if (
+            pending is not None
+            and pending.task_id == task_id
+            and (event is None or pending.event == event)
+        ):
+            return pending
         return anyio.from_thread.run(
             functools.partial(self._store.next_notification, task_id, event=event),
             token=self._loop,
@@ -167,9 +183,9 @@ class SqlStoreSink(StoreSink):
     """The sink of a store with workflow SQL: it can also open guest transactions (the
     host's `SqlSink`, found by its type)."""
 
-    def __init__(self, store: SqlStore, lease: Lease) -> None:
+    def __init__(self, store: SqlStore, lease: Lease, pending: Notification | None = None) -> None:
         """Make it on the event loop, like `StoreSink`."""
-        super().__init__(store, lease)
+        super().__init__(store, lease, pending)
         self._sql_store = store
 
     def begin_transaction(self) -> _SyncTransaction:
@@ -181,7 +197,7 @@ class SqlStoreSink(StoreSink):
         return _SyncTransaction(self, transaction)
 
 
-def sink_maker(store: Store) -> Callable[[Lease], StoreSink]:
+def sink_maker(store: Store) -> Callable[[Lease, Notification | None], StoreSink]:
     """How an attempt on `store` makes its sink: with workflow SQL if the store has that
     role. Asked once per store: a protocol `isinstance` looks at its every method (0.1 ms
     for this one), and every attempt needs a sink."""
@@ -465,7 +481,7 @@ class AttemptRunner:
         if self._runtime.instances.enabled:
             return await self._run_live(claim, live, component, source, trace)
         assert component is not None
-        sink = self._sink(claim.lease)
+        sink = self._sink(claim.lease, claim.notification)
         ctx = await self._context(claim, sink, trace, source)
         if self._interrupted:
             return AttemptEnd(outcome=Released(started=False))
@@ -488,7 +504,7 @@ class AttemptRunner:
         of the task taken out of the cache as valid (no replay), else a new instance of
         `component` that replays."""
         task = claim.task
-        sink = self._sink(claim.lease)
+        sink = self._sink(claim.lease, claim.notification)
         if live is not None:
             log.info("task %d: woken on its live instance, no replay", task.id)
             live.ctx.interrupt.clear()  # addressed to an attempt that has ended

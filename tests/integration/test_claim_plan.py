@@ -91,14 +91,19 @@ async def test_postgres_claim_and_next_wakeup_use_their_indexes(pg_url: str) -> 
         q = pg_queries()
         claim = await _pg_plan(conn, q["claim"], PG_CLAIM)
         wakeup = await _pg_plan(conn, q["next_wakeup"], (0.1,))
+        # The store's claim connections plan it generic (`_CLAIM_SETTINGS`): that plan too.
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        generic = await _pg_plan(conn, q["claim"], PG_CLAIM)
     finally:
         await conn.close()
+    assert "$1" in generic, f"not the generic plan: {generic}"
     # The branches that affinity filters: ready tasks, due timers (the planner picks its
     # own index for expired leases, unchanged).
-    for index in ("tasks_unqueued", "tasks_wakeup"):
-        assert f"Index Scan using {index}" in claim, claim
+    for plan in (claim, generic):
+        for index in ("tasks_unqueued", "tasks_wakeup"):
+            assert f"Index Scan using {index}" in plan, plan
     assert "tasks_affine" in wakeup, wakeup
-    for plan in (claim, wakeup):
+    for plan in (claim, generic, wakeup):
         assert "Seq Scan on tasks" not in plan, plan
 
 

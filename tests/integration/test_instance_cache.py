@@ -32,11 +32,13 @@ CACHED = HostConfig(suspend_after=0.3, instance_cache=64 * 1024**2)
 
 class CountingStore:
     """A store that counts history loads: a replay loads the history, a live wake-up
-    does not (every other call goes to the store itself)."""
+    does not; and the notifications its reads found (every other call goes to the
+    store itself)."""
 
     def __init__(self, inner: Store) -> None:
         self.inner = inner
         self.loads = 0
+        self.found = 0
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -48,6 +50,11 @@ class CountingStore:
     async def load_attempt(self, task_id: int) -> tuple[list[Event], int]:
         self.loads += 1  # an attempt's start reads the history this way
         return await self.inner.load_attempt(task_id)
+
+    async def next_notification(self, task_id: int, *, event: str | None = None) -> Any:
+        note = await self.inner.next_notification(task_id, event=event)
+        self.found += note is not None
+        return note
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -134,6 +141,9 @@ async def test_woken_on_the_same_worker_goes_on_without_replay(
     # task, by the first attempts' claims (`Claim.start`), and never loaded again.
     assert runtime.instances.hits == 3
     assert counting.loads == 0
+    # Each notification came with the claim it woke (`Claim.notification`): the
+    # guest's reads of the store found none.
+    assert counting.found == 0
     assert done.attempts == 3
     indexes = [e.index for e in await db.load_history(waiting.id)]
     assert indexes == list(range(len(indexes)))

@@ -191,7 +191,7 @@ async def crashing_attempt(
     what the dead process held (its open transaction rolls back) and expire its lease."""
     [claim] = await store.claim(worker_id="crashy", limit=1, lease_seconds=60)
     component = await anyio.to_thread.run_sync(load_component, runtime, wasm)
-    sink = sink_maker(store)(claim.lease)
+    sink = sink_maker(store)(claim.lease, claim.notification)
     ctx = AttemptContext(
         task=claim.task,
         attempt=claim.task.attempts,

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from durable.core.model import Claim, Lease
+from durable.core.model import Claim, Lease, Suspended
+from durable.storage._contract import new_task
 from durable.storage.base import Store
 from durable.storage.memory import MemoryStore, _TaskRow
 from durable.storage.sqlite import SQLiteStore
@@ -100,3 +101,14 @@ class _ImmortalStore(MemoryStore):
 async def test_the_suite_catches_a_broken_store(broken: type[MemoryStore], check_name: str) -> None:
     with pytest.raises(AssertionError):
         await STORE_CHECKS[check_name](broken())
+
+
+async def test_every_backend_hands_over_the_pending_notification(store: Store) -> None:
+    # The contract lets a store leave `Claim.notification` None; the built-in ones read
+    # it, so that a woken attempt's first look for a notification makes no trip.
+    task = await new_task(store)
+    (claim,) = await store.claim(worker_id="w1", limit=1, lease_seconds=3600)
+    await store.finish(claim.lease, Suspended(wakeup_at=None, on_event=True))
+    sent = await store.notify(task.id, "go", "1")
+    (woken,) = await store.claim(worker_id="w1", limit=1, lease_seconds=3600)
+    assert woken.notification == sent

@@ -188,7 +188,8 @@ SELECT pg_notify('durable_work', '');
 -- lease (a claim) or are copied in the transaction that inserted the row, and the row
 -- is a candidate only if this snapshot sees it. Another task's events may have been
 -- appended after the snapshot, before the lock (a takeover): its attempt reads them
--- itself, as before.
+-- itself, as before. And each task's oldest pending notification, `note_*` (see the
+-- join at the end).
 WITH candidates AS (
     -- Each branch reads a partial index of runnable tasks only (tasks_unqueued,
     -- tasks_wakeup, tasks_lease), so a claim costs the same with a million tasks
@@ -276,6 +277,7 @@ WITH candidates AS (
     RETURNING t.*
 )
 SELECT c.*, h.history_length, a.idx, a.label, a.digest, a.payload, a.created,
+       p.note_task_id, p.note_seq, p.note_event, p.note_data, p.note_created_at,
        CASE WHEN g.ahead THEN
            (SELECT coalesce(sum(octet_length(l.data)), 0)::bigint
             FROM durable.logs AS l
@@ -303,7 +305,24 @@ CROSS JOIN LATERAL (
            array_agg(e.created_at ORDER BY e.idx) AS created
     FROM durable.events AS e
     WHERE g.ahead AND e.task_id = c.id
-) AS a;
+) AS a
+-- The oldest pending notification (one probe of notifications_pending), for the
+-- attempt's first look (`Claim.notification`): only if nothing can have consumed it
+-- between this snapshot and the lock. Consuming takes a lease, so: the task held none
+-- in the snapshot (not active) and none was taken since (the claim's token is one
+-- above the snapshot's). `s` is the snapshot's row: the statement does not see its own
+-- UPDATE.
+LEFT JOIN LATERAL (
+    SELECT n.task_id AS note_task_id, n.seq AS note_seq, n.event AS note_event,
+           n.data AS note_data, n.created_at AS note_created_at
+    FROM durable.notifications AS n
+    WHERE n.task_id = c.id AND n.consumed_at IS NULL AND c.state = 'active'
+      AND EXISTS (SELECT 1 FROM durable.tasks AS s
+                  WHERE s.id = c.id AND s.state IN ('ready', 'suspended')
+                    AND s.lease_token + 1 = c.lease_token)
+    ORDER BY n.seq
+    LIMIT 1
+) AS p ON true;
 
 -- name: renew_leases
 UPDATE durable.tasks
