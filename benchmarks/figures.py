@@ -33,6 +33,7 @@ from durable.client import Client
 from durable.core.model import Completed, Event, LogChunk, Task, TaskState
 from durable.core.side_writes import SideWrite
 from durable.host import AttemptContext, HostConfig, Runtime
+from durable.host.runtime import AttemptEnd
 from durable.worker import Worker, WorkerConfig
 
 BENCH_WORKFLOW = Path(__file__).parent / "workflows" / "bench.py"
@@ -247,7 +248,17 @@ class _NoWrites:
 async def _replay_once(bench: Bench, task: Task, history: list[Event]) -> float:
     """Replay `history` in a replay-only attempt; return events per second."""
     component = bench.runtime.cache.load(bench.wasm_hash)
-    ctx = AttemptContext(
+    ctx = replay_context(bench, task, history)
+    started = time.perf_counter()
+    end = await anyio.to_thread.run_sync(bench.runtime.run, component, ctx)
+    elapsed = time.perf_counter() - started
+    check_replayed(end)
+    return len(history) / elapsed
+
+
+def replay_context(bench: Bench, task: Task, history: list[Event]) -> AttemptContext:
+    """A replay-only attempt of `task` from `history`, as (c) makes it: it writes nothing."""
+    return AttemptContext(
         task=task,
         attempt=task.attempts,
         history=history,
@@ -255,12 +266,12 @@ async def _replay_once(bench: Bench, task: Task, history: list[Event]) -> float:
         config=bench.runtime.config,
         replay_only=True,
     )
-    started = time.perf_counter()
-    end = await anyio.to_thread.run_sync(bench.runtime.run, component, ctx)
-    elapsed = time.perf_counter() - started
+
+
+def check_replayed(end: AttemptEnd) -> None:
+    """Raise unless a replay of (c) completed."""
     if not isinstance(end.outcome, Completed):
         raise RuntimeError(f"the replay did not complete: {end}")
-    return len(history) / elapsed
 
 
 # -- (d) ---------------------------------------------------------------------------------------

@@ -36,11 +36,17 @@ def guarded(current: Callable[[], AttemptContext], fn: Callable[..., Any]) -> Ca
             with watchdog.host_call(current()):  # the fallback's sweeps must wait
                 return fn(store, *args)
         except BaseException as exc:
-            with contextlib.suppress(BaseException):  # no attempt: only through a host bug
-                current().unwinding = exc
-            raise wasmtime.WasmtimeError(f"durable: unwinding ({type(exc).__name__})") from None
+            raise parked(current, exc) from None
 
     return host_call
+
+
+def parked(current: Callable[[], AttemptContext], exc: BaseException) -> wasmtime.WasmtimeError:
+    """What `guarded` does with a host function's exception: park it on its attempt.
+    Returns the error to raise in its place (wasmtime turns it into a trap)."""
+    with contextlib.suppress(BaseException):  # no attempt: only through a host bug
+        current().unwinding = exc
+    return wasmtime.WasmtimeError(f"durable: unwinding ({type(exc).__name__})")
 
 
 def add_funcs(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol, TypeVar
@@ -33,6 +32,8 @@ from durable.core.side_writes import SideWrite
 from durable.core.signals import Release, Suspend, TimedOut
 from durable.errors import OutputLimitExceeded
 from durable.host._sql_cursor import TransactionCursor
+from durable.host.ahead_window import NOTHING as NOTHING_AHEAD
+from durable.host.ahead_window import AheadWindow
 from durable.host.config import HostConfig
 from durable.tracing import AttemptTrace
 
@@ -173,14 +174,9 @@ class AttemptContext:
         # guest's thread at its next durable call or slice; output is dropped meanwhile.
         self._deferred: BaseException | None = None
         self._closed = False
-        # The (label, digest) of each step `step.enter-ahead` handed the guest and it has
-        # not replayed yet, in order (`durable.host.step_ahead`); the cursor they were
-        # read from, the index after the last (they are consecutive events), and
-        # whether a clock-advance marker follows the last.
-        self.ahead: deque[tuple[str, str | None]] = deque()
-        self.ahead_cursor: ReplayCursor | None = None
-        self.ahead_end = 0
-        self.ahead_marked = False
+        # The steps `step.enter-ahead` handed the guest and it has not replayed yet, in
+        # order (`durable.host.step_ahead`), as a window onto the events they were read from.
+        self.ahead: AheadWindow = NOTHING_AHEAD
 
     # -- the machine's state, as host functions see it -------------------------------------
 

@@ -17,8 +17,8 @@ from typing import Any
 import wasmtime
 from wasmtime import component as wc
 
-from durable.host import step_ahead
-from durable.host._wit import Current, Definer, add_funcs, record
+from durable.host import step_ahead, trampoline, watchdog
+from durable.host._wit import Current, Definer, add_funcs, parked, record
 from durable.host.child_control import define_child_control
 from durable.host.context import AttemptContext
 from durable.host.continuation import define_continuation
@@ -79,6 +79,22 @@ def _define_random(inst: wc.LinkerInstance, current: Callable[[], AttemptContext
     add_funcs(
         inst, current, {"get-random-bytes": get_random_bytes, "get-random-u64": get_random_u64}
     )
+
+
+def guarded_take_ahead(current: Current) -> Callable[[object], wc.Variant]:
+    """`step.take-ahead` as `guarded(current, ...)` makes it, in one frame: the trampoline
+    calls it once per replayed step. (The watchdog's fallback needs `guarded` itself.)"""
+
+    def take_ahead(_store: object) -> wc.Variant:
+        try:
+            step_ahead.take_ahead(current())
+        except step_ahead.Cancelled:
+            return _CANCELLED
+        except BaseException as exc:  # what `guarded` does
+            raise parked(current, exc) from None
+        return _OK
+
+    return take_ahead
 
 
 def _define_core(root: wc.LinkerInstance, current: Current) -> None:
@@ -151,9 +167,12 @@ def _define_core(root: wc.LinkerInstance, current: Current) -> None:
                 "exit": exit_,
                 "enter-checked": enter_checked,
                 "enter-ahead": enter_ahead,
-                "take-ahead": take_ahead,
             },
         )
+        if watchdog.CALLBACKS:
+            trampoline.add_func(inst, "take-ahead", guarded_take_ahead(current))
+        else:
+            add_funcs(inst, current, {"take-ahead": take_ahead})
 
     def sleep(_store: object, duration_ns: int) -> None:
         current().sleep(duration_ns)

@@ -10,9 +10,10 @@ Design (the replay contract must not notice):
 * The host never runs ahead of the guest. `enter-ahead` does what `enter-checked` does
   for its own step and then only *reads* the run of step events that follow (labels
   beginning "step ", at most `max`, at most `MAX_CHARS` of text); it consumes none of
-  them. It remembers the (label, digest) of each entry it handed out, in order.
+  them. It remembers the entries it handed out, in order, as a window onto the events
+  they were read from (`durable.host.ahead_window`).
 * The guest replays an entry only for a step whose label and digest are the entry's,
-  and then calls `take-ahead`, which performs `enter-checked` with the remembered label
+  and then calls `take-ahead`, which performs `enter-checked` with the entry's label
   and digest: the same cancellation check, the same cancel gate, the same
   `step_enter` (cursor advance, the virtual clock's step, a step's clock-advance
   marker). So the host's position equals the guest's at every crossing, and what the
@@ -74,6 +75,7 @@ from durable.core.replay import ReplayCursor
 from durable.core.virtual_clock import STEP_LABEL
 from durable.errors import HostError
 from durable.host import cancel_gate
+from durable.host.ahead_window import NOTHING, AheadWindow
 from durable.host.context import AttemptContext
 
 #: The most text one `enter-ahead` hands out (labels, digests and payloads together).
@@ -85,45 +87,48 @@ def enter_ahead(ctx: AttemptContext, label: str, digest: str | None) -> str | No
 
     Returns what `enter` returns. Raises `Cancelled` for `enter-checked`'s `err`.
     """
-    ctx.ahead.clear()  # the guest dropped whatever it held before calling
+    ctx.ahead = NOTHING  # the guest dropped whatever it held before calling
     return _enter_checked(ctx, label, digest)
 
 
 def handed_out(ctx: AttemptContext, limit: int) -> str:
     """The entries that follow the step just entered (see the module docstring), as
-    `enter-ahead` hands them out; each is remembered in `ctx.ahead`."""
+    `enter-ahead` hands them out; they are remembered as `ctx.ahead`, a window onto
+    the events they were read from."""
     cursor = ctx.cursor
     if type(cursor) is not ReplayCursor or ctx.in_step:
         return ""  # a live step, or a SQL transaction's cursor
-    ahead = ctx.ahead
-    ctx.ahead_cursor = cursor
-    parts: list[str] = []
-    chars = 0
-    start = index = cursor.position
-    after = None  # the label of the event after the run
-    for event in cursor.upcoming(limit + 1):
-        label, digest, payload = event.label, event.digest, event.payload
-        text = "" if digest is None else digest
-        if index - start == limit or not label.startswith(STEP_PREFIX) or digest == "":
-            after = label
+    events = cursor.upcoming(limit + 1)
+    parts: list[str] = []  # one entry's three fields each, every field NUL-terminated
+    count = 0
+    for event in events:
+        digest = event.digest
+        if count == limit or digest == "" or not event.label.startswith(STEP_PREFIX):
             break
-        if "\0" in label or "\0" in text or "\0" in payload:
-            after = label
-            break
-        chars += len(label) + len(text) + len(payload) + 3
-        if chars > MAX_CHARS:
-            after = label
-            break
-        parts += (label, text, payload)
-        ahead.append((label, digest))
-        index += 1
-    if not parts:
+        parts.append(f"{event.label}\0{'' if digest is None else digest}\0{event.payload}\0")
+        count += 1
+    text = "".join(parts)
+    # Checked on the whole text (two C loops, not three tests per field): a field with
+    # a NUL of its own, or too much text, ends the run before that entry.
+    if len(text) > MAX_CHARS or text.count("\0") != 3 * count:
+        count, text = _cut(parts)
+    if not count:
         return ""
-    ctx.ahead_end = index
     # The last entry's step moved the clock far: its marker follows, its way is the long one.
-    ctx.ahead_marked = after == STEP_LABEL
-    parts.append("")  # every field ends with a NUL
-    return "\0".join(parts)
+    marked = count < len(events) and events[count].label == STEP_LABEL
+    ctx.ahead = AheadWindow(events, count, base=cursor.position, cursor=cursor, marked=marked)
+    return text
+
+
+def _cut(parts: list[str]) -> tuple[int, str]:
+    """The entries of `parts` before the first with a NUL in a field or past `MAX_CHARS`."""
+    count = chars = 0
+    for part in parts:
+        chars += len(part)
+        if part.count("\0") != 3 or chars > MAX_CHARS:
+            break
+        count += 1
+    return count, "".join(parts[:count])
 
 
 def take_ahead(ctx: AttemptContext) -> None:
@@ -135,31 +140,32 @@ def take_ahead(ctx: AttemptContext) -> None:
             in the history at this position (unreachable while host and guest agree).
     """
     ahead = ctx.ahead
-    if not ahead:
+    offset = ahead.next
+    if offset == ahead.stop:
         raise HostError("step.take-ahead: no step handed out by step.enter-ahead is waiting")
-    left = len(ahead)
-    label, digest = ahead.popleft()
-    index = ctx.ahead_end - left  # the entries are consecutive events, up to `ahead_end`
+    ahead.next = offset + 1
+    index = ahead.base + offset  # the entries are consecutive events
     machine = ctx.machine
     cursor = machine.cursor
     if (
         cursor.position == index
-        and cursor is ctx.ahead_cursor
+        and cursor is ahead.cursor
         and not machine.in_step
-        and (left > 1 or not ctx.ahead_marked)
+        and (offset + 1 < ahead.stop or not ahead.marked)
     ):
         # `enter-checked` there, as known without doing it (the module docstring).
         ctx.raise_deferred()  # as `step_enter` does first
         cursor.position = index + 1
         machine.monotonic.plain_step_replayed()
         return
+    label, digest = ahead.entry(offset)
     if _enter_checked(ctx, label, digest) is None:
         raise HostError(f"step.take-ahead: step {label!r} is not in the history here")
 
 
 def _enter_checked(ctx: AttemptContext, label: str, digest: str | None) -> str | None:
     if ctx.cancelled():
-        ctx.ahead.clear()
+        ctx.ahead = NOTHING
         raise Cancelled()
     cancel_gate.check(ctx)
     return ctx.step_enter(label, digest)

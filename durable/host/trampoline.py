@@ -56,6 +56,8 @@ from wasmtime import component as wc
 from durable.host import _wasmtime
 from durable.host._wasmtime import WRITTEN_FOR as WRITTEN_FOR
 
+_Variant = wc.Variant
+
 Lift = Callable[[Any], Any]  # a C value (a view, not taken) -> its Python value
 Lower = Callable[[Any, Any], None]  # (Python value, C value to fill)
 HostFunc = Callable[..., Any]
@@ -116,6 +118,13 @@ class _Entry:
             result = self.fn(NO_STORE, lifts[0](args[0]))
         else:
             result = self.fn(NO_STORE, *[lifts[i](args[i]) for i in range(nargs)])
+        images = plan.images
+        if images is not None and type(result) is _Variant:
+            # `_image_finish`, without its frame (`take-ahead`, once per replayed step).
+            image = images.get(result.tag)
+            if image is not None:
+                results[0] = image
+                return
         plan.finish(context, result, results)
 
     def plan(self, ty_raw: Any, nargs: int, nresults: int) -> _Plan:
@@ -167,6 +176,8 @@ class _Plan:
             for i, key in enumerate(self.keys)
         ]
         self.types = types  # keeps the lifted types (and their C handles) alive
+        # A result's lowered C value per tag, copied in by `_Entry.call` (see `_images`).
+        self.images: dict[str, Any] | None = None
         try:
             self.lifts = [_lift(t) for t in types]
             lower = None if result is None else _lower(result)
@@ -178,6 +189,7 @@ class _Plan:
             if lower is None or images is None:
                 self.finish = _fast_finish(lower)
             else:
+                self.images = images
                 self.finish = _image_finish(lower, images)
 
     def _keep(self, raw: Any) -> wc.ValType:
