@@ -170,7 +170,12 @@ class Runtime:
 
         self._local.ctx = ctx
         self._entered(ctx)  # before the check below: a `close` from now on waits for us
-        prepared = self.pool.take(component, ctx.source)
+        source = ctx.source
+        prepared = self.pool.take(component, source)
+        if self.pool.enabled:
+            # The next instance is made now, beside this attempt, not after its end: a
+            # task launched as this one ends (one after another) then finds it ready.
+            self._dropper.soon(lambda: self.pool.fill(component, source))
         store = wasmtime.Store(self.engine) if prepared is None else prepared.store
         try:
             if self._closing:
@@ -203,7 +208,6 @@ class Runtime:
             # Closed on another thread, then counted out; the next attempt's instance is
             # made there meanwhile.
             refill = None if self._closing or not self.pool.enabled else component
-            source = ctx.source
             self._dropper.drop(
                 store, None if refill is None else lambda: self.pool.fill(refill, source)
             )

@@ -29,8 +29,9 @@ class StoreDropper:
     def __init__(self, after: Callable[[], None]) -> None:
         """`after()` runs once per store, after it is closed."""
         self._after = after
-        # Each store, and what to do on this thread once it is closed (if anything).
-        self._queue: queue.SimpleQueue[tuple[wasmtime.Store, Callable[[], None] | None]] = (
+        # Each store (or None: no store), and what to do on this thread once it is
+        # closed (if anything).
+        self._queue: queue.SimpleQueue[tuple[wasmtime.Store | None, Callable[[], None] | None]] = (
             queue.SimpleQueue()
         )
         self._thread: threading.Thread | None = None
@@ -39,6 +40,14 @@ class StoreDropper:
     def drop(self, store: wasmtime.Store, then: Callable[[], None] | None = None) -> None:
         """Close `store` soon, then call `then()` on the same thread unless more stores
         wait to be closed by then; never blocks."""
+        self._put(store, then)
+
+    def soon(self, then: Callable[[], None]) -> None:
+        """Call `then()` on this thread soon, unless stores wait to be closed by then
+        (a store's own `then` follows them); never blocks."""
+        self._put(None, then)
+
+    def _put(self, store: wasmtime.Store | None, then: Callable[[], None] | None) -> None:
         if self._thread is None:
             with self._start:
                 if self._thread is None:
@@ -51,12 +60,13 @@ class StoreDropper:
     def _run(self) -> None:
         while True:
             store, then = self._queue.get()
-            try:
-                store.close()  # its output streams go now, or soon on wasmtime's threads
-            except Exception:  # one store's failure must not stop the rest from closing
-                log.exception("closing a guest's store failed")
-            finally:
-                self._after()
+            if store is not None:
+                try:
+                    store.close()  # its output streams go now, or soon on wasmtime's threads
+                except Exception:  # one store's failure must not stop the rest from closing
+                    log.exception("closing a guest's store failed")
+                finally:
+                    self._after()
             # Stores to close come first: under load, a later store's `then` follows.
             if then is not None and self._queue.empty():
                 try:
