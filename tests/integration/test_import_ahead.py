@@ -16,6 +16,8 @@ attempt imports it: the same results, checked by the same tests."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import pytest
 from durable.client import Client
 from durable.core.model import NewTask, TaskState
 from durable.host import HostConfig, Runtime, watchdog
+from durable.host.runtime import CLOSE_TIMEOUT
 from durable.replayer import Replayer
 from durable.storage.base import Store
 from durable.storage.sqlite import SQLiteStore
@@ -99,6 +102,23 @@ def _tried(runtime: Runtime) -> Any:
     return check
 
 
+@asynccontextmanager
+async def _worker(
+    tmp_path: Path, *, concurrency: int = 1, close_timeout: float = CLOSE_TIMEOUT
+) -> AsyncIterator[tuple[SQLiteStore, Client, Runtime]]:
+    """A SQLite store, its client, and a worker running on a runtime with a pool of
+    one instance per workflow; the runtime is checked to close with no guest left."""
+    store = await SQLiteStore.open(tmp_path / "durable.db")
+    await store.migrate()
+    runtime = Runtime(HostConfig(instance_pool=1))
+    try:
+        async with running(Worker(store, WorkerConfig(concurrency=concurrency), runtime=runtime)):
+            yield store, Client(store), runtime
+    finally:
+        await store.close()
+        assert runtime.close(timeout=close_timeout), "a guest was left inside wasmtime"
+
+
 async def test_a_bundles_tasks_run_on_instances_with_their_workflow_imported(
     sql_store: Store, tmp_path: Path
 ) -> None:
@@ -138,50 +158,34 @@ REFUSED = {
 @pytest.mark.parametrize("effect", sorted(REFUSED))
 async def test_an_import_with_an_effect_runs_in_the_attempt(tmp_path: Path, effect: str) -> None:
     body = REFUSED[effect] + "\nimport durable\n\n\n@durable.workflow\ndef main(n):\n    return n\n"
-    store = await SQLiteStore.open(tmp_path / "durable.db")
-    await store.migrate()
-    client = Client(store)
-    runtime = Runtime(HostConfig(instance_pool=1))
-    try:
+    async with _worker(tmp_path) as (store, client, runtime):
         workflow_hash = await client.register_file(_folder(tmp_path, body))
-        async with running(Worker(store, WorkerConfig(concurrency=1), runtime=runtime)):
-            for n in range(2):
-                if n:  # the pool tried to import it after the first task, and gave up
-                    await until(_tried(runtime))
-                task = await client.launch(workflow_hash, name="f", input=n)
-                done = await client.wait(task.id, timeout=300)
-                assert (done.state, done.result) == (TaskState.COMPLETE, str(n)), done.error
-                report = await client.replay(task.id, replayer=Replayer(runtime=runtime))
-                assert report.clean, report
-                logs = b"".join(c.data for c in await store.read_logs(task.id, limit=100))
-                assert logs == (b"loaded\n" if effect == "output" else b""), logs
-    finally:
-        await store.close()
-        assert runtime.close(), "a guest was left inside wasmtime"
+        for n in range(2):
+            if n:  # the pool tried to import it after the first task, and gave up
+                await until(_tried(runtime))
+            task = await client.launch(workflow_hash, name="f", input=n)
+            done = await client.wait(task.id, timeout=300)
+            assert (done.state, done.result) == (TaskState.COMPLETE, str(n)), done.error
+            report = await client.replay(task.id, replayer=Replayer(runtime=runtime))
+            assert report.clean, report
+            logs = b"".join(c.data for c in await store.read_logs(task.id, limit=100))
+            assert logs == (b"loaded\n" if effect == "output" else b""), logs
     assert runtime.pool.imported == 0
     assert runtime.pool.taken == 0 if AHEAD else runtime.pool.taken >= 1
 
 
 async def test_an_import_that_fails_fails_each_task_the_same_way(tmp_path: Path) -> None:
     body = "import helper\nraise ValueError(f'bad scale {helper.SCALE}')\n"
-    store = await SQLiteStore.open(tmp_path / "durable.db")
-    await store.migrate()
-    client = Client(store)
-    runtime = Runtime(HostConfig(instance_pool=1))
     errors = []
-    try:
+    async with _worker(tmp_path) as (_, client, runtime):
         workflow_hash = await client.register_file(_folder(tmp_path, body))
-        async with running(Worker(store, WorkerConfig(concurrency=1), runtime=runtime)):
-            for n in range(2):
-                if n:
-                    await until(_tried(runtime))
-                task = await client.launch(workflow_hash, name="f", input=n)
-                done = await client.wait(task.id, timeout=300)
-                assert done.state is TaskState.FAILED
-                errors.append(json.loads(done.error or "{}"))
-    finally:
-        await store.close()
-        assert runtime.close(), "a guest was left inside wasmtime"
+        for n in range(2):
+            if n:
+                await until(_tried(runtime))
+            task = await client.launch(workflow_hash, name="f", input=n)
+            done = await client.wait(task.id, timeout=300)
+            assert done.state is TaskState.FAILED
+            errors.append(json.loads(done.error or "{}"))
     assert errors[0] == errors[1]
     assert (errors[0]["kind"], errors[0]["message"]) == ("ValueError", "bad scale 1000")
     assert 'File "flow.py", line 2' in errors[0]["traceback"]
@@ -191,32 +195,24 @@ async def test_an_import_that_computes_for_long_holds_up_no_other_task(tmp_path:
     """Ahead of a task, the pool's thread stops the import at its budget and gives up on
     the workflow; in its attempt the import spins until the task's deadline, like any
     guest that spins. Other workflows' tasks run meanwhile and after."""
-    store = await SQLiteStore.open(tmp_path / "durable.db")
-    await store.migrate()
-    client = Client(store)
-    runtime = Runtime(HostConfig(instance_pool=1))
-    try:
+    async with _worker(tmp_path, concurrency=2, close_timeout=60) as (_, client, runtime):
         spin_hash = await client.register_file(_folder(tmp_path, "while True:\n    pass\n", "spin"))
         other_hash = await client.register_file(_folder(tmp_path, DRAWS))
-        async with running(Worker(store, WorkerConfig(concurrency=2), runtime=runtime)):
-            first = await client.launch(spin_hash, name="spin", timeout=2)
-            spun = await client.wait(first.id, timeout=300)
-            assert spun.state is TaskState.FAILED
-            assert json.loads(spun.error or "{}")["kind"] == "TimeoutError", spun.error
-            # Its refill imports it ahead: stopped at its budget, then refused.
-            spinning = await client.launch(spin_hash, name="spin", timeout=30)
-            for _ in range(3):  # while it spins in its attempt, and while the pool tries
-                other = await client.launch(other_hash, name="other", input=0)
-                done = await client.wait(other.id, timeout=300)
-                assert done.state is TaskState.COMPLETE, done.error
+        first = await client.launch(spin_hash, name="spin", timeout=2)
+        spun = await client.wait(first.id, timeout=300)
+        assert spun.state is TaskState.FAILED
+        assert json.loads(spun.error or "{}")["kind"] == "TimeoutError", spun.error
+        # Its refill imports it ahead: stopped at its budget, then refused.
+        spinning = await client.launch(spin_hash, name="spin", timeout=30)
+        for _ in range(3):  # while it spins in its attempt, and while the pool tries
+            other = await client.launch(other_hash, name="other", input=0)
+            done = await client.wait(other.id, timeout=300)
+            assert done.state is TaskState.COMPLETE, done.error
 
-            if AHEAD:  # stopped at its budget, then given up on
-                await until(_tried(runtime))
-            await client.cancel(spinning.id)
-            assert (await client.wait(spinning.id, timeout=300)).state is TaskState.CANCELLED
-    finally:
-        await store.close()
-        assert runtime.close(timeout=60), "a guest was left inside wasmtime"
+        if AHEAD:  # stopped at its budget, then given up on
+            await until(_tried(runtime))
+        await client.cancel(spinning.id)
+        assert (await client.wait(spinning.id, timeout=300)).state is TaskState.CANCELLED
 
 
 async def test_the_standard_library_wins_over_a_file_of_the_same_name(tmp_path: Path) -> None:
@@ -227,22 +223,14 @@ async def test_the_standard_library_wins_over_a_file_of_the_same_name(tmp_path: 
     body += "def main(n):\n    return json.dumps({'n': n * SCALE})\n"
     path = _folder(tmp_path, body)
     (path.parent / "json.py").write_text("raise RuntimeError('the file beside it was imported')\n")
-    store = await SQLiteStore.open(tmp_path / "durable.db")
-    await store.migrate()
-    client = Client(store)
-    runtime = Runtime(HostConfig(instance_pool=1))
-    try:
+    async with _worker(tmp_path) as (_, client, runtime):
         workflow_hash = await client.register_file(path)
-        async with running(Worker(store, WorkerConfig(concurrency=1), runtime=runtime)):
-            for n in (1, 2):  # imported in the attempt, then ahead
-                if n == 2:
-                    await until(_ready(runtime))
-                task = await client.launch(workflow_hash, name="f", input=n)
-                done = await client.wait(task.id, timeout=300)
-                assert done.state is TaskState.COMPLETE, done.error
-                assert json.loads(json.loads(done.result or "null")) == {"n": n * 1000}
-    finally:
-        await store.close()
-        assert runtime.close(), "a guest was left inside wasmtime"
+        for n in (1, 2):  # imported in the attempt, then ahead
+            if n == 2:
+                await until(_ready(runtime))
+            task = await client.launch(workflow_hash, name="f", input=n)
+            done = await client.wait(task.id, timeout=300)
+            assert done.state is TaskState.COMPLETE, done.error
+            assert json.loads(json.loads(done.result or "null")) == {"n": n * 1000}
     assert runtime.pool.taken >= 1
     assert runtime.pool.imported >= 1 if AHEAD else runtime.pool.imported == 0
